@@ -1,0 +1,1 @@
+"""HTTP API: WaAPI-compatible routes, native routes, sandbox controls."""

@@ -1,0 +1,66 @@
+"""Error mapping: every refusal is JSON ``{"status": "error", "error": "<message>", ...}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from wahub.domain.errors import ApiError, QueueFull, StoreUnavailable
+
+log = structlog.get_logger("wahub.api")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """A JSON error body with the given HTTP status."""
+    return JSONResponse({"status": "error", "error": message, **extra}, status_code=status, headers=headers)
+
+
+def _describe(errors: list[Any]) -> tuple[int, str]:
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            return 400, "malformed JSON body: " + str(err.get("ctx", {}).get("error", "could not parse"))
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        field = ".".join(loc)
+        if err.get("type") == "missing" and not loc:
+            return 400, "request body is required (a JSON object)"
+        if err.get("type") in ("model_attributes_type", "dict_type") and not loc:
+            return 400, "request body must be a JSON object"
+        parts.append(f"{field}: {err.get('msg')}" if field else str(err.get("msg")))
+    return 422, "; ".join(parts) or "invalid request"
+
+
+def install(app: FastAPI) -> None:
+    """Register the exception handlers on ``app``."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFull) else None
+        return error_response(exc.status_code, exc.message, headers, **exc.extra)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(_request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return error_response(503, "store unavailable, try again shortly", {"Retry-After": "5"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, message = _describe(list(exc.errors()))
+        return error_response(status, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "Not found"
+        return error_response(exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", path=request.url.path)
+        return error_response(500, "internal error")

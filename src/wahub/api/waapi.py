@@ -1,0 +1,206 @@
+"""The WaAPI-compatible surface (what the existing wa-hub serves; DESIGN §5 table)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+
+from wahub.api import schemas
+from wahub.api.auth import require_key
+from wahub.domain import lifecycle
+from wahub.domain.errors import Conflict, InvalidInput, NotFound
+from wahub.domain.outbox import ItemKind, ItemStatus
+from wahub.runtime.hub import Hub, InstanceRuntime
+
+router = APIRouter(dependencies=[Depends(require_key)], tags=["WaAPI-compatible"])
+
+
+def hub_of(request: Request) -> Hub:
+    """The hub serving this app."""
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def ok(payload: dict[str, Any], status_code: int = 200) -> JSONResponse:
+    """Success body: the payload with ``status: "success"`` (the existing wa-hub's envelope)."""
+    return JSONResponse({**payload, "status": "success"}, status_code=status_code)
+
+
+def instance_brief(rt: InstanceRuntime) -> dict[str, Any]:
+    """``instance`` object of the existing wa-hub (+ state and webhook fields)."""
+    return {"id": rt.id, "name": rt.record.name,
+            "status": lifecycle.external_status(rt.state, rt.qr is not None), "state": rt.state.value,
+            "phoneNumber": rt.phone, "webhookUrl": rt.record.webhook_url,
+            "webhookEvents": rt.record.webhook_events, "lastError": rt.last_error}
+
+
+def _dump(body: Any) -> dict[str, Any]:
+    return body.model_dump(exclude_unset=True) if body is not None else {}
+
+
+@router.get("/instances", summary="List instances (a bare JSON array, as wa-hub always answered)")
+async def list_instances(request: Request) -> JSONResponse:
+    return JSONResponse([instance_brief(rt) for rt in hub_of(request).instances.values()])
+
+
+@router.post("/instances", summary="Create an instance; it starts connecting at once")
+async def create_instance(request: Request, body: schemas.CreateInstance) -> JSONResponse:
+    data = _dump(body)
+    webhook = data.get("webhook") or {}
+    if not isinstance(data.get("name"), str):
+        raise InvalidInput("name is required (a string)")
+    rt = await hub_of(request).create_instance(data["name"], webhook.get("url"), webhook.get("events"),
+                                               webhook.get("secret"))
+    return ok({"instance": instance_brief(rt)})
+
+
+@router.get("/instances/{instance_id}", summary="One instance")
+async def get_instance(request: Request, instance_id: str) -> JSONResponse:
+    return ok({"instance": instance_brief(hub_of(request).get(instance_id))})
+
+
+@router.put("/instances/{instance_id}", summary="Update name, webhook or per-instance limits")
+async def update_instance(request: Request, instance_id: str, body: schemas.UpdateInstance) -> JSONResponse:
+    data = _dump(body)
+    webhook = data.get("webhook") or {}
+    kwargs: dict[str, Any] = {"name": data.get("name")}
+    if "url" in webhook:
+        kwargs["webhook_url"] = webhook["url"]
+    if "events" in webhook:
+        kwargs["events"] = webhook["events"] if webhook["events"] is not None else []
+    if "secret" in webhook:
+        kwargs["webhook_secret"] = webhook["secret"]
+    limits = data.get("limits")
+    if limits is not None:
+        names = {"perMinute": "limit_per_minute", "perHour": "limit_per_hour", "intervalMs": "send_interval_ms"}
+        unknown = set(limits) - set(names)
+        if unknown:
+            raise InvalidInput(f"limits has unknown keys {sorted(unknown)}; known: perMinute, perHour, intervalMs")
+        kwargs["limits"] = {names[k]: v for k, v in limits.items()}
+    rt = await hub_of(request).update_instance(instance_id, **kwargs)
+    return ok({"instance": instance_brief(rt)})
+
+
+@router.delete("/instances/{instance_id}", summary="Delete: log out, purge the session and every record")
+async def delete_instance(request: Request, instance_id: str) -> JSONResponse:
+    deleted = await hub_of(request).delete_instance(instance_id)
+    if not deleted:
+        raise NotFound(f"instance {instance_id} not found")
+    return ok({"message": f"Instance {instance_id} deleted successfully", "deleted": True})
+
+
+@router.get("/instances/{instance_id}/client/qr", summary="Current QR code as base64 PNG")
+async def get_qr(request: Request, instance_id: str) -> JSONResponse:
+    hub = hub_of(request)
+    rt = hub.get(instance_id)
+    if rt.qr is None:
+        if rt.state == lifecycle.State.READY:
+            return ok({"qrCode": {"data": {"qr_code": None}}, "instanceStatus": "ready",
+                       "message": "instance is linked; there is no QR code to scan"})
+        raise NotFound("QR code not available yet. Please wait a few seconds.", instanceState=rt.state.value)
+    return ok({"qrCode": {"data": {"qr_code": hub.qr_png_b64(rt.qr), "qr_string": rt.qr}},
+               "instanceStatus": "qr"})
+
+
+@router.get("/instances/{instance_id}/client/status", summary="Connection status (WaAPI shape)")
+async def client_status(request: Request, instance_id: str) -> JSONResponse:
+    hub = hub_of(request)
+    rt = hub.get(instance_id)
+    stats = await hub.store.queue_stats(rt.id)
+    data = {"phoneNumber": rt.phone, "formattedNumber": rt.phone} if rt.phone else {}
+    return ok({"clientStatus": {
+        "instanceStatus": lifecycle.external_status(rt.state, rt.qr is not None), "instanceId": rt.id,
+        "data": data, "state": rt.state.value, "since": rt.state_since, "reason": rt.state_reason,
+        "queueDepth": stats.depth, "lastError": rt.last_error}})
+
+
+@router.get("/instances/{instance_id}/client/me", summary="The linked account")
+async def client_me(request: Request, instance_id: str) -> JSONResponse:
+    rt = hub_of(request).get(instance_id)
+    if rt.state != lifecycle.State.READY:
+        raise Conflict(f"Instance is not connected. Current state: {rt.state.value}", instanceState=rt.state.value)
+    return ok({"me": {"data": {"displayName": rt.push_name, "contactId": rt.phone, "formattedNumber": rt.phone,
+                               "id": f"{rt.phone}@c.us" if rt.phone else None, "profilePicUrl": None}}})
+
+
+async def _enqueue(request: Request, instance_id: str, kind: ItemKind, data: dict[str, Any],
+                   header_key: str | None) -> JSONResponse:
+    hub = hub_of(request)
+    retry = data.get("retry") is True or request.query_params.get("retry") in ("1", "true")
+    result = await hub.enqueue(instance_id, kind, data, header_key=header_key, retry=retry)
+    rt = hub.get(instance_id)
+    item = result.item
+    state = rt.state.value
+    common: dict[str, Any] = {"queueId": item.queue_id, "idempotencyKey": item.idempotency_key,
+                              "replay": result.replay, "instanceState": state, "queueDepth": result.queue_depth}
+    if rt.state in lifecycle.TERMINAL:
+        common["warning"] = f"instance is {state}: nothing is sent until an operator acts"
+    if item.status == ItemStatus.SENT:
+        payload: dict[str, Any] = {"status": "success", "messageId": item.message_id, **common}
+        code = 200
+    else:
+        payload = {"status": "queued", "queued": True, **common, "itemStatus": item.status.value,
+                   "message": "Message queued. Will be sent when instance becomes ready."}
+        code = 202
+    if hub.settings.waapi_envelope:
+        inner = {**payload, "status": "success"}
+        return JSONResponse({"status": "success", "data": inner}, status_code=code)
+    return JSONResponse(payload, status_code=code)
+
+
+@router.post("/instances/{instance_id}/client/action/send-message", status_code=202,
+             summary="Enqueue a text message (202 queued; 200 with messageId for a replay of a sent one)")
+async def send_message(request: Request, instance_id: str, body: schemas.SendMessage,
+                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> JSONResponse:
+    return await _enqueue(request, instance_id, ItemKind.TEXT, _dump(body), idempotency_key)
+
+
+@router.post("/instances/{instance_id}/client/action/create-poll", status_code=202,
+             summary="Enqueue a poll (2-12 distinct options)")
+async def create_poll(request: Request, instance_id: str, body: schemas.CreatePoll,
+                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> JSONResponse:
+    return await _enqueue(request, instance_id, ItemKind.POLL, _dump(body), idempotency_key)
+
+
+@router.post("/instances/{instance_id}/client/action/logout",
+             summary="End the WhatsApp session; the instance and its queue stay (state logged_out)")
+async def logout(request: Request, instance_id: str) -> JSONResponse:
+    rt = await hub_of(request).logout(instance_id)
+    return ok({"message": f"Instance {rt.id} logged out", "data": {"status": "success",
+                                                                    "instanceStatus": rt.state.value}})
+
+
+@router.post("/instances/{instance_id}/client/action/reboot", summary="Soft restart (counts against the budget)")
+async def reboot(request: Request, instance_id: str) -> JSONResponse:
+    rt = await hub_of(request).restart(instance_id, "soft")
+    return ok({"message": "Restart initiated (type: soft)", "data": {"status": "success"}, "instanceId": rt.id})
+
+
+@router.post("/instances/{instance_id}/client/action/request-pairing-code",
+             summary="Pairing code for phone-number login")
+async def request_pairing_code(request: Request, instance_id: str, body: schemas.PairingCode) -> JSONResponse:
+    data = _dump(body)
+    code = await hub_of(request).request_pairing_code(instance_id, data.get("phoneNumber"))
+    return ok({"data": {"status": "success", "pairingCode": code}})
+
+
+@router.post("/instances/{instance_id}/client/action/is-registered-user",
+             summary="Whether a number has WhatsApp (instance must be ready)")
+async def is_registered_user(request: Request, instance_id: str, body: schemas.RegisteredUser) -> JSONResponse:
+    data = _dump(body)
+    registered = await hub_of(request).is_registered(instance_id, data.get("contactId"))
+    return ok({"data": {"status": "success", "isRegisteredUser": registered}})
+
+
+@router.post("/instances/{instance_id}/client/action/get-poll-votes",
+             summary="Latest vote of every voter on a poll wa-hub sent")
+async def get_poll_votes(request: Request, instance_id: str, body: schemas.PollVotes) -> JSONResponse:
+    from wahub.api.native import poll_votes_payload
+
+    data = _dump(body)
+    if not isinstance(data.get("messageId"), str):
+        raise InvalidInput("messageId is required")
+    payload = await poll_votes_payload(hub_of(request), instance_id, data["messageId"])
+    return ok({"data": {"status": "success", **payload}})

@@ -1,0 +1,191 @@
+"""The ``wa-hub`` command: ``serve`` runs a hub; the other commands call a running hub's HTTP API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+import httpx
+
+
+@click.group()
+@click.version_option(package_name="wahub")
+def main() -> None:
+    """wa-hub: a self-hosted WhatsApp gateway."""
+
+
+@main.command()
+@click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", envvar="PORT", default=3000, show_default=True, type=int, help="TCP port")
+@click.option("--data-dir", envvar="DATA_DIR", default="./data", show_default=True, help="SQLite file, sessions")
+@click.option("--engine", envvar="WAHUB_ENGINE", default="sandbox", show_default=True,
+              type=click.Choice(["sandbox", "whatsmeow"]), help="WhatsApp engine")
+@click.option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> None:
+    """Run the hub (settings from the environment; see .env.example)."""
+    from pydantic import ValidationError
+
+    from wahub import config
+    from wahub.observability import configure_logging
+
+    try:
+        settings = config.load(host=host, port=port, data_dir=data_dir, engine=engine, log_level=log_level)
+    except ValidationError as exc:
+        click.echo(config.describe_error(exc), err=True)
+        sys.exit(2)
+    configure_logging(settings.log_level, settings.log_format)
+    import uvicorn
+
+    from wahub.api.app import create_app
+    from wahub.runtime.compose import build_hub
+
+    hub = build_hub(settings)
+    app = create_app(hub)
+    click.echo(f"wa-hub listening on http://{settings.host}:{settings.port} (docs at /docs, dashboard at "
+               f"/dashboard)", err=True)
+    click.echo(f"engine: {settings.engine}" + (" (simulated WhatsApp: link instances with POST "
+               "/sandbox/instances/{id}/scan; choose the real engine with --engine whatsmeow)"
+               if settings.engine == "sandbox" else ""), err=True)
+    click.echo(f"database: {_safe_url(settings.resolved_database_url)}", err=True)
+    if settings.api_key is None:
+        click.echo("WARNING: no API_KEY set and WAHUB_INSECURE_NO_API_KEY=true: the API is open", err=True)
+    else:
+        click.echo("API key: the value of the API_KEY environment variable", err=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                                           access_log=False, lifespan="on", timeout_graceful_shutdown=5))
+    server.run()
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+class Api:
+    """A tiny client of a running hub for the operator commands."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"cannot reach wa-hub at {self.client.base_url}: {exc}") from exc
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {"error": resp.text}
+        if resp.status_code >= 400:
+            msg = body.get("error") if isinstance(body, dict) else str(body)
+            raise click.ClickException(f"HTTP {resp.status_code}: {msg}")
+        return body
+
+
+def _api_options(fn: Any) -> Any:
+    fn = click.option("--url", envvar="WAHUB_URL", default="http://127.0.0.1:3000", show_default=True,
+                      help="base URL of the hub")(fn)
+    fn = click.option("--api-key", envvar="API_KEY", default=None, help="API key (default: $API_KEY)")(fn)
+    return fn
+
+
+@main.group()
+def instances() -> None:
+    """List, create and delete instances."""
+
+
+@instances.command("list")
+@_api_options
+def instances_list(url: str, api_key: str | None) -> None:
+    """List instances."""
+    for inst in Api(url, api_key).call("GET", "/instances"):
+        click.echo(f"{inst['id']}\t{inst['status']}\t{inst.get('phoneNumber') or '-'}\t{inst['name']}")
+
+
+@instances.command("create")
+@click.argument("name")
+@click.option("--webhook-url", default=None, help="where events are POSTed")
+@click.option("--event", "events", multiple=True, help="event to deliver (repeat; default all)")
+@_api_options
+def instances_create(name: str, webhook_url: str | None, events: tuple[str, ...], url: str,
+                     api_key: str | None) -> None:
+    """Create an instance."""
+    body: dict[str, Any] = {"name": name}
+    if webhook_url or events:
+        body["webhook"] = {"url": webhook_url, "events": list(events)}
+    out = Api(url, api_key).call("POST", "/instances", json=body)
+    click.echo(json.dumps(out["instance"], indent=2))
+
+
+@instances.command("delete")
+@click.argument("instance_id")
+@_api_options
+def instances_delete(instance_id: str, url: str, api_key: str | None) -> None:
+    """Delete an instance (logs out and purges its records)."""
+    Api(url, api_key).call("DELETE", f"/instances/{instance_id}")
+    click.echo(f"deleted {instance_id}")
+
+
+@main.command()
+@click.argument("instance_id")
+@click.argument("chat_id")
+@click.argument("text", required=False)
+@click.option("--poll", "options", multiple=True, help="send a poll with TEXT as caption; repeat per option")
+@click.option("--multiple", is_flag=True, help="poll allows several answers")
+@click.option("--key", "idempotency_key", default=None, help="idempotency key")
+@_api_options
+def send(instance_id: str, chat_id: str, text: str | None, options: tuple[str, ...], multiple: bool,
+         idempotency_key: str | None, url: str, api_key: str | None) -> None:
+    """Enqueue a text message (or a poll with --poll) through a running hub."""
+    if text is None:
+        text = sys.stdin.read()
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    if options:
+        path, body = "create-poll", {"chatId": chat_id, "caption": text, "options": list(options),
+                                     "multipleAnswers": multiple}
+    else:
+        path, body = "send-message", {"chatId": chat_id, "message": text}
+    out = Api(url, api_key).call("POST", f"/instances/{instance_id}/client/action/{path}", json=body,
+                                 headers=headers)
+    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+@main.command()
+@_api_options
+def status(url: str, api_key: str | None) -> None:
+    """A table of instances: state, phone, queue depth, sent in the last hour, last error."""
+    api = Api(url, api_key)
+    rows = [("ID", "STATE", "PHONE", "QUEUE", "SENT1H", "LAST ERROR")]
+    for inst in api.call("GET", "/instances"):
+        st = api.call("GET", f"/instances/{inst['id']}/status")
+        rows.append((inst["id"], st["instance"]["state"], st["client"]["phoneNumber"] or "-",
+                     str(st["queue"]["depth"]), str(st["counters"]["sent1h"]), (st.get("lastError") or "-")[:40]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@main.command()
+@click.argument("instance_id")
+@_api_options
+def qr(instance_id: str, url: str, api_key: str | None) -> None:
+    """Print the instance's current QR code in the terminal."""
+    import segno
+
+    out = Api(url, api_key).call("GET", f"/instances/{instance_id}/client/qr")
+    code = out["qrCode"]["data"].get("qr_string")
+    if not code:
+        raise click.ClickException(out.get("message") or "no QR code to show")
+    segno.make(code, error="l").terminal(compact=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,103 @@
+"""The one exception tree of wa-hub.
+
+    WaHubError
+    ├── SendError                      an engine could not send one outbox item
+    │   ├── TransientSendError         retry later with backoff (timeouts, server hiccups)
+    │   ├── PermanentSendError         never retry (not on WhatsApp, invalid recipient, too long)
+    │   └── DisconnectedError          the connection went away mid-send; the item is re-queued
+    │                                  without counting an attempt
+    ├── EngineError                    an engine call other than a send failed
+    ├── StoreError                     the database failed
+    │   └── StoreUnavailable           the database cannot be reached (API answers 503)
+    └── ApiError                       a request the API must refuse, with its HTTP status
+        ├── InvalidInput       400
+        ├── NotFound           404
+        ├── Conflict           409
+        ├── QueueFull          429 (with ``retry_after_s``)
+        └── ServiceUnavailable 503
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WaHubError(Exception):
+    """Root of every error wa-hub raises on purpose."""
+
+
+class SendError(WaHubError):
+    """An engine could not send one outbox item; ``reason`` is a short machine-readable code."""
+
+    def __init__(self, message: str, *, reason: str = "send_error") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TransientSendError(SendError):
+    """The send may succeed later: back off and retry (counts one attempt)."""
+
+
+class PermanentSendError(SendError):
+    """The send can never succeed (e.g. ``not_on_whatsapp``, ``invalid_recipient``, ``too_long``)."""
+
+
+class DisconnectedError(SendError):
+    """The connection dropped during the send; the item returns to the queue, no attempt counted."""
+
+
+class EngineError(WaHubError):
+    """An engine call other than a send failed (pairing code, number check, logout)."""
+
+
+class StoreError(WaHubError):
+    """The storage layer failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now."""
+
+
+class ApiError(WaHubError):
+    """A request the API refuses; carries the HTTP status and optional extra JSON fields."""
+
+    status_code = 400
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class InvalidInput(ApiError):
+    """Malformed or invalid input (400); the message names the field."""
+
+    status_code = 400
+
+
+class NotFound(ApiError):
+    """The addressed instance, item or event does not exist (404)."""
+
+    status_code = 404
+
+
+class Conflict(ApiError):
+    """The request conflicts with stored state, e.g. an idempotency key reused with another payload (409)."""
+
+    status_code = 409
+
+
+class QueueFull(ApiError):
+    """The instance's outbox holds ``MAX_QUEUE_SIZE`` open items (429)."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.retry_after_s = retry_after_s
+
+
+class ServiceUnavailable(ApiError):
+    """The store or the engines are not available (503)."""
+
+    status_code = 503

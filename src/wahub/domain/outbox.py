@@ -1,0 +1,74 @@
+"""Outbox items: statuses, kinds and the record shape shared by store, runtime and API."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class ItemStatus(enum.StrEnum):
+    """Life of an outbox item (DESIGN §3.3).
+
+    ``queued → sending → sent | failed | canceled``; ``uncertain`` when the process died after
+    handing the item to the engine and before recording the result.
+    """
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    UNCERTAIN = "uncertain"
+
+
+OPEN_STATUSES = frozenset({ItemStatus.QUEUED, ItemStatus.SENDING})
+FINAL_STATUSES = frozenset({ItemStatus.SENT, ItemStatus.FAILED, ItemStatus.CANCELED, ItemStatus.UNCERTAIN})
+
+
+class ItemKind(enum.StrEnum):
+    """What an item sends."""
+
+    TEXT = "text"
+    POLL = "poll"
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One requested send. Times are epoch milliseconds."""
+
+    seq: int
+    queue_id: str
+    instance_id: str
+    idempotency_key: str
+    key_source: str  # "header" | "body" | "derived"
+    kind: ItemKind
+    chat_id: str
+    payload: dict[str, Any]
+    fingerprint: str
+    status: ItemStatus
+    attempts: int
+    next_attempt_at: int
+    created_at: int
+    updated_at: int
+    handed_over_at: int | None
+    sent_at: int | None
+    message_id: str | None
+    last_error: str | None
+    error_reason: str | None
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    """Outcome of an enqueue: the item and whether it already existed under that key."""
+
+    item: OutboxItem
+    replay: bool
+    queue_depth: int
+
+
+MAX_TEXT_LENGTH = 65_536  # WhatsApp rejects longer text messages
+MIN_POLL_OPTIONS = 2
+MAX_POLL_OPTIONS = 12  # WhatsApp's limit for poll options
+MAX_POLL_OPTION_LENGTH = 100
+MAX_CAPTION_LENGTH = 255

@@ -1,0 +1,1 @@
+"""Engines: adapters that speak to WhatsApp (sandbox, whatsmeow)."""

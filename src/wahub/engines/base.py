@@ -1,0 +1,191 @@
+"""The engine interface: what the runtime asks of a WhatsApp connection and what it hears back.
+
+An :class:`Engine` drives one instance's connection. It reports what happens through the
+``EventSink`` it was built with, as the event dataclasses below. Chat ids in and out are
+wa-hub's canonical external form (``<digits>@c.us``, ``@g.us``, ``@lid``…). Times are epoch ms.
+
+Send calls raise the :mod:`wahub.domain.errors` ``SendError`` family: ``TransientSendError``
+(retry), ``PermanentSendError`` (never retry), ``DisconnectedError`` (re-queue, no attempt).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do."""
+
+    polls: bool = True
+    typing: bool = False
+    pairing_code: bool = False
+    number_check: bool = True
+
+
+@dataclass(frozen=True)
+class QrCode:
+    """A new QR string to scan (raw text; the runtime renders the PNG)."""
+
+    code: str
+
+
+@dataclass(frozen=True)
+class PairCode:
+    """A pairing code was issued for phone-number login."""
+
+    code: str
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """The phone scanned the QR / the session was accepted; ``ready`` should follow."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Connected and able to send; ``phone`` is the account's digits when known."""
+
+    phone: str | None = None
+    push_name: str | None = None
+    jid: str | None = None
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """The connection dropped (recoverable by reconnecting)."""
+
+    reason: str = "disconnected"
+
+
+@dataclass(frozen=True)
+class LoggedOut:
+    """The session ended on the phone or the server; a new QR is required."""
+
+    reason: str = "logged_out"
+
+
+@dataclass(frozen=True)
+class TemporaryBan:
+    """WhatsApp restricted the account until ``expires_at`` (epoch ms, None when unknown)."""
+
+    code: str
+    expires_at: int | None
+
+
+@dataclass(frozen=True)
+class QrTimeout:
+    """The QR window ended without a scan."""
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message received by the account. ``sender_alt`` is the phone JID behind an ``@lid``."""
+
+    message_id: str
+    chat_id: str
+    sender: str
+    text: str
+    timestamp: int
+    from_me: bool = False
+    sender_alt: str | None = None
+    push_name: str | None = None
+
+
+@dataclass(frozen=True)
+class PollVote:
+    """A vote on a poll: either option names, or SHA-256 hashes of them (hex) to be resolved."""
+
+    poll_message_id: str
+    chat_id: str
+    voter: str
+    timestamp: int
+    selected_options: tuple[str, ...] | None = None
+    selected_hashes: tuple[str, ...] | None = None
+    voter_alt: str | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Delivery state change for one or more sent messages: ``delivered`` | ``read`` | ``played``."""
+
+    message_ids: tuple[str, ...]
+    ack: str
+    chat_id: str | None = None
+    timestamp: int = 0
+
+
+EngineEvent = (QrCode | PairCode | Authenticated | Ready | Disconnected | LoggedOut | TemporaryBan
+               | QrTimeout | InboundMessage | PollVote | Receipt)
+EventSink = Callable[[EngineEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What WhatsApp answered to a send: the message id it assigned."""
+
+    message_id: str
+    timestamp: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Engine(abc.ABC):
+    """One instance's connection to WhatsApp."""
+
+    capabilities = Capabilities()
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Begin connecting: emits ``QrCode`` or ``Ready`` (or a failure event) later."""
+
+    @abc.abstractmethod
+    async def reconnect(self) -> None:
+        """Soft restart: drop and re-open the connection, keeping the session."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Close the connection and release resources; the session stays for the next start."""
+
+    @abc.abstractmethod
+    async def logout(self) -> None:
+        """End the session on WhatsApp and delete local session data."""
+
+    @abc.abstractmethod
+    async def send_text(self, chat_id: str, text: str) -> SendResult:
+        """Send ``text`` verbatim to ``chat_id``. Raises the ``SendError`` family."""
+
+    @abc.abstractmethod
+    async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool) -> SendResult:
+        """Send a poll; votes arrive later as :class:`PollVote`. Raises the ``SendError`` family."""
+
+    async def send_typing(self, chat_id: str) -> None:  # noqa: B027 - optional capability
+        """Show "typing…" in ``chat_id`` (no-op for engines without the capability)."""
+
+    async def request_pairing_code(self, phone: str) -> str:
+        """Ask for a pairing code for phone-number login. Raises ``EngineError`` when unsupported."""
+        from wahub.domain.errors import EngineError
+
+        raise EngineError("this engine does not support pairing codes")
+
+    async def probe_ready(self) -> bool:
+        """Whether the connection works although ``Ready`` never came (readiness probe)."""
+        return False
+
+    @abc.abstractmethod
+    async def is_registered(self, chat_id: str) -> bool:
+        """True when ``chat_id`` (a person) has WhatsApp. Raises ``EngineError`` when not connected."""
+
+
+class EngineFactory(abc.ABC):
+    """Builds engines; one per instance, built again on a hard restart."""
+
+    name: str = "engine"
+
+    @abc.abstractmethod
+    def create(self, instance_id: str, sink: EventSink) -> Engine:
+        """A fresh, unstarted engine for ``instance_id`` reporting to ``sink``."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release anything shared by the engines of this factory."""

@@ -1,0 +1,1 @@
+"""Runtime: the hub that wires policy (domain) to adapters (store, engines)."""

@@ -1,0 +1,35 @@
+"""The composition root: builds a hub (store, engine factory, clock) from the settings."""
+
+from __future__ import annotations
+
+import random
+
+from wahub.config import Settings
+from wahub.domain.clock import Clock
+from wahub.engines.base import EngineFactory
+from wahub.runtime.clock import SystemClock
+from wahub.runtime.hub import Hub
+from wahub.store.sql import SqlStore
+
+
+def build_hub(settings: Settings, *, clock: Clock | None = None, rng: random.Random | None = None) -> Hub:
+    """A hub wired from ``settings``; call ``await hub.start()`` to run it."""
+    clock = clock or SystemClock()
+    rng = rng or random.Random()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SqlStore(settings.resolved_database_url)
+    sandbox = None
+    factory: EngineFactory
+    if settings.engine == "sandbox":
+        from wahub.engines.sandbox import SandboxFactory, SandboxWorld
+
+        sandbox = SandboxWorld(clock, settings.data_dir, auto_link_ms=settings.sandbox_auto_link_ms,
+                               send_latency_ms=settings.sandbox_send_latency_ms, auto_ack=settings.sandbox_auto_ack,
+                               qr_refresh_ms=settings.sandbox_qr_refresh_ms, qr_window_ms=settings.qr_window_ms,
+                               delivery_log=settings.sandbox_delivery_log, rng=rng)
+        factory = SandboxFactory(sandbox)
+    else:
+        from wahub.engines.whatsmeow.factory import WhatsmeowFactory
+
+        factory = WhatsmeowFactory(settings.data_dir / "sessions", clock=clock)
+    return Hub(settings, store, factory, clock=clock, rng=rng, sandbox=sandbox)

@@ -1,0 +1,344 @@
+"""The per-instance lifecycle supervisor (DESIGN §2).
+
+It maps engine events to transitions of :mod:`wahub.domain.lifecycle`, records every
+transition with its webhook events in one transaction, and runs the reconnection ladder:
+
+* unexpected disconnect → wait ``RESTART_BACKOFF_MS * 2**(n-1)`` (n = consecutive failed
+  attempts, reset only after ``STABLE_READY_MS`` of uninterrupted ``ready``), then a soft
+  restart for the first attempt and hard restarts after it;
+* every restart, automatic or manual, is first checked against the persisted budget
+  (``MAX_RESTARTS_PER_WINDOW`` in ``RESTART_WINDOW_MINUTES``); over budget → ``error``;
+* restarts are single-flight: requests that arrive while one runs join it;
+* each attempt has a watchdog (``SOFT_/HARD_RESTART_TIMEOUT_MS``): neither ``ready`` nor a QR in
+  time is a failed attempt; ``authenticated`` without ``ready`` is resolved by a readiness probe
+  after ``READY_PROBE_TIMEOUT_MS``;
+* terminal states (``needs_qr``, ``logged_out``, ``restricted``, ``error``) stop the engine and the
+  send loop, keep the queue, and are left only by an explicit restart (or a ban's expiry when
+  ``RESTRICTED_AUTO_RESUME`` is on). The QR window is timed from the attempt's first QR, so QR
+  refreshes never move it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from wahub.domain import lifecycle
+from wahub.domain.errors import Conflict
+from wahub.domain.lifecycle import State
+from wahub.engines import base as eng
+
+if TYPE_CHECKING:
+    from wahub.runtime.hub import Hub, InstanceRuntime
+
+log = structlog.get_logger("wahub.supervisor")
+
+STABLE_READY_MS = 60_000
+MAX_BACKOFF_MS = 300_000
+
+
+class Supervisor:
+    """Drives one instance's engine through the lifecycle."""
+
+    def __init__(self, hub: Hub, rt: InstanceRuntime) -> None:
+        self.hub = hub
+        self.rt = rt
+        self.failures = 0
+        self._restart: asyncio.Task[None] | None = None
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._qr_started: int | None = None
+        self._lock = asyncio.Lock()
+
+    # -- timers ----------------------------------------------------------------------------------
+    def _arm(self, name: str, ms: int, fn: Any) -> None:
+        self._cancel(name)
+
+        async def fire() -> None:
+            structlog.contextvars.clear_contextvars()
+            await self.hub.clock.sleep(ms)
+            self._timers.pop(name, None)
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("supervisor_timer_error", instance_id=self.rt.id, timer=name)
+
+        self._timers[name] = asyncio.ensure_future(fire())
+
+    def _cancel(self, name: str) -> None:
+        task = self._timers.pop(name, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def cancel_all(self) -> None:
+        """Stop every pending timer (instance deleted or hub stopping)."""
+        for name in list(self._timers):
+            self._cancel(name)
+
+    # -- transitions -----------------------------------------------------------------------------
+    async def transition(self, to: State, reason: str | None, *, event: str | None = None,
+                         data: dict[str, Any] | None = None, **values: Any) -> bool:
+        """Move to ``to`` if the table allows it; store it with ``change_state`` and ``event``.
+
+        Returns False (and records nothing) when the move is not allowed or not a change.
+        """
+        rt = self.rt
+        src = rt.state
+        if src == to or not lifecycle.can_move(src, to):
+            if event is None or src != to:
+                log.debug("transition_ignored", instance_id=rt.id, src=src.value, dst=to.value, reason=reason)
+                return False
+        now = self.hub.clock.now_ms()
+        drafts = self.hub.event_drafts(rt, "change_state", {
+            "status": lifecycle.external_status(to, rt.qr is not None), "state": to.value,
+            "previousState": src.value, "reason": reason, "at": now})
+        if event is not None:
+            drafts += self.hub.event_drafts(rt, event, data or {})
+        if src == to:  # same state, only the specific event (e.g. repeated restriction info)
+            drafts = drafts[1:]
+        await self.hub.store.record_transition(rt.id, from_state=src.value, to_state=to.value, reason=reason,
+                                               now=now, events=drafts, **values)
+        rt.state = to
+        rt.state_since = now
+        rt.state_reason = reason
+        for key, value in values.items():
+            setattr(rt, key, value) if hasattr(rt, key) else None
+        self.hub.on_transition(rt, src, to, reason)
+        log.info("state_changed", instance_id=rt.id, src=src.value, dst=to.value, reason=reason)
+        if drafts:
+            self.hub.dispatcher.notify(rt.id)
+        return True
+
+    # -- starting and stopping -----------------------------------------------------------------
+    async def boot(self, reason: str) -> None:
+        """Start the engine for an instance that should run (creation or process start); no budget."""
+        async with self._lock:
+            if self.rt.state != State.INITIALIZING:
+                await self.transition(State.INITIALIZING, reason)
+            await self._build_and_start(self.hub.settings.hard_restart_timeout_ms)
+
+    async def _build_and_start(self, timeout_ms: int) -> None:
+        rt = self.rt
+        await self._stop_engine()
+        built: list[eng.Engine] = []
+
+        async def sink(event: eng.EngineEvent) -> None:
+            # Events from an engine that was replaced (hard restart) or stopped are dropped.
+            if not built or rt.engine is not built[0]:
+                return
+            try:
+                await self.on_event(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine_event_error", instance_id=rt.id, engine_event=type(event).__name__)
+
+        engine = self.hub.engine_factory.create(rt.id, sink)
+        built.append(engine)
+        rt.engine = engine
+        self._qr_started = None
+        await engine.start()
+        self._arm("watchdog", timeout_ms, self._watchdog)
+
+    async def _stop_engine(self) -> None:
+        engine = self.rt.engine
+        self.rt.engine = None
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                await engine.stop()
+
+    async def shutdown(self) -> None:
+        """Stop timers, the send loop and the engine (hub stopping or instance deleted)."""
+        self.cancel_all()
+        if self._restart is not None:
+            self._restart.cancel()
+        await self.rt.sendloop.stop()
+        await self._stop_engine()
+
+    # -- restarts --------------------------------------------------------------------------------
+    async def budget(self) -> tuple[list[int], int]:
+        """Restart times inside the current window and the window length (ms)."""
+        window = int(self.hub.settings.restart_window_minutes * 60_000)
+        used = await self.hub.store.restarts_since(self.rt.id, self.hub.clock.now_ms() - window)
+        return used, window
+
+    async def request_restart(self, kind: str, reason: str, *, manual: bool) -> asyncio.Task[None]:
+        """Start a restart, or join the one already running (single-flight)."""
+        if self._restart is not None and not self._restart.done():
+            return self._restart
+        if manual:
+            used, window = await self.budget()
+            if len(used) >= self.hub.settings.max_restarts_per_window:
+                frees = used[0] + window
+                raise Conflict(f"restart budget exhausted ({len(used)} restarts in the last "
+                               f"{self.hub.settings.restart_window_minutes:g} minutes); frees at {frees}",
+                               budgetFreesAt=frees)
+            self.failures = 0
+        self._restart = asyncio.ensure_future(self._do_restart(kind, reason, manual))
+        return self._restart
+
+    async def _do_restart(self, kind: str, reason: str, manual: bool) -> None:
+        async with self._lock:
+            rt, hub = self.rt, self.hub
+            used, window = await self.budget()
+            if len(used) >= hub.settings.max_restarts_per_window:
+                self.cancel_all()
+                await self._stop_engine()
+                await self.transition(State.ERROR, f"restart budget exhausted ({len(used)} restarts in "
+                                      f"{hub.settings.restart_window_minutes:g} min)",
+                                      last_error="restart budget exhausted")
+                return
+            now = hub.clock.now_ms()
+            await hub.store.record_restart(rt.id, kind=kind, reason=reason, now=now)
+            hub.metrics.restarts.labels(rt.id, kind).inc()
+            self._cancel("backoff")
+            self._cancel("watchdog")
+            self._cancel("ready_probe")
+            await self.transition(State.INITIALIZING, f"{kind} restart: {reason}")
+            rt.qr = None
+            log.info("restart", instance_id=rt.id, kind=kind, reason=reason, manual=manual,
+                     budget_used=len(used) + 1)
+            if kind == "soft" and rt.engine is not None:
+                self._qr_started = None
+                try:
+                    await rt.engine.reconnect()
+                except Exception:
+                    log.exception("soft_restart_failed", instance_id=rt.id)
+                self._arm("watchdog", hub.settings.soft_restart_timeout_ms, self._watchdog)
+            else:
+                await self._build_and_start(hub.settings.hard_restart_timeout_ms)
+
+    def _schedule_reconnect(self, why: str) -> None:
+        """Next rung of the ladder after a failed or lost connection."""
+        self.failures += 1
+        delay = min(MAX_BACKOFF_MS, self.hub.settings.restart_backoff_ms * 2 ** (self.failures - 1))
+        kind = "soft" if self.failures == 1 else "hard"
+        log.info("reconnect_scheduled", instance_id=self.rt.id, delay_ms=delay, kind=kind, attempt=self.failures,
+                 reason=why)
+
+        async def go() -> None:
+            if self.rt.state in lifecycle.TERMINAL:
+                return
+            await self.request_restart(kind, why, manual=False)
+
+        self._arm("backoff", delay, go)
+
+    async def _watchdog(self) -> None:
+        rt = self.rt
+        if rt.state == State.READY or rt.state in lifecycle.TERMINAL or rt.qr is not None:
+            return
+        log.warning("restart_attempt_timed_out", instance_id=rt.id, state=rt.state.value)
+        if rt.state != State.DISCONNECTED:
+            await self.transition(State.DISCONNECTED, "attempt timed out without ready", event="disconnected",
+                                  data={"reason": "timeout"})
+        self._schedule_reconnect("attempt timed out")
+
+    async def _terminal(self, to: State, reason: str, event: str | None, data: dict[str, Any],
+                        **values: Any) -> None:
+        self.cancel_all()
+        await self.transition(to, reason, event=event, data=data, **values)
+        await self._stop_engine()
+
+    # -- engine events ---------------------------------------------------------------------------
+    async def on_event(self, ev: eng.EngineEvent) -> None:
+        """Handle one engine event (QR, ready, disconnect, ban, message, vote, receipt)."""
+        rt, hub = self.rt, self.hub
+        if isinstance(ev, eng.QrCode):
+            if rt.state == State.READY or rt.state in lifecycle.TERMINAL:
+                return  # a QR while ready is noise; a terminal instance waits for a human
+            now = hub.clock.now_ms()
+            if self._qr_started is None:
+                self._qr_started = now
+                self._arm("qr_window", hub.settings.qr_window_ms, self._qr_window_over)
+            rt.qr = ev.code
+            rt.qr_at = now
+            self._cancel("watchdog")
+            if rt.state in (State.INITIALIZING, State.DISCONNECTED):
+                await self.transition(State.CONNECTING, "waiting for QR scan")
+            drafts = hub.event_drafts(rt, "qr", {"qr": hub.qr_png_b64(ev.code), "qrString": ev.code})
+            await hub.store_events(rt, drafts)
+        elif isinstance(ev, eng.PairCode):
+            rt.pair_code = ev.code
+        elif isinstance(ev, eng.Authenticated):
+            self._cancel("qr_window")
+            rt.qr = None
+            await hub.store_events(rt, hub.event_drafts(rt, "authenticated", {}))
+            if rt.state in (State.INITIALIZING, State.DISCONNECTED):
+                await self.transition(State.CONNECTING, "authenticated")
+            self._arm("ready_probe", hub.settings.ready_probe_timeout_ms, self._ready_probe)
+        elif isinstance(ev, eng.Ready):
+            for name in ("watchdog", "qr_window", "ready_probe", "backoff"):
+                self._cancel(name)
+            rt.qr = None
+            self._qr_started = None
+            values: dict[str, Any] = {"last_error": None}
+            if ev.phone:
+                values["phone"] = ev.phone
+            if ev.push_name:
+                values["push_name"] = ev.push_name
+            await self.transition(State.READY, "connected", event="ready",
+                                  data={"status": "ready", "phoneNumber": ev.phone, "pushName": ev.push_name},
+                                  **values)
+            self._arm("stable", STABLE_READY_MS, self._stable)
+        elif isinstance(ev, eng.Disconnected):
+            if rt.state in lifecycle.TERMINAL or rt.state in (State.DISCONNECTED, State.INITIALIZING):
+                if rt.state == State.INITIALIZING and self._restart is None:
+                    pass
+                return
+            self._cancel("stable")
+            await self.transition(State.DISCONNECTED, ev.reason, event="disconnected", data={"reason": ev.reason})
+            hub.metrics.disconnects.labels(rt.id).inc()
+            self._schedule_reconnect(f"disconnected: {ev.reason}")
+        elif isinstance(ev, eng.LoggedOut):
+            await self._terminal(State.LOGGED_OUT, ev.reason, "auth_failure", {"message": ev.reason},
+                                 last_error=f"logged out: {ev.reason}")
+        elif isinstance(ev, eng.TemporaryBan):
+            data = {"reason": f"temporary ban (code {ev.code})", "code": ev.code, "restrictedUntil": ev.expires_at}
+            await self._terminal(State.RESTRICTED, f"temporary ban code {ev.code}", "restricted", data,
+                                 restricted_until=ev.expires_at, last_error=f"temporarily banned (code {ev.code})")
+            if hub.settings.restricted_auto_resume and ev.expires_at is not None:
+                wait = max(0, ev.expires_at - hub.clock.now_ms())
+
+                async def resume() -> None:
+                    if rt.state == State.RESTRICTED:
+                        await self.request_restart("hard", "restriction expired", manual=False)
+
+                self._arm("ban_expiry", wait, resume)
+        elif isinstance(ev, eng.QrTimeout):
+            await self._qr_window_over()
+        elif isinstance(ev, eng.InboundMessage):
+            await hub.on_inbound(rt, ev)
+        elif isinstance(ev, eng.PollVote):
+            await hub.on_vote(rt, ev)
+        elif isinstance(ev, eng.Receipt):
+            await hub.on_receipt(rt, ev)
+
+    async def _qr_window_over(self) -> None:
+        rt = self.rt
+        if rt.state in (State.READY, *lifecycle.TERMINAL):
+            return
+        rt.qr = None
+        await self._terminal(State.NEEDS_QR, "QR window ended without a scan", None, {},
+                             last_error="QR code was not scanned in time")
+
+    async def _ready_probe(self) -> None:
+        rt = self.rt
+        if rt.state == State.READY or rt.engine is None:
+            return
+        ok = False
+        with contextlib.suppress(Exception):
+            ok = await rt.engine.probe_ready()
+        if ok:
+            await self.on_event(eng.Ready(phone=rt.phone, push_name=rt.push_name))
+        else:
+            await self.transition(State.DISCONNECTED, "authenticated but never ready", event="disconnected",
+                                  data={"reason": "ready_timeout"})
+            self._schedule_reconnect("authenticated but never ready")
+
+    async def _stable(self) -> None:
+        if self.rt.state == State.READY:
+            self.failures = 0

@@ -1,0 +1,1 @@
+"""Storage: one SQL schema behind one interface, on SQLite (default) or PostgreSQL."""

@@ -1,0 +1,111 @@
+"""Plain records the store returns besides outbox items."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """One instance row. Times are epoch ms."""
+
+    id: str
+    name: str
+    webhook_url: str | None
+    webhook_events: list[str]
+    webhook_secret: str | None
+    state: str
+    state_since: int
+    state_reason: str | None
+    restricted_until: int | None
+    phone: str | None
+    push_name: str | None
+    limit_per_minute: int | None
+    limit_per_hour: int | None
+    send_interval_ms: int | None
+    last_error: str | None
+    created_at: int
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    """A webhook event to store: ``body`` is the exact serialised JSON that will be signed."""
+
+    event_id: str
+    instance_id: str
+    event: str
+    body: str
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """A stored webhook event and its delivery state."""
+
+    seq: int
+    event_id: str
+    instance_id: str
+    event: str
+    body: str
+    status: str
+    attempts: int
+    next_attempt_at: int
+    created_at: int
+    delivered_at: int | None
+    last_error: str | None
+    last_status_code: int | None
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """A poll as wa-hub sent it."""
+
+    instance_id: str
+    message_id: str
+    queue_id: str
+    chat_id: str
+    idempotency_key: str
+    caption: str
+    options: list[str]
+    multiple: bool
+
+
+@dataclass(frozen=True)
+class VoteRecord:
+    """The latest vote of one voter on one poll."""
+
+    voter: str
+    selected: list[str]
+    timestamp: int
+    voter_alt: str | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One recorded state change."""
+
+    at: int
+    from_state: str
+    to_state: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Counts of an instance's outbox items by status, and the oldest open item's enqueue time."""
+
+    by_status: dict[str, int] = field(default_factory=dict)
+    oldest_queued_at: int | None = None
+
+    @property
+    def depth(self) -> int:
+        """Open items: queued plus sending."""
+        return self.by_status.get("queued", 0) + self.by_status.get("sending", 0)
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What start-up recovery did: items re-queued, and items now ``uncertain``."""
+
+    requeued: int
+    uncertain: list[Any]

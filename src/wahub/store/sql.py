@@ -1,0 +1,641 @@
+"""The SQL store: every database access of wa-hub, on SQLite (aiosqlite) or PostgreSQL (asyncpg).
+
+Why the claim is safe: an item moves ``queued → sending`` in one UPDATE guarded by the status;
+the partial unique index ``uq_outbox_one_sending`` lets at most one row per instance be
+``sending``, so a second concurrent claim fails with an integrity error and claims nothing.
+An item is marked ``handed_over_at`` (and a ``send_log`` row written) in its own committed
+transaction *before* the engine is called: after a crash, ``sending`` rows without it were never
+handed over and go back to ``queued``; rows with it may have reached WhatsApp and become
+``uncertain``.
+
+SQLite runs on one connection (all statements serialise through it, which avoids
+"database is locked" under concurrent writers); PostgreSQL uses a pool.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from wahub.domain.errors import Conflict, NotFound, StoreUnavailable
+from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
+from wahub.store import tables as t
+from wahub.store.records import (
+    EventDraft,
+    EventRecord,
+    InstanceRecord,
+    PollRecord,
+    QueueStats,
+    Transition,
+    VoteRecord,
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _item(row: Any) -> OutboxItem:
+    m = row._mapping
+    return OutboxItem(
+        seq=m["seq"], queue_id=m["queue_id"], instance_id=m["instance_id"],
+        idempotency_key=m["idempotency_key"], key_source=m["key_source"], kind=ItemKind(m["kind"]),
+        chat_id=m["chat_id"], payload=json.loads(m["payload"]), fingerprint=m["fingerprint"],
+        status=ItemStatus(m["status"]), attempts=m["attempts"], next_attempt_at=m["next_attempt_at"],
+        created_at=m["created_at"], updated_at=m["updated_at"], handed_over_at=m["handed_over_at"],
+        sent_at=m["sent_at"], message_id=m["message_id"], last_error=m["last_error"],
+        error_reason=m["error_reason"],
+    )
+
+
+def _instance(row: Any) -> InstanceRecord:
+    m = row._mapping
+    return InstanceRecord(
+        id=m["id"], name=m["name"], webhook_url=m["webhook_url"],
+        webhook_events=json.loads(m["webhook_events"] or "[]"), webhook_secret=m["webhook_secret"],
+        state=m["state"], state_since=m["state_since"], state_reason=m["state_reason"],
+        restricted_until=m["restricted_until"], phone=m["phone"], push_name=m["push_name"],
+        limit_per_minute=m["limit_per_minute"], limit_per_hour=m["limit_per_hour"],
+        send_interval_ms=m["send_interval_ms"], last_error=m["last_error"], created_at=m["created_at"],
+    )
+
+
+def _event(row: Any) -> EventRecord:
+    m = row._mapping
+    return EventRecord(
+        seq=m["seq"], event_id=m["event_id"], instance_id=m["instance_id"], event=m["event"],
+        body=m["body"], status=m["status"], attempts=m["attempts"], next_attempt_at=m["next_attempt_at"],
+        created_at=m["created_at"], delivered_at=m["delivered_at"], last_error=m["last_error"],
+        last_status_code=m["last_status_code"],
+    )
+
+
+class SqlStore:
+    """All persistence of wa-hub behind one narrow async interface."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine: AsyncEngine = create_async_engine(
+                url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60,
+                connect_args={"timeout": 30})
+            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=4,
+                                              pool_pre_ping=True)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic; see ``wahub.store.migrate``)."""
+        from wahub.store import migrate
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(migrate.upgrade_connection)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+            return True
+        except (OSError, DBAPIError):
+            return False
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except (OperationalError, OSError) as exc:
+            if isinstance(exc, OperationalError) and "locked" not in str(exc) and "connect" not in str(exc):
+                raise
+            raise StoreUnavailable(f"database unavailable: {exc.__class__.__name__}") from exc
+
+    def _insert(self, table: sa.Table) -> Any:
+        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
+
+    # -- instances -------------------------------------------------------------------------------
+    async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
+                              webhook_events: list[str], webhook_secret: str | None, now: int,
+                              state: str = "initializing") -> InstanceRecord:
+        """Insert an instance. Raises :class:`Conflict` when the id exists."""
+        try:
+            async with self._tx() as conn:
+                await conn.execute(t.instances.insert().values(
+                    id=id, name=name, webhook_url=webhook_url, webhook_events=_dumps(webhook_events),
+                    webhook_secret=webhook_secret, state=state, state_since=now, created_at=now))
+        except IntegrityError as exc:
+            raise Conflict(f"an instance with id {id!r} already exists", instanceId=id) from exc
+        rec = await self.get_instance(id)
+        assert rec is not None
+        return rec
+
+    async def get_instance(self, instance_id: str) -> InstanceRecord | None:
+        """The instance, or None."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(t.instances.select().where(t.instances.c.id == instance_id))).first()
+        return _instance(row) if row else None
+
+    async def list_instances(self) -> list[InstanceRecord]:
+        """Every instance, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(t.instances.select().order_by(t.instances.c.created_at,
+                                                                     t.instances.c.id))).all()
+        return [_instance(r) for r in rows]
+
+    async def update_instance(self, instance_id: str, **values: Any) -> None:
+        """Set columns of an instance (``webhook_events`` as a list). Raises :class:`NotFound`."""
+        if "webhook_events" in values:
+            values["webhook_events"] = _dumps(values["webhook_events"])
+        async with self._tx() as conn:
+            res = await conn.execute(t.instances.update().where(t.instances.c.id == instance_id).values(**values))
+        if res.rowcount == 0:
+            raise NotFound(f"instance {instance_id} not found")
+
+    async def delete_instance(self, instance_id: str) -> bool:
+        """Delete an instance and everything recorded for it; True when it existed."""
+        async with self._tx() as conn:
+            for table in (t.outbox, t.send_log, t.events, t.polls, t.votes, t.inbound_seen,
+                          t.transitions, t.restarts):
+                await conn.execute(table.delete().where(table.c.instance_id == instance_id))
+            res = await conn.execute(t.instances.delete().where(t.instances.c.id == instance_id))
+        return bool(res.rowcount)
+
+    async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,
+                                now: int, events: Sequence[EventDraft] = (), **instance_values: Any) -> None:
+        """Move an instance to ``to_state`` and store its webhook events in one transaction."""
+        async with self._tx() as conn:
+            await conn.execute(t.instances.update().where(t.instances.c.id == instance_id).values(
+                state=to_state, state_since=now, state_reason=reason, **instance_values))
+            await conn.execute(t.transitions.insert().values(
+                instance_id=instance_id, at=now, from_state=from_state, to_state=to_state, reason=reason))
+            await self._add_events(conn, events, now)
+
+    async def transitions(self, instance_id: str, limit: int = 20) -> list[Transition]:
+        """The most recent transitions, newest first."""
+        q = (sa.select(t.transitions).where(t.transitions.c.instance_id == instance_id)
+             .order_by(t.transitions.c.id.desc()).limit(limit))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [Transition(r.at, r.from_state, r.to_state, r.reason) for r in rows]
+
+    async def count_transitions_to(self, instance_id: str, to_state: str, since: int) -> int:
+        """How many times the instance entered ``to_state`` since ``since`` (epoch ms)."""
+        q = sa.select(sa.func.count()).select_from(t.transitions).where(
+            t.transitions.c.instance_id == instance_id, t.transitions.c.to_state == to_state,
+            t.transitions.c.at > since)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
+    async def record_restart(self, instance_id: str, *, kind: str, reason: str | None, now: int) -> None:
+        """Count one restart against the instance's budget."""
+        async with self._tx() as conn:
+            await conn.execute(t.restarts.insert().values(instance_id=instance_id, at=now, kind=kind,
+                                                          reason=reason))
+
+    async def restarts_since(self, instance_id: str, since: int) -> list[int]:
+        """Times (epoch ms, ascending) of restarts after ``since``."""
+        q = (sa.select(t.restarts.c.at).where(t.restarts.c.instance_id == instance_id, t.restarts.c.at > since)
+             .order_by(t.restarts.c.at))
+        async with self.engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(q)).all()]
+
+    # -- outbox: enqueue -----------------------------------------------------------------------
+    async def find_item_by_key(self, instance_id: str, key: str) -> OutboxItem | None:
+        """The item stored under an idempotency key, or None."""
+        q = t.outbox.select().where(t.outbox.c.instance_id == instance_id, t.outbox.c.idempotency_key == key)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        return _item(row) if row else None
+
+    async def insert_item(self, *, queue_id: str, instance_id: str, idempotency_key: str, key_source: str,
+                          kind: str, chat_id: str, payload: dict[str, Any], fingerprint: str, now: int,
+                          max_open: int) -> tuple[OutboxItem, bool, int]:
+        """Insert a queued item unless its key exists.
+
+        Returns ``(item, created, open_count)``; when the key already exists the stored item is
+        returned with ``created=False`` (the caller decides replay or conflict). When the instance
+        already holds ``max_open`` open items nothing is inserted and ``item`` is the sentinel
+        returned by raising :class:`QueueFullSignal`.
+        """
+        async with self._tx() as conn:
+            existing = (await conn.execute(t.outbox.select().where(
+                t.outbox.c.instance_id == instance_id, t.outbox.c.idempotency_key == idempotency_key))).first()
+            open_count = int((await conn.execute(
+                sa.select(sa.func.count()).select_from(t.outbox).where(
+                    t.outbox.c.instance_id == instance_id,
+                    t.outbox.c.status.in_(("queued", "sending"))))).scalar_one())
+            if existing is not None:
+                return _item(existing), False, open_count
+            if open_count >= max_open:
+                raise QueueFullSignal(open_count)
+            stmt = self._insert(t.outbox).values(
+                queue_id=queue_id, instance_id=instance_id, idempotency_key=idempotency_key,
+                key_source=key_source, kind=kind, chat_id=chat_id, payload=_dumps(payload),
+                fingerprint=fingerprint, status="queued", attempts=0, next_attempt_at=now,
+                created_at=now, updated_at=now,
+            ).on_conflict_do_nothing(index_elements=["instance_id", "idempotency_key"])
+            res = await conn.execute(stmt)
+            row = (await conn.execute(t.outbox.select().where(
+                t.outbox.c.instance_id == instance_id, t.outbox.c.idempotency_key == idempotency_key))).first()
+            created = bool(res.rowcount)
+            return _item(row), created, open_count + (1 if created else 0)
+
+    # -- outbox: drain -------------------------------------------------------------------------
+    async def claim_next(self, instance_id: str, now: int) -> OutboxItem | None:
+        """Move the first due queued item (FIFO by enqueue order) to ``sending`` and return it.
+
+        None when nothing is due or an item of the instance is already ``sending``.
+        """
+        due = (sa.select(t.outbox.c.seq).where(
+            t.outbox.c.instance_id == instance_id, t.outbox.c.status == "queued",
+            t.outbox.c.next_attempt_at <= now).order_by(t.outbox.c.seq).limit(1))
+        try:
+            async with self._tx() as conn:
+                seq = (await conn.execute(due)).scalar()
+                if seq is None:
+                    return None
+                res = await conn.execute(t.outbox.update().where(
+                    t.outbox.c.seq == seq, t.outbox.c.status == "queued").values(
+                    status="sending", updated_at=now))
+                if res.rowcount != 1:
+                    return None
+                row = (await conn.execute(t.outbox.select().where(t.outbox.c.seq == seq))).first()
+                return _item(row)
+        except IntegrityError:
+            return None  # another claim holds the instance's one `sending` slot
+
+    async def next_due_at(self, instance_id: str) -> int | None:
+        """Smallest ``next_attempt_at`` among queued items (epoch ms), or None when none is queued."""
+        q = sa.select(sa.func.min(t.outbox.c.next_attempt_at)).where(
+            t.outbox.c.instance_id == instance_id, t.outbox.c.status == "queued")
+        async with self.engine.connect() as conn:
+            v = (await conn.execute(q)).scalar()
+        return int(v) if v is not None else None
+
+    async def send_history(self, instance_id: str, since: int) -> list[int]:
+        """Hand-over times (epoch ms, ascending) of the instance's sends after ``since``."""
+        q = (sa.select(t.send_log.c.at).where(t.send_log.c.instance_id == instance_id, t.send_log.c.at > since)
+             .order_by(t.send_log.c.at))
+        async with self.engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(q)).all()]
+
+    async def release(self, seq: int, *, next_attempt_at: int, now: int, error: str | None = None,
+                      reason: str | None = None, count_attempt: bool = False, unlog: bool = False) -> None:
+        """Return a ``sending`` item to ``queued`` (deferral, disconnect or transient error).
+
+        ``unlog`` removes the item's send-log row when the engine proved nothing went out
+        (e.g. not connected), so the rolling windows do not count a send that never happened.
+        """
+        values: dict[str, Any] = {"status": "queued", "next_attempt_at": next_attempt_at, "updated_at": now,
+                                  "handed_over_at": None}
+        if error is not None:
+            values["last_error"] = error
+            values["error_reason"] = reason
+        if count_attempt:
+            values["attempts"] = t.outbox.c.attempts + 1
+        async with self._tx() as conn:
+            row = (await conn.execute(sa.select(t.outbox.c.queue_id).where(t.outbox.c.seq == seq))).first()
+            await conn.execute(t.outbox.update().where(t.outbox.c.seq == seq,
+                                                       t.outbox.c.status == "sending").values(**values))
+            if unlog and row is not None:
+                await conn.execute(t.send_log.delete().where(t.send_log.c.queue_id == row[0]))
+
+    async def mark_handed_over(self, item: OutboxItem, now: int) -> None:
+        """Record that the item is about to reach the engine (and log the send for the windows)."""
+        async with self._tx() as conn:
+            await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(
+                handed_over_at=now, updated_at=now))
+            await conn.execute(t.send_log.insert().values(instance_id=item.instance_id, at=now,
+                                                          queue_id=item.queue_id))
+
+    async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int,
+                        events: Sequence[EventDraft] = ()) -> None:
+        """Record a successful send (and, for a poll, the poll itself) with its webhook events."""
+        async with self._tx() as conn:
+            await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(
+                status="sent", sent_at=now, message_id=message_id, updated_at=now,
+                attempts=t.outbox.c.attempts + 1, ack="server"))
+            if item.kind == ItemKind.POLL:
+                await conn.execute(self._insert(t.polls).values(
+                    instance_id=item.instance_id, message_id=message_id, queue_id=item.queue_id,
+                    chat_id=item.chat_id, idempotency_key=item.idempotency_key,
+                    caption=item.payload["caption"], options=_dumps(item.payload["options"]),
+                    multiple=1 if item.payload.get("multipleAnswers") else 0, created_at=now,
+                ).on_conflict_do_nothing())
+            await self._add_events(conn, events, now)
+
+    async def mark_failed(self, item: OutboxItem, *, error: str, reason: str, now: int, count_attempt: bool,
+                          events: Sequence[EventDraft] = (), unlog: bool = False) -> None:
+        """Record a final failure with its webhook events (``unlog`` as in :meth:`release`)."""
+        values: dict[str, Any] = {"status": "failed", "last_error": error, "error_reason": reason,
+                                  "updated_at": now}
+        if count_attempt:
+            values["attempts"] = t.outbox.c.attempts + 1
+        async with self._tx() as conn:
+            await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(**values))
+            if unlog:
+                await conn.execute(t.send_log.delete().where(t.send_log.c.queue_id == item.queue_id))
+            await self._add_events(conn, events, now)
+
+    async def recover_in_flight(self, now: int) -> tuple[int, list[OutboxItem]]:
+        """Start-up recovery of ``sending`` items left by a crash.
+
+        Items never handed over go back to ``queued``; handed-over ones become ``uncertain`` and
+        are returned so the runtime can report them. Returns ``(requeued, uncertain_items)``.
+        """
+        async with self._tx() as conn:
+            res = await conn.execute(t.outbox.update().where(
+                t.outbox.c.status == "sending", t.outbox.c.handed_over_at.is_(None)).values(
+                status="queued", updated_at=now))
+            requeued = res.rowcount
+            rows = (await conn.execute(t.outbox.select().where(t.outbox.c.status == "sending"))).all()
+            await conn.execute(t.outbox.update().where(t.outbox.c.status == "sending").values(
+                status="uncertain", updated_at=now,
+                last_error="process stopped after handing the item to the engine; delivery unknown",
+                error_reason="uncertain"))
+        return requeued, [_item(r) for r in rows]
+
+    # -- outbox: queries and operator actions ---------------------------------------------------
+    async def get_item(self, queue_id: str) -> OutboxItem | None:
+        """The item with ``queue_id``, or None."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(t.outbox.select().where(t.outbox.c.queue_id == queue_id))).first()
+        return _item(row) if row else None
+
+    async def get_item_by_message_id(self, instance_id: str, message_id: str) -> OutboxItem | None:
+        """The sent item that WhatsApp knows as ``message_id``, or None."""
+        q = t.outbox.select().where(t.outbox.c.instance_id == instance_id, t.outbox.c.message_id == message_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        return _item(row) if row else None
+
+    async def list_items(self, instance_id: str, *, statuses: Sequence[str] | None, limit: int,
+                         offset: int) -> tuple[list[OutboxItem], int]:
+        """A page of items (oldest first) and the total count matching the filter."""
+        cond = [t.outbox.c.instance_id == instance_id]
+        if statuses:
+            cond.append(t.outbox.c.status.in_(list(statuses)))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(t.outbox.select().where(*cond).order_by(t.outbox.c.seq)
+                                       .limit(limit).offset(offset))).all()
+            total = int((await conn.execute(sa.select(sa.func.count()).select_from(t.outbox)
+                                            .where(*cond))).scalar_one())
+        return [_item(r) for r in rows], total
+
+    async def queue_stats(self, instance_id: str) -> QueueStats:
+        """Counts by status and the oldest open item's enqueue time."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(t.outbox.c.status, sa.func.count()).where(
+                t.outbox.c.instance_id == instance_id).group_by(t.outbox.c.status))).all()
+            oldest = (await conn.execute(sa.select(sa.func.min(t.outbox.c.created_at)).where(
+                t.outbox.c.instance_id == instance_id,
+                t.outbox.c.status.in_(("queued", "sending"))))).scalar()
+        return QueueStats({r[0]: int(r[1]) for r in rows}, int(oldest) if oldest is not None else None)
+
+    async def set_item_status(self, queue_id: str, *, from_statuses: Sequence[str], to_status: str, now: int,
+                              reset_attempts: bool = False, events: Sequence[EventDraft] = ()) -> bool:
+        """Compare-and-set an item's status (cancel, retry, resend); True when it changed."""
+        values: dict[str, Any] = {"status": to_status, "updated_at": now}
+        if to_status == "queued":
+            values.update(next_attempt_at=now, handed_over_at=None)
+        if reset_attempts:
+            values["attempts"] = 0
+        async with self._tx() as conn:
+            res = await conn.execute(t.outbox.update().where(
+                t.outbox.c.queue_id == queue_id, t.outbox.c.status.in_(list(from_statuses))).values(**values))
+            if res.rowcount:
+                await self._add_events(conn, events, now)
+        return bool(res.rowcount)
+
+    async def clear_queue(self, instance_id: str, now: int) -> int:
+        """Cancel every queued item of the instance; returns how many."""
+        async with self._tx() as conn:
+            res = await conn.execute(t.outbox.update().where(
+                t.outbox.c.instance_id == instance_id, t.outbox.c.status == "queued").values(
+                status="canceled", updated_at=now, last_error="canceled: queue cleared",
+                error_reason="canceled"))
+        return int(res.rowcount)
+
+    async def count_sent_since(self, instance_id: str, since: int) -> int:
+        """Sends recorded in the send log after ``since``."""
+        q = sa.select(sa.func.count()).select_from(t.send_log).where(
+            t.send_log.c.instance_id == instance_id, t.send_log.c.at > since)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
+    async def count_failures_since(self, instance_id: str, since: int) -> int:
+        """Items that failed (finally) after ``since``."""
+        q = sa.select(sa.func.count()).select_from(t.outbox).where(
+            t.outbox.c.instance_id == instance_id, t.outbox.c.status == "failed", t.outbox.c.updated_at > since)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
+    async def purge(self, older_than: int) -> dict[str, int]:
+        """Delete final outbox items, delivered/dead events, send-log rows, seen ids older than a time."""
+        out: dict[str, int] = {}
+        async with self._tx() as conn:
+            out["outbox"] = (await conn.execute(t.outbox.delete().where(
+                t.outbox.c.updated_at < older_than,
+                t.outbox.c.status.in_(("sent", "failed", "canceled"))))).rowcount
+            out["send_log"] = (await conn.execute(t.send_log.delete().where(t.send_log.c.at < older_than))).rowcount
+            out["events"] = (await conn.execute(t.events.delete().where(
+                t.events.c.created_at < older_than, t.events.c.status.in_(("delivered", "dead"))))).rowcount
+            out["inbound_seen"] = (await conn.execute(t.inbound_seen.delete().where(
+                t.inbound_seen.c.seen_at < older_than))).rowcount
+            out["transitions"] = (await conn.execute(t.transitions.delete().where(
+                t.transitions.c.at < older_than))).rowcount
+            out["restarts"] = (await conn.execute(t.restarts.delete().where(
+                t.restarts.c.at < older_than))).rowcount
+        return out
+
+    # -- polls, votes, acks, inbound ---------------------------------------------------------------
+    async def get_poll(self, instance_id: str, message_id: str) -> PollRecord | None:
+        """The poll wa-hub sent as ``message_id``, or None."""
+        q = t.polls.select().where(t.polls.c.instance_id == instance_id, t.polls.c.message_id == message_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        if row is None:
+            return None
+        return PollRecord(row.instance_id, row.message_id, row.queue_id, row.chat_id, row.idempotency_key,
+                          row.caption, json.loads(row.options), bool(row.multiple))
+
+    async def record_vote(self, instance_id: str, poll_message_id: str, voter: str, *, timestamp: int,
+                          selected: list[str], voter_alt: str | None, now: int,
+                          event: EventDraft | None) -> bool:
+        """Store a voter's latest vote and its event; False for a duplicate or stale vote.
+
+        A vote is a duplicate when the stored one has the same timestamp, and stale when it is
+        older than the stored one (votes can arrive out of order after reconnects).
+        """
+        key = (t.votes.c.instance_id == instance_id, t.votes.c.poll_message_id == poll_message_id,
+               t.votes.c.voter == voter)
+        async with self._tx() as conn:
+            row = (await conn.execute(t.votes.select().where(*key))).first()
+            if row is not None:
+                if timestamp <= row.timestamp:
+                    return False
+                await conn.execute(t.votes.update().where(*key).values(
+                    timestamp=timestamp, selected=_dumps(selected), voter_alt=voter_alt, updated_at=now))
+            else:
+                await conn.execute(t.votes.insert().values(
+                    instance_id=instance_id, poll_message_id=poll_message_id, voter=voter, timestamp=timestamp,
+                    selected=_dumps(selected), voter_alt=voter_alt, updated_at=now))
+            if event is not None:
+                await self._add_events(conn, [event], now)
+        return True
+
+    async def latest_votes(self, instance_id: str, poll_message_id: str) -> list[VoteRecord]:
+        """Every voter's latest vote on a poll."""
+        q = t.votes.select().where(t.votes.c.instance_id == instance_id,
+                                   t.votes.c.poll_message_id == poll_message_id).order_by(t.votes.c.voter)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [VoteRecord(r.voter, json.loads(r.selected), r.timestamp, r.voter_alt) for r in rows]
+
+    async def record_inbound(self, instance_id: str, message_id: str, *, now: int,
+                             event: EventDraft | None) -> bool:
+        """Mark an inbound message seen together with its event; False when it was seen before."""
+        try:
+            async with self._tx() as conn:
+                await conn.execute(t.inbound_seen.insert().values(instance_id=instance_id, message_id=message_id,
+                                                                  seen_at=now))
+                if event is not None:
+                    await self._add_events(conn, [event], now)
+        except IntegrityError:
+            return False
+        return True
+
+    async def advance_ack(self, instance_id: str, message_id: str, ack: str, order: Sequence[str], *,
+                          now: int, event_for: Any) -> OutboxItem | None:
+        """Move a sent item's ack forward only (``order`` lists acks by rank).
+
+        ``event_for(item)`` builds the event stored with the change. Returns the item when the
+        ack advanced, None when it is unknown, equal or a step back.
+        """
+        async with self._tx() as conn:
+            row = (await conn.execute(t.outbox.select().where(
+                t.outbox.c.instance_id == instance_id, t.outbox.c.message_id == message_id))).first()
+            if row is None:
+                return None
+            current = row._mapping["ack"] or "server"
+            if current in order and order.index(ack) <= order.index(current):
+                return None
+            res = await conn.execute(t.outbox.update().where(
+                t.outbox.c.seq == row._mapping["seq"], t.outbox.c.ack == row._mapping["ack"]).values(ack=ack))
+            if res.rowcount != 1:
+                return None
+            item = _item(row)
+            ev = event_for(item)
+            if ev is not None:
+                await self._add_events(conn, [ev], now)
+            return item
+
+    # -- webhook events -------------------------------------------------------------------------
+    async def add_events(self, events: Sequence[EventDraft], now: int) -> None:
+        """Store events for delivery."""
+        async with self._tx() as conn:
+            await self._add_events(conn, events, now)
+
+    async def _add_events(self, conn: AsyncConnection, events: Sequence[EventDraft], now: int) -> None:
+        if not events:
+            return
+        await conn.execute(t.events.insert(), [
+            {"event_id": e.event_id, "instance_id": e.instance_id, "event": e.event, "body": e.body,
+             "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now} for e in events])
+
+    async def instances_with_pending_events(self) -> list[str]:
+        """Instance ids that have undelivered events."""
+        q = sa.select(t.events.c.instance_id).where(t.events.c.status == "pending").distinct()
+        async with self.engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(q)).all()]
+
+    async def head_event(self, instance_id: str) -> EventRecord | None:
+        """The oldest pending event of an instance (delivery is in order per instance)."""
+        q = (t.events.select().where(t.events.c.instance_id == instance_id, t.events.c.status == "pending")
+             .order_by(t.events.c.seq).limit(1))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        return _event(row) if row else None
+
+    async def event_delivered(self, seq: int, *, now: int, status_code: int) -> None:
+        """Mark an event delivered."""
+        async with self._tx() as conn:
+            await conn.execute(t.events.update().where(t.events.c.seq == seq).values(
+                status="delivered", delivered_at=now, attempts=t.events.c.attempts + 1,
+                last_status_code=status_code, last_error=None))
+
+    async def event_failed(self, seq: int, *, now: int, next_attempt_at: int | None, error: str,
+                           status_code: int | None) -> None:
+        """Record a failed attempt: retry at ``next_attempt_at``, or dead letter when it is None."""
+        values: dict[str, Any] = {"attempts": t.events.c.attempts + 1, "last_error": error,
+                                  "last_status_code": status_code}
+        if next_attempt_at is None:
+            values["status"] = "dead"
+        else:
+            values["next_attempt_at"] = next_attempt_at
+        async with self._tx() as conn:
+            await conn.execute(t.events.update().where(t.events.c.seq == seq).values(**values))
+
+    async def list_events(self, instance_id: str, *, status: str | None, limit: int,
+                          offset: int = 0) -> list[EventRecord]:
+        """Events of an instance, newest first, optionally by status."""
+        cond = [t.events.c.instance_id == instance_id]
+        if status:
+            cond.append(t.events.c.status == status)
+        q = t.events.select().where(*cond).order_by(t.events.c.seq.desc()).limit(limit).offset(offset)
+        async with self.engine.connect() as conn:
+            return [_event(r) for r in (await conn.execute(q)).all()]
+
+    async def replay_events(self, instance_id: str, *, event_id: str | None, now: int) -> int:
+        """Put dead letters (one, or all of the instance) back to pending; returns how many."""
+        cond = [t.events.c.instance_id == instance_id, t.events.c.status == "dead"]
+        if event_id is not None:
+            cond.append(t.events.c.event_id == event_id)
+        async with self._tx() as conn:
+            res = await conn.execute(t.events.update().where(*cond).values(
+                status="pending", next_attempt_at=now, attempts=0))
+        return int(res.rowcount)
+
+    async def event_stats(self, instance_id: str) -> dict[str, Any]:
+        """Backlog, dead letters, last success and last error of an instance's webhook delivery."""
+        async with self.engine.connect() as conn:
+            counts = dict((await conn.execute(sa.select(t.events.c.status, sa.func.count()).where(
+                t.events.c.instance_id == instance_id).group_by(t.events.c.status))).all())
+            last_ok = (await conn.execute(sa.select(sa.func.max(t.events.c.delivered_at)).where(
+                t.events.c.instance_id == instance_id))).scalar()
+            last_err = (await conn.execute(sa.select(t.events.c.last_error, t.events.c.event_id).where(
+                t.events.c.instance_id == instance_id, t.events.c.last_error.is_not(None))
+                .order_by(t.events.c.seq.desc()).limit(1))).first()
+        return {"backlog": int(counts.get("pending", 0)), "dead": int(counts.get("dead", 0)),
+                "delivered": int(counts.get("delivered", 0)), "lastSuccessAt": last_ok,
+                "lastError": last_err[0] if last_err else None}
+
+
+class QueueFullSignal(Exception):
+    """Internal: the instance's outbox is full (raised inside :meth:`SqlStore.insert_item`)."""
+
+    def __init__(self, open_count: int) -> None:
+        super().__init__(f"{open_count} open items")
+        self.open_count = open_count
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

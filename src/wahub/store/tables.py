@@ -1,0 +1,181 @@
+"""The schema. Invariants live here as constraints, each with the reason it makes a claim safe.
+
+Times are BIGINT epoch milliseconds. JSON payloads are TEXT (serialised by the store) so the
+same bytes come back on both databases.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+ITEM_STATUSES = ("queued", "sending", "sent", "failed", "canceled", "uncertain")
+STATES = ("initializing", "connecting", "needs_qr", "ready", "disconnected", "restricted",
+          "error", "logged_out", "stopped")
+EVENT_STATUSES = ("pending", "delivered", "dead")
+
+instances = Table(
+    "instances", metadata,
+    Column("id", String(120), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("webhook_url", Text, nullable=True),
+    Column("webhook_events", Text, nullable=False, server_default="[]"),  # JSON list; [] = all
+    Column("webhook_secret", Text, nullable=True),  # per-instance; falls back to WEBHOOK_SECRET
+    Column("state", String(20), nullable=False, server_default="initializing"),
+    Column("state_since", BigInteger, nullable=False),
+    Column("state_reason", Text, nullable=True),
+    Column("restricted_until", BigInteger, nullable=True),
+    Column("phone", String(32), nullable=True),
+    Column("push_name", Text, nullable=True),
+    Column("limit_per_minute", Integer, nullable=True),  # per-instance overrides; NULL = setting
+    Column("limit_per_hour", Integer, nullable=True),
+    Column("send_interval_ms", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    CheckConstraint(f"state IN {STATES!r}", name="state_known"),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("seq", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    Column("queue_id", String(40), nullable=False, unique=True),
+    Column("instance_id", String(120), ForeignKey("instances.id", ondelete="CASCADE"), nullable=False),
+    Column("idempotency_key", String(220), nullable=False),
+    Column("key_source", String(10), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("chat_id", String(120), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("handed_over_at", BigInteger, nullable=True),
+    Column("sent_at", BigInteger, nullable=True),
+    Column("message_id", String(128), nullable=True),
+    Column("ack", String(12), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("error_reason", String(40), nullable=True),
+    CheckConstraint(f"status IN {ITEM_STATUSES!r}", name="status_known"),
+    CheckConstraint("kind IN ('text', 'poll')", name="kind_known"),
+    CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+    # A key names one message per instance: concurrent identical requests race on this
+    # constraint, the loser reads the winner's row, so a key can never produce two items.
+    UniqueConstraint("instance_id", "idempotency_key", name="uq_outbox_instance_key"),
+)
+# At most one item in flight per instance, enforced by the database: a second claim while one
+# item is `sending` fails on this index, so two send loops (or two nodes) can never both send.
+Index("uq_outbox_one_sending", outbox.c.instance_id, unique=True,
+      sqlite_where=text("status = 'sending'"), postgresql_where=text("status = 'sending'"))
+# The claim query: FIFO among due queued items of one instance.
+Index("ix_outbox_claim", outbox.c.instance_id, outbox.c.status, outbox.c.next_attempt_at, outbox.c.seq)
+Index("ix_outbox_message_id", outbox.c.instance_id, outbox.c.message_id)
+Index("ix_outbox_created", outbox.c.created_at)
+
+send_log = Table(
+    "send_log", metadata,
+    # One row per hand-over to the engine, written in the same transaction that marks the item
+    # handed over, so rolling windows count every send that may have reached WhatsApp, even
+    # across crashes. Not cascaded with the outbox: clearing a queue must not reset the windows.
+    Column("id", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    Column("instance_id", String(120), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("queue_id", String(40), nullable=False),
+)
+Index("ix_send_log_instance_at", send_log.c.instance_id, send_log.c.at)
+
+events = Table(
+    "webhook_events", metadata,
+    Column("seq", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    Column("event_id", String(40), nullable=False, unique=True),  # stable across attempts
+    Column("instance_id", String(120), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("body", Text, nullable=False),  # the exact bytes (UTF-8) that are signed and sent
+    Column("status", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("delivered_at", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    CheckConstraint(f"status IN {EVENT_STATUSES!r}", name="status_known"),
+)
+Index("ix_events_pending", events.c.instance_id, events.c.status, events.c.seq)
+
+polls = Table(
+    "polls", metadata,
+    # The poll as sent, so votes (which whatsmeow reports as option hashes) resolve to text and
+    # can be matched to their order even after a restart.
+    Column("instance_id", String(120), primary_key=True),
+    Column("message_id", String(128), primary_key=True),
+    Column("queue_id", String(40), nullable=False),
+    Column("chat_id", String(120), nullable=False),
+    Column("idempotency_key", String(220), nullable=False),
+    Column("caption", Text, nullable=False),
+    Column("options", Text, nullable=False),  # JSON list
+    Column("multiple", Integer, nullable=False, server_default="0"),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+votes = Table(
+    "votes", metadata,
+    Column("instance_id", String(120), primary_key=True),
+    Column("poll_message_id", String(128), primary_key=True),
+    Column("voter", String(120), primary_key=True),
+    Column("timestamp", BigInteger, nullable=False),  # the vote's own time (from WhatsApp)
+    Column("selected", Text, nullable=False),  # JSON list of option names
+    Column("voter_alt", String(120), nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+inbound_seen = Table(
+    "inbound_seen", metadata,
+    # Written only in the transaction that stores the `message` webhook event, so a message is
+    # never marked seen without its event being stored for delivery.
+    Column("instance_id", String(120), primary_key=True),
+    Column("message_id", String(128), primary_key=True),
+    Column("seen_at", BigInteger, nullable=False),
+)
+
+transitions = Table(
+    "transitions", metadata,
+    Column("id", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    Column("instance_id", String(120), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("from_state", String(20), nullable=False),
+    Column("to_state", String(20), nullable=False),
+    Column("reason", Text, nullable=True),
+)
+Index("ix_transitions_instance_at", transitions.c.instance_id, transitions.c.at)
+
+restarts = Table(
+    "restarts", metadata,
+    # Persisted restart budget: counted from these rows, so a process restart cannot reset it.
+    Column("id", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    Column("instance_id", String(120), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("reason", Text, nullable=True),
+)
+Index("ix_restarts_instance_at", restarts.c.instance_id, restarts.c.at)
