@@ -1,0 +1,1 @@
+"""Test helpers shared by the suites: a real server process, a loopback webhook receiver."""

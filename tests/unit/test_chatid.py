@@ -1,0 +1,45 @@
+import pytest
+
+from wahub.domain import chatid
+from wahub.domain.errors import InvalidInput
+
+
+@pytest.mark.parametrize("raw", ["+20 100 000 0001", "201000000001", "201000000001@c.us",
+                                 "201000000001@s.whatsapp.net", " 201000000001 ", "+20-100-000-0001",
+                                 "(20) 100 000 0001", "201000000001:12@s.whatsapp.net"])
+def test_people_become_canonical_c_us(raw: str) -> None:
+    assert chatid.normalize(raw) == "201000000001@c.us"
+
+
+@pytest.mark.parametrize("raw", ["120363025246125486@g.us", "123456789-1600000000@g.us", "27423456789012@lid",
+                                 "120363025246125486@newsletter", "status@broadcast"])
+def test_special_ids_are_kept(raw: str) -> None:
+    assert chatid.normalize(raw) == raw
+
+
+def test_country_digits_are_never_added_or_stripped() -> None:
+    assert chatid.normalize("01000000001") == "01000000001@c.us"
+    assert chatid.normalize("0020100000001") == "0020100000001@c.us"
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "abc", "12345", "1234567890123456", "+20 100 abc", "2010@x.com",
+                                 "abc@g.us", "abc@lid", "@c.us", None, 201000000001, ["201000000001"]])
+def test_anything_else_is_rejected_with_the_field_name(raw: object) -> None:
+    with pytest.raises(InvalidInput) as err:
+        chatid.normalize(raw, field="chatId")
+    assert err.value.status_code == 400
+    assert "chatId" in str(err.value)
+
+
+def test_whatsmeow_forms_round_trip() -> None:
+    assert chatid.to_whatsmeow("201000000001@c.us") == "201000000001@s.whatsapp.net"
+    assert chatid.from_whatsmeow("201000000001:3@s.whatsapp.net") == "201000000001@c.us"
+    assert chatid.to_whatsmeow("120363025246125486@g.us") == "120363025246125486@g.us"
+    assert chatid.from_whatsmeow("27423456789012@lid") == "27423456789012@lid"
+
+
+def test_instance_ids_are_sanitised_names() -> None:
+    assert chatid.instance_id_from_name("WASP-shop.myshopify.com") == "WASP-shop_myshopify_com"
+    assert chatid.instance_id_from_name("<script>alert(1)</script>") == "_script_alert_1___script_"
+    with pytest.raises(InvalidInput):
+        chatid.instance_id_from_name("  ")
