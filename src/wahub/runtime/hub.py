@@ -42,7 +42,7 @@ from wahub.runtime import signing
 from wahub.runtime.sendloop import SendLoop
 from wahub.runtime.supervisor import Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
-from wahub.store.records import EventDraft, InstanceRecord
+from wahub.store.records import EventDraft, EventRecord, InstanceRecord
 from wahub.store.sql import QueueFullSignal, SqlStore
 
 log = structlog.get_logger("wahub.hub")
@@ -504,6 +504,12 @@ class Hub:
         rt = self.get(instance_id)
         return await self.store.clear_queue(rt.id, self.clock.now_ms())
 
+    async def list_items(self, instance_id: str, statuses: list[str] | None = None, limit: int = 50,
+                         offset: int = 0) -> tuple[list[OutboxItem], int]:
+        """A page of an instance's items (oldest first) and the total matching ``statuses``. Raises NotFound."""
+        rt = self.get(instance_id)
+        return await self.store.list_items(rt.id, statuses=statuses, limit=limit, offset=offset)
+
     # -- inbound events --------------------------------------------------------------------------
     async def on_inbound(self, rt: InstanceRuntime, ev: eng.InboundMessage) -> None:
         """Store a ``message`` webhook for an inbound message, once per engine message id."""
@@ -617,6 +623,12 @@ class Hub:
             raise NotFound(f"no dead letter {event_id} on instance {rt.id}")
         self.dispatcher.notify(rt.id)
         return n
+
+    async def list_events(self, instance_id: str, status: str | None = None, limit: int = 50,
+                          offset: int = 0) -> list[EventRecord]:
+        """Webhook events of an instance, newest first (``pending`` | ``delivered`` | ``dead``). Raises NotFound."""
+        rt = self.get(instance_id)
+        return await self.store.list_events(rt.id, status=status, limit=limit, offset=offset)
 
     # -- status ----------------------------------------------------------------------------------
     async def status(self, instance_id: str) -> dict[str, Any]:
