@@ -1,0 +1,174 @@
+"""Bad input gets the right 4xx with a message naming the problem, and nothing is queued."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import HubClient
+
+SEND = "/instances/shop/client/action/send-message"
+POLL = "/instances/shop/client/action/create-poll"
+
+
+@pytest.fixture
+async def hc(hub_client: HubClient) -> HubClient:
+    r = await hub_client.client.post("/instances", json={"name": "shop"})
+    assert r.status_code == 200, r.text
+    return hub_client
+
+
+async def _queued(hc: HubClient) -> int:
+    r = await hc.client.get("/instances/shop/queue")
+    assert r.status_code == 200
+    return int(r.json()["total"])
+
+
+@pytest.mark.parametrize(("path", "body", "status", "needle"), [
+    (SEND, {"message": "hi"}, 400, "chatId"),
+    (SEND, {"chatId": "201000000001"}, 400, "message is required"),
+    (SEND, {"chatId": "201000000001", "message": ""}, 400, "message must not be empty"),
+    (SEND, {"chatId": "201000000001", "message": "   "}, 400, "message must not be empty"),
+    (SEND, {"chatId": "201000000001", "message": 5}, 400, "message must be a string"),
+    (SEND, {"chatId": "not a number", "message": "hi"}, 400, "chatId"),
+    (SEND, {"chatId": "abc@example.com", "message": "hi"}, 400, "chatId"),
+    (SEND, {"chatId": "201000000001", "message": "hi", "idempotencyKey": ""}, 400, "idempotencyKey"),
+    (POLL, {"chatId": "201000000001", "caption": "q", "options": ["only"]}, 400, "options must have 2 to 12"),
+    (POLL, {"chatId": "201000000001", "caption": "q", "options": [str(i) for i in range(13)]}, 400,
+     "options must have 2 to 12"),
+    (POLL, {"chatId": "201000000001", "caption": "q", "options": ["A", "A"]}, 400, "options must be distinct"),
+    (POLL, {"chatId": "201000000001", "caption": "q", "options": "A,B"}, 400, "options must be a list"),
+    (POLL, {"chatId": "201000000001", "caption": "q", "options": ["A", ""]}, 400, "options[1]"),
+    (POLL, {"chatId": "201000000001", "options": ["A", "B"]}, 400, "caption is required"),
+    (POLL, {"chatId": "201000000001", "caption": "q", "options": ["A", "B"], "multipleAnswers": "yes"}, 400,
+     "multipleAnswers"),
+])
+async def test_invalid_sends_are_refused_and_nothing_is_queued(hc: HubClient, path: str, body: dict[str, Any],
+                                                               status: int, needle: str) -> None:
+    r = await hc.client.post(path, json=body)
+    assert r.status_code == status, r.text
+    payload = r.json()
+    assert payload["status"] == "error"
+    assert needle in payload["error"]
+    assert await _queued(hc) == 0
+
+
+async def test_malformed_json_is_a_400(hc: HubClient) -> None:
+    r = await hc.client.post(SEND, content=b'{"chatId": "2010', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "malformed JSON" in r.json()["error"]
+    r = await hc.client.post(SEND, content=b"[1, 2]", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "JSON object" in r.json()["error"]
+    r = await hc.client.post(SEND)
+    assert r.status_code == 400
+    assert "body" in r.json()["error"]
+    assert await _queued(hc) == 0
+
+
+async def test_unknown_instance_is_a_404(hc: HubClient) -> None:
+    r = await hc.client.post("/instances/nope/client/action/send-message",
+                             json={"chatId": "201000000001", "message": "hi"})
+    assert r.status_code == 404
+    assert "nope" in r.json()["error"]
+    for path in ("/instances/nope", "/instances/nope/client/status", "/instances/nope/status",
+                 "/instances/nope/client/qr"):
+        assert (await hc.client.get(path)).status_code == 404
+
+
+async def test_wrong_or_missing_key_is_a_401_and_queues_nothing(hc: HubClient) -> None:
+    body = {"chatId": "201000000001", "message": "hi"}
+    r = await hc.client.post(SEND, json=body, headers={"authorization": "Bearer wrong-key-123"})
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid API key"
+    r = await hc.client.post(SEND, json=body, headers={"authorization": ""})
+    assert r.status_code == 401
+    assert "API key required" in r.json()["error"]
+    r = await hc.client.get("/instances", headers={"authorization": "Bearer nope-nope-nope"})
+    assert r.status_code == 401
+    assert await _queued(hc) == 0
+    # X-API-Key works like the existing wa-hub
+    r = await hc.client.get("/instances", headers={"authorization": "", "x-api-key": hc.hub.settings.api_key or ""})
+    assert r.status_code == 200
+
+
+async def test_health_needs_no_key(hc: HubClient) -> None:
+    r = await hc.client.get("/health", headers={"authorization": ""})
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok"
+
+
+async def test_duplicate_instance_name_is_a_409(hc: HubClient) -> None:
+    r = await hc.client.post("/instances", json={"name": "shop"})
+    assert r.status_code == 409
+    assert "already exists" in r.json()["error"]
+    r = await hc.client.post("/instances", json={"name": "WASP-shop.myshopify.com"})
+    assert r.status_code == 200
+    assert r.json()["instance"]["id"] == "WASP-shop_myshopify_com"
+    r = await hc.client.post("/instances", json={"name": "WASP-shop_myshopify.com"})
+    assert r.status_code == 409  # sanitises to the same id
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    ({}, "name is required"),
+    ({"name": ""}, "name is required"),
+    ({"name": "x", "webhook": {"url": "ftp://x"}}, "webhook.url"),
+    ({"name": "x", "webhook": {"url": "http://127.0.0.1:9/h", "events": ["nope"]}}, "unknown events"),
+])
+async def test_bad_instance_bodies(hc: HubClient, body: dict[str, Any], needle: str) -> None:
+    r = await hc.client.post("/instances", json=body)
+    assert r.status_code == 400, r.text
+    assert needle in r.json()["error"]
+    assert [i["id"] for i in (await hc.client.get("/instances")).json()] == ["shop"]
+
+
+async def test_oversized_body_is_a_413(hc: HubClient) -> None:
+    big = "x" * (hc.hub.settings.max_body_bytes + 10)
+    r = await hc.client.post(SEND, json={"chatId": "201000000001", "message": big})
+    assert r.status_code == 413
+    assert await _queued(hc) == 0
+
+
+async def test_key_reused_for_another_payload_is_a_409(hc: HubClient) -> None:
+    body = {"chatId": "201000000001", "message": "one", "idempotencyKey": "order:1"}
+    assert (await hc.client.post(SEND, json=body)).status_code == 202
+    r = await hc.client.post(SEND, json={**body, "message": "two"})
+    assert r.status_code == 409
+    assert "different message" in r.json()["error"]
+    assert await _queued(hc) == 1
+
+
+async def test_header_and_body_keys_must_agree(hc: HubClient) -> None:
+    r = await hc.client.post(SEND, json={"chatId": "201000000001", "message": "x", "idempotencyKey": "a"},
+                             headers={"Idempotency-Key": "b"})
+    assert r.status_code == 400
+    assert "differ" in r.json()["error"]
+
+
+async def test_full_queue_is_a_429_with_retry_after(tmp_path: Any, settings_factory: Any) -> None:
+    import httpx
+
+    from tests.support.server import API_KEY
+    from wahub.api.app import create_app
+    from wahub.runtime.compose import build_hub
+
+    hub = build_hub(settings_factory(max_queue_size=3))
+    await hub.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub, manage_hub=False)),
+                                     base_url="http://hub", headers={"authorization": f"Bearer {API_KEY}"}) as c:
+            await c.post("/instances", json={"name": "shop"})
+            for i in range(3):
+                r = await c.post(SEND, json={"chatId": "201000000001", "message": f"m{i}"})
+                assert r.status_code == 202
+            r = await c.post(SEND, json={"chatId": "201000000001", "message": "m3"})
+            assert r.status_code == 429
+            assert int(r.headers["retry-after"]) >= 1
+            assert "queue full" in r.json()["error"]
+            # a replay of a queued key is still answered, not refused
+            r = await c.post(SEND, json={"chatId": "201000000001", "message": "m0"})
+            assert r.status_code == 202
+            assert r.json()["replay"] is True
+    finally:
+        await hub.stop()
