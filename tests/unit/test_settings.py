@@ -1,0 +1,67 @@
+"""Settings are validated at start-up with a message naming the variable; .env.example documents each."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from wahub import config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_match_the_existing_wa_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEY", "k" * 12)
+    s = config.Settings()
+    assert (s.max_sends_per_minute, s.max_sends_per_hour, s.max_queue_size, s.send_interval_ms) == (6, 60, 200, 500)
+    assert (s.retry_base_backoff_ms, s.retry_max_backoff_ms) == (5000, 120000)
+    assert (s.max_restarts_per_window, s.restart_window_minutes) == (4, 10)
+    assert s.soft_restart_timeout_ms == s.hard_restart_timeout_ms == 180000
+    assert s.idempotency_retention_days == 7
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"PORT": "abc"}, "PORT"),
+    ({"PORT": "70000"}, "PORT"),
+    ({"MAX_SENDS_PER_MINUTE_PER_INSTANCE": "0"}, "MAX_SENDS_PER_MINUTE_PER_INSTANCE"),
+    ({"SEND_INTERVAL_MS": "-5"}, "SEND_INTERVAL_MS"),
+    ({"WAHUB_ENGINE": "puppeteer"}, "WAHUB_ENGINE"),
+    ({"MAX_SENDS_PER_MINUTE_PER_INSTANCE": "100", "MAX_SENDS_PER_HOUR_PER_INSTANCE": "10"},
+     "MAX_SENDS_PER_MINUTE_PER_INSTANCE"),
+])
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], needle: str) -> None:
+    monkeypatch.setenv("API_KEY", "k" * 12)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValidationError) as err:
+        config.Settings()
+    assert needle in config.describe_error(err.value)
+
+
+def test_missing_api_key_is_refused_unless_insecure_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("API_KEY", raising=False)
+    with pytest.raises(ValidationError) as err:
+        config.Settings()
+    assert "API_KEY is required" in config.describe_error(err.value)
+    monkeypatch.setenv("WAHUB_INSECURE_NO_API_KEY", "true")
+    assert config.Settings().api_key is None
+
+
+def test_serve_exits_with_a_clear_message_for_a_bad_value(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "API_KEY": "k" * 12, "SEND_INTERVAL_MS": "soon", "DATA_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "wahub.cli", "serve"], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2
+    assert "SEND_INTERVAL_MS" in proc.stderr
+
+
+def test_env_example_documents_every_setting() -> None:
+    documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    aliases = {f.alias for f in config.Settings.model_fields.values() if f.alias}
+    assert aliases - documented == set()
+    assert documented - aliases == set()
