@@ -7,9 +7,20 @@ one goes), so receivers see events in the order they happened; lanes of differen
 run concurrently. A per-URL semaphore caps requests in flight to one receiver. Nothing here is
 awaited by the send loop or the lifecycle: they only store events and call :meth:`notify`.
 
-Retry policy (pure, in :func:`classify`): 2xx delivered; network errors, timeouts, 408, 429
-(honouring ``Retry-After``) and 5xx retried with exponential backoff and jitter; any other
-status is a dead letter at once; after ``WEBHOOK_MAX_ATTEMPTS`` attempts the event is dead.
+Retry policy (pure, in :func:`classify`): 2xx delivered; network errors (refused, reset,
+connect timeout), 408, 429 (honouring ``Retry-After``) and 5xx retried with exponential backoff
+and jitter; any other status (other 4xx, 3xx: redirects are not followed) is a dead letter at
+once; after ``WEBHOOK_MAX_ATTEMPTS`` attempts the event is dead.
+
+Response timeouts are special: the receiver accepted the connection and the whole body, so it
+has probably processed the event and is merely slow to answer. Retrying such an event again and
+again would hand a slow receiver a stream of duplicates, so a response timeout is retried once
+(same ``webhook-id``, same body, so the receiver can drop the copy) and a second consecutive one
+makes the event a dead letter, replayable once the receiver is fixed. ``WEBHOOK_TIMEOUT_MS``
+bounds each phase of a request (connect, send, wait for the response), not the sum.
+
+Delivery is at least once: an attempt cut short by a crash or shutdown is not recorded and is
+made again after the restart with the same event id.
 """
 
 from __future__ import annotations
@@ -27,10 +38,12 @@ import structlog
 from wahub.domain import backoff
 from wahub.domain.clock import Clock
 from wahub.runtime import signing
+from wahub.store.base import Store
 from wahub.store.records import EventRecord
-from wahub.store.sql import SqlStore
 
 log = structlog.get_logger("wahub.webhooks")
+
+RESPONSE_TIMEOUT = "response timeout"
 
 
 @dataclass(frozen=True)
@@ -63,8 +76,28 @@ class Outcome:
     retry_after_ms: int | None = None
 
 
-def classify(status_code: int | None, error: str | None, retry_after: str | None, now_ms: int) -> Outcome:
-    """Map one attempt's result to an :class:`Outcome` (DESIGN §4 retry rules)."""
+@dataclass
+class LaneHealth:
+    """What the last attempts of one instance's lane looked like since the process started (ms)."""
+
+    last_attempt_at: int | None = None
+    last_success_at: int | None = None
+    last_error: str | None = None
+    last_error_at: int | None = None
+    last_status_code: int | None = None
+    consecutive_failures: int = 0
+
+
+def classify(status_code: int | None, error: str | None, retry_after: str | None, now_ms: int, *,
+             response_timeout: bool = False, previous_response_timeout: bool = False) -> Outcome:
+    """Map one attempt's result to an :class:`Outcome` (DESIGN §4 retry rules).
+
+    ``response_timeout``: the request was sent but no answer came in time;
+    ``previous_response_timeout``: the event's previous attempt ended the same way (then dead).
+    """
+    if response_timeout:
+        kind = "dead" if previous_response_timeout else "retry"
+        return Outcome(kind, None, error or RESPONSE_TIMEOUT)
     if status_code is None:
         return Outcome("retry", None, error or "network error")
     if 200 <= status_code < 300:
@@ -90,7 +123,7 @@ def _retry_after_ms(value: str | None, now_ms: int) -> int | None:
 class Dispatcher:
     """Delivers stored events: ordered per instance, concurrent across instances."""
 
-    def __init__(self, store: SqlStore, clock: Clock, policy: DispatchPolicy,
+    def __init__(self, store: Store, clock: Clock, policy: DispatchPolicy,
                  target_for: Callable[[str], Target | None], *, rng: random.Random | None = None,
                  client: httpx.AsyncClient | None = None,
                  on_attempt: Callable[[str, str, float], None] | None = None) -> None:
@@ -104,6 +137,7 @@ class Dispatcher:
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._url_slots: dict[str, asyncio.Semaphore] = {}
+        self._health: dict[str, LaneHealth] = {}
         self._on_attempt = on_attempt
         self._closed = False
 
@@ -121,6 +155,18 @@ class Dispatcher:
         lane = self._lanes.get(instance_id)
         if lane is None or lane.done():
             self._lanes[instance_id] = asyncio.ensure_future(self._lane(instance_id))
+
+    def health(self, instance_id: str) -> LaneHealth | None:
+        """Attempts of ``instance_id``'s lane since the process started, or None when none was made."""
+        return self._health.get(instance_id)
+
+    def forget(self, instance_id: str) -> None:
+        """Drop the lane and its health (instance deleted); its stored events are gone too."""
+        lane = self._lanes.pop(instance_id, None)
+        if lane is not None:
+            lane.cancel()
+        self._wakes.pop(instance_id, None)
+        self._health.pop(instance_id, None)
 
     async def close(self) -> None:
         """Stop every lane; undelivered events stay stored for the next start."""
@@ -141,6 +187,8 @@ class Dispatcher:
             try:
                 head = await self.store.head_event(instance_id)
                 if head is None:
+                    if wake.is_set():
+                        continue  # an event was stored while we looked: do not lose the wake-up
                     return
                 now = self.clock.now_ms()
                 if head.next_attempt_at > now:
@@ -166,8 +214,13 @@ class Dispatcher:
         target = self.target_for(ev.instance_id)
         now = self.clock.now_ms()
         if target is None or not target.url:
+            missing = "no webhook URL configured"
             await self.store.event_failed(ev.seq, now=now, next_attempt_at=self._next_at(ev, now, None),
-                                          error="no webhook URL configured", status_code=None)
+                                          error=missing, status_code=None)
+            health = self._health.setdefault(ev.instance_id, LaneHealth())
+            health.last_attempt_at = health.last_error_at = now
+            health.last_error, health.last_status_code = missing, None
+            health.consecutive_failures += 1
             return
         body = ev.body.encode("utf-8")
         headers = signing.headers(secret=target.secret, auth_token=self.policy.auth_token,
@@ -176,30 +229,43 @@ class Dispatcher:
         status: int | None = None
         error: str | None = None
         retry_after: str | None = None
-        started = self.clock.now_ms()
+        response_timeout = False
         async with slot:
+            started = self.clock.now_ms()
             try:
                 resp = await self.client.post(target.url, content=body, headers=headers,
                                               timeout=self.policy.timeout_ms / 1000)
                 status = resp.status_code
                 retry_after = resp.headers.get("retry-after")
-            except httpx.TimeoutException:
-                error = f"timeout after {self.policy.timeout_ms} ms"
+            except httpx.ReadTimeout:
+                response_timeout = True
+                error = f"{RESPONSE_TIMEOUT}: no answer within {self.policy.timeout_ms} ms"
+            except httpx.TimeoutException as exc:  # connect/write/pool: the receiver did not get the event
+                error = f"{exc.__class__.__name__}: no progress within {self.policy.timeout_ms} ms"
             except httpx.HTTPError as exc:
                 error = f"{exc.__class__.__name__}: {exc}"[:300]
         now = self.clock.now_ms()
-        outcome = classify(status, error, retry_after, now)
+        previous_timeout = ev.attempts > 0 and (ev.last_error or "").startswith(RESPONSE_TIMEOUT)
+        outcome = classify(status, error, retry_after, now, response_timeout=response_timeout,
+                           previous_response_timeout=previous_timeout)
         if self._on_attempt is not None:
             self._on_attempt(ev.instance_id, outcome.kind, (now - started) / 1000)
+        health = self._health.setdefault(ev.instance_id, LaneHealth())
+        health.last_attempt_at = now
         if outcome.kind == "delivered":
             await self.store.event_delivered(ev.seq, now=now, status_code=status or 200)
-            log.debug("webhook_delivered", instance_id=ev.instance_id, event_id=ev.event_id, webhook_event=ev.event)
+            health.last_success_at = now
+            health.consecutive_failures = 0
+            log.debug("webhook_delivered", instance_id=ev.instance_id, event_id=ev.event_id,
+                      webhook_event=ev.event)
             return
+        health.last_error, health.last_error_at, health.last_status_code = outcome.error, now, status
+        health.consecutive_failures += 1
         next_at = None if outcome.kind == "dead" else self._next_at(ev, now, outcome.retry_after_ms)
-        await self.store.event_failed(ev.seq, now=now, next_attempt_at=next_at, error=outcome.error or "failed",
-                                      status_code=status)
-        log.warning("webhook_attempt_failed", instance_id=ev.instance_id, event_id=ev.event_id, webhook_event=ev.event,
-                    attempt=ev.attempts + 1, status_code=status, error=outcome.error,
+        await self.store.event_failed(ev.seq, now=now, next_attempt_at=next_at,
+                                      error=outcome.error or "failed", status_code=status)
+        log.warning("webhook_attempt_failed", instance_id=ev.instance_id, event_id=ev.event_id,
+                    webhook_event=ev.event, attempt=ev.attempts + 1, status_code=status, error=outcome.error,
                     dead_letter=next_at is None)
 
     def _next_at(self, ev: EventRecord, now: int, retry_after_ms: int | None) -> int | None:
