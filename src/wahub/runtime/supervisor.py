@@ -89,24 +89,22 @@ class Supervisor:
         rt = self.rt
         src = rt.state
         if src == to or not lifecycle.can_move(src, to):
-            if event is None or src != to:
-                log.debug("transition_ignored", instance_id=rt.id, src=src.value, dst=to.value, reason=reason)
-                return False
+            log.debug("transition_ignored", instance_id=rt.id, src=src.value, dst=to.value, reason=reason)
+            return False
         now = self.hub.clock.now_ms()
         drafts = self.hub.event_drafts(rt, "change_state", {
             "status": lifecycle.external_status(to, rt.qr is not None), "state": to.value,
             "previousState": src.value, "reason": reason, "at": now})
         if event is not None:
             drafts += self.hub.event_drafts(rt, event, data or {})
-        if src == to:  # same state, only the specific event (e.g. repeated restriction info)
-            drafts = drafts[1:]
         await self.hub.store.record_transition(rt.id, from_state=src.value, to_state=to.value, reason=reason,
                                                now=now, events=drafts, **values)
         rt.state = to
         rt.state_since = now
         rt.state_reason = reason
         for key, value in values.items():
-            setattr(rt, key, value) if hasattr(rt, key) else None
+            if hasattr(rt, key):
+                setattr(rt, key, value)
         self.hub.on_transition(rt, src, to, reason)
         log.info("state_changed", instance_id=rt.id, src=src.value, dst=to.value, reason=reason)
         if drafts:
@@ -286,9 +284,7 @@ class Supervisor:
             self._arm("stable", STABLE_READY_MS, self._stable)
         elif isinstance(ev, eng.Disconnected):
             if rt.state in lifecycle.TERMINAL or rt.state in (State.DISCONNECTED, State.INITIALIZING):
-                if rt.state == State.INITIALIZING and self._restart is None:
-                    pass
-                return
+                return  # already handled, or a restart is under way (its watchdog judges the attempt)
             self._cancel("stable")
             await self.transition(State.DISCONNECTED, ev.reason, event="disconnected", data={"reason": ev.reason})
             hub.metrics.disconnects.labels(rt.id).inc()
