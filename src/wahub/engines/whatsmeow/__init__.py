@@ -1,0 +1,1 @@
+"""The ``whatsmeow`` engine: a WhatsApp linked device through neonize, one worker process per instance."""

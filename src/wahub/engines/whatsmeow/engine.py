@@ -1,0 +1,271 @@
+"""The ``whatsmeow`` engine in the hub process: spawns, talks to and supervises one worker subprocess.
+
+Each instance's neonize client lives in its own worker process
+(:mod:`wahub.engines.whatsmeow.worker`), because neonize's Go core can abort the interpreter
+and is not safe for many clients in one process. This class speaks the JSON-lines protocol of
+:mod:`wahub.engines.whatsmeow.protocol` over the worker's stdin/stdout and maps it onto the
+:class:`~wahub.engines.base.Engine` interface:
+
+* ``start`` spawns the worker, waits for its ``hello`` and asks it to connect;
+* the worker's death (any exit the engine did not ask for) is ``Disconnected("worker_exit")``,
+  and pending calls fail with ``DisconnectedError(reason="worker_exit")``;
+* ``reconnect`` (soft restart) reconnects inside the worker, or respawns a dead one;
+* ``stop`` closes the worker's stdin (it stops its client and exits), and kills it by pid after
+  ``stop_timeout_s``; a hard restart is ``stop`` + a new engine's ``start``;
+* ``logout`` unlinks the device when the worker runs, then deletes the session directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from wahub.domain.clock import Clock
+from wahub.domain.errors import DisconnectedError, EngineError, SendError
+from wahub.engines import base
+from wahub.engines.whatsmeow import protocol
+
+log = structlog.get_logger("wahub.engines.whatsmeow")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How workers are started. ``fake_client`` (``module:Class``) replaces neonize's client in tests."""
+
+    python: str = sys.executable
+    fake_client: str | None = None
+    qr_window_ms: int = 170_000
+    hello_timeout_s: float = 60.0
+    command_timeout_s: float = 30.0
+    stop_timeout_s: float = 5.0
+    log_level: str = "info"
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+class WhatsmeowEngine(base.Engine):
+    """One instance's linked device, run by a worker subprocess."""
+
+    capabilities = base.Capabilities(polls=True, typing=True, pairing_code=True, number_check=True)
+
+    def __init__(self, instance_id: str, sink: base.EventSink, *, session_dir: Path, clock: Clock,
+                 options: WorkerOptions | None = None) -> None:
+        self.instance_id = instance_id
+        self.sink = sink
+        self.session_dir = session_dir
+        self.clock = clock
+        self.options = options or WorkerOptions()
+        self.pid: int | None = None
+        self.client_kind: str | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._expected_exit = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether a worker process is alive."""
+        return self._proc is not None and self._proc.returncode is None
+
+    async def start(self) -> None:
+        """Spawn the worker and ask it to connect; QR / ready events follow through the sink."""
+        if self.running:
+            return
+        opts = self.options
+        args = [opts.python, "-m", "wahub.engines.whatsmeow.worker", "--session", str(self.session_dir),
+                "--instance", self.instance_id, "--qr-window-ms", str(opts.qr_window_ms),
+                "--log-level", opts.log_level]
+        if opts.fake_client:
+            args += ["--fake-client", opts.fake_client]
+        env = {**os.environ, **opts.env}
+        self._expected_exit = False
+        proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE, env=env,
+                                                    limit=protocol.MAX_LINE_BYTES)
+        self._proc, self.pid = proc, proc.pid
+        log.info("worker_spawned", instance_id=self.instance_id, pid=proc.pid)
+        try:
+            assert proc.stdout is not None
+            hello = protocol.decode(await asyncio.wait_for(proc.stdout.readline(), opts.hello_timeout_s))
+            if hello.get("type") != "hello" or hello.get("version") != protocol.VERSION:
+                raise protocol.ProtocolError(f"worker spoke {hello!r}, expected hello version {protocol.VERSION}")
+        except (TimeoutError, protocol.ProtocolError) as exc:
+            log.error("worker_start_failed", instance_id=self.instance_id, pid=proc.pid, error=str(exc))
+            await self._kill(proc)
+            self._proc = None
+            await self.sink(base.Disconnected("worker_start_failed"))
+            return
+        self.client_kind = str(hello.get("client"))
+        if self.client_kind != "neonize":
+            log.warning("worker_client", instance_id=self.instance_id, client=self.client_kind)
+        self._reader = asyncio.ensure_future(self._read(proc))
+        await self._call("connect", timeout=opts.command_timeout_s)
+
+    async def reconnect(self) -> None:
+        """Soft restart: reconnect inside the worker (a dead worker is respawned)."""
+        if not self.running:
+            await self.stop()
+            await self.start()
+            return
+        await self._call("reconnect", timeout=self.options.command_timeout_s)
+
+    async def stop(self) -> None:
+        """Close the worker's stdin so it exits; kill it by pid when it does not within the grace."""
+        proc, reader = self._proc, self._reader
+        self._expected_exit = True
+        if proc is not None:
+            if proc.stdin is not None and not proc.stdin.is_closing():
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), self.options.stop_timeout_s)
+            except TimeoutError:
+                log.warning("worker_kill", instance_id=self.instance_id, pid=proc.pid)
+                await self._kill(proc)
+        if reader is not None and reader is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(reader, self.options.stop_timeout_s)
+        self._fail_pending(DisconnectedError("the engine was stopped", reason="not_connected"))
+        if self._proc is proc:
+            self._proc = None
+
+    async def logout(self) -> None:
+        """Unlink the device (when the worker runs), stop the worker, delete the session directory."""
+        if self.running:
+            try:
+                await self._call("logout", timeout=self.options.command_timeout_s)
+            except Exception as exc:
+                log.warning("logout_failed", instance_id=self.instance_id, error=str(exc))
+        await self.stop()
+        shutil.rmtree(self.session_dir, ignore_errors=True)
+        log.info("session_removed", instance_id=self.instance_id)
+
+    # -- sends and queries ------------------------------------------------------------------------
+    async def send_text(self, chat_id: str, text: str) -> base.SendResult:
+        result = await self._call("send_text", {"chat_id": chat_id, "text": text})
+        return base.SendResult(message_id=str(result["message_id"]), timestamp=int(result.get("timestamp", 0)))
+
+    async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool) -> base.SendResult:
+        result = await self._call("send_poll", {"chat_id": chat_id, "caption": caption, "options": list(options),
+                                                "multiple": multiple})
+        return base.SendResult(message_id=str(result["message_id"]), timestamp=int(result.get("timestamp", 0)))
+
+    async def send_typing(self, chat_id: str) -> None:
+        await self._query("typing", {"chat_id": chat_id})
+
+    async def request_pairing_code(self, phone: str) -> str:
+        result = await self._query("pairing_code", {"phone": phone}, timeout=60.0)
+        code = str(result["code"])
+        await self.sink(base.PairCode(code))
+        return code
+
+    async def probe_ready(self) -> bool:
+        if not self.running:
+            return False
+        try:
+            result = await self._query("status", {})
+        except EngineError:
+            return False
+        return bool(result.get("connected") and result.get("linked"))
+
+    async def is_registered(self, chat_id: str) -> bool:
+        result = await self._query("is_on_whatsapp", {"chat_id": chat_id})
+        return bool(result["registered"])
+
+    async def control(self, **args: Any) -> dict[str, Any]:
+        """Drive the fake client (tests and benchmarks only; a real worker refuses)."""
+        return await self._query("fake", args)
+
+    # -- protocol ---------------------------------------------------------------------------------
+    async def _query(self, cmd: str, args: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """A non-send command: every failure is an ``EngineError``."""
+        try:
+            return await self._call(cmd, args, timeout=timeout or self.options.command_timeout_s)
+        except SendError as exc:
+            raise EngineError(str(exc)) from exc
+        except TimeoutError as exc:
+            raise EngineError(f"the worker did not answer {cmd} in time") from exc
+
+    async def _call(self, cmd: str, args: dict[str, Any] | None = None, *,
+                    timeout: float | None = None) -> dict[str, Any]:
+        proc = self._proc
+        if proc is None or proc.returncode is not None or proc.stdin is None or proc.stdin.is_closing():
+            raise DisconnectedError("the whatsmeow worker is not running", reason="not_connected")
+        command_id = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[command_id] = fut
+        try:
+            proc.stdin.write(protocol.encode(protocol.command(command_id, cmd, args)))
+            await proc.stdin.drain()
+            reply = await (asyncio.wait_for(fut, timeout) if timeout else fut)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise DisconnectedError("the whatsmeow worker is gone", reason="not_connected") from exc
+        finally:
+            self._pending.pop(command_id, None)
+        if reply.get("ok"):
+            return dict(reply.get("result") or {})
+        raise protocol.error_from_wire(dict(reply.get("error") or {}))
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        """Route replies to their callers and events to the sink until the worker's stdout closes."""
+        assert proc.stdout is not None
+        try:
+            while line := await proc.stdout.readline():
+                try:
+                    message = protocol.decode(line)
+                except protocol.ProtocolError as exc:
+                    log.warning("worker_bad_line", instance_id=self.instance_id, error=str(exc))
+                    continue
+                if message["type"] == "reply":
+                    fut = self._pending.get(int(message.get("id", 0)))
+                    if fut is not None and not fut.done():
+                        fut.set_result(message)
+                elif message["type"] == "event":
+                    await self._deliver(message)
+        except (ValueError, asyncio.LimitOverrunError) as exc:  # a line over the limit: the stream is unusable
+            log.error("worker_stream_broken", instance_id=self.instance_id, error=str(exc))
+            await self._kill(proc)
+        code = await proc.wait()
+        self._fail_pending(DisconnectedError(f"the whatsmeow worker exited (code {code})", reason="worker_exit"))
+        if self._expected_exit or self._proc is not proc:
+            log.info("worker_exited", instance_id=self.instance_id, pid=proc.pid, code=code)
+            return
+        log.warning("worker_died", instance_id=self.instance_id, pid=proc.pid, code=code)
+        self._proc = None
+        await self.sink(base.Disconnected("worker_exit"))
+
+    async def _deliver(self, message: dict[str, Any]) -> None:
+        try:
+            event = protocol.event_from_wire(message)
+        except protocol.ProtocolError as exc:
+            log.warning("worker_bad_event", instance_id=self.instance_id, error=str(exc))
+            return
+        if isinstance(event, base.TemporaryBan) and event.expires_at is not None:
+            # The worker computed the expiry on its wall clock; carry it over to the hub's clock.
+            offset = self.clock.now_ms() - int(message.get("at") or self.clock.now_ms())
+            event = base.TemporaryBan(code=event.code, expires_at=event.expires_at + offset)
+        if isinstance(event, base.QrTimeout):
+            self._expected_exit = True  # the worker exits right after reporting it
+        await self.sink(event)
+
+    def _fail_pending(self, exc: Exception) -> None:
+        for fut in list(self._pending.values()):
+            if not fut.done():
+                fut.set_exception(exc)
+        self._pending.clear()
+
+    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()

@@ -1,0 +1,395 @@
+"""The whatsmeow worker: one neonize client in its own process, driven over the JSON-lines protocol.
+
+Run as ``python -m wahub.engines.whatsmeow.worker --session DIR --instance ID``. The hub's
+:class:`~wahub.engines.whatsmeow.engine.WhatsmeowEngine` starts it; see
+:mod:`wahub.engines.whatsmeow.protocol` for the messages and ``docs/whatsmeow.md`` for the why.
+
+Order at start-up matters (neonize pitfalls, DESIGN §7): ``NEONIZE_BOT_TAG=off`` is set and
+fd 1 is moved to stderr *before* neonize is imported (its Go core reads the environment once
+and prints to fd 1), and logging is configured first so neonize's ``basicConfig`` is a no-op.
+
+Threads: the main thread reads commands; one command thread runs them in order (neonize's
+Go-side maps are not safe for concurrent calls); one event thread maps neonize events through
+:mod:`~wahub.engines.whatsmeow.adapter` (handlers only enqueue, so Go's callback thread is never
+held up, and every failure is logged instead of vanishing); ``connect`` runs on its own thread
+because it blocks for the whole session.
+
+Exit codes: 0 when the hub closed stdin, :data:`EXIT_QR_TIMEOUT` after the QR window ended
+(neonize never returns from that state, so the process ends), :data:`EXIT_HUB_GONE` when the
+protocol stream broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from wahub.domain import chatid
+from wahub.domain.errors import DisconnectedError, EngineError, PermanentSendError, WaHubError
+from wahub.engines import base
+from wahub.engines.whatsmeow import protocol
+
+EXIT_QR_TIMEOUT = 3
+EXIT_HUB_GONE = 4
+FAKE_CLIENT_ENV = "WAHUB_WHATSMEOW_FAKE_CLIENT"
+SESSION_DB = "whatsmeow.sqlite3"
+QR_WAIT_FOR_PAIRING_S = 20.0
+STOP_GRACE_S = 3.0
+
+log = logging.getLogger("wahub.whatsmeow.worker")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options of the worker."""
+    p = argparse.ArgumentParser(prog="python -m wahub.engines.whatsmeow.worker")
+    p.add_argument("--session", required=True, help="session directory (holds the whatsmeow database)")
+    p.add_argument("--instance", required=True, help="instance id (log context, neonize uuid)")
+    p.add_argument("--qr-window-ms", type=int, default=170_000,
+                   help="after the first QR code, report qr_timeout and exit when not linked by then")
+    p.add_argument("--fake-client", default=os.environ.get(FAKE_CLIENT_ENV) or None,
+                   help="module:Class replacing neonize's NewClient (tests only)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p.parse_args(argv)
+
+
+def configure_logging(level: str, instance_id: str) -> None:
+    """Log to stderr before neonize is imported; keep neonize's Go logs at warning unless debugging."""
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), force=True,
+                        format=f"%(asctime)s %(levelname)s whatsmeow-worker[{instance_id}] %(name)s: %(message)s")
+    go_level = logging.DEBUG if level == "debug" else logging.WARNING
+    for name in ("neonize", "neonize.utils.log", "whatsmeow", "Whatsmeow.Database"):
+        logging.getLogger(name).setLevel(go_level)
+
+
+def load_client(session_dir: Path, instance_id: str, fake: str | None) -> tuple[Any, str]:
+    """Import neonize (after the environment is set) and build the client: neonize's or the fake."""
+    import neonize._binder as binder
+
+    # neonize 0.5.2 forgot the errcheck of DecryptPollVote: without this every call raises TypeError.
+    binder.gocode.DecryptPollVote.errcheck = binder.consume_bytes_struct
+    name = str(session_dir / SESSION_DB)
+    if fake:
+        module_name, _, class_name = fake.partition(":")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        log.warning("fake_client_in_use client=%s", fake)
+        return cls(name, uuid=instance_id), f"fake:{fake}"
+    from neonize.client import NewClient
+
+    return NewClient(name, uuid=instance_id), "neonize"
+
+
+def resolve(value: Any) -> Any:
+    """A neonize property that may be a coroutine (``NewAClient.is_connected``) → its value."""
+    if inspect.isawaitable(value):
+        async def wait() -> Any:
+            return await value
+
+        return asyncio.run(wait())
+    return value
+
+
+def to_jid(chat_id: str) -> Any:
+    """External chat id → neonize JID (``@c.us`` → ``@s.whatsapp.net``)."""
+    from neonize.utils.jid import build_jid
+
+    user, _, server = chatid.to_whatsmeow(chat_id).rpartition("@")
+    return build_jid(user, server)
+
+
+class Worker:
+    """One neonize client, its event pump and its command loop."""
+
+    def __init__(self, client: Any, out: protocol.Writer, *, instance_id: str, qr_window_ms: int,
+                 client_kind: str) -> None:
+        self.client = client
+        self.out = out
+        self.instance_id = instance_id
+        self.qr_window_s = qr_window_ms / 1000
+        self.client_kind = client_kind
+        self.linked = False
+        self.qr_seen = threading.Event()
+        self._qr_timer: threading.Timer | None = None
+        self._events: queue.Queue[Any] = queue.Queue()
+        self._commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._connect_thread: threading.Thread | None = None
+        self._registered: set[str] = set()
+        self._presence_sent = False
+
+    # -- output -------------------------------------------------------------------------------
+    def send(self, message: dict[str, Any]) -> None:
+        """Write one protocol message; a broken stream means the hub is gone: exit."""
+        try:
+            self.out.send(message)
+        except (OSError, ValueError):
+            os._exit(EXIT_HUB_GONE)
+
+    def emit(self, event: base.EngineEvent) -> None:
+        """Send an engine event to the hub."""
+        self.send(protocol.event_to_wire(event, int(time.time() * 1000)))
+
+    # -- neonize callbacks (Go's thread: enqueue only) ------------------------------------------
+    def on_event(self, _client: Any, event: Any) -> None:
+        try:
+            self._events.put(event)
+        except Exception:  # pragma: no cover - never let an exception reach the ctypes callback
+            log.exception("event_enqueue_failed")
+
+    def on_qr(self, _client: Any, data: bytes) -> None:
+        try:
+            self.emit(base.QrCode(data.decode()))
+            if not self.qr_seen.is_set():
+                self.qr_seen.set()
+                self._qr_timer = threading.Timer(self.qr_window_s, self._qr_deadline)
+                self._qr_timer.daemon = True
+                self._qr_timer.start()
+        except Exception:
+            log.exception("qr_handler_failed")
+
+    def _qr_deadline(self) -> None:
+        if self.linked:
+            return
+        log.info("qr_window_over seconds=%s", self.qr_window_s)
+        self.emit(base.QrTimeout())
+        os._exit(EXIT_QR_TIMEOUT)  # neonize's connect never returns from here (FetchMe loops)
+
+    def register_handlers(self) -> None:
+        """Subscribe to every event the adapter maps (neonize snapshots the set at connect)."""
+        from neonize import events as ev
+
+        for cls in (ev.ConnectedEv, ev.DisconnectedEv, ev.LoggedOutEv, ev.TemporaryBanEv, ev.StreamReplacedEv,
+                    ev.ConnectFailureEv, ev.ClientOutdatedEv, ev.PairStatusEv, ev.MessageEv, ev.ReceiptEv):
+            self.client.event(cls)(self.on_event)
+        self.client.event.qr(self.on_qr)
+
+    def event_loop(self) -> None:
+        """Map queued neonize events to engine events, one at a time; log and survive failures."""
+        from wahub.engines.whatsmeow import adapter
+
+        while True:
+            event = self._events.get()
+            try:
+                name = adapter.kind(event)
+                mapped: base.EngineEvent | None
+                if name == "Message":
+                    mapped = self._message(event)
+                elif name == "Receipt":
+                    mapped = adapter.receipt(event)
+                else:
+                    mapped = adapter.connection_event(event, int(time.time() * 1000), getattr(self.client, "me", None))
+                    if isinstance(mapped, base.Ready | base.Authenticated):
+                        self.linked = True
+                        if self._qr_timer is not None:
+                            self._qr_timer.cancel()
+                    elif isinstance(mapped, base.LoggedOut):
+                        self.linked = False
+                if mapped is not None:
+                    self.emit(mapped)
+            except Exception:
+                log.exception("event_handler_failed event=%s", type(event).__name__)
+
+    def _message(self, event: Any) -> base.EngineEvent | None:
+        from wahub.engines.whatsmeow import adapter
+
+        if adapter.is_poll_update(event):
+            if not self.linked:  # decrypting without a stored device panics in Go
+                log.warning("poll_vote_before_login_dropped")
+                return None
+            vote = resolve(self.client.decrypt_poll_vote(event))
+            return adapter.poll_vote(event, vote)
+        return adapter.inbound_message(event)
+
+    # -- commands -------------------------------------------------------------------------------
+    def command_loop(self) -> None:
+        """Run commands one after another (neonize is not safe for concurrent calls)."""
+        while True:
+            message = self._commands.get()
+            if message is None:
+                return
+            cid = int(message.get("id", 0))
+            try:
+                result = self.run_command(str(message.get("cmd")), dict(message.get("args") or {}))
+            except Exception as exc:
+                if not isinstance(exc, WaHubError):
+                    log.warning("command_failed cmd=%s error=%s", message.get("cmd"), exc)
+                self.send(protocol.reply_error(cid, exc if isinstance(exc, WaHubError) else EngineError(str(exc))))
+            else:
+                self.send(protocol.reply_ok(cid, result))
+
+    def run_command(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Execute one command; raises wa-hub errors (or anything, reported as an engine error)."""
+        from wahub.engines.whatsmeow import adapter
+
+        if cmd == "connect":
+            self._connect()
+            return {}
+        if cmd == "reconnect":
+            self._disconnect()
+            self._connect()
+            return {}
+        if cmd == "logout":
+            if self.linked or resolve(getattr(self.client, "is_logged_in", False)):
+                try:
+                    self.client.logout()
+                except Exception as exc:
+                    log.warning("logout_failed error=%s", exc)
+            self.linked = False
+            self._disconnect()
+            return {}
+        if cmd == "status":
+            return {"connected": bool(resolve(self.client.is_connected)), "linked": self.linked}
+        if cmd in ("send_text", "send_poll"):
+            try:
+                return self._send(cmd, args)
+            except WaHubError:
+                raise
+            except Exception as exc:
+                raise adapter.send_error(exc) from exc
+        if cmd == "typing":
+            self._require_linked()
+            self._typing(str(args["chat_id"]))
+            return {}
+        if cmd == "pairing_code":
+            return {"code": self._pairing_code(str(args["phone"]))}
+        if cmd == "is_on_whatsapp":
+            self._require_linked()
+            return {"registered": self._registered_user(str(args["chat_id"]))}
+        if cmd == "fake":
+            control = getattr(self.client, "fake_control", None)
+            if control is None:
+                raise EngineError("the fake command needs the fake client")
+            return dict(control(args))
+        raise EngineError(f"unknown command {cmd!r}")
+
+    def _connect(self) -> None:
+        if self._connect_thread is not None and self._connect_thread.is_alive():
+            return
+
+        def run() -> None:
+            try:
+                self.client.connect()
+            except Exception as exc:
+                log.warning("connect_failed error=%s", exc)
+                self.emit(base.Disconnected("connect_error"))
+
+        self._connect_thread = threading.Thread(target=run, name="neonize-connect", daemon=True)
+        self._connect_thread.start()
+
+    def _disconnect(self) -> None:
+        thread = self._connect_thread
+        self.client.stop()
+        if thread is not None:
+            thread.join(timeout=10)
+            if thread.is_alive():
+                raise EngineError("the previous connection did not stop; a hard restart is needed")
+        self._connect_thread = None
+
+    def _require_linked(self) -> None:
+        if not self.linked:
+            raise DisconnectedError("the worker is not logged in", reason="not_connected")
+
+    def _send(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+        from neonize.utils.enum import VoteType
+
+        self._require_linked()
+        chat = str(args["chat_id"])
+        if chat.endswith("@c.us") and not self._registered_user(chat):
+            raise PermanentSendError(f"{chat} is not on WhatsApp", reason="not_on_whatsapp")
+        if cmd == "send_text":
+            message = Message(conversation=str(args["text"]))  # verbatim: never neonize's str path
+        else:
+            vote_type = VoteType.MULTIPLE if args.get("multiple") else VoteType.SINGLE
+            message = self.client.build_poll_vote_creation(str(args["caption"]), list(args["options"]), vote_type)
+        response = resolve(self.client.send_message(to_jid(chat), message))
+        return {"message_id": response.ID, "timestamp": int(response.Timestamp) * 1000}
+
+    def _registered_user(self, chat: str) -> bool:
+        """``is_on_whatsapp`` for a person, cached for the worker's life once positive."""
+        digits = chatid.phone_number(chat)
+        if digits is None or chat in self._registered:
+            return True
+        answers = resolve(self.client.is_on_whatsapp("+" + digits))
+        registered = any(bool(a.IsIn) for a in answers)
+        if registered:
+            self._registered.add(chat)
+        return registered
+
+    def _typing(self, chat: str) -> None:
+        from neonize.utils.enum import ChatPresence, ChatPresenceMedia, Presence
+
+        if not self._presence_sent:
+            resolve(self.client.send_presence(Presence.AVAILABLE))
+            self._presence_sent = True
+        resolve(self.client.send_chat_presence(to_jid(chat), ChatPresence.CHAT_PRESENCE_COMPOSING,
+                                               ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT))
+
+    def _pairing_code(self, phone: str) -> str:
+        from neonize.utils.enum import ClientName
+
+        if self.linked:
+            raise EngineError("instance is already linked")
+        if not self.qr_seen.wait(QR_WAIT_FOR_PAIRING_S):  # PairPhone needs the open pre-login websocket
+            raise EngineError("the connection is not waiting for a login; restart the instance and retry")
+        return str(resolve(self.client.PairPhone(phone.lstrip("+"), True, ClientName.LINUX)))
+
+    # -- main loop ------------------------------------------------------------------------------
+    def run(self, stdin: IO[bytes]) -> int:
+        """Read commands until the hub closes stdin; returns the exit code."""
+        threading.Thread(target=self.event_loop, name="wahub-events", daemon=True).start()
+        commands = threading.Thread(target=self.command_loop, name="wahub-commands", daemon=True)
+        commands.start()
+        self.send(protocol.hello(self.client_kind))
+        for line in stdin:
+            if not line.strip():
+                continue
+            try:
+                message = protocol.decode(line)
+            except protocol.ProtocolError as exc:
+                log.warning("bad_protocol_line error=%s", exc)
+                continue
+            if message["type"] == "command":
+                self._commands.put(message)
+        log.info("hub_closed_stdin")
+        self._commands.put(None)
+        commands.join(timeout=STOP_GRACE_S)
+        stopper = threading.Thread(target=self._quiet_stop, daemon=True)
+        stopper.start()
+        stopper.join(timeout=STOP_GRACE_S)
+        return 0
+
+    def _quiet_stop(self) -> None:
+        try:
+            self.client.stop()
+        except Exception as exc:
+            log.warning("stop_failed error=%s", exc)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; never returns (``os._exit`` so neonize's non-daemon Go thread cannot hold the process)."""
+    args = parse_args(argv)
+    os.environ["NEONIZE_BOT_TAG"] = "off"  # read by the Go core when it loads: before importing neonize
+    out = protocol.claim_stdout()
+    configure_logging(args.log_level, args.instance)
+    session_dir = Path(args.session).resolve()
+    session_dir.mkdir(parents=True, exist_ok=True)
+    client, kind = load_client(session_dir, args.instance, args.fake_client)
+    worker = Worker(client, protocol.Writer(out), instance_id=args.instance, qr_window_ms=args.qr_window_ms,
+                    client_kind=kind)
+    worker.register_handlers()
+    code = worker.run(sys.stdin.buffer)
+    logging.shutdown()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
