@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request, Response
-from starlette.routing import Match
 
 from wahub import __version__
 from wahub.api import errors, native, sandbox, waapi
@@ -53,7 +52,6 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> FastAPI:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
-        route = _route_template(app, request)
         try:
             length = request.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > hub.settings.max_body_bytes:
@@ -64,6 +62,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> FastAPI:
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
         elapsed = time.perf_counter() - started
+        route = _route_template(request)
         hub.metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
         hub.metrics.http_latency.labels(request.method, route).observe(elapsed)
         response.headers["x-request-id"] = request_id
@@ -72,9 +71,12 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> FastAPI:
     return app
 
 
-def _route_template(app: FastAPI, request: Request) -> str:
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return getattr(route, "path", "unmatched")
-    return "unmatched"
+def _route_template(request: Request) -> str:
+    """The template of the route that served the request (``/instances/{instance_id}``), never the raw path.
+
+    Read after the request ran: the router records the matched route in the scope (FastAPI resolves
+    included routers lazily, so matching against ``app.router.routes`` beforehand finds nothing).
+    """
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else "unmatched"
