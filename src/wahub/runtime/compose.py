@@ -9,15 +9,27 @@ from wahub.domain.clock import Clock
 from wahub.engines.base import EngineFactory
 from wahub.runtime.clock import SystemClock
 from wahub.runtime.hub import Hub
+from wahub.store.base import Store
 from wahub.store.sql import SqlStore
 
 
-def build_hub(settings: Settings, *, clock: Clock | None = None, rng: random.Random | None = None) -> Hub:
-    """A hub wired from ``settings``; call ``await hub.start()`` to run it."""
+def default_store(settings: Settings) -> Store:
+    """The store ``DATABASE_URL`` names: PostgreSQL, or the SQLite file under the data directory."""
+    return SqlStore(settings.resolved_database_url)
+
+
+def build_hub(settings: Settings, *, clock: Clock | None = None, rng: random.Random | None = None,
+              store: Store | None = None) -> Hub:
+    """A hub wired from ``settings``; call ``await hub.start()`` to run it.
+
+    ``store`` replaces the one ``DATABASE_URL`` names (e.g. a
+    :class:`~wahub.store.memory.MemoryStore` in tests); the hub closes it on stop.
+    """
     clock = clock or SystemClock()
     rng = rng or random.Random()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqlStore(settings.resolved_database_url)
+    if store is None:
+        store = default_store(settings)
     sandbox = None
     factory: EngineFactory
     if settings.engine == "sandbox":

@@ -42,8 +42,8 @@ from wahub.runtime import signing
 from wahub.runtime.sendloop import SendLoop
 from wahub.runtime.supervisor import Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
+from wahub.store.base import QueueFullSignal, Store
 from wahub.store.records import EventDraft, EventRecord, InstanceRecord
-from wahub.store.sql import QueueFullSignal, SqlStore
 
 log = structlog.get_logger("wahub.hub")
 
@@ -82,7 +82,7 @@ class InstanceRuntime:
 class Hub:
     """Composition of store, engines, send loops, supervisors and webhook dispatcher."""
 
-    def __init__(self, settings: Settings, store: SqlStore, engine_factory: EngineFactory, *,
+    def __init__(self, settings: Settings, store: Store, engine_factory: EngineFactory, *,
                  clock: Clock, rng: random.Random | None = None, sandbox: Any = None,
                  http_client: Any = None) -> None:
         self.settings = settings

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from wahub.domain.errors import Conflict, NotFound, StoreUnavailable
 from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
 from wahub.store import tables as t
+from wahub.store.base import QueueFullSignal
 from wahub.store.records import (
     EventDraft,
     EventRecord,
@@ -227,8 +228,8 @@ class SqlStore:
 
         Returns ``(item, created, open_count)``; when the key already exists the stored item is
         returned with ``created=False`` (the caller decides replay or conflict). When the instance
-        already holds ``max_open`` open items nothing is inserted and ``item`` is the sentinel
-        returned by raising :class:`QueueFullSignal`.
+        already holds ``max_open`` open items (and the key is new) nothing is inserted and
+        :class:`QueueFullSignal` is raised.
         """
         async with self._tx() as conn:
             existing = (await conn.execute(t.outbox.select().where(
@@ -354,18 +355,24 @@ class SqlStore:
         """Start-up recovery of ``sending`` items left by a crash.
 
         Items never handed over go back to ``queued``; handed-over ones become ``uncertain`` and
-        are returned so the runtime can report them. Returns ``(requeued, uncertain_items)``.
+        are returned (as stored now, status ``uncertain``) so the runtime can report them.
+        Returns ``(requeued, uncertain_items)``.
         """
         async with self._tx() as conn:
             res = await conn.execute(t.outbox.update().where(
                 t.outbox.c.status == "sending", t.outbox.c.handed_over_at.is_(None)).values(
                 status="queued", updated_at=now))
             requeued = res.rowcount
-            rows = (await conn.execute(t.outbox.select().where(t.outbox.c.status == "sending"))).all()
-            await conn.execute(t.outbox.update().where(t.outbox.c.status == "sending").values(
+            seqs = (await conn.execute(sa.select(t.outbox.c.seq).where(
+                t.outbox.c.status == "sending"))).scalars().all()
+            if not seqs:
+                return requeued, []
+            await conn.execute(t.outbox.update().where(t.outbox.c.seq.in_(seqs)).values(
                 status="uncertain", updated_at=now,
                 last_error="process stopped after handing the item to the engine; delivery unknown",
                 error_reason="uncertain"))
+            rows = (await conn.execute(t.outbox.select().where(t.outbox.c.seq.in_(seqs))
+                                       .order_by(t.outbox.c.seq))).all()
         return requeued, [_item(r) for r in rows]
 
     # -- outbox: queries and operator actions ---------------------------------------------------
@@ -479,20 +486,21 @@ class SqlStore:
 
         A vote is a duplicate when the stored one has the same timestamp, and stale when it is
         older than the stored one (votes can arrive out of order after reconnects).
+
+        One upsert whose update is guarded by the timestamp decides, so concurrent copies of a
+        vote (e.g. redelivered after a reconnect) store it and its event exactly once.
         """
-        key = (t.votes.c.instance_id == instance_id, t.votes.c.poll_message_id == poll_message_id,
-               t.votes.c.voter == voter)
+        stmt = self._insert(t.votes).values(
+            instance_id=instance_id, poll_message_id=poll_message_id, voter=voter, timestamp=timestamp,
+            selected=_dumps(selected), voter_alt=voter_alt, updated_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["instance_id", "poll_message_id", "voter"],
+            set_={"timestamp": stmt.excluded.timestamp, "selected": stmt.excluded.selected,
+                  "voter_alt": stmt.excluded.voter_alt, "updated_at": stmt.excluded.updated_at},
+            where=t.votes.c.timestamp < stmt.excluded.timestamp)
         async with self._tx() as conn:
-            row = (await conn.execute(t.votes.select().where(*key))).first()
-            if row is not None:
-                if timestamp <= row.timestamp:
-                    return False
-                await conn.execute(t.votes.update().where(*key).values(
-                    timestamp=timestamp, selected=_dumps(selected), voter_alt=voter_alt, updated_at=now))
-            else:
-                await conn.execute(t.votes.insert().values(
-                    instance_id=instance_id, poll_message_id=poll_message_id, voter=voter, timestamp=timestamp,
-                    selected=_dumps(selected), voter_alt=voter_alt, updated_at=now))
+            if (await conn.execute(stmt)).rowcount != 1:
+                return False
             if event is not None:
                 await self._add_events(conn, [event], now)
         return True
@@ -622,14 +630,6 @@ class SqlStore:
         return {"backlog": int(counts.get("pending", 0)), "dead": int(counts.get("dead", 0)),
                 "delivered": int(counts.get("delivered", 0)), "lastSuccessAt": last_ok,
                 "lastError": last_err[0] if last_err else None}
-
-
-class QueueFullSignal(Exception):
-    """Internal: the instance's outbox is full (raised inside :meth:`SqlStore.insert_item`)."""
-
-    def __init__(self, open_count: int) -> None:
-        super().__init__(f"{open_count} open items")
-        self.open_count = open_count
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,241 @@
+"""The storage interface: what the runtime needs from persistence, whatever the backend.
+
+Two implementations: :class:`wahub.store.sql.SqlStore` (SQLite or PostgreSQL) and
+:class:`wahub.store.memory.MemoryStore` (an in-memory fake for fast tests). Both pass the same
+behavioural suite, ``tests/integration/test_store_contract.py``.
+
+Times are epoch milliseconds throughout. ``seq`` numbers grow with insertion order and define
+FIFO order (outbox) and delivery order (webhook events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from wahub.domain.outbox import OutboxItem
+from wahub.store.records import (
+    EventDraft,
+    EventRecord,
+    InstanceRecord,
+    PollRecord,
+    QueueStats,
+    Transition,
+    VoteRecord,
+)
+
+EventBuilder = Callable[[OutboxItem], EventDraft | None]
+"""Builds the webhook event stored with an ack change (None: no event)."""
+
+
+class QueueFullSignal(Exception):
+    """Internal: the instance's outbox is full (raised inside :meth:`Store.insert_item`)."""
+
+    def __init__(self, open_count: int) -> None:
+        super().__init__(f"{open_count} open items")
+        self.open_count = open_count
+
+
+class Store(Protocol):
+    """All persistence of wa-hub behind one narrow async interface (see the implementations' docs)."""
+
+    # -- lifecycle
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision."""
+        ...
+
+    async def close(self) -> None:
+        """Release every resource (connections)."""
+        ...
+
+    async def ping(self) -> bool:
+        """True when the store answers."""
+        ...
+
+    # -- instances
+    async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
+                              webhook_events: list[str], webhook_secret: str | None, now: int,
+                              state: str = "initializing") -> InstanceRecord:
+        """Insert an instance. Raises :class:`~wahub.domain.errors.Conflict` when the id exists."""
+        ...
+
+    async def get_instance(self, instance_id: str) -> InstanceRecord | None:
+        """The instance, or None."""
+        ...
+
+    async def list_instances(self) -> list[InstanceRecord]:
+        """Every instance, oldest first (ties by id)."""
+        ...
+
+    async def update_instance(self, instance_id: str, **values: Any) -> None:
+        """Set columns of an instance. Raises :class:`~wahub.domain.errors.NotFound`."""
+        ...
+
+    async def delete_instance(self, instance_id: str) -> bool:
+        """Delete an instance and everything recorded for it; True when it existed."""
+        ...
+
+    async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,
+                                now: int, events: Sequence[EventDraft] = (), **instance_values: Any) -> None:
+        """Move an instance to ``to_state`` and store its webhook events atomically."""
+        ...
+
+    async def transitions(self, instance_id: str, limit: int = 20) -> list[Transition]:
+        """The most recent transitions, newest first."""
+        ...
+
+    async def count_transitions_to(self, instance_id: str, to_state: str, since: int) -> int:
+        """How many times the instance entered ``to_state`` after ``since``."""
+        ...
+
+    async def record_restart(self, instance_id: str, *, kind: str, reason: str | None, now: int) -> None:
+        """Count one restart against the instance's budget."""
+        ...
+
+    async def restarts_since(self, instance_id: str, since: int) -> list[int]:
+        """Times (ascending) of restarts after ``since``."""
+        ...
+
+    # -- outbox
+    async def find_item_by_key(self, instance_id: str, key: str) -> OutboxItem | None:
+        """The item stored under an idempotency key, or None."""
+        ...
+
+    async def insert_item(self, *, queue_id: str, instance_id: str, idempotency_key: str, key_source: str,
+                          kind: str, chat_id: str, payload: dict[str, Any], fingerprint: str, now: int,
+                          max_open: int) -> tuple[OutboxItem, bool, int]:
+        """``(item, created, open_count)``; raises :class:`QueueFullSignal` when full."""
+        ...
+
+    async def claim_next(self, instance_id: str, now: int) -> OutboxItem | None:
+        """Move the first due queued item to ``sending``; None when none is due or one is sending."""
+        ...
+
+    async def next_due_at(self, instance_id: str) -> int | None:
+        """Smallest ``next_attempt_at`` among queued items, or None."""
+        ...
+
+    async def send_history(self, instance_id: str, since: int) -> list[int]:
+        """Hand-over times (ascending) of the instance's sends after ``since``."""
+        ...
+
+    async def release(self, seq: int, *, next_attempt_at: int, now: int, error: str | None = None,
+                      reason: str | None = None, count_attempt: bool = False, unlog: bool = False) -> None:
+        """Return a ``sending`` item to ``queued``."""
+        ...
+
+    async def mark_handed_over(self, item: OutboxItem, now: int) -> None:
+        """Record that the item is about to reach the engine (and log the send)."""
+        ...
+
+    async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int,
+                        events: Sequence[EventDraft] = ()) -> None:
+        """Record a successful send with its webhook events."""
+        ...
+
+    async def mark_failed(self, item: OutboxItem, *, error: str, reason: str, now: int, count_attempt: bool,
+                          events: Sequence[EventDraft] = (), unlog: bool = False) -> None:
+        """Record a final failure with its webhook events."""
+        ...
+
+    async def recover_in_flight(self, now: int) -> tuple[int, list[OutboxItem]]:
+        """Start-up recovery: ``(requeued, items now uncertain)``."""
+        ...
+
+    async def get_item(self, queue_id: str) -> OutboxItem | None:
+        """The item with ``queue_id``, or None."""
+        ...
+
+    async def get_item_by_message_id(self, instance_id: str, message_id: str) -> OutboxItem | None:
+        """The sent item that WhatsApp knows as ``message_id``, or None."""
+        ...
+
+    async def list_items(self, instance_id: str, *, statuses: Sequence[str] | None, limit: int,
+                         offset: int) -> tuple[list[OutboxItem], int]:
+        """A page of items (oldest first) and the total count matching the filter."""
+        ...
+
+    async def queue_stats(self, instance_id: str) -> QueueStats:
+        """Counts by status and the oldest open item's enqueue time."""
+        ...
+
+    async def set_item_status(self, queue_id: str, *, from_statuses: Sequence[str], to_status: str, now: int,
+                              reset_attempts: bool = False, events: Sequence[EventDraft] = ()) -> bool:
+        """Compare-and-set an item's status; True when it changed."""
+        ...
+
+    async def clear_queue(self, instance_id: str, now: int) -> int:
+        """Cancel every queued item of the instance; returns how many."""
+        ...
+
+    async def count_sent_since(self, instance_id: str, since: int) -> int:
+        """Sends recorded in the send log after ``since``."""
+        ...
+
+    async def count_failures_since(self, instance_id: str, since: int) -> int:
+        """Items that failed (finally) after ``since``."""
+        ...
+
+    async def purge(self, older_than: int) -> dict[str, int]:
+        """Delete old final records; returns how many rows per table."""
+        ...
+
+    # -- polls, votes, acks, inbound
+    async def get_poll(self, instance_id: str, message_id: str) -> PollRecord | None:
+        """The poll wa-hub sent as ``message_id``, or None."""
+        ...
+
+    async def record_vote(self, instance_id: str, poll_message_id: str, voter: str, *, timestamp: int,
+                          selected: list[str], voter_alt: str | None, now: int,
+                          event: EventDraft | None) -> bool:
+        """Store a voter's latest vote and its event; False for a duplicate or stale vote."""
+        ...
+
+    async def latest_votes(self, instance_id: str, poll_message_id: str) -> list[VoteRecord]:
+        """Every voter's latest vote on a poll, by voter."""
+        ...
+
+    async def record_inbound(self, instance_id: str, message_id: str, *, now: int,
+                             event: EventDraft | None) -> bool:
+        """Mark an inbound message seen together with its event; False when seen before."""
+        ...
+
+    async def advance_ack(self, instance_id: str, message_id: str, ack: str, order: Sequence[str], *,
+                          now: int, event_for: EventBuilder) -> OutboxItem | None:
+        """Move a sent item's ack forward only; the item when it advanced, else None."""
+        ...
+
+    # -- webhook events
+    async def add_events(self, events: Sequence[EventDraft], now: int) -> None:
+        """Store events for delivery."""
+        ...
+
+    async def instances_with_pending_events(self) -> list[str]:
+        """Instance ids that have undelivered events (no particular order)."""
+        ...
+
+    async def head_event(self, instance_id: str) -> EventRecord | None:
+        """The oldest pending event of an instance."""
+        ...
+
+    async def event_delivered(self, seq: int, *, now: int, status_code: int) -> None:
+        """Mark an event delivered."""
+        ...
+
+    async def event_failed(self, seq: int, *, now: int, next_attempt_at: int | None, error: str,
+                           status_code: int | None) -> None:
+        """Record a failed attempt: retry at ``next_attempt_at``, or dead letter when None."""
+        ...
+
+    async def list_events(self, instance_id: str, *, status: str | None, limit: int,
+                          offset: int = 0) -> list[EventRecord]:
+        """Events of an instance, newest first, optionally by status."""
+        ...
+
+    async def replay_events(self, instance_id: str, *, event_id: str | None, now: int) -> int:
+        """Put dead letters (one, or all of the instance) back to pending; returns how many."""
+        ...
+
+    async def event_stats(self, instance_id: str) -> dict[str, Any]:
+        """Backlog, dead letters, delivered count, last success and last error of an instance."""
+        ...
