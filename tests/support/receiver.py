@@ -2,7 +2,8 @@
 
 Behaviour is scriptable per request: ``receiver.script`` is a list of responses consumed in
 order (status code, optional delay in seconds, optional headers); when it is empty the
-receiver answers ``default_status``.
+receiver answers ``default_status``. ``port`` lets a test bring a receiver back on the address
+of one that was down (connection refused in between).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Reply:
 class Receiver:
     """Start with ``with Receiver() as r:``; ``r.url`` is where to point webhooks."""
 
-    def __init__(self, default_status: int = 200) -> None:
+    def __init__(self, default_status: int = 200, port: int = 0) -> None:
         self.requests: list[Received] = []
         self.script: list[Reply] = []
         self.default_status = default_status
@@ -55,8 +56,8 @@ class Receiver:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
                 with receiver._cond:
-                    receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                      body, time.time()))
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    receiver.requests.append(Received(self.path, headers, body, time.time()))
                     reply = receiver.script.pop(0) if receiver.script else Reply(receiver.default_status)
                     receiver._cond.notify_all()
                 if reply.delay_s:
@@ -74,7 +75,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -86,6 +87,11 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def snapshot(self) -> list[Received]:
+        """The requests received so far (a copy, safe to read from another thread)."""
+        with self._lock:
+            return list(self.requests)
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """Parsed bodies received so far (optionally only one event name)."""
@@ -100,6 +106,7 @@ class Receiver:
             while not predicate(self.requests):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"receiver: condition not met; got {[r.body[:120] for r in self.requests]}")
+                    got = [r.body[:120] for r in self.requests]
+                    raise TimeoutError(f"receiver: condition not met; got {got}")
                 self._cond.wait(remaining)
             return list(self.requests)
