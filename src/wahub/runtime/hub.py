@@ -272,6 +272,7 @@ class Hub:
         if self.sandbox is not None:
             self.sandbox.forget(rt.id)
         self.metrics.forget(rt.id)
+        self.dispatcher.forget(rt.id)
         log.info("instance_deleted", instance_id=rt.id)
         return True
 
@@ -671,9 +672,36 @@ class Hub:
                              "windowMinutes": self.settings.restart_window_minutes,
                              "budgetFreesAt": used[0] + window if used else None,
                              "consecutiveFailures": rt.supervisor.failures},
-            "webhook": {"url": rt.record.webhook_url, "events": rt.record.webhook_events, **events},
+            "webhook": await self._webhook_status(rt, events, now),
             "lastError": rt.last_error,
         }
+
+    async def _webhook_status(self, rt: InstanceRuntime, stats: dict[str, Any], now: int) -> dict[str, Any]:
+        """Delivery status: stored counts (backlog, dead) plus this process's lane health (epoch ms).
+
+        ``lastError`` is the newest failed attempt seen by this process, else the newest error
+        stored on an event; ``failing`` is true while the lane's latest attempts keep failing.
+        """
+        head = await self.store.head_event(rt.id)
+        health = self.dispatcher.health(rt.id)
+        out: dict[str, Any] = {"url": rt.record.webhook_url, "events": rt.record.webhook_events,
+                               "secretConfigured": bool(rt.record.webhook_secret or self.settings.webhook_secret),
+                               **stats}
+        out.update({"oldestPendingAt": head.created_at if head else None,
+                    "oldestPendingAgeMs": now - head.created_at if head else None,
+                    "nextAttemptAt": head.next_attempt_at if head else None,
+                    "headAttempts": head.attempts if head else 0,
+                    "lastAttemptAt": None, "lastErrorAt": None, "lastStatusCode": None,
+                    "consecutiveFailures": 0, "failing": False})
+        if health is not None:
+            if health.last_success_at is not None:
+                out["lastSuccessAt"] = max(out.get("lastSuccessAt") or 0, health.last_success_at)
+            if health.last_error is not None:
+                out.update(lastError=health.last_error, lastErrorAt=health.last_error_at,
+                           lastStatusCode=health.last_status_code)
+            out.update(lastAttemptAt=health.last_attempt_at, consecutiveFailures=health.consecutive_failures,
+                       failing=health.consecutive_failures > 0)
+        return out
 
 
 async def _ignore_events(_event: eng.EngineEvent) -> None:
