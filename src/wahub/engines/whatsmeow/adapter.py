@@ -96,7 +96,8 @@ def connection_event(event: Any, now_ms: int, me: Any = None) -> base.EngineEven
     if name == "ClientOutdated":
         return base.LoggedOut("client_outdated")
     if name == "ConnectFailure":
-        return base.Disconnected("connect_failure_" + CONNECT_FAILURE_REASONS.get(int(event.Reason), "unknown"))
+        reason = CONNECT_FAILURE_REASONS.get(int(event.Reason), "unknown")
+        return base.Disconnected("connect_failure_" + reason)
     if name == "PairStatus":
         return base.Authenticated() if int(event.Status) == 2 else None  # PairStatus.SUCCESS
     return None
@@ -131,8 +132,8 @@ def inbound_message(event: Any) -> base.InboundMessage | None:
     source = info.MessageSource
     sender, alt = _sender(source)
     return base.InboundMessage(message_id=info.ID, chat_id=jid_string(source.Chat) or sender, sender=sender,
-                               text=text, timestamp=epoch_ms(int(info.Timestamp)), from_me=bool(source.IsFromMe),
-                               sender_alt=alt, push_name=info.Pushname or None)
+                               text=text, timestamp=epoch_ms(int(info.Timestamp)),
+                               from_me=bool(source.IsFromMe), sender_alt=alt, push_name=info.Pushname or None)
 
 
 def poll_vote(event: Any, vote: Any) -> base.PollVote:
@@ -156,7 +157,8 @@ def receipt(event: Any) -> base.Receipt | None:
     if ack is None or not event.MessageIDs:
         return None
     return base.Receipt(message_ids=tuple(event.MessageIDs), ack=ack,
-                        chat_id=jid_string(event.MessageSource.Chat), timestamp=epoch_ms(int(event.Timestamp)))
+                        chat_id=jid_string(event.MessageSource.Chat),
+                        timestamp=epoch_ms(int(event.Timestamp)))
 
 
 _DISCONNECTED_MARKERS = ("client is nil", "websocket not connected", "not connected",

@@ -99,7 +99,7 @@ class WhatsmeowEngine(base.Engine):
             assert proc.stdout is not None
             hello = protocol.decode(await asyncio.wait_for(proc.stdout.readline(), opts.hello_timeout_s))
             if hello.get("type") != "hello" or hello.get("version") != protocol.VERSION:
-                raise protocol.ProtocolError(f"worker spoke {hello!r}, expected hello version {protocol.VERSION}")
+                raise protocol.ProtocolError(f"worker said {hello!r}, not hello version {protocol.VERSION}")
         except (TimeoutError, protocol.ProtocolError) as exc:
             log.error("worker_start_failed", instance_id=self.instance_id, pid=proc.pid, error=str(exc))
             await self._kill(proc)
@@ -152,13 +152,12 @@ class WhatsmeowEngine(base.Engine):
 
     # -- sends and queries ------------------------------------------------------------------------
     async def send_text(self, chat_id: str, text: str) -> base.SendResult:
-        result = await self._call("send_text", {"chat_id": chat_id, "text": text})
-        return base.SendResult(message_id=str(result["message_id"]), timestamp=int(result.get("timestamp", 0)))
+        return _sent(await self._call("send_text", {"chat_id": chat_id, "text": text}))
 
-    async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool) -> base.SendResult:
-        result = await self._call("send_poll", {"chat_id": chat_id, "caption": caption, "options": list(options),
-                                                "multiple": multiple})
-        return base.SendResult(message_id=str(result["message_id"]), timestamp=int(result.get("timestamp", 0)))
+    async def send_poll(self, chat_id: str, caption: str, options: list[str],
+                        multiple: bool) -> base.SendResult:
+        args = {"chat_id": chat_id, "caption": caption, "options": list(options), "multiple": multiple}
+        return _sent(await self._call("send_poll", args))
 
     async def send_typing(self, chat_id: str) -> None:
         await self._query("typing", {"chat_id": chat_id})
@@ -187,7 +186,8 @@ class WhatsmeowEngine(base.Engine):
         return await self._query("fake", args)
 
     # -- protocol ---------------------------------------------------------------------------------
-    async def _query(self, cmd: str, args: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    async def _query(self, cmd: str, args: dict[str, Any],
+                     timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109  # noqa: ASYNC109
         """A non-send command: every failure is an ``EngineError``."""
         try:
             return await self._call(cmd, args, timeout=timeout or self.options.command_timeout_s)
@@ -197,7 +197,7 @@ class WhatsmeowEngine(base.Engine):
             raise EngineError(f"the worker did not answer {cmd} in time") from exc
 
     async def _call(self, cmd: str, args: dict[str, Any] | None = None, *,
-                    timeout: float | None = None) -> dict[str, Any]:
+                    timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109
         proc = self._proc
         if proc is None or proc.returncode is not None or proc.stdin is None or proc.stdin.is_closing():
             raise DisconnectedError("the whatsmeow worker is not running", reason="not_connected")
@@ -232,11 +232,12 @@ class WhatsmeowEngine(base.Engine):
                         fut.set_result(message)
                 elif message["type"] == "event":
                     await self._deliver(message)
-        except (ValueError, asyncio.LimitOverrunError) as exc:  # a line over the limit: the stream is unusable
+        except (ValueError, asyncio.LimitOverrunError) as exc:  # a line over the limit: stream unusable
             log.error("worker_stream_broken", instance_id=self.instance_id, error=str(exc))
             await self._kill(proc)
         code = await proc.wait()
-        self._fail_pending(DisconnectedError(f"the whatsmeow worker exited (code {code})", reason="worker_exit"))
+        self._fail_pending(DisconnectedError(f"the whatsmeow worker exited (code {code})",
+                                             reason="worker_exit"))
         if self._expected_exit or self._proc is not proc:
             log.info("worker_exited", instance_id=self.instance_id, pid=proc.pid, code=code)
             return
@@ -269,3 +270,7 @@ class WhatsmeowEngine(base.Engine):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+def _sent(result: dict[str, Any]) -> base.SendResult:
+    return base.SendResult(message_id=str(result["message_id"]), timestamp=int(result.get("timestamp", 0)))

@@ -26,8 +26,8 @@ class WhatsmeowFactory(base.EngineFactory):
         return self.sessions_dir / instance_id
 
     def create(self, instance_id: str, sink: base.EventSink) -> WhatsmeowEngine:
-        engine = WhatsmeowEngine(instance_id, sink, session_dir=self.session_dir(instance_id), clock=self.clock,
-                                 options=self.options)
+        engine = WhatsmeowEngine(instance_id, sink, session_dir=self.session_dir(instance_id),
+                                 clock=self.clock, options=self.options)
         self._engines.add(engine)
         return engine
 

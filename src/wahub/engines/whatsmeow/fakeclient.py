@@ -72,7 +72,8 @@ def jid(value: str) -> Any:
 def source(sender: str, chat: str | None = None, sender_alt: str = "", from_me: bool = False) -> Any:
     """A neonize ``MessageSource`` the way Go fills it (absent alternatives are empty JIDs)."""
     s = jid(sender)
-    return MessageSource(Chat=jid(chat or sender), Sender=s, IsFromMe=from_me, IsGroup=(chat or "").endswith("g.us"),
+    return MessageSource(Chat=jid(chat or sender), Sender=s, IsFromMe=from_me,
+                         IsGroup=(chat or "").endswith("g.us"),
                          SenderAlt=jid(sender_alt), RecipientAlt=EMPTY_JID, BroadcastListOwner=EMPTY_JID,
                          AddressingMode=AddressingMode.Value("LID" if s.Server == "lid" else "PN"))
 
@@ -208,21 +209,23 @@ class FakeClient:
         action = args.get("action")
         now_ms = int(time.time() * 1000)
         if action == "scan":
-            session = {"phone": str(args.get("phone", "15550001111")), "push_name": str(args.get("push_name", "Fake"))}
+            session = {"phone": str(args.get("phone", "15550001111")),
+                       "push_name": str(args.get("push_name", "Fake"))}
             (self._dir / SESSION_FILE).write_text(json.dumps(session))
             self._dispatch(PairStatusEv(ID=jid(session["phone"] + "@s.whatsapp.net"), BusinessName="",
                                         Platform="android", Status=PairStatusEv.SUCCESS))
             self._online(session)
         elif action == "message":
             msg = Message(conversation=str(args["text"]))
-            self._dispatch(message_event(msg, source(args["sender"], args.get("chat"), args.get("sender_alt", "")),
+            src = source(args["sender"], args.get("chat"), args.get("sender_alt", ""))
+            self._dispatch(message_event(msg, src,
                                          str(args.get("id") or self.generate_message_id()), now_ms,
                                          str(args.get("push_name", ""))))
         elif action == "vote":
             chosen = [hashlib.sha256(o.encode()).digest() for o in args.get("options", [])]
             update = PollUpdateMessage(
-                pollCreationMessageKey=MessageKey(remoteJID=str(args.get("chat") or args["voter"]), fromMe=True,
-                                                  ID=str(args["poll_id"])),
+                pollCreationMessageKey=MessageKey(remoteJID=str(args.get("chat") or args["voter"]),
+                                                  fromMe=True, ID=str(args["poll_id"])),
                 vote=PollEncValue(encPayload=PollVoteMessage(selectedOptions=chosen).SerializeToString(),
                                   encIV=os.urandom(12)),
                 senderTimestampMS=now_ms)
@@ -282,4 +285,4 @@ class FakeClient:
 def _to_json(message: Any) -> str:
     from google.protobuf import json_format
 
-    return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=None)
+    return str(json_format.MessageToJson(message, preserving_proto_field_name=True, indent=None))

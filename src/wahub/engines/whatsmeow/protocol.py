@@ -5,7 +5,7 @@ Version 1. Every message is one UTF-8 JSON object on one line (``\\n``-terminate
 
     worker → hub  {"type": "hello", "version": 1, "pid": 4242, "client": "neonize"}
     hub → worker  {"type": "command", "id": 7, "cmd": "send_text", "args": {"chat_id": "...", "text": "..."}}
-    worker → hub  {"type": "reply", "id": 7, "ok": true, "result": {"message_id": "3EB0…", "timestamp": 1767…}}
+    worker → hub  {"type": "reply", "id": 7, "ok": true, "result": {"message_id": "3EB0…", "timestamp": 17…}}
     worker → hub  {"type": "reply", "id": 8, "ok": false,
                    "error": {"kind": "permanent", "reason": "not_on_whatsapp", "message": "…"}}
     worker → hub  {"type": "event", "event": "Receipt", "at": 1767225600000,

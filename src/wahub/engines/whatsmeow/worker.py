@@ -64,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def configure_logging(level: str, instance_id: str) -> None:
     """Log to stderr before neonize is imported; keep neonize's Go logs at warning unless debugging."""
-    logging.basicConfig(stream=sys.stderr, level=level.upper(), force=True,
-                        format=f"%(asctime)s %(levelname)s whatsmeow-worker[{instance_id}] %(name)s: %(message)s")
+    fmt = f"%(asctime)s %(levelname)s whatsmeow-worker[{instance_id}] %(name)s: %(message)s"
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), force=True, format=fmt)
     go_level = logging.DEBUG if level == "debug" else logging.WARNING
     for name in ("neonize", "neonize.utils.log", "whatsmeow", "Whatsmeow.Database"):
         logging.getLogger(name).setLevel(go_level)
@@ -185,7 +185,8 @@ class Worker:
                 elif name == "Receipt":
                     mapped = adapter.receipt(event)
                 else:
-                    mapped = adapter.connection_event(event, int(time.time() * 1000), getattr(self.client, "me", None))
+                    me = getattr(self.client, "me", None)
+                    mapped = adapter.connection_event(event, int(time.time() * 1000), me)
                     if isinstance(mapped, base.Ready | base.Authenticated):
                         self.linked = True
                         if self._qr_timer is not None:
@@ -221,7 +222,8 @@ class Worker:
             except Exception as exc:
                 if not isinstance(exc, WaHubError):
                     log.warning("command_failed cmd=%s error=%s", message.get("cmd"), exc)
-                self.send(protocol.reply_error(cid, exc if isinstance(exc, WaHubError) else EngineError(str(exc))))
+                error = exc if isinstance(exc, WaHubError) else EngineError(str(exc))
+                self.send(protocol.reply_error(cid, error))
             else:
                 self.send(protocol.reply_ok(cid, result))
 
@@ -309,7 +311,8 @@ class Worker:
             message = Message(conversation=str(args["text"]))  # verbatim: never neonize's str path
         else:
             vote_type = VoteType.MULTIPLE if args.get("multiple") else VoteType.SINGLE
-            message = self.client.build_poll_vote_creation(str(args["caption"]), list(args["options"]), vote_type)
+            message = self.client.build_poll_vote_creation(str(args["caption"]), list(args["options"]),
+                                                           vote_type)
         response = resolve(self.client.send_message(to_jid(chat), message))
         return {"message_id": response.ID, "timestamp": int(response.Timestamp) * 1000}
 

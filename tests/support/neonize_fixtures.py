@@ -1,0 +1,95 @@
+"""Real neonize 0.5.2 protobuf events built offline, shaped the way neonize's Go core fills them.
+
+Importing this module imports neonize (and sets ``NEONIZE_BOT_TAG=off`` first); nothing here
+touches the network.
+"""
+# ruff: noqa: E402, E501
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import time
+import warnings
+
+os.environ.setdefault("NEONIZE_BOT_TAG", "off")
+with warnings.catch_warnings():
+    # neonize's import leaves an os.popen("uname -a") pipe to the garbage collector.
+    warnings.simplefilter("ignore", ResourceWarning)
+    import neonize  # noqa: F401
+    gc.collect()
+
+os.environ.setdefault("NEONIZE_BOT_TAG", "off")
+from neonize.events import (
+    ConnectedEv,
+    DisconnectedEv,
+    LoggedOutEv,
+    MessageEv,
+    PairStatusEv,
+    QREv,
+    ReceiptEv,
+    StreamReplacedEv,
+    TemporaryBanEv,
+)
+from neonize.proto.Neonize_pb2 import JID, AddressingMode, ConnectFailureReason, MessageInfo, MessageSource
+from neonize.proto.waCommon.WACommon_pb2 import MessageKey
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+    ExtendedTextMessage,
+    Message,
+    MessageContextInfo,
+    PollCreationMessage,
+    PollEncValue,
+    PollUpdateMessage,
+    PollVoteMessage,
+)
+
+
+def jid(user, server="s.whatsapp.net", device=0):
+    return JID(User=user, Server=server, RawAgent=0, Device=device, Integrator=0, IsEmpty=False)
+EMPTY = JID(User="", Server="", RawAgent=0, Device=0, Integrator=0, IsEmpty=True)
+
+def source(sender, chat=None, sender_alt=EMPTY, from_me=False, group=False):
+    return MessageSource(Chat=chat or sender, Sender=sender, IsFromMe=from_me, IsGroup=group,
+                         SenderAlt=sender_alt, RecipientAlt=EMPTY, BroadcastListOwner=EMPTY,
+                         AddressingMode=AddressingMode.Value("LID" if sender.Server == "lid" else "PN"))
+
+def message_ev(msg, src, msg_id="3EB0AAAA", ts_ms=None, pushname="Alice"):
+    info = MessageInfo(MessageSource=src, ID=msg_id, ServerID=0, Type="text", Pushname=pushname,
+                       Timestamp=ts_ms if ts_ms is not None else int(time.time() * 1000),
+                       Category="", Multicast=False, MediaType="", Edit="")
+    return MessageEv(Info=info, Message=msg, IsEphemeral=False, IsViewOnce=False, IsViewOnceV2=False,
+                     IsViewOnceV2Extension=False, IsDocumentWithCaption=False, IsLottieSticker=False,
+                     IsEdit=False, UnavailableRequestID="", RetryCount=0)
+
+# @lid sender with phone-number alternative
+LID = jid("123456789012345", "lid")
+PN = jid("15551234567")
+text_ev = message_ev(Message(conversation="hello"), source(LID, sender_alt=PN))
+ext_ev = message_ev(Message(extendedTextMessage=ExtendedTextMessage(text="hi there")), source(PN))
+
+OPTIONS = ["Pizza", "Sushi"]
+poll_msg = Message(
+    messageContextInfo=MessageContextInfo(messageSecret=os.urandom(32)),
+    pollCreationMessage=PollCreationMessage(
+        name="Lunch?", selectableOptionsCount=1,
+        options=[PollCreationMessage.Option(optionName=o) for o in OPTIONS]))
+poll_ev = message_ev(poll_msg, source(PN, from_me=True), msg_id="3EB0POLL")
+
+poll_update_ev = message_ev(Message(pollUpdateMessage=PollUpdateMessage(
+    pollCreationMessageKey=MessageKey(remoteJID="15551234567@s.whatsapp.net", fromMe=True, ID="3EB0POLL"),
+    vote=PollEncValue(encPayload=os.urandom(48), encIV=os.urandom(12)),
+    senderTimestampMS=int(time.time() * 1000))), source(LID, sender_alt=PN), msg_id="3EB0VOTE")
+# what decrypt_poll_vote returns (WAWebProtobufsE2E.PollVoteMessage):
+decrypted_vote = PollVoteMessage(selectedOptions=[hashlib.sha256(b"Sushi").digest()])
+
+receipt_ev = ReceiptEv(MessageSource=source(LID, sender_alt=PN), MessageIDs=["3EB0A", "3EB0B", "3EB0C"],
+                       Timestamp=int(time.time()), Type=ReceiptEv.READ)
+logged_out_ev = LoggedOutEv(OnConnect=False, Reason=ConnectFailureReason.Value("LOGGED_OUT"))
+temp_ban_ev = TemporaryBanEv(Code=TemporaryBanEv.SEND_TO_TOO_MANY_PEOPLE, Expire=3600)
+connected_ev = ConnectedEv(status=True)
+disconnected_ev = DisconnectedEv(status=True)
+qr_ev = QREv(Codes=["2@aaa,bbb,ccc,ddd", "2@eee,fff,ggg,hhh"])
+pair_ok_ev = PairStatusEv(ID=PN, BusinessName="", Platform="android", Status=PairStatusEv.SUCCESS)
+stream_replaced_ev = StreamReplacedEv()
+ALL = [text_ev, ext_ev, poll_ev, poll_update_ev, receipt_ev, logged_out_ev, temp_ban_ev,
+       connected_ev, disconnected_ev, qr_ev, pair_ok_ev, stream_replaced_ev]
