@@ -51,6 +51,7 @@ class SpyFactory(EngineFactory):
         self.hub: Hub | None = None
         self.calls: list[tuple[str, str, int]] = []  # (instance, state at call, time)
         self.created = 0
+        self.on_send: Any = None  # optional async hook(instance_id, chat_id, text_or_caption) run before a send
 
     def create(self, instance_id: str, sink: EventSink) -> Engine:
         self.created += 1
@@ -60,6 +61,8 @@ class SpyFactory(EngineFactory):
 
         async def send_text(chat_id: str, text: str) -> SendResult:
             spy._record(instance_id)
+            if spy.on_send is not None:
+                await spy.on_send(instance_id, chat_id, text)
             return await original_text(chat_id, text)
 
         async def send_poll(chat_id: str, caption: str, options: list[str], multiple: bool) -> SendResult:
