@@ -30,6 +30,12 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
+def _optional_chat(data: dict[str, Any], name: str) -> str | None:
+    """An optional chat id field in canonical form (engines speak only canonical ids)."""
+    value = data.get(name)
+    return None if value is None else chatid.normalize(value, field=name)
+
+
 def _world(request: Request, instance_id: str) -> tuple[Any, str]:
     hub = hub_of(request)
     if hub.sandbox is None:
@@ -57,7 +63,7 @@ async def inject_message(request: Request, instance_id: str) -> JSONResponse:
     if not isinstance(text, str):
         raise InvalidInput("text is required (a string)")
     mid = await world.inject_message(iid, sender, text, message_id=data.get("messageId"),
-                                     sender_alt=data.get("fromAlt"))
+                                     sender_alt=_optional_chat(data, "fromAlt"))
     return ok({"messageId": mid})
 
 
@@ -75,8 +81,8 @@ async def inject_vote(request: Request, instance_id: str) -> JSONResponse:
     ts = data.get("timestamp")
     if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
         raise InvalidInput("timestamp must be epoch milliseconds")
-    await world.inject_vote(iid, poll_id, voter, selected, timestamp=ts, voter_alt=data.get("voterAlt"),
-                            as_hashes=bool(data.get("asHashes")))
+    await world.inject_vote(iid, poll_id, voter, selected, timestamp=ts,
+                            voter_alt=_optional_chat(data, "voterAlt"), as_hashes=bool(data.get("asHashes")))
     return ok({"injected": True})
 
 
