@@ -103,8 +103,8 @@ async def fault(request: Request, instance_id: str) -> JSONResponse:
     data = await _body(request)
     kind = data.get("kind")
     if not isinstance(kind, str):
-        raise InvalidInput("kind is required: disconnect, auth_failure, temporary_ban, send_error, slow_send, "
-                           "drop_after_ready, never_ready, unregistered, clear")
+        raise InvalidInput("kind is required: disconnect, auth_failure, temporary_ban, send_error, "
+                           "slow_send, drop_after_ready, never_ready, unregistered, clear")
     await world.fault(iid, kind, data)
     return ok({"fault": kind})
 
