@@ -21,7 +21,7 @@ def main() -> None:
 @click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", envvar="PORT", default=3000, show_default=True, type=int, help="TCP port")
 @click.option("--data-dir", envvar="DATA_DIR", default="./data", show_default=True, help="SQLite file, sessions")
-@click.option("--engine", envvar="WAHUB_ENGINE", default="sandbox", show_default=True,
+@click.option("--engine", envvar="WAHUB_ENGINE", default="whatsmeow", show_default=True,
               type=click.Choice(["sandbox", "whatsmeow"]), help="WhatsApp engine")
 @click.option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
@@ -49,7 +49,9 @@ def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> N
                f"/dashboard)", err=True)
     click.echo(f"engine: {settings.engine}" + (" (simulated WhatsApp: link instances with POST "
                "/sandbox/instances/{id}/scan; choose the real engine with --engine whatsmeow)"
-               if settings.engine == "sandbox" else ""), err=True)
+               if settings.engine == "sandbox" else " (WhatsApp linked devices through neonize, one worker "
+               f"process per instance, sessions in {settings.data_dir / 'sessions'}; link a phone with "
+               "`wa-hub qr ID` or a pairing code; try without WhatsApp with --engine sandbox)"), err=True)
     click.echo(f"database: {_safe_url(settings.resolved_database_url)}", err=True)
     if settings.api_key is None:
         click.echo("WARNING: no API_KEY set and WAHUB_INSECURE_NO_API_KEY=true: the API is open", err=True)

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
     data_dir: Path = Field(default=Path("./data"), alias="DATA_DIR")
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
-    engine: Literal["sandbox", "whatsmeow"] = Field(default="sandbox", alias="WAHUB_ENGINE")
+    engine: Literal["sandbox", "whatsmeow"] = Field(default="whatsmeow", alias="WAHUB_ENGINE")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", alias="LOG_LEVEL")
     log_format: Literal["auto", "json", "console"] = Field(default="auto", alias="LOG_FORMAT")
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, alias="MAX_BODY_BYTES")
