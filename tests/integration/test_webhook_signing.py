@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import shutil
 import subprocess
 
@@ -23,6 +24,7 @@ from standardwebhooks import Webhook
 from tests.conftest import HubClient
 from tests.integration.webhook_helpers import create, inbound, link, of_event, received, sent_message_id
 from tests.support.receiver import Receiver
+from wahub.runtime import signing
 
 TEXT = "تأكيد الطلب ✅ 👍🏽"
 SECRET = "global-secret-ü"
@@ -127,3 +129,19 @@ async def test_per_instance_secret_overrides_the_global_one(hub_client: HubClien
     Webhook(base64.b64encode(b"instance-secret").decode()).verify(o.body, {k: o.headers[k] for k in headers})
     Webhook(WHSEC).verify(w.body, {k: w.headers[k] for k in headers})
     assert w.headers["x-wa-hub-signature"] == _hex_hmac(WHSEC, w.body)
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_serialisation_matches_node_json_stringify_on_awkward_values() -> None:
+    """``signing.serialize`` against node on 3,000 random floats (all magnitudes), control
+    characters, line separators, lone and paired surrogates, and array-index-like keys."""
+    rng = random.Random(1)
+    floats = [rng.uniform(-1, 1) * 10 ** rng.randint(-12, 25) for _ in range(3000)]
+    floats += [1.0, 1e21, 1.5e-7, 1e-5, -0.0, 5e-324, 1.7976931348623157e308, 2.0**53]
+    strings = [TEXT, "a\u2028b\u2029", "\x00\x01\x1f\x7f\b\f\n\r\t\"\\/", "\ud83d\ude00 \ud800 x",
+               "\udc00\ud83d"]
+    payload = {"b": 1, "10": 2, "2": 3, "02": 4, "-1": 5, "4294967295": 6, "4294967294": 7,
+               "floats": floats, "strings": strings, "nested": {"k": [None, True, False, {"é": 1}]},
+               "ms": 1_767_225_600_000}
+    ours = signing.serialize(payload).encode("utf-8")
+    assert restringify(ours) == ours
