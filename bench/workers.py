@@ -43,7 +43,9 @@ def kib(pid: int, path: str, key: str) -> int:
 
 
 def no_network_prefix() -> list[str]:
-    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+    """``unshare -n`` when the machine allows an empty network namespace, else nothing."""
+    probe = ["unshare", "-n", "true"]
+    if shutil.which("unshare") and subprocess.run(probe, capture_output=True).returncode == 0:
         return ["unshare", "-n"]
     return []
 
