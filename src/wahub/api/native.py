@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,6 +18,7 @@ from wahub.runtime.hub import Hub
 
 router = APIRouter(dependencies=[Depends(require_key)], tags=["native"])
 public = APIRouter(tags=["health"])
+READY_STORE_TIMEOUT_S = 3.0  # /ready answers 503 when the store's ping takes longer than this
 
 
 def item_json(item: OutboxItem) -> dict[str, Any]:
@@ -52,7 +54,10 @@ async def health(request: Request) -> JSONResponse:
 @public.get("/ready", summary="Readiness: the store answers and the hub has started (no auth)")
 async def ready(request: Request) -> JSONResponse:
     hub = hub_of(request)
-    store_ok = await hub.store.ping()
+    try:  # a store that does not answer in time is as unready as one that refuses
+        store_ok = await asyncio.wait_for(hub.store.ping(), READY_STORE_TIMEOUT_S)
+    except TimeoutError:
+        store_ok = False
     started = hub.started
     code = 200 if store_ok and started else 503
     return JSONResponse({"status": "ok" if code == 200 else "unavailable", "store": store_ok,
