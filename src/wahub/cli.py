@@ -37,7 +37,8 @@ def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> N
     except ValidationError as exc:
         click.echo(config.describe_error(exc), err=True)
         sys.exit(2)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format,
+                      secrets=(settings.api_key, settings.webhook_secret, settings.webhook_auth_token))
     import uvicorn
 
     from wahub.api.app import create_app

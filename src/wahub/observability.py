@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _REDACT_KEYS = {"api_key", "apikey", "authorization", "secret", "webhook_secret", "token", "password",
                 "message", "text", "body", "caption"}
+_HANDLER_MARK = "_wahub_handler"
 
 
 def _redact(_logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -27,25 +29,61 @@ def _redact(_logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, 
     return event_dict
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
-    """Configure structlog and the standard library logging once per process."""
+class _Scrub:
+    """Replace every occurrence of a configured secret (API key, webhook secret) in any string value.
+
+    A second line of defence behind key-based redaction: a secret that ends up inside an error
+    message or a URL is masked at every level, debug included.
+    """
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        if self.secrets:
+            for key, value in event_dict.items():
+                if isinstance(value, str):
+                    for secret in self.secrets:
+                        if secret in value:
+                            value = value.replace(secret, "[redacted]")
+                    event_dict[key] = value
+        return event_dict
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO | None = None,
+                      secrets: Iterable[str | None] = ()) -> None:
+    """Configure structlog and the standard library logging (one JSON line per event, or console).
+
+    ``fmt`` ``auto`` renders for humans when ``stream`` (default stderr) is a terminal, else JSON.
+    Standard-library records (uvicorn, libraries) go through the same processors, so they are JSON
+    too and get the same redaction. Every string in ``secrets`` is masked wherever it appears.
+    """
+    out = stream if stream is not None else sys.stderr
     lvl = getattr(logging, level.upper(), logging.INFO)
-    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _redact,
-        structlog.processors.format_exc_info,
-    ]
+    isatty = getattr(out, "isatty", None)
+    use_console = fmt == "console" or (fmt == "auto" and callable(isatty) and bool(isatty()))
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    scrub = _Scrub(secrets)
     renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     structlog.configure(
-        processors=[*processors, renderer],
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, stamp,
+                    _redact, structlog.processors.format_exc_info, scrub, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(lvl, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+                           structlog.stdlib.add_logger_name, stamp],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _redact,
+                    structlog.processors.format_exc_info, scrub, renderer]))
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(lvl, logging.WARNING))
     for noisy in ("uvicorn.access", "httpx", "httpcore", "sqlalchemy.engine", "alembic", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
