@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +29,7 @@ from wahub.domain.errors import Conflict, NotFound, StoreUnavailable
 from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
 from wahub.store import tables as t
 from wahub.store.base import QueueFullSignal
+from wahub.store.groupcommit import GroupCommit
 from wahub.store.records import (
     EventDraft,
     EventRecord,
@@ -92,6 +94,7 @@ class SqlStore:
         else:
             self.engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=4,
                                               pool_pre_ping=True)
+        self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(self._insert_batch)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def migrate(self) -> None:
@@ -102,7 +105,8 @@ class SqlStore:
             await conn.run_sync(migrate.upgrade_connection)
 
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Finish the enqueue batches in progress, then close every pooled connection."""
+        await self._enqueue.close()
         await self.engine.dispose()
 
     async def ping(self) -> bool:
@@ -230,7 +234,112 @@ class SqlStore:
         returned with ``created=False`` (the caller decides replay or conflict). When the instance
         already holds ``max_open`` open items (and the key is new) nothing is inserted and
         :class:`QueueFullSignal` is raised.
+
+        Concurrent calls are group-committed (:meth:`_insert_batch`); the call returns once the
+        row is committed.
         """
+        return await self._enqueue.submit(_NewItem(
+            queue_id=queue_id, instance_id=instance_id, idempotency_key=idempotency_key,
+            key_source=key_source, kind=kind, chat_id=chat_id, payload=payload, fingerprint=fingerprint,
+            now=now, max_open=max_open))
+
+    async def _insert_batch(self, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
+        """Group commit of :meth:`insert_item`: one transaction, four statements, for any number of calls.
+
+        Requests are decided in arrival order against the stored rows and against each other:
+        an existing key (stored, or created earlier in the batch) is a replay, a full queue is a
+        :class:`QueueFullSignal` for that request only. The insert still goes through the
+        ``(instance_id, idempotency_key)`` constraint (``ON CONFLICT DO NOTHING``), so a row
+        that another writer (another node on PostgreSQL) inserted between our read and our
+        insert is read back and reported as existing: a key still yields one item. When the
+        batch's transaction fails on a constraint, each request is retried on its own so one bad
+        request cannot fail the others.
+        """
+        try:
+            return await self._insert_batch_tx(reqs)
+        except IntegrityError:
+            results: list[_Inserted | BaseException] = []
+            for req in reqs:
+                try:
+                    results.append(await self._insert_one(req))
+                except (QueueFullSignal, IntegrityError, StoreUnavailable) as exc:
+                    results.append(exc)
+            return results
+
+    async def _insert_batch_tx(self, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
+        o = t.outbox
+        keys = list(dict.fromkeys((r.instance_id, r.idempotency_key) for r in reqs))
+        instance_ids = list(dict.fromkeys(r.instance_id for r in reqs))
+        async with self._tx() as conn:
+            stored = await self._items_by_keys(conn, keys)
+            counts: dict[str, int] = {row[0]: int(row[1]) for row in (await conn.execute(
+                sa.select(o.c.instance_id, sa.func.count()).where(
+                    o.c.instance_id.in_(instance_ids), o.c.status.in_(("queued", "sending")))
+                .group_by(o.c.instance_id))).all()}
+            decided: list[tuple[str, tuple[str, str], int] | BaseException] = []
+            new_rows: dict[tuple[str, str], dict[str, Any]] = {}
+            for r in reqs:
+                key = (r.instance_id, r.idempotency_key)
+                count = counts.get(r.instance_id, 0)
+                if key in stored or key in new_rows:
+                    decided.append(("existing", key, count))
+                elif count >= r.max_open:
+                    decided.append(QueueFullSignal(count))
+                else:
+                    new_rows[key] = {
+                        "queue_id": r.queue_id, "instance_id": r.instance_id,
+                        "idempotency_key": r.idempotency_key, "key_source": r.key_source, "kind": r.kind,
+                        "chat_id": r.chat_id,
+                        "payload": _dumps(r.payload), "fingerprint": r.fingerprint, "status": "queued",
+                        "attempts": 0, "next_attempt_at": r.now, "created_at": r.now, "updated_at": r.now}
+                    counts[r.instance_id] = count + 1
+                    decided.append(("created", key, count + 1))
+            created: dict[tuple[str, str], OutboxItem] = {}
+            if new_rows:
+                stmt = (self._insert(o)
+                        .on_conflict_do_nothing(index_elements=["instance_id", "idempotency_key"])
+                        .returning(o.c.seq, o.c.instance_id, o.c.idempotency_key))
+                for seq, instance_id, key in (await conn.execute(stmt, list(new_rows.values()))).all():
+                    created[(instance_id, key)] = _new_item(seq, new_rows[(instance_id, key)])
+                lost = [k for k in new_rows if k not in created]
+                if lost:  # inserted by another writer since our read: theirs is the item
+                    stored.update(await self._items_by_keys(conn, lost))
+        results: list[_Inserted | BaseException] = []
+        for d in decided:
+            if isinstance(d, BaseException):
+                results.append(d)
+                continue
+            how, key, count = d
+            if how == "created" and key in created:
+                results.append((created[key], True, count))
+            elif key in stored:
+                results.append((stored[key], False, count if how == "existing" else count - 1))
+            else:  # an earlier request of this batch created it
+                results.append((created[key], False, count))
+        return results
+
+    async def _items_by_keys(self, conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> dict[
+            tuple[str, str], OutboxItem]:
+        # Two plain IN lists (cached statement, both columns of the unique index) rather than a
+        # row-value IN; pairs that only match across instances are dropped below.
+        wanted = set(keys)
+        found: dict[tuple[str, str], OutboxItem] = {}
+        for start in range(0, len(keys), 400):
+            chunk = keys[start:start + 400]
+            rows = (await conn.execute(t.outbox.select().where(
+                t.outbox.c.instance_id.in_(list({k[0] for k in chunk})),
+                t.outbox.c.idempotency_key.in_(list({k[1] for k in chunk}))))).all()
+            for row in rows:
+                if (row.instance_id, row.idempotency_key) in wanted:
+                    item = _item(row)
+                    found[(item.instance_id, item.idempotency_key)] = item
+        return found
+
+    async def _insert_one(self, r: _NewItem) -> _Inserted:
+        """:meth:`insert_item` in a transaction of its own (the fallback of a failed batch)."""
+        instance_id, idempotency_key, max_open = r.instance_id, r.idempotency_key, r.max_open
+        queue_id, key_source, kind, chat_id = r.queue_id, r.key_source, r.kind, r.chat_id
+        payload, fingerprint, now = r.payload, r.fingerprint, r.now
         async with self._tx() as conn:
             existing = (await conn.execute(t.outbox.select().where(
                 t.outbox.c.instance_id == instance_id, t.outbox.c.idempotency_key == idempotency_key))).first()
@@ -631,6 +740,36 @@ class SqlStore:
         return {"backlog": int(counts.get("pending", 0)), "dead": int(counts.get("dead", 0)),
                 "delivered": int(counts.get("delivered", 0)), "lastSuccessAt": last_ok,
                 "lastError": last_err[0] if last_err else None}
+
+
+_Inserted = tuple[OutboxItem, bool, int]  # insert_item's answer: (item, created, open_count)
+
+
+@dataclass(frozen=True)
+class _NewItem:
+    """One :meth:`SqlStore.insert_item` call waiting for its group commit."""
+
+    queue_id: str
+    instance_id: str
+    idempotency_key: str
+    key_source: str
+    kind: str
+    chat_id: str
+    payload: dict[str, Any]
+    fingerprint: str
+    now: int
+    max_open: int
+
+
+def _new_item(seq: int, v: dict[str, Any]) -> OutboxItem:
+    """The item just inserted with values ``v`` (no read-back needed)."""
+    return OutboxItem(
+        seq=seq, queue_id=v["queue_id"], instance_id=v["instance_id"], idempotency_key=v["idempotency_key"],
+        key_source=v["key_source"], kind=ItemKind(v["kind"]), chat_id=v["chat_id"],
+        payload=json.loads(v["payload"]), fingerprint=v["fingerprint"], status=ItemStatus.QUEUED, attempts=0,
+        next_attempt_at=v["next_attempt_at"],
+        created_at=v["created_at"], updated_at=v["updated_at"], handed_over_at=None, sent_at=None,
+        message_id=None, last_error=None, error_reason=None)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,289 @@
+"""Enqueue benchmark: ``send-message`` over HTTP against a running ``wa-hub serve``.
+
+For each database (SQLite file, PostgreSQL) and each number of records already stored
+(default 0, 10,000 and 100,000) it:
+
+1. starts ``wa-hub serve`` as a subprocess on a fresh data directory / database, creates the
+   instances ``bench00``..``bench19`` (never linked, so nothing drains and every enqueue stays
+   an open item) and stops it again;
+2. seeds the stored records with direct SQL inserts into the outbox table of the same schema
+   (``sent`` items spread over the instances and the last six days: what a busy hub keeps for
+   the idempotency retention);
+3. starts the server again and runs ``wrk`` (one thread, ``--connections`` connections, a Lua
+   script that puts a new ``Idempotency-Key`` on every request) for a warm-up and a measured
+   run: first unique keys (each request creates an item), then repeated keys (each request is
+   a replay of a queued item);
+4. records throughput, p50/p90/p99 latency, errors and the server's RSS (current and peak).
+
+Results are printed as a Markdown table and written as JSON (``--out``).
+
+Needs ``wrk`` (Debian: ``apt-get install wrk``). PostgreSQL runs are skipped unless
+``--pg-url`` names a server (e.g. one started with ``scripts/pg-start DIR PORT``); each case
+gets its own fresh database on it.
+
+Usage::
+
+    .venv/bin/python bench/enqueue.py --pg-url postgresql://wahub@127.0.0.1:54330/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+API_KEY = "bench-api-key-0123456789"
+INSTANCES = 20
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "enqueue.lua"
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Hub:
+    """One ``wa-hub serve`` subprocess."""
+
+    def __init__(self, data_dir: Path, database_url: str | None, extra_env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "API_KEY": API_KEY, "DATA_DIR": str(data_dir), "PORT": str(self.port),
+                    "HOST": "127.0.0.1", "WAHUB_ENGINE": "sandbox", "LOG_LEVEL": "warning",
+                    "LOG_FORMAT": "json", "MAX_QUEUE_SIZE": "10000000", "RESTORE_STAGGER_MS": "0",
+                    **extra_env}
+        if database_url:
+            self.env["DATABASE_URL"] = database_url
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start and wait until ``/ready`` answers 200."""
+        wa_hub = Path(sys.executable).with_name("wa-hub")
+        log = open(self.data_dir / "server.log", "ab")
+        self.proc = subprocess.Popen([str(wa_hub), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"wa-hub exited: {(self.data_dir / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("wa-hub did not become ready")
+
+    def stop(self) -> None:
+        """SIGTERM and wait."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def rss_kib(self) -> tuple[int, int]:
+        """(current, peak) resident set size of the server process in KiB."""
+        assert self.proc is not None
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        cur = int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+        peak = int(re.search(r"VmHWM:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+        return cur, peak
+
+    def create_instances(self) -> None:
+        """Create bench00..bench19 (unlinked: they show a QR and never send)."""
+        with httpx.Client(base_url=self.url, headers={"authorization": f"Bearer {API_KEY}"}, timeout=30) as c:
+            for n in range(INSTANCES):
+                r = c.post("/instances", json={"name": f"bench{n:02d}"})
+                r.raise_for_status()
+
+
+def _seed_rows(count: int, now_ms: int) -> list[tuple[Any, ...]]:
+    rng = random.Random(count)
+    rows = []
+    for i in range(count):
+        at = now_ms - rng.randrange(1, 6 * 86_400_000)
+        instance = f"bench{i % INSTANCES:02d}"
+        chat = f"2011{i:08d}@c.us"
+        payload = json.dumps({"chatId": chat, "message": f"stored message {i}"}, separators=(",", ":"))
+        rows.append((uuid.uuid4().hex, instance, f"seed:{i}", "header", "text", chat, payload, "0" * 64, "sent", 1,
+                     at, at, at, at, at, f"3EB0{i:016X}", "server"))
+    return rows
+
+
+SEED_COLUMNS = ("queue_id", "instance_id", "idempotency_key", "key_source", "kind", "chat_id", "payload",
+                "fingerprint", "status", "attempts", "next_attempt_at", "created_at", "updated_at",
+                "handed_over_at", "sent_at", "message_id", "ack")
+
+
+def seed_sqlite(path: Path, count: int) -> None:
+    """Insert ``count`` sent items into the outbox of the SQLite file at ``path``."""
+    if not count:
+        return
+    conn = sqlite3.connect(path)
+    cols = ", ".join(SEED_COLUMNS)
+    marks = ", ".join("?" for _ in SEED_COLUMNS)
+    with conn:
+        conn.executemany(f"INSERT INTO outbox ({cols}) VALUES ({marks})", _seed_rows(count, int(time.time() * 1000)))
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+async def seed_postgres(url: str, count: int) -> None:
+    """Insert ``count`` sent items into the outbox of the PostgreSQL database at ``url``."""
+    import asyncpg
+
+    if not count:
+        return
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.copy_records_to_table("outbox", records=_seed_rows(count, int(time.time() * 1000)),
+                                         columns=list(SEED_COLUMNS))
+        await conn.execute("ANALYZE outbox")
+    finally:
+        await conn.close()
+
+
+async def fresh_pg_database(admin_url: str, name: str) -> str:
+    """Drop and create database ``name`` on the server of ``admin_url``; returns its URL."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def run_wrk(url: str, mode: str, seconds: int, connections: int, prefix: str) -> dict[str, Any]:
+    """One wrk run; returns requests/s, latency percentiles (ms) and error counts."""
+    env = {**os.environ, "BENCH_MODE": mode, "BENCH_PREFIX": prefix, "BENCH_INSTANCES": str(INSTANCES),
+           "BENCH_API_KEY": API_KEY, "BENCH_REPEAT_KEYS": "1000"}
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(LUA), url]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("BENCH_RESULT"))
+    fields = {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": round(fields["requests"] / (fields["duration_us"] / 1e6), 1), "requests": fields["requests"],
+            "p50_ms": fields["p50_us"] / 1000, "p90_ms": fields["p90_us"] / 1000,
+            "p99_ms": fields["p99_us"] / 1000, "max_ms": fields["max_us"] / 1000,
+            "errors": sum(v for k, v in fields.items() if k.startswith("errors_")),
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def bench_case(db: str, stored: int, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    """Measure unique and repeated keys for one database and one number of stored records."""
+    data_dir = workdir / f"{db}-{stored}"
+    data_dir.mkdir(parents=True)
+    url = None
+    if db == "postgres":
+        url = asyncio.run(fresh_pg_database(args.pg_url, f"wahub_bench_{stored}"))
+    extra = dict(kv.split("=", 1) for kv in args.env)
+    hub = Hub(data_dir, url, extra)
+    hub.start()
+    hub.create_instances()
+    hub.stop()
+    started = time.monotonic()
+    if db == "sqlite":
+        seed_sqlite(data_dir / "wa-hub.sqlite3", stored)
+    else:
+        assert url is not None
+        asyncio.run(seed_postgres(url.replace("postgresql+asyncpg://", "postgresql://"), stored))
+    seeded_s = time.monotonic() - started
+    hub.start()
+    results = []
+    try:
+        for mode in ("unique", "repeat"):
+            prefix = f"{mode}-{uuid.uuid4().hex[:8]}"
+            run_wrk(hub.url, mode, args.warmup, args.connections, prefix)  # warm-up (creates the repeat keys)
+            res = run_wrk(hub.url, mode, args.seconds, args.connections, prefix)
+            rss, peak = hub.rss_kib()
+            row = {"db": db, "stored": stored, "keys": mode, **res, "rss_mib": round(rss / 1024, 1),
+                   "peak_rss_mib": round(peak / 1024, 1), "seed_s": round(seeded_s, 1)}
+            print(json.dumps(row), flush=True)
+            results.append(row)
+    finally:
+        hub.stop()
+    return results
+
+
+def machine() -> dict[str, Any]:
+    """nproc, CPU model, Python and platform of this machine."""
+    model = "unknown"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The results as a Markdown table."""
+    head = ("| database | stored records | keys | enqueues/s | p50 ms | p99 ms | max ms | errors / non-2xx "
+            "| server RSS MiB (peak) |\n|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for r in rows:
+        lines.append(f"| {r['db']} | {r['stored']:,} | {r['keys']} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | "
+                     f"{r['p99_ms']:.1f} | {r['max_ms']:.0f} | {r['errors']} / {r['non_2xx']} | "
+                     f"{r['rss_mib']:.0f} ({r['peak_rss_mib']:.0f}) |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stored", default="0,10000,100000", help="comma-separated record counts to pre-store")
+    parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both")
+    parser.add_argument("--pg-url", default=None, help="admin URL of a PostgreSQL server (postgres database)")
+    parser.add_argument("--seconds", type=int, default=10, help="measured run length (s)")
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up run length (s)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections of wrk")
+    parser.add_argument("--env", action="append", default=[], help="extra server env VAR=VALUE (repeatable)")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found (Debian: apt-get install wrk)")
+    dbs = [d for d in args.db.split(",") if d]
+    if "postgres" in dbs and not args.pg_url:
+        print("no --pg-url: skipping PostgreSQL", file=sys.stderr)
+        dbs.remove("postgres")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="wahub-bench-") as tmp:
+        for db in dbs:
+            for stored in (int(s) for s in args.stored.split(",")):
+                rows.extend(bench_case(db, stored, args, Path(tmp)))
+    info = machine()
+    print(f"\nmachine: nproc={info['nproc']} cpu={info['cpu']} python={info['python']}")
+    print(table(rows))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"machine": info, "results": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
