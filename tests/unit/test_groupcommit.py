@@ -1,0 +1,80 @@
+"""The group-commit writer: batches concurrent requests, answers each caller on its own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from wahub.domain.errors import StoreUnavailable
+from wahub.store.groupcommit import GroupCommit
+
+
+class Recorder:
+    """A flush that records its batches; requests < 0 are answered with an error."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def flush(self, batch: Sequence[int]) -> list[int | BaseException]:
+        self.batches.append(list(batch))
+        await self.gate.wait()
+        return [ValueError(f"bad {r}") if r < 0 else r * 10 for r in batch]
+
+
+async def test_a_lone_request_is_flushed_at_once() -> None:
+    rec = Recorder()
+    gc: GroupCommit[int, int] = GroupCommit(rec.flush)
+    assert await gc.submit(1) == 10
+    assert rec.batches == [[1]]
+
+
+async def test_requests_arriving_during_a_flush_form_the_next_batch() -> None:
+    rec = Recorder()
+    gc: GroupCommit[int, int] = GroupCommit(rec.flush)
+    rec.gate.clear()
+    first = asyncio.ensure_future(gc.submit(1))
+    await asyncio.sleep(0)  # the writer starts flushing [1] and waits on the gate
+    rest = [asyncio.ensure_future(gc.submit(n)) for n in (2, 3, 4)]
+    await asyncio.sleep(0)
+    rec.gate.set()
+    assert await first == 10
+    assert [await r for r in rest] == [20, 30, 40]
+    assert rec.batches == [[1], [2, 3, 4]]
+
+
+async def test_each_caller_gets_its_own_error_and_the_others_their_results() -> None:
+    rec = Recorder()
+    gc: GroupCommit[int, int] = GroupCommit(rec.flush)
+    results = await asyncio.gather(gc.submit(1), gc.submit(-2), gc.submit(3), return_exceptions=True)
+    assert results[0] == 10 and results[2] == 30
+    assert isinstance(results[1], ValueError)
+
+
+async def test_a_failed_flush_fails_its_batch_and_the_writer_goes_on() -> None:
+    calls = 0
+
+    async def flush(batch: Sequence[int]) -> list[int | BaseException]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StoreUnavailable("database unavailable")
+        return list(batch)
+
+    gc: GroupCommit[int, int] = GroupCommit(flush)
+    with pytest.raises(StoreUnavailable):
+        await gc.submit(1)
+    assert await gc.submit(2) == 2
+
+
+async def test_batches_are_bounded_and_close_refuses_new_requests() -> None:
+    rec = Recorder()
+    gc: GroupCommit[int, int] = GroupCommit(rec.flush, max_batch=2)
+    assert await asyncio.gather(*(gc.submit(n) for n in range(5))) == [0, 10, 20, 30, 40]
+    assert [len(b) for b in rec.batches] == [2, 2, 1]
+    await gc.close()
+    with pytest.raises(StoreUnavailable):
+        await gc.submit(9)
