@@ -6,18 +6,27 @@ touches the network.
 # ruff: noqa: E402, E501
 from __future__ import annotations
 
-import gc
 import hashlib
+import io
 import os
 import time
-import warnings
 
 os.environ.setdefault("NEONIZE_BOT_TAG", "off")
-with warnings.catch_warnings():
-    # neonize's import leaves an os.popen("uname -a") pipe to the garbage collector.
-    warnings.simplefilter("ignore", ResourceWarning)
+
+
+def _closing_popen(cmd: str, *args: object, **kwargs: object) -> io.StringIO:
+    with _real_popen(cmd, *args, **kwargs) as pipe:  # type: ignore[arg-type]
+        return io.StringIO(pipe.read())
+
+
+# neonize's import runs os.popen("uname -a") and never closes the pipe (a ResourceWarning later, in
+# whichever test happens to reap it): hand it a pipe that is read and closed at once.
+_real_popen = os.popen
+os.popen = _closing_popen  # type: ignore[assignment]
+try:
     import neonize  # noqa: F401
-    gc.collect()
+finally:
+    os.popen = _real_popen
 
 os.environ.setdefault("NEONIZE_BOT_TAG", "off")
 from neonize.events import (
