@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -20,7 +20,7 @@ _REDACT_KEYS = {"api_key", "apikey", "authorization", "secret", "webhook_secret"
 _HANDLER_MARK = "_wahub_handler"
 
 
-def _redact(_logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     if method in ("debug",):
         return event_dict
     for key in list(event_dict):
@@ -39,7 +39,8 @@ class _Scrub:
     def __init__(self, secrets: Iterable[str | None]) -> None:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
-    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, _logger: Any, _method: str,
+                 event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if self.secrets:
             for key, value in event_dict.items():
                 if isinstance(value, str):

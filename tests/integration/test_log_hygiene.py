@@ -63,8 +63,8 @@ def log_output() -> Iterator[Callable[..., _Stream]]:
         root.setLevel(saved_level)
 
 
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
+async def until(check: Callable[[], Awaitable[Any]], within_s: float = 20.0) -> Any:
+    deadline = time.monotonic() + within_s
     while True:
         value = await check()
         if value:

@@ -52,8 +52,8 @@ async def scrape(hc: HubClient) -> Scrape:
     return Scrape(r.text)
 
 
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
+async def until(check: Callable[[], Awaitable[Any]], within_s: float = 20.0) -> Any:
+    deadline = time.monotonic() + within_s
     while True:
         value = await check()
         if value:

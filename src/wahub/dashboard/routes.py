@@ -152,12 +152,13 @@ async def new_instance_form(request: Request) -> Response:
 @guarded.post("/instances")
 async def create_instance(request: Request) -> Response:
     form = await request.form()
-    values = {"name": str(form.get("name") or ""), "webhook_url": str(form.get("webhook_url") or "").strip(),
-              "events": [str(e) for e in form.getlist("events")]}
+    name = str(form.get("name") or "")
+    url = str(form.get("webhook_url") or "").strip()
+    events = [str(e) for e in form.getlist("events")]
     secret = str(form.get("webhook_secret") or "").strip() or None
+    values = {"name": name, "webhook_url": url, "events": events}
     try:
-        rt = await _hub(request).create_instance(values["name"], values["webhook_url"] or None,
-                                                 values["events"], secret)
+        rt = await _hub(request).create_instance(name, url or None, events, secret)
     except ApiError as exc:
         return _page(request, "new.html", status_code=exc.status_code, events=WEBHOOK_EVENTS, values=values,
                      error=exc.message)
