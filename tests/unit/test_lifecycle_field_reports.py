@@ -215,3 +215,22 @@ async def test_restart_with_thirty_instances_restores_one_by_one(tmp_path: Path)
         assert ratelimit.max_in_any_window(times, MIN) <= 6
         assert all(b - a >= 500 for a, b in zip(times, times[1:], strict=False))
     await second.hub.stop()
+
+
+async def test_a_send_that_may_have_reached_whatsapp_is_uncertain_not_retried(tmp_path: Path) -> None:
+    """The engine delivered but its answer was lost (or its process died mid-send): never a second copy."""
+    fh = build(None)
+    iid = await _ready_instance(fh)
+    await fh.world.fault(iid, "send_error", {"mode": "answer_lost", "count": 1})
+    await _send(fh, iid, 2)
+    await fh.advance(10 * MIN)
+    texts = [d.text for d in fh.world.phone(iid).deliveries]
+    assert texts == ["m0", "m1"]  # m0 reached WhatsApp once; m1 went on behind it
+    stats = await fh.store.queue_stats(iid)
+    assert stats.by_status == {"uncertain": 1, "sent": 1}
+    uncertain = fh.hooks.of("message_uncertain")
+    assert len(uncertain) == 1 and uncertain[0]["data"]["idempotencyKey"] == "m-0"
+    item = await fh.hub.get_item_by_key(iid, "m-0")
+    await fh.hub.resend_item(iid, item.queue_id)  # an operator accepts a possible duplicate
+    await fh.advance(MIN)
+    assert [d.text for d in fh.world.phone(iid).deliveries] == ["m0", "m1", "m0"]

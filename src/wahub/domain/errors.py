@@ -27,11 +27,18 @@ class WaHubError(Exception):
 
 
 class SendError(WaHubError):
-    """An engine could not send one outbox item; ``reason`` is a short machine-readable code."""
+    """An engine could not send one outbox item; ``reason`` is a short machine-readable code.
 
-    def __init__(self, message: str, *, reason: str = "send_error") -> None:
+    ``maybe_sent`` is True when the message may have reached WhatsApp before the failure (the
+    engine process died mid-send, or the server's answer timed out): the outbox then marks the
+    item ``uncertain`` instead of retrying, because engines cannot choose message ids and a retry
+    could deliver it twice.
+    """
+
+    def __init__(self, message: str, *, reason: str = "send_error", maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
+        self.maybe_sent = maybe_sent
 
 
 class TransientSendError(SendError):

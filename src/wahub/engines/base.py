@@ -5,7 +5,8 @@ An :class:`Engine` drives one instance's connection. It reports what happens thr
 wa-hub's canonical external form (``<digits>@c.us``, ``@g.us``, ``@lid``…). Times are epoch ms.
 
 Send calls raise the :mod:`wahub.domain.errors` ``SendError`` family: ``TransientSendError``
-(retry), ``PermanentSendError`` (never retry), ``DisconnectedError`` (re-queue, no attempt).
+(retry), ``PermanentSendError`` (never retry), ``DisconnectedError`` (re-queue, no attempt); any of
+them with ``maybe_sent=True`` when the message may already have reached WhatsApp (→ ``uncertain``).
 """
 
 from __future__ import annotations

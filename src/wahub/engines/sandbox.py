@@ -10,7 +10,7 @@ flushed and fsynced) to that file before the send returns, so tests can count wh
 
 Faults (:meth:`SandboxWorld.fault`): ``disconnect``, ``auth_failure`` (logged out),
 ``temporary_ban`` (with ``expires_in_ms``), ``send_error`` (``transient``/``permanent``/
-``disconnect`` for the next ``count`` sends), ``slow_send`` (``latency_ms``), ``drop_after_ready``
+``disconnect``/``answer_lost`` — delivered, but the answer never comes back — for the next ``count`` sends), ``slow_send`` (``latency_ms``), ``drop_after_ready``
 (disconnect ``after_ms`` after every ready, ``count`` times), ``never_ready`` (authenticate but
 never become ready), ``unregistered`` (a chat id that is not on WhatsApp).
 """
@@ -224,8 +224,8 @@ class SandboxWorld:
             await engine.emit(TemporaryBan(code=str(params.get("code", "101")), expires_at=expires))
         elif kind == "send_error":
             mode = str(params.get("mode", "transient"))
-            if mode not in ("transient", "permanent", "disconnect"):
-                raise InvalidInput("mode must be transient, permanent or disconnect")
+            if mode not in ("transient", "permanent", "disconnect", "answer_lost"):
+                raise InvalidInput("mode must be transient, permanent, disconnect or answer_lost")
             p.send_errors.extend([mode] * int(params.get("count", 1)))
         elif kind == "slow_send":
             p.send_latency_ms = int(params.get("latency_ms", 5_000))
@@ -380,7 +380,7 @@ class SandboxEngine(Engine):
             await self.world.clock.sleep(latency)
             if not self.connected:
                 raise DisconnectedError("connection lost during send", reason="disconnected")
-        if self.phone.send_errors:
+        if self.phone.send_errors and self.phone.send_errors[0] != "answer_lost":
             mode = self.phone.send_errors.pop(0)
             if mode == "transient":
                 raise TransientSendError("sandbox: scripted transient send error", reason="server_error")
@@ -402,11 +402,18 @@ class SandboxEngine(Engine):
             await self.emit(Receipt((message_id,), "delivered", chat_id=chat_id,
                                     timestamp=self.world.clock.now_ms()))
 
+    def _answer_lost(self) -> None:
+        if self.phone.send_errors and self.phone.send_errors[0] == "answer_lost":
+            self.phone.send_errors.pop(0)
+            raise TransientSendError("sandbox: the server's answer was lost after delivery", reason="timeout",
+                                     maybe_sent=True)
+
     async def send_text(self, chat_id: str, text: str) -> SendResult:
         await self._before_send(chat_id)
         mid = self.world.new_message_id()
         now = self.world.clock.now_ms()
         self.world.record_delivery(self.phone, Delivery(mid, chat_id, "text", now, text=text))
+        self._answer_lost()
         await self._after_send(mid, chat_id)
         return SendResult(message_id=mid, timestamp=now)
 
@@ -416,6 +423,7 @@ class SandboxEngine(Engine):
         now = self.world.clock.now_ms()
         self.world.record_delivery(self.phone, Delivery(mid, chat_id, "poll", now, caption=caption,
                                                         options=list(options), multiple=multiple))
+        self._answer_lost()
         await self._after_send(mid, chat_id)
         return SendResult(message_id=mid, timestamp=now)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from wahub.domain import backoff, ratelimit
-from wahub.domain.errors import DisconnectedError, PermanentSendError, SendError, TransientSendError
+from wahub.domain.errors import DisconnectedError, PermanentSendError, SendError
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind, OutboxItem
 
@@ -139,18 +139,11 @@ class SendLoop:
             else:
                 coro = engine.send_text(item.chat_id, item.payload["message"])
             result = await asyncio.wait_for(coro, SEND_TIMEOUT_MS / 1000)
-        except DisconnectedError as exc:
-            # Not the message's fault: back to the queue, no attempt counted; lifecycle reconnects.
-            now = clock.now_ms()
-            await store.release(item.seq, next_attempt_at=now, now=now, error=str(exc), reason=exc.reason,
-                                unlog=exc.reason == "not_connected")
-            log.info("send_interrupted", instance_id=rt.id, queue_id=item.queue_id, reason=exc.reason)
-            return
-        except PermanentSendError as exc:
-            await hub.item_failed(rt, item, str(exc), exc.reason, count_attempt=True, unlog=True)
-            return
-        except (TransientSendError, SendError) as exc:
-            await self._retry_or_fail(item, str(exc), exc.reason)
+        except SendError as exc:
+            if exc.maybe_sent:  # it may have gone out: never risk a second copy
+                await hub.item_uncertain(rt, item, f"{exc} (delivery unknown)")
+                return
+            await self._failed(item, exc)
             return
         except TimeoutError:
             await hub.item_uncertain(rt, item, f"engine did not answer within {SEND_TIMEOUT_MS} ms")
@@ -162,6 +155,21 @@ class SendLoop:
             await self._retry_or_fail(item, f"engine error: {exc.__class__.__name__}", "engine_error")
             return
         await hub.item_sent(rt, item, result.message_id)
+
+    async def _failed(self, item: OutboxItem, exc: SendError) -> None:
+        """Route a send error that surely did not deliver: re-queue, retry later, or fail."""
+        hub, rt = self.hub, self.rt
+        store, clock = hub.store, hub.clock
+        if isinstance(exc, DisconnectedError):
+            # Not the message's fault: back to the queue, no attempt counted; lifecycle reconnects.
+            now = clock.now_ms()
+            await store.release(item.seq, next_attempt_at=now, now=now, error=str(exc), reason=exc.reason,
+                                unlog=exc.reason == "not_connected")
+            log.info("send_interrupted", instance_id=rt.id, queue_id=item.queue_id, reason=exc.reason)
+        elif isinstance(exc, PermanentSendError):
+            await hub.item_failed(rt, item, str(exc), exc.reason, count_attempt=True, unlog=True)
+        else:
+            await self._retry_or_fail(item, str(exc), exc.reason)
 
     async def _retry_or_fail(self, item: OutboxItem, error: str, reason: str) -> None:
         hub = self.hub

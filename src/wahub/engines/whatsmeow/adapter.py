@@ -188,5 +188,5 @@ def send_error(exc: BaseException) -> SendError:
     if any(m in low for m in _PERMANENT_MARKERS):
         return PermanentSendError(text, reason="invalid_recipient")
     if "timed out" in low or "timeout" in low or "deadline exceeded" in low:
-        return TransientSendError(text, reason="timeout")
+        return TransientSendError(text, reason="timeout", maybe_sent=True)  # the server may have it
     return TransientSendError(text, reason="server_error")

@@ -236,8 +236,9 @@ class WhatsmeowEngine(base.Engine):
             log.error("worker_stream_broken", instance_id=self.instance_id, error=str(exc))
             await self._kill(proc)
         code = await proc.wait()
+        # A send in flight may already have reached WhatsApp: maybe_sent makes it `uncertain`.
         self._fail_pending(DisconnectedError(f"the whatsmeow worker exited (code {code})",
-                                             reason="worker_exit"))
+                                             reason="worker_exit", maybe_sent=True))
         if self._expected_exit or self._proc is not proc:
             log.info("worker_exited", instance_id=self.instance_id, pid=proc.pid, code=code)
             return
