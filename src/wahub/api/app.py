@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wahub import __version__
 from wahub.api import errors, native, sandbox, waapi
@@ -47,36 +50,102 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> FastAPI:
     except ImportError:  # pragma: no cover - dashboard is part of the package
         pass
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        try:
-            length = request.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > hub.settings.max_body_bytes:
-                response: Response = errors.error_response(
-                    413, f"request body larger than MAX_BODY_BYTES={hub.settings.max_body_bytes}")
-            else:
-                response = await call_next(request)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
-        elapsed = time.perf_counter() - started
-        route = _route_template(request)
-        hub.metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
-        hub.metrics.http_latency.labels(request.method, route).observe(elapsed)
-        response.headers["x-request-id"] = request_id
-        return response
-
+    app.add_middleware(Guard, hub=hub)
     return app
 
 
-def _route_template(request: Request) -> str:
+class Guard:
+    """Plain ASGI middleware (no per-request task group): request ids, body limit, HTTP metrics.
+
+    * ``x-request-id``: taken from the request or made up, bound to every log line of the request
+      and echoed in the response.
+    * Bodies over ``MAX_BODY_BYTES`` get 413, by ``content-length`` or, for chunked bodies, by
+      counting what arrives before the app sees any of it.
+    * ``wahub_http_requests_total`` / ``wahub_http_request_seconds`` by method and route template.
+    """
+
+    def __init__(self, app: ASGIApp, hub: Hub) -> None:
+        self.app = app
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex[:16]
+        limit = self.hub.settings.max_body_bytes
+        started = time.perf_counter()
+        status = [500]
+        length = headers.get(b"content-length")
+        too_big = length is not None and length.isdigit() and int(length) > limit
+        if not too_big and length is None and b"chunked" in headers.get(b"transfer-encoding", b""):
+            body, too_big = await _read_capped(receive, limit)
+            receive = _replay(body)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            if too_big:
+                await _json(send_with_id, 413, {"status": "error",
+                                                "error": f"request body larger than MAX_BODY_BYTES={limit}"})
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+            route = _route_template(scope)
+            method = scope.get("method", "GET")
+            self.hub.metrics.http_requests.labels(method, route, str(status[0])).inc()
+            self.hub.metrics.http_latency.labels(method, route).observe(time.perf_counter() - started)
+
+
+async def _read_capped(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", True
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes) -> Receive:
+    sent = [False]
+
+    async def receive() -> Message:
+        if sent[0]:
+            return {"type": "http.disconnect"}
+        sent[0] = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _route_template(scope: Scope) -> str:
     """The template of the route that served the request (``/instances/{instance_id}``), never the raw path.
 
     Read after the request ran: the router records the matched route in the scope (FastAPI resolves
     included routers lazily, so matching against ``app.router.routes`` beforehand finds nothing).
     """
-    route = request.scope.get("route")
+    route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) and path else "unmatched"

@@ -127,8 +127,12 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop engines, loops and delivery; the store keeps everything for the next start."""
-        for task in list(self._background):
+        background = list(self._background)
+        for task in background:
             task.cancel()
+        # Wait for them: a task cancelled mid-query must not outlive the store (its database
+        # thread would answer into a closed event loop).
+        await asyncio.gather(*background, return_exceptions=True)
         for rt in list(self.instances.values()):
             await rt.supervisor.shutdown()
         await self.dispatcher.close()

@@ -151,9 +151,12 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         """Stop timers, the send loop and the engine (hub stopping or instance deleted)."""
+        pending = [t for t in self._timers.values() if t is not asyncio.current_task()]
         self.cancel_all()
-        if self._restart is not None:
+        if self._restart is not None and self._restart is not asyncio.current_task():
             self._restart.cancel()
+            pending.append(self._restart)
+        await asyncio.gather(*pending, return_exceptions=True)
         await self.rt.sendloop.stop()
         await self._stop_engine()
 
