@@ -53,6 +53,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
+        self.kill()  # never leave a half-started process behind
         raise TimeoutError(f"wa-hub did not start: {self.log_text()[-2000:]}")
 
     def kill(self) -> None:
