@@ -32,7 +32,7 @@ def key_matches(expected: str | None, given: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode())
 
 
-def require_key(request: Request) -> None:
+async def require_key(request: Request) -> None:
     """FastAPI dependency: raise 401 unless the request carries the API key."""
     expected = request.app.state.hub.settings.api_key
     given = presented_key(request)

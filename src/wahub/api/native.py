@@ -68,9 +68,7 @@ async def ready(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     hub = hub_of(request)
     if hub.settings.metrics_require_auth:
-        from wahub.api.auth import require_key as check
-
-        check(request)
+        await require_key(request)
     await hub.refresh_gauges()
     return Response(generate_latest(hub.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
