@@ -74,6 +74,7 @@ class Api:
     """A tiny client of a running hub for the operator commands."""
 
     def __init__(self, url: str, api_key: str | None) -> None:
+        api_key = api_key or _default_key()
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30)
 
@@ -94,9 +95,20 @@ class Api:
 
 def _api_options(fn: Any) -> Any:
     fn = click.option("--url", envvar="WAHUB_URL", default="http://127.0.0.1:3000", show_default=True,
-                      help="base URL of the hub")(fn)
-    fn = click.option("--api-key", envvar="API_KEY", default=None, help="API key (default: $API_KEY)")(fn)
+                      show_envvar=True, help="base URL of the hub")(fn)
+    fn = click.option("--api-key", envvar="API_KEY", default=None, show_envvar=True,
+                      help="API key (default: $API_KEY, else the key scripts/serve keeps in ./data/api-key)")(fn)
     return fn
+
+
+def _default_key() -> str | None:
+    """The key ``scripts/serve`` generated into ``$DATA_DIR/api-key`` (default ./data), if any."""
+    path = os.path.join(os.environ.get("DATA_DIR", "./data"), "api-key")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
 
 
 @main.group()

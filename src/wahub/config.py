@@ -65,8 +65,8 @@ class Settings(BaseSettings):
     webhook_auth_token: str | None = Field(default=None, alias="WEBHOOK_AUTH_TOKEN")
     webhook_timeout_ms: int = Field(default=10000, ge=100, alias="WEBHOOK_TIMEOUT_MS")
     webhook_retry_base_ms: int = Field(default=1000, ge=1, alias="WEBHOOK_RETRY_BASE_MS")
-    webhook_retry_max_ms: int = Field(default=300000, ge=1, alias="WEBHOOK_RETRY_MAX_MS")
-    webhook_max_attempts: int = Field(default=8, ge=1, alias="WEBHOOK_MAX_ATTEMPTS")
+    webhook_retry_max_ms: int = Field(default=900000, ge=1, alias="WEBHOOK_RETRY_MAX_MS")
+    webhook_max_attempts: int = Field(default=30, ge=1, alias="WEBHOOK_MAX_ATTEMPTS")
     webhook_max_in_flight_per_url: int = Field(default=2, ge=1, le=16, alias="WEBHOOK_MAX_IN_FLIGHT_PER_URL")
 
     # sandbox engine

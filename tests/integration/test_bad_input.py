@@ -102,7 +102,7 @@ async def test_health_needs_no_key(hc: HubClient) -> None:
 async def test_duplicate_instance_name_is_a_409(hc: HubClient) -> None:
     r = await hc.client.post("/instances", json={"name": "shop"})
     assert r.status_code == 409
-    assert "already exists" in r.json()["error"]
+    assert "is taken by the instance named 'shop'" in r.json()["error"]
     r = await hc.client.post("/instances", json={"name": "WASP-shop.myshopify.com"})
     assert r.status_code == 200
     assert r.json()["instance"]["id"] == "WASP-shop_myshopify_com"
@@ -172,3 +172,85 @@ async def test_full_queue_is_a_429_with_retry_after(tmp_path: Any, settings_fact
             assert r.json()["replay"] is True
     finally:
         await hub.stop()
+
+
+async def test_no_key_is_refused_before_the_body_is_read(hc: HubClient) -> None:
+    r = await hc.client.post(SEND, content=b"garbage", headers={"authorization": "",
+                                                                "content-type": "application/json"})
+    assert r.status_code == 401
+
+
+async def test_chunked_bodies_obey_the_size_limit(hc: HubClient) -> None:
+    big = b'{"chatId": "201000000001", "message": "' + b"x" * (hc.hub.settings.max_body_bytes + 10) + b'"}'
+
+    async def chunks() -> Any:
+        for i in range(0, len(big), 65536):
+            yield big[i:i + 65536]
+
+    r = await hc.client.post(SEND, content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert await _queued(hc) == 0
+    small = b'{"chatId": "201000000001", "message": "chunked but small"}'
+
+    async def one() -> Any:
+        yield small
+
+    r = await hc.client.post(SEND, content=one(), headers={"content-type": "application/json"})
+    assert r.status_code == 202, r.text
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"chatId": "201000000001", "message": "\\ud800"}',
+    b'{"chatId": "201000000001", "message": "nul \\u0000 inside"}',
+])
+async def test_invalid_unicode_is_a_400_naming_the_field(hc: HubClient, raw: bytes) -> None:
+    r = await hc.client.post(SEND, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "message" in r.json()["error"]
+    assert await _queued(hc) == 0
+
+
+@pytest.mark.parametrize(("limits", "needle"), [
+    ({"perMinute": 0}, "limits.perMinute"),
+    ({"perHour": -1}, "limits.perHour"),
+    ({"intervalMs": 10**30}, "limits.intervalMs"),
+    ({"perMinute": "6"}, "limits.perMinute"),
+    ({"burst": 3}, "unknown keys"),
+    ("fast", "limits must be an object"),
+])
+async def test_bad_limits_are_refused(hc: HubClient, limits: Any, needle: str) -> None:
+    r = await hc.client.put("/instances/shop", json={"limits": limits})
+    assert r.status_code == 400, r.text
+    assert needle in r.json()["error"]
+
+
+async def test_odd_ids_never_address_another_instance(hc: HubClient) -> None:
+    assert (await hc.client.post("/instances", json={"name": "."})).json()["instance"]["id"] == "_"
+    assert (await hc.client.delete("/instances/%F0%9F%98%80")).status_code == 404
+    assert (await hc.client.get("/instances/%20")).status_code == 404
+    assert (await hc.client.get("/instances/" + "a" * 5000)).status_code == 404
+    assert (await hc.client.get("/instances/_")).status_code == 200
+    # the existing wa-hub's lookup by a domain-like name still works
+    await hc.client.post("/instances", json={"name": "WASP-shop.myshopify.com"})
+    assert (await hc.client.get("/instances/WASP-shop.myshopify.com")).json()["instance"]["id"] == \
+        "WASP-shop_myshopify_com"
+
+
+@pytest.mark.parametrize("path", ["/instances/shop/queue?offset=9223372036854775808",
+                                  "/instances/shop/webhooks/deliveries?offset=99999999999999999999"])
+async def test_huge_offsets_are_4xx(hc: HubClient, path: str) -> None:
+    assert (await hc.client.get(path)).status_code in (400, 422)
+
+
+async def test_a_secret_must_be_a_string(hc: HubClient) -> None:
+    r = await hc.client.put("/instances/shop", json={"webhook": {"secret": ["x"]}})
+    assert r.status_code == 400
+    assert "webhook.secret" in r.json()["error"]
+
+
+@pytest.mark.parametrize("body", [{"kind": "send_error", "count": "abc"}, {"kind": "slow_send", "latency_ms": None},
+                                  {"kind": "temporary_ban", "expires_in_ms": []},
+                                  {"kind": "send_error", "count": 10**9}])
+async def test_bad_fault_parameters_are_400(hc: HubClient, body: dict[str, Any]) -> None:
+    r = await hc.client.post("/sandbox/instances/shop/faults", json=body)
+    assert r.status_code == 400, r.text

@@ -43,3 +43,15 @@ def test_instance_ids_are_sanitised_names() -> None:
     assert chatid.instance_id_from_name("<script>alert(1)</script>") == "_script_alert_1___script_"
     with pytest.raises(InvalidInput):
         chatid.instance_id_from_name("  ")
+
+
+@pytest.mark.parametrize("raw", ["٢٠١٠٠٠٠٠٠٠٠١", "+٢٠ ١٠٠ ٠٠٠ ٠٠٠١", "２０１００００００００１", "۲۰۱۰۰۰۰۰۰۰۰۱@c.us"])
+def test_unicode_digits_become_ascii(raw: str) -> None:
+    """Numbers typed on Arabic or full-width keyboards address (and dedupe as) the same chat."""
+    assert chatid.normalize(raw) == "201000000001@c.us"
+
+
+def test_a_number_that_is_not_a_string_is_named() -> None:
+    with pytest.raises(InvalidInput) as err:
+        chatid.normalize(201000000001, field="chatId")
+    assert "chatId must be a string" in str(err.value)

@@ -234,3 +234,26 @@ async def test_a_send_that_may_have_reached_whatsapp_is_uncertain_not_retried(tm
     await fh.hub.resend_item(iid, item.queue_id)  # an operator accepts a possible duplicate
     await fh.advance(MIN)
     assert [d.text for d in fh.world.phone(iid).deliveries] == ["m0", "m1", "m0"]
+
+
+async def test_an_operator_can_always_restart_a_terminal_instance(tmp_path: Path) -> None:
+    """Over budget, the instance is in `error`; the human it waits for is not locked out."""
+    from wahub.domain.errors import Conflict
+
+    fh = build(None, max_restarts_per_window=1)
+    iid = await _ready_instance(fh)
+    await fh.hub.restart(iid, "soft")  # uses the whole budget
+    await fh.advance(SEC)
+    try:
+        await fh.hub.restart(iid, "soft")  # a running instance over budget: refused
+    except Conflict:
+        pass
+    else:
+        raise AssertionError("over-budget restart of a running instance was accepted")
+    await fh.world.fault(iid, "disconnect", {})
+    await fh.advance(MIN)
+    assert fh.state(iid) == State.ERROR  # the ladder found the budget spent
+    await fh.hub.restart(iid, "hard")  # the operator acts: accepted although over budget
+    await fh.advance(SEC)
+    assert fh.state(iid) == State.READY
+    assert len(await fh.store.restarts_since(iid, 0)) == 2

@@ -7,14 +7,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wahub import __version__
-from wahub.api import errors, native, sandbox, waapi
+from wahub.api import auth, errors, native, sandbox, waapi
 from wahub.runtime.hub import Hub
 
 log = structlog.get_logger("wahub.http")
@@ -33,11 +37,12 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> FastAPI:
             if manage_hub:
                 await hub.stop()
 
-    app = FastAPI(title="wa-hub", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="wa-hub", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Self-hosted WhatsApp gateway: WaAPI-compatible API, durable outbox, "
                               "signed webhooks. Authenticate with `Authorization: Bearer <API_KEY>`.")
     app.state.hub = hub
     errors.install(app)
+    _install_docs(app)
     app.include_router(native.public)
     app.include_router(waapi.router)
     app.include_router(native.router)
@@ -54,9 +59,26 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> FastAPI:
     return app
 
 
+SWAGGER = Path(__file__).parent / "static" / "swagger"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Interactive docs at ``/docs`` from swagger-ui-dist 5.35.0 shipped in the package (no CDN)."""
+    app.mount("/docs/static", StaticFiles(directory=SWAGGER), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="wa-hub API",
+                                   swagger_js_url="/docs/static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/static/swagger-ui.css",
+                                   swagger_favicon_url="/docs/static/favicon-32x32.png")
+
+
 class Guard:
     """Plain ASGI middleware (no per-request task group): request ids, body limit, HTTP metrics.
 
+    * The API key is checked here, before any of the body is read (401), except on the public
+      paths of :data:`wahub.api.auth.PUBLIC_PREFIXES`; the routes check it again.
     * ``x-request-id``: taken from the request or made up, bound to every log line of the request
       and echoed in the response.
     * Bodies over ``MAX_BODY_BYTES`` get 413, by ``content-length`` or, for chunked bodies, by
@@ -79,7 +101,10 @@ class Guard:
         status = [500]
         length = headers.get(b"content-length")
         too_big = length is not None and length.isdigit() and int(length) > limit
-        if not too_big and length is None and b"chunked" in headers.get(b"transfer-encoding", b""):
+        refused = None if auth.is_public(scope.get("path", "")) else auth.refusal(
+            self.hub.settings.api_key, auth.key_from_headers(headers))
+        if refused is None and not too_big and length is None and b"chunked" in headers.get(b"transfer-encoding",
+                                                                                              b""):
             body, too_big = await _read_capped(receive, limit)
             receive = _replay(body)
 
@@ -92,7 +117,9 @@ class Guard:
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            if too_big:
+            if refused is not None:  # before a single byte of the body is read
+                await _json(send_with_id, 401, {"status": "error", "error": refused})
+            elif too_big:
                 await _json(send_with_id, 413, {"status": "error",
                                                 "error": f"request body larger than MAX_BODY_BYTES={limit}"})
             else:

@@ -32,13 +32,41 @@ def key_matches(expected: str | None, given: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode())
 
 
+MISSING = 'API key required: send "Authorization: Bearer <API_KEY>" or "X-API-Key"'
+WRONG = "invalid API key"
+# Paths that do not take the API key: liveness/readiness, the API docs, the dashboard (its own
+# session login) and /metrics (which checks the key itself unless METRICS_REQUIRE_AUTH=false).
+PUBLIC_PREFIXES = ("/health", "/ready", "/docs", "/redoc", "/openapi.json", "/dashboard", "/metrics",
+                   "/favicon.ico")
+
+
+def refusal(expected: str | None, given: str | None) -> str | None:
+    """Why a request with key ``given`` is refused (None when it may pass)."""
+    if expected is None:
+        return None
+    if given is None:
+        return MISSING
+    if not key_matches(expected, given):
+        return WRONG
+    return None
+
+
+def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
+    """:func:`presented_key` on raw ASGI headers (checked before the body is read)."""
+    auth = headers.get(b"authorization", b"").decode("latin-1")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    key = headers.get(b"x-api-key")
+    return key.decode("latin-1") if key is not None else None
+
+
+def is_public(path: str) -> bool:
+    """True for paths that do not take the API key."""
+    return path == "/" or any(path == p or path.startswith(p + "/") for p in PUBLIC_PREFIXES)
+
+
 async def require_key(request: Request) -> None:
     """FastAPI dependency: raise 401 unless the request carries the API key."""
-    expected = request.app.state.hub.settings.api_key
-    given = presented_key(request)
-    if expected is None:
-        return
-    if given is None:
-        raise Unauthorized('API key required: send "Authorization: Bearer <API_KEY>" or "X-API-Key"')
-    if not key_matches(expected, given):
-        raise Unauthorized("invalid API key")
+    reason = refusal(request.app.state.hub.settings.api_key, presented_key(request))
+    if reason is not None:
+        raise Unauthorized(reason)

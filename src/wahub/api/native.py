@@ -34,8 +34,7 @@ def item_json(item: OutboxItem) -> dict[str, Any]:
 async def poll_votes_payload(hub: Hub, instance_id: str, message_id: str) -> dict[str, Any]:
     """The poll as sent plus every voter's latest vote."""
     rt = hub.get(instance_id)
-    poll = await hub.store.get_poll(rt.id, message_id)
-    votes = await hub.store.latest_votes(rt.id, message_id)
+    poll, votes = await hub.poll_votes(rt.id, message_id)
     if poll is None and not votes:
         raise NotFound(f"no poll {message_id} on instance {rt.id}")
     return {"pollMessageId": message_id,
@@ -55,7 +54,7 @@ async def health(request: Request) -> JSONResponse:
 async def ready(request: Request) -> JSONResponse:
     hub = hub_of(request)
     try:  # a store that does not answer in time is as unready as one that refuses
-        store_ok = await asyncio.wait_for(hub.store.ping(), READY_STORE_TIMEOUT_S)
+        store_ok = await asyncio.wait_for(hub.store_reachable(), READY_STORE_TIMEOUT_S)
     except TimeoutError:
         store_ok = False
     started = hub.started
@@ -81,14 +80,21 @@ async def status(request: Request, instance_id: str) -> JSONResponse:
 @router.post("/instances/{instance_id}/restart", status_code=202, summary="Soft or hard restart; returns at once")
 async def restart(request: Request, instance_id: str, body: schemas.Restart | None = None) -> JSONResponse:
     kind = _dump(body).get("type", "soft")
-    rt = await hub_of(request).restart(instance_id, kind)
-    return JSONResponse({"status": "success", "message": f"Restart initiated (type: {kind})", "instanceId": rt.id,
-                         "currentState": rt.state.value}, status_code=202)
+    hub = hub_of(request)
+    before = hub.get(instance_id)
+    banned_until = before.restricted_until if before.state.value == "restricted" else None
+    rt = await hub.restart(instance_id, kind)
+    payload: dict[str, Any] = {"status": "success", "message": f"Restart initiated (type: {kind})",
+                               "instanceId": rt.id, "currentState": rt.state.value}
+    if banned_until is not None and banned_until > hub.clock.now_ms():
+        payload["warning"] = ("the instance was restricted by WhatsApp until "
+                              f"{banned_until}; sending before then risks a longer ban")
+    return JSONResponse(payload, status_code=202)
 
 
 @router.get("/instances/{instance_id}/queue", summary="Outbox items by status, paged (oldest first)")
 async def queue(request: Request, instance_id: str, status: str | None = None,
-                limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+                limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000_000),
                 idempotencyKey: str | None = None) -> JSONResponse:
     hub = hub_of(request)
     rt = hub.get(instance_id)
@@ -98,8 +104,8 @@ async def queue(request: Request, instance_id: str, status: str | None = None,
     for s in statuses or []:
         if s not in {x.value for x in ItemStatus}:
             raise InvalidInput(f"status {s!r} is not one of {', '.join(x.value for x in ItemStatus)}")
-    items, total = await hub.store.list_items(rt.id, statuses=statuses, limit=limit, offset=offset)
-    stats = await hub.store.queue_stats(rt.id)
+    items, total = await hub.list_items(rt.id, statuses=statuses, limit=limit, offset=offset)
+    stats = await hub.queue_stats(rt.id)
     return ok({"instanceId": rt.id, "depth": stats.depth, "byStatus": stats.by_status, "total": total,
                "limit": limit, "offset": offset, "items": [item_json(i) for i in items]})
 
@@ -117,7 +123,7 @@ async def get_message(request: Request, instance_id: str, queue_id: str) -> JSON
     item = await hub.get_item(rt.id, queue_id)
     out: dict[str, Any] = {"item": item_json(item)}
     if item.kind.value == "poll" and item.message_id:
-        votes = await hub.store.latest_votes(rt.id, item.message_id)
+        _, votes = await hub.poll_votes(rt.id, item.message_id)
         out["votes"] = [{"voter": v.voter, "selectedOptions": v.selected, "timestamp": v.timestamp,
                          "voterAlt": v.voter_alt} for v in votes]
     return ok(out)
@@ -149,12 +155,12 @@ def _event_json(ev: Any) -> dict[str, Any]:
 
 @router.get("/instances/{instance_id}/webhooks/deliveries", summary="Webhook events, newest first")
 async def deliveries(request: Request, instance_id: str, status: str | None = None,
-                     limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> JSONResponse:
+                     limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000_000)) -> JSONResponse:
     hub = hub_of(request)
     rt = hub.get(instance_id)
     if status is not None and status not in ("pending", "delivered", "dead"):
         raise InvalidInput("status must be pending, delivered or dead")
-    events = await hub.store.list_events(rt.id, status=status, limit=limit, offset=offset)
+    events = await hub.list_events(rt.id, status=status, limit=limit, offset=offset)
     return ok({"instanceId": rt.id, "events": [_event_json(e) for e in events]})
 
 
@@ -162,7 +168,7 @@ async def deliveries(request: Request, instance_id: str, status: str | None = No
 async def dead_letters(request: Request, instance_id: str, limit: int = Query(50, ge=1, le=500)) -> JSONResponse:
     hub = hub_of(request)
     rt = hub.get(instance_id)
-    events = await hub.store.list_events(rt.id, status="dead", limit=limit)
+    events = await hub.list_events(rt.id, status="dead", limit=limit)
     return ok({"instanceId": rt.id, "events": [_event_json(e) for e in events]})
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from wahub.api.auth import require_key
-from wahub.api.waapi import hub_of, ok
+from wahub.api.waapi import check_text, hub_of, ok
 from wahub.domain import chatid
 from wahub.domain.errors import InvalidInput, NotFound
 
@@ -27,6 +27,7 @@ async def _body(request: Request) -> dict[str, Any]:
         raise InvalidInput(f"malformed JSON body: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object")
+    check_text(data, "")
     return data
 
 

@@ -32,7 +32,8 @@ class UpdateInstance(_Body):
 
     name: Any = None
     webhook: WebhookConfig | None = None
-    limits: dict[str, Any] | None = Field(None, description="perMinute, perHour, intervalMs overrides (null = default)")
+    limits: Any = Field(None, description="perMinute (1-10,000), perHour (1-1,000,000), intervalMs (0-86,400,000) "
+                                          "overrides; null resets one to the default")
 
 
 class SendMessage(_Body):

@@ -37,7 +37,32 @@ def instance_brief(rt: InstanceRuntime) -> dict[str, Any]:
 
 
 def _dump(body: Any) -> dict[str, Any]:
-    return body.model_dump(exclude_unset=True) if body is not None else {}
+    """A request model as a plain dict, after checking every string in it is valid Unicode."""
+    data: dict[str, Any] = body.model_dump(exclude_unset=True) if body is not None else {}
+    check_text(data, "")
+    return data
+
+
+def check_text(value: Any, path: str) -> None:
+    """Raise InvalidInput naming the field when a string holds a lone surrogate or a NUL.
+
+    JSON can carry ``"\\ud800"``, which Python decodes into a string that cannot be encoded as
+    UTF-8: it could be neither hashed, stored nor sent, so it is refused at the edge.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(f"{path or 'body'} must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(f"{path or 'body'} contains invalid Unicode (a lone surrogate)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, path or "body")
+            check_text(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_text(item, f"{path}[{i}]")
 
 
 @router.get("/instances", summary="List instances (a bare JSON array, as wa-hub always answered)")
@@ -74,6 +99,8 @@ async def update_instance(request: Request, instance_id: str, body: schemas.Upda
         kwargs["webhook_secret"] = webhook["secret"]
     limits = data.get("limits")
     if limits is not None:
+        if not isinstance(limits, dict):
+            raise InvalidInput("limits must be an object with perMinute, perHour and/or intervalMs")
         names = {"perMinute": "limit_per_minute", "perHour": "limit_per_hour", "intervalMs": "send_interval_ms"}
         unknown = set(limits) - set(names)
         if unknown:
@@ -99,6 +126,9 @@ async def get_qr(request: Request, instance_id: str) -> JSONResponse:
         if rt.state == lifecycle.State.READY:
             return ok({"qrCode": {"data": {"qr_code": None}}, "instanceStatus": "ready",
                        "message": "instance is linked; there is no QR code to scan"})
+        if rt.state in lifecycle.TERMINAL:
+            raise Conflict(f"instance is {rt.state.value}: no QR code will come until it is restarted "
+                           "(POST /instances/{id}/restart)", instanceState=rt.state.value)
         raise NotFound("QR code not available yet. Please wait a few seconds.", instanceState=rt.state.value)
     return ok({"qrCode": {"data": {"qr_code": hub.qr_png_b64(rt.qr), "qr_string": rt.qr}},
                "instanceStatus": "qr"})
@@ -108,7 +138,7 @@ async def get_qr(request: Request, instance_id: str) -> JSONResponse:
 async def client_status(request: Request, instance_id: str) -> JSONResponse:
     hub = hub_of(request)
     rt = hub.get(instance_id)
-    stats = await hub.store.queue_stats(rt.id)
+    stats = await hub.queue_stats(rt.id)
     data = {"phoneNumber": rt.phone, "formattedNumber": rt.phone} if rt.phone else {}
     return ok({"clientStatus": {
         "instanceStatus": lifecycle.external_status(rt.state, rt.qr is not None), "instanceId": rt.id,
@@ -123,6 +153,14 @@ async def client_me(request: Request, instance_id: str) -> JSONResponse:
         raise Conflict(f"Instance is not connected. Current state: {rt.state.value}", instanceState=rt.state.value)
     return ok({"me": {"data": {"displayName": rt.push_name, "contactId": rt.phone, "formattedNumber": rt.phone,
                                "id": f"{rt.phone}@c.us" if rt.phone else None, "profilePicUrl": None}}})
+
+
+def _queued_message(state: lifecycle.State) -> str:
+    if state == lifecycle.State.READY:
+        return "Message queued. It is sent in order, within the instance's pacing and rate limits."
+    if state in lifecycle.TERMINAL:
+        return f"Message queued, but the instance is {state.value}: it is sent only after an operator acts."
+    return "Message queued. Will be sent when instance becomes ready."
 
 
 async def _enqueue(request: Request, instance_id: str, kind: ItemKind, data: dict[str, Any],
@@ -142,7 +180,7 @@ async def _enqueue(request: Request, instance_id: str, kind: ItemKind, data: dic
         code = 200
     else:
         payload = {"status": "queued", "queued": True, **common, "itemStatus": item.status.value,
-                   "message": "Message queued. Will be sent when instance becomes ready."}
+                   "message": _queued_message(rt.state)}
         code = 202
     if hub.settings.waapi_envelope:
         inner = {**payload, "status": "success"}

@@ -9,6 +9,7 @@ never added or stripped by rule. Anything else raises :class:`InvalidChatId`.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from wahub.domain.errors import InvalidInput
 
@@ -16,7 +17,7 @@ from wahub.domain.errors import InvalidInput
 _MIN_DIGITS = 7
 _MAX_DIGITS = 15
 _PHONE_DECORATION = re.compile(r"[\s\-().]")
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"[0-9]+")
 _KEPT_SERVERS = {"g.us": re.compile(r"\d+(-\d+)?"), "lid": re.compile(r"\d+(:\d+)?"),
                  "newsletter": re.compile(r"\d+"), "broadcast": re.compile(r"[\w.]+")}
 _PERSON_SERVERS = ("c.us", "s.whatsapp.net")
@@ -32,8 +33,10 @@ def normalize(raw: object, *, field: str = "chatId") -> str:
     People become ``<digits>@c.us``; ``@g.us``/``@lid``/``@newsletter``/``@broadcast`` ids are
     returned unchanged (after trimming). Raises :class:`InvalidChatId` naming ``field``.
     """
-    if not isinstance(raw, str) or not raw.strip():
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise InvalidChatId(f"{field} is required: a phone number or a WhatsApp chat id")
+    if not isinstance(raw, str):
+        raise InvalidChatId(f"{field} must be a string: a phone number or a WhatsApp chat id")
     value = raw.strip()
     if "@" in value:
         user, _, server = value.partition("@")
@@ -42,14 +45,21 @@ def normalize(raw: object, *, field: str = "chatId") -> str:
             user = user.split(":", 1)[0]  # device suffix of a whatsmeow JID, e.g. 2010...:12
             return _phone_digits(user, raw, field) + "@c.us"
         pattern = _KEPT_SERVERS.get(server)
-        if pattern is not None and pattern.fullmatch(user):
+        user = _ascii_digits(user)
+        if pattern is not None and pattern.fullmatch(user) and user.isascii():
             return f"{user}@{server}"
         raise InvalidChatId(f"{field} {raw!r} is not a valid WhatsApp chat id")
     return _phone_digits(value, raw, field) + "@c.us"
 
 
+def _ascii_digits(value: str) -> str:
+    """Any Unicode decimal digit (Arabic-Indic ``٢٠١``, full-width ``２０１``…) as its ASCII digit."""
+    return "".join(str(unicodedata.decimal(c)) if not c.isascii() and unicodedata.decimal(c, None) is not None
+                   else c for c in value)
+
+
 def _phone_digits(value: str, raw: str, field: str) -> str:
-    stripped = _PHONE_DECORATION.sub("", value)
+    stripped = _PHONE_DECORATION.sub("", _ascii_digits(value))
     if stripped.startswith("+"):
         stripped = stripped[1:]
     if not _DIGITS.fullmatch(stripped) or not _MIN_DIGITS <= len(stripped) <= _MAX_DIGITS:

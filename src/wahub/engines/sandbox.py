@@ -218,7 +218,7 @@ class SandboxWorld:
             self._save_sessions()
             await self._engine(p).logged_out("sandbox_auth_failure")
         elif kind == "temporary_ban":
-            expires = self.clock.now_ms() + int(params.get("expires_in_ms", 3_600_000))
+            expires = self.clock.now_ms() + _int(params, "expires_in_ms", 3_600_000, 0, 30 * 86_400_000)
             engine = self._engine(p)
             engine.connected = False
             await engine.emit(TemporaryBan(code=str(params.get("code", "101")), expires_at=expires))
@@ -226,12 +226,12 @@ class SandboxWorld:
             mode = str(params.get("mode", "transient"))
             if mode not in ("transient", "permanent", "disconnect", "answer_lost"):
                 raise InvalidInput("mode must be transient, permanent, disconnect or answer_lost")
-            p.send_errors.extend([mode] * int(params.get("count", 1)))
+            p.send_errors.extend([mode] * _int(params, "count", 1, 1, 1000))
         elif kind == "slow_send":
-            p.send_latency_ms = int(params.get("latency_ms", 5_000))
+            p.send_latency_ms = _int(params, "latency_ms", 5_000, 0, 600_000)
         elif kind == "drop_after_ready":
-            p.drop_after_ready_ms = int(params.get("after_ms", 2_000))
-            p.drop_count = int(params.get("count", 10))
+            p.drop_after_ready_ms = _int(params, "after_ms", 2_000, 0, 86_400_000)
+            p.drop_count = _int(params, "count", 10, 0, 1000)
         elif kind == "never_ready":
             p.never_ready = bool(params.get("enabled", True))
         elif kind == "unregistered":
@@ -254,6 +254,14 @@ class SandboxWorld:
     def _fake_number(self, instance_id: str) -> str:
         digest = int(hashlib.sha256(instance_id.encode()).hexdigest(), 16)
         return "2010" + str(digest % 10**8).zfill(8)
+
+
+def _int(params: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    """An integer fault parameter in ``[low, high]``; InvalidInput naming it otherwise."""
+    value = params.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidInput(f"{key} must be an integer from {low} to {high}")
+    return value
 
 
 class SandboxEngine(Engine):

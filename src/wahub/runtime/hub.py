@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import io
 import random
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,7 @@ from wahub.runtime.sendloop import SendLoop
 from wahub.runtime.supervisor import Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
 from wahub.store.base import QueueFullSignal, Store
-from wahub.store.records import EventDraft, EventRecord, InstanceRecord
+from wahub.store.records import EventDraft, EventRecord, InstanceRecord, PollRecord, QueueStats, VoteRecord
 
 log = structlog.get_logger("wahub.hub")
 
@@ -51,6 +52,10 @@ ACK_ORDER = ("server", "delivered", "read", "played")
 WEBHOOK_EVENTS = ("qr", "authenticated", "ready", "disconnected", "change_state", "auth_failure", "restricted",
                   "message", "vote_update", "message_ack", "message_sent", "message_failed", "message_uncertain")
 PENDING_ACK_TTL_MS = 60_000
+# Per-instance overrides: column → (API name, lowest, highest). There is no "0 = unlimited".
+LIMIT_FIELDS = {"limit_per_minute": ("perMinute", 1, 10_000), "limit_per_hour": ("perHour", 1, 1_000_000),
+                "send_interval_ms": ("intervalMs", 0, 86_400_000)}
+_NAME_LIKE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 
 @dataclass
@@ -210,9 +215,18 @@ class Hub:
     # -- instances -------------------------------------------------------------------------------
     def get(self, instance_id: str) -> InstanceRuntime:
         """The runtime of an instance. Raises :class:`NotFound`."""
-        rt = self.instances.get(instance_id) or self.instances.get(chatid.instance_id_from_name(instance_id))
+        rt = self._lookup(instance_id)
         if rt is None:
             raise NotFound(f"instance {instance_id} not found")
+        return rt
+
+    def _lookup(self, instance_id: str) -> InstanceRuntime | None:
+        """By id; or, like the existing wa-hub, by a domain-like name whose sanitised form is the id
+        (``WASP-shop.myshopify.com`` → ``WASP-shop_myshopify_com``). Nothing else is rewritten, so
+        an arbitrary string can never address another instance."""
+        rt = self.instances.get(instance_id)
+        if rt is None and _NAME_LIKE.fullmatch(instance_id):
+            rt = self.instances.get(chatid.instance_id_from_name(instance_id))
         return rt
 
     async def create_instance(self, name: str, webhook_url: str | None, events: list[str] | None,
@@ -221,8 +235,11 @@ class Hub:
         instance_id = chatid.instance_id_from_name(name)
         url = _check_url(webhook_url)
         evs = _check_events(events)
-        if instance_id in self.instances:
-            raise Conflict(f"an instance named {name!r} (id {instance_id}) already exists", instanceId=instance_id)
+        webhook_secret = _check_secret(webhook_secret)
+        existing = self.instances.get(instance_id)
+        if existing is not None:
+            raise Conflict(f"instance id {instance_id} (from the name {name!r}) is taken by the instance named "
+                           f"{existing.record.name!r}", instanceId=instance_id)
         rec = await self.store.create_instance(id=instance_id, name=name.strip(), webhook_url=url,
                                                webhook_events=evs, webhook_secret=webhook_secret,
                                                now=self.clock.now_ms())
@@ -246,10 +263,15 @@ class Hub:
         if events is not None:
             values["webhook_events"] = _check_events(events)
         if webhook_secret is not ...:
-            values["webhook_secret"] = webhook_secret or None
+            values["webhook_secret"] = _check_secret(webhook_secret)
         for key, value in (limits or {}).items():
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise InvalidInput(f"{key} must be a non-negative integer or null")
+            if key not in LIMIT_FIELDS:
+                raise InvalidInput(f"unknown limit {key!r}")
+            label, low, high = LIMIT_FIELDS[key]
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not low <= value <= high):
+                raise InvalidInput(f"limits.{label} must be an integer from {low} to {high:,}, or null for the "
+                                   "default")
             values[key] = value
         if values:
             await self.store.update_instance(rt.id, **values)
@@ -263,7 +285,7 @@ class Hub:
 
     async def delete_instance(self, instance_id: str) -> bool:
         """Log out, stop and delete an instance with all its records and session files."""
-        rt = self.instances.get(instance_id) or self.instances.get(chatid.instance_id_from_name(instance_id))
+        rt = self._lookup(instance_id)
         if rt is None:
             return False
         self.instances.pop(rt.id, None)
@@ -514,6 +536,19 @@ class Hub:
         """A page of an instance's items (oldest first) and the total matching ``statuses``. Raises NotFound."""
         rt = self.get(instance_id)
         return await self.store.list_items(rt.id, statuses=statuses, limit=limit, offset=offset)
+
+    async def queue_stats(self, instance_id: str) -> QueueStats:
+        """Counts of an instance's items by status and its oldest open item. Raises NotFound."""
+        return await self.store.queue_stats(self.get(instance_id).id)
+
+    async def poll_votes(self, instance_id: str, message_id: str) -> tuple[PollRecord | None, list[VoteRecord]]:
+        """A poll wa-hub sent (None when unknown) and every voter's latest vote. Raises NotFound."""
+        rt = self.get(instance_id)
+        return await self.store.get_poll(rt.id, message_id), await self.store.latest_votes(rt.id, message_id)
+
+    async def store_reachable(self) -> bool:
+        """True when the database answers."""
+        return await self.store.ping()
 
     # -- inbound events --------------------------------------------------------------------------
     async def on_inbound(self, rt: InstanceRuntime, ev: eng.InboundMessage) -> None:
@@ -769,6 +804,14 @@ def _check_url(url: Any) -> str | None:
     if not isinstance(url, str) or not (url.startswith("http://") or url.startswith("https://")) or len(url) > 2000:
         raise InvalidInput("webhook.url must be an http(s) URL")
     return url
+
+
+def _check_secret(secret: Any) -> str | None:
+    if secret is None or secret == "":
+        return None
+    if not isinstance(secret, str) or len(secret) > 512:
+        raise InvalidInput("webhook.secret must be a string of at most 512 characters")
+    return secret
 
 
 def _check_events(events: Any) -> list[str]:

@@ -68,6 +68,9 @@ class SendLoop:
         structlog.contextvars.clear_contextvars()
         rt, hub = self.rt, self.hub
         while rt.state == State.READY:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # a stop arrived while a call swallowed it
+                raise asyncio.CancelledError
             self.wake.clear()
             try:
                 delay = await self._turn()
@@ -138,7 +141,10 @@ class SendLoop:
                                         bool(item.payload.get("multipleAnswers")))
             else:
                 coro = engine.send_text(item.chat_id, item.payload["message"])
-            result = await asyncio.wait_for(coro, SEND_TIMEOUT_MS / 1000)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that
+            # arrives as the send completes, and the loop would then never stop.
+            async with asyncio.timeout(SEND_TIMEOUT_MS / 1000):
+                result = await coro
         except SendError as exc:
             if exc.maybe_sent:  # it may have gone out: never risk a second copy
                 await hub.item_uncertain(rt, item, f"{exc} (delivery unknown)")

@@ -168,25 +168,33 @@ class Supervisor:
         return used, window
 
     async def request_restart(self, kind: str, reason: str, *, manual: bool) -> asyncio.Task[None]:
-        """Start a restart, or join the one already running (single-flight)."""
+        """Start a restart, or join the one already running (single-flight).
+
+        Manual restarts count against the budget like automatic ones. Over budget, a manual restart
+        of a running instance is refused (:class:`Conflict`, so an app cannot hammer ``reboot``),
+        but one of an instance in a terminal state is the human intervention that state waits for
+        and always goes ahead.
+        """
         if self._restart is not None and not self._restart.done():
             return self._restart
+        override = False
         if manual:
             used, window = await self.budget()
-            if len(used) >= self.hub.settings.max_restarts_per_window:
+            override = self.rt.state in lifecycle.TERMINAL
+            if len(used) >= self.hub.settings.max_restarts_per_window and not override:
                 frees = used[0] + window
                 raise Conflict(f"restart budget exhausted ({len(used)} restarts in the last "
                                f"{self.hub.settings.restart_window_minutes:g} minutes); frees at {frees}",
                                budgetFreesAt=frees)
             self.failures = 0
-        self._restart = asyncio.ensure_future(self._do_restart(kind, reason, manual))
+        self._restart = asyncio.ensure_future(self._do_restart(kind, reason, manual, override))
         return self._restart
 
-    async def _do_restart(self, kind: str, reason: str, manual: bool) -> None:
+    async def _do_restart(self, kind: str, reason: str, manual: bool, override: bool = False) -> None:
         async with self._lock:
             rt, hub = self.rt, self.hub
             used, window = await self.budget()
-            if len(used) >= hub.settings.max_restarts_per_window:
+            if len(used) >= hub.settings.max_restarts_per_window and not override:
                 self.cancel_all()
                 await self._stop_engine()
                 await self.transition(State.ERROR, f"restart budget exhausted ({len(used)} restarts in "

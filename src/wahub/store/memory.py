@@ -252,7 +252,7 @@ class MemoryStore:
         row = self._outbox.get(item.seq)
         if row is not None:
             row.update(status="sent", sent_at=now, message_id=message_id, updated_at=now,
-                       attempts=row["attempts"] + 1, ack="server")
+                       attempts=row["attempts"] + 1, ack="server", last_error=None, error_reason=None)
         if item.kind == ItemKind.POLL:
             self._polls.setdefault((item.instance_id, message_id), PollRecord(
                 item.instance_id, message_id, item.queue_id, item.chat_id, item.idempotency_key,

@@ -437,7 +437,7 @@ class SqlStore:
         async with self._tx() as conn:
             await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(
                 status="sent", sent_at=now, message_id=message_id, updated_at=now,
-                attempts=t.outbox.c.attempts + 1, ack="server"))
+                attempts=t.outbox.c.attempts + 1, ack="server", last_error=None, error_reason=None))
             if item.kind == ItemKind.POLL:
                 await conn.execute(self._insert(t.polls).values(
                     instance_id=item.instance_id, message_id=message_id, queue_id=item.queue_id,
