@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=30)
     args = parser.parse_args()
     rows = [measure(n, args.idle_seconds) for n in args.counts]
-    print("| ready instances | server RSS (MB) | idle CPU over %ds (%% of one core) |" % args.idle_seconds)
+    print(f"| ready instances | server RSS (MB) | idle CPU over {args.idle_seconds:g}s (% of one core) |")
     print("|---:|---:|---:|")
     for r in rows:
         print(f"| {r['n']:,} | {r['rss_mb']:.1f} | {r['idle_cpu_pct']:.2f} |")

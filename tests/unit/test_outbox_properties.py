@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.fakehub import HOOK_URL, FakeHub, build
+from tests.support.fakehub import HOOK_URL, build
 from wahub.domain import ratelimit
 from wahub.domain.errors import Conflict
 from wahub.domain.outbox import ItemKind

@@ -155,7 +155,8 @@ def _event_json(ev: Any) -> dict[str, Any]:
 
 @router.get("/instances/{instance_id}/webhooks/deliveries", summary="Webhook events, newest first")
 async def deliveries(request: Request, instance_id: str, status: str | None = None,
-                     limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000_000)) -> JSONResponse:
+                     limit: int = Query(50, ge=1, le=500),
+                     offset: int = Query(0, ge=0, le=1_000_000_000)) -> JSONResponse:
     hub = hub_of(request)
     rt = hub.get(instance_id)
     if status is not None and status not in ("pending", "delivered", "dead"):

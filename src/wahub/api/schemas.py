@@ -23,7 +23,8 @@ class WebhookConfig(_Body):
 class CreateInstance(_Body):
     """``POST /instances``."""
 
-    name: Any = Field(None, description="instance name; the id is the sanitised name", examples=["WASP-shop.myshopify.com"])
+    name: Any = Field(None, description="instance name; the id is the sanitised name",
+                      examples=["WASP-shop.myshopify.com"])
     webhook: WebhookConfig | None = None
 
 

@@ -220,7 +220,10 @@ async def reboot(request: Request, instance_id: str) -> JSONResponse:
              summary="Pairing code for phone-number login")
 async def request_pairing_code(request: Request, instance_id: str, body: schemas.PairingCode) -> JSONResponse:
     data = _dump(body)
-    code = await hub_of(request).request_pairing_code(instance_id, data.get("phoneNumber"))
+    phone = data.get("phoneNumber")
+    if not isinstance(phone, str):
+        raise InvalidInput("phoneNumber is required (a string, e.g. \"201000000001\")")
+    code = await hub_of(request).request_pairing_code(instance_id, phone)
     return ok({"data": {"status": "success", "pairingCode": code}})
 
 

@@ -10,7 +10,8 @@ flushed and fsynced) to that file before the send returns, so tests can count wh
 
 Faults (:meth:`SandboxWorld.fault`): ``disconnect``, ``auth_failure`` (logged out),
 ``temporary_ban`` (with ``expires_in_ms``), ``send_error`` (``transient``/``permanent``/
-``disconnect``/``answer_lost`` — delivered, but the answer never comes back — for the next ``count`` sends), ``slow_send`` (``latency_ms``), ``drop_after_ready``
+``disconnect``/``answer_lost`` — delivered, but the answer never comes back — for the next
+``count`` sends), ``slow_send`` (``latency_ms``), ``drop_after_ready``
 (disconnect ``after_ms`` after every ready, ``count`` times), ``never_ready`` (authenticate but
 never become ready), ``unregistered`` (a chat id that is not on WhatsApp).
 """
