@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from tests.conftest import HubClient
+from tests.support.polling import until
 
 T = TypeVar("T")
 
 
-async def until(fn: Callable[[], Awaitable[T]], within: float = 10.0, interval: float = 0.02) -> T:
-    """Poll ``await fn()`` until it returns a truthy value (within ``within`` s) and return it.
-
-    Raises TimeoutError.
-    """
-    deadline = time.monotonic() + within
-    while True:
-        value = await fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 async def state(hc: HubClient, instance_id: str) -> str:
@@ -55,9 +40,9 @@ async def _is(hc: HubClient, instance_id: str, wanted: str) -> bool:
     return await state(hc, instance_id) == wanted
 
 
-async def wait_state(hc: HubClient, instance_id: str, wanted: str, within: float = 10.0) -> None:
+async def wait_state(hc: HubClient, instance_id: str, wanted: str, within_s: float = 10.0) -> None:
     """Wait until the instance is in ``wanted``."""
-    await until(lambda: _is(hc, instance_id, wanted), within)
+    await until(lambda: _is(hc, instance_id, wanted), within_s)
 
 
 async def send(hc: HubClient, instance_id: str, key: str | None, chat: str = "201000000001",

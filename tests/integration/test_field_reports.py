@@ -89,7 +89,7 @@ async def test_client_that_times_out_and_retries_during_a_slow_send_sends_once(h
     assert sorted(r.json()["replay"] for r in pair) == [False, True]
 
     second_id = pair[0].json()["queueId"]
-    await until(lambda: _status_is(hc, iid, second_id, "sent"), within=15)
+    await until(lambda: _status_is(hc, iid, second_id, "sent"), within_s=15)
     assert await item_status(hc, iid, queue_id) == "sent"
     late = await send(hc, iid, "order:1", text="order 1")
     assert late.status_code == 200
@@ -118,8 +118,8 @@ async def test_a_big_batch_on_one_instance_neither_breaks_limits_nor_starves_ano
     async def drained(iid: str, n: int) -> bool:
         return len(await deliveries(hc, iid)) >= n
 
-    await until(lambda: drained(small, 10), within=15)
-    await until(lambda: drained(big, 10), within=15)
+    await until(lambda: drained(small, 10), within_s=15)
+    await until(lambda: drained(big, 10), within_s=15)
     small_sent = await deliveries(hc, small)
     big_sent = await deliveries(hc, big)
     # FIFO by enqueue order (the requests ran concurrently, so their order is the stored one).

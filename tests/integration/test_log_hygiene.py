@@ -7,19 +7,18 @@ texts, polls, an inbound message, a vote, a failed send and signed webhook deliv
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
 import re
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import structlog
 
 from tests.conftest import HubClient
+from tests.support.polling import until
 from tests.support.receiver import Receiver
 from tests.support.server import API_KEY
 from wahub import observability
@@ -63,15 +62,6 @@ def log_output() -> Iterator[Callable[..., _Stream]]:
         root.setLevel(saved_level)
 
 
-async def until(check: Callable[[], Awaitable[Any]], within_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + within_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.hub_settings(webhook_secret=HUB_SECRET, send_interval_ms=0, retry_base_backoff_ms=50,

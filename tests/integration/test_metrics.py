@@ -10,15 +10,11 @@ a receiver answering 404 (dead letters); A's receiver answers 200 (delivered).
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import HubClient
+from tests.support.polling import until
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.hub_settings(max_sends_per_minute=4, send_interval_ms=0, retry_base_backoff_ms=100,
@@ -52,15 +48,6 @@ async def scrape(hc: HubClient) -> Scrape:
     return Scrape(r.text)
 
 
-async def until(check: Callable[[], Awaitable[Any]], within_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + within_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.timeout(60)

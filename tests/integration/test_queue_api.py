@@ -197,7 +197,7 @@ async def test_periodic_purge_removes_old_final_items_and_keeps_open_ones(hub_cl
         r = await hc.client.get(f"/instances/{iid}/messages/{done}")
         return r.status_code == 404
 
-    await until(purged, within=10)  # no call from the test: the hub's own periodic job did it
+    await until(purged, within_s=10)  # no call from the test: the hub's own periodic job did it
     assert await item_status(hc, iid, open_id) == "queued"
     # The key of a purged item names a new message again.
     fresh = await send(hc, iid, "order:old", text="old")

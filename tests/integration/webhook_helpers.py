@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from tests.conftest import HubClient
+from tests.integration.outbox_helpers import link, state
+from tests.support.polling import until
 from tests.support.receiver import Received, Receiver
+
+__all__ = ["link", "state"]  # re-exported for the webhook tests
 
 T = TypeVar("T")
 
 
-async def until(fn: Callable[[], Awaitable[T]], within_s: float = 15.0, interval_s: float = 0.02) -> T:
-    """Poll ``await fn()`` until it returns a truthy value and return it. Raises TimeoutError."""
-    deadline = time.monotonic() + within_s
-    while True:
-        value = await fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(interval_s)
 
 
 async def received(receiver: Receiver, predicate: Callable[[list[Received]], bool],
@@ -57,24 +49,7 @@ async def create(hc: HubClient, name: str, url: str | None, events: list[str] | 
     return str(r.json()["instance"]["id"])
 
 
-async def state(hc: HubClient, instance_id: str) -> str:
-    """The instance's lifecycle state (API value)."""
-    r = await hc.client.get(f"/instances/{instance_id}")
-    assert r.status_code == 200, r.text
-    return str(r.json()["instance"]["state"])
 
-
-async def link(hc: HubClient, instance_id: str) -> None:
-    """Scan the instance's QR in the sandbox and wait until it is ready."""
-    async def scanned() -> bool:
-        r = await hc.client.post(f"/sandbox/instances/{instance_id}/scan")
-        return r.status_code == 200
-
-    async def ready() -> bool:
-        return await state(hc, instance_id) == "ready"
-
-    await until(scanned)
-    await until(ready)
 
 
 async def inbound(hc: HubClient, instance_id: str, text: str, *, message_id: str | None = None,

@@ -31,6 +31,7 @@ from wahub.store.records import (
     QueueStats,
     Transition,
     VoteRecord,
+    outbox_item,
 )
 
 Row = dict[str, Any]
@@ -45,15 +46,7 @@ def _dumps(value: Any) -> str:
 
 
 def _item(row: Row) -> OutboxItem:
-    return OutboxItem(
-        seq=row["seq"], queue_id=row["queue_id"], instance_id=row["instance_id"],
-        idempotency_key=row["idempotency_key"], key_source=row["key_source"], kind=ItemKind(row["kind"]),
-        chat_id=row["chat_id"], payload=json.loads(row["payload"]), fingerprint=row["fingerprint"],
-        status=ItemStatus(row["status"]), attempts=row["attempts"], next_attempt_at=row["next_attempt_at"],
-        created_at=row["created_at"], updated_at=row["updated_at"], handed_over_at=row["handed_over_at"],
-        sent_at=row["sent_at"], message_id=row["message_id"], last_error=row["last_error"],
-        error_reason=row["error_reason"],
-    )
+    return outbox_item(row)
 
 
 def _event(row: Row) -> EventRecord:

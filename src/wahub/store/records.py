@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
 
 
 @dataclass(frozen=True)
@@ -109,3 +113,16 @@ class RecoveryReport:
 
     requeued: int
     uncertain: list[Any]
+
+
+def outbox_item(m: Mapping[str, Any]) -> OutboxItem:
+    """An :class:`OutboxItem` from a row of the ``outbox`` table (``payload`` as stored JSON text)."""
+    return OutboxItem(
+        seq=m["seq"], queue_id=m["queue_id"], instance_id=m["instance_id"],
+        idempotency_key=m["idempotency_key"], key_source=m["key_source"], kind=ItemKind(m["kind"]),
+        chat_id=m["chat_id"], payload=json.loads(m["payload"]), fingerprint=m["fingerprint"],
+        status=ItemStatus(m["status"]), attempts=m["attempts"], next_attempt_at=m["next_attempt_at"],
+        created_at=m["created_at"], updated_at=m["updated_at"], handed_over_at=m["handed_over_at"],
+        sent_at=m["sent_at"], message_id=m["message_id"], last_error=m["last_error"],
+        error_reason=m["error_reason"],
+    )

@@ -38,6 +38,7 @@ from wahub.store.records import (
     QueueStats,
     Transition,
     VoteRecord,
+    outbox_item,
 )
 
 
@@ -46,16 +47,7 @@ def _dumps(value: Any) -> str:
 
 
 def _item(row: Any) -> OutboxItem:
-    m = row._mapping
-    return OutboxItem(
-        seq=m["seq"], queue_id=m["queue_id"], instance_id=m["instance_id"],
-        idempotency_key=m["idempotency_key"], key_source=m["key_source"], kind=ItemKind(m["kind"]),
-        chat_id=m["chat_id"], payload=json.loads(m["payload"]), fingerprint=m["fingerprint"],
-        status=ItemStatus(m["status"]), attempts=m["attempts"], next_attempt_at=m["next_attempt_at"],
-        created_at=m["created_at"], updated_at=m["updated_at"], handed_over_at=m["handed_over_at"],
-        sent_at=m["sent_at"], message_id=m["message_id"], last_error=m["last_error"],
-        error_reason=m["error_reason"],
-    )
+    return outbox_item(row._mapping)
 
 
 def _instance(row: Any) -> InstanceRecord:
