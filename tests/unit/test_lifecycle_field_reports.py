@@ -231,6 +231,7 @@ async def test_a_send_that_may_have_reached_whatsapp_is_uncertain_not_retried(tm
     uncertain = fh.hooks.of("message_uncertain")
     assert len(uncertain) == 1 and uncertain[0]["data"]["idempotencyKey"] == "m-0"
     item = await fh.hub.get_item_by_key(iid, "m-0")
+    assert item.error_reason == "uncertain" and item.last_error and "answer was lost" in item.last_error
     await fh.hub.resend_item(iid, item.queue_id)  # an operator accepts a possible duplicate
     await fh.advance(MIN)
     assert [d.text for d in fh.world.phone(iid).deliveries] == ["m0", "m1", "m0"]

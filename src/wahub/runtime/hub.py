@@ -463,7 +463,8 @@ class Hub:
     async def item_uncertain(self, rt: InstanceRuntime, item: OutboxItem, why: str) -> None:
         """An item whose delivery is unknown: mark it ``uncertain`` and report it."""
         now = self.clock.now_ms()
-        await self.store.set_item_status(item.queue_id, from_statuses=["sending"], to_status="uncertain", now=now)
+        await self.store.set_item_status(item.queue_id, from_statuses=["sending"], to_status="uncertain", now=now,
+                                         error=why, reason="uncertain")
         fresh = await self.store.get_item(item.queue_id)
         await self._report_uncertain(rt, fresh or item, why)
 

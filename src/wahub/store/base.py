@@ -160,8 +160,9 @@ class Store(Protocol):
         ...
 
     async def set_item_status(self, queue_id: str, *, from_statuses: Sequence[str], to_status: str, now: int,
-                              reset_attempts: bool = False, events: Sequence[EventDraft] = ()) -> bool:
-        """Compare-and-set an item's status; True when it changed."""
+                              reset_attempts: bool = False, events: Sequence[EventDraft] = (),
+                              error: str | None = None, reason: str | None = None) -> bool:
+        """Compare-and-set an item's status; True when it changed (``error``/``reason`` set ``last_error``)."""
         ...
 
     async def clear_queue(self, instance_id: str, now: int) -> int:

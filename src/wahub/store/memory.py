@@ -317,7 +317,8 @@ class MemoryStore:
         return QueueStats(counts, oldest)
 
     async def set_item_status(self, queue_id: str, *, from_statuses: Sequence[str], to_status: str, now: int,
-                              reset_attempts: bool = False, events: Sequence[EventDraft] = ()) -> bool:
+                              reset_attempts: bool = False, events: Sequence[EventDraft] = (),
+                              error: str | None = None, reason: str | None = None) -> bool:
         """Compare-and-set an item's status (cancel, retry, resend); True when it changed."""
         row = next((r for r in self._outbox.values() if r["queue_id"] == queue_id), None)
         if row is None or row["status"] not in from_statuses:
@@ -330,6 +331,8 @@ class MemoryStore:
             row.update(next_attempt_at=now, handed_over_at=None)
         if reset_attempts:
             row["attempts"] = 0
+        if error is not None:
+            row.update(last_error=error, error_reason=reason)
         self._add_events(events, now)
         return True
 

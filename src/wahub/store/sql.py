@@ -514,13 +514,16 @@ class SqlStore:
         return QueueStats({r[0]: int(r[1]) for r in rows}, int(oldest) if oldest is not None else None)
 
     async def set_item_status(self, queue_id: str, *, from_statuses: Sequence[str], to_status: str, now: int,
-                              reset_attempts: bool = False, events: Sequence[EventDraft] = ()) -> bool:
+                              reset_attempts: bool = False, events: Sequence[EventDraft] = (),
+                              error: str | None = None, reason: str | None = None) -> bool:
         """Compare-and-set an item's status (cancel, retry, resend); True when it changed."""
         values: dict[str, Any] = {"status": to_status, "updated_at": now}
         if to_status == "queued":
             values.update(next_attempt_at=now, handed_over_at=None)
         if reset_attempts:
             values["attempts"] = 0
+        if error is not None:
+            values.update(last_error=error, error_reason=reason)
         async with self._tx() as conn:
             res = await conn.execute(t.outbox.update().where(
                 t.outbox.c.queue_id == queue_id, t.outbox.c.status.in_(list(from_statuses))).values(**values))
