@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from tests.support import polling
+
 API_KEY = "test-api-key-0123456789"
 
 
@@ -85,14 +87,7 @@ class Server:
 
     def wait_until(self, fn: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
         """Poll ``fn()`` until it returns a truthy value; returns it. Raises TimeoutError."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = fn()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError("condition not met in time")
-            time.sleep(interval)
+        return polling.wait_until(fn, timeout, interval)
 
     def __enter__(self) -> Server:
         return self.start()
