@@ -71,7 +71,8 @@ def _install_docs(app: FastAPI) -> None:
         return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="wa-hub API",
                                    swagger_js_url="/docs/static/swagger-ui-bundle.js",
                                    swagger_css_url="/docs/static/swagger-ui.css",
-                                   swagger_favicon_url="/docs/static/favicon-32x32.png")
+                                   swagger_favicon_url="/docs/static/favicon-32x32.png",
+                                   swagger_ui_parameters={"validatorUrl": None})  # no call to swagger.io
 
 
 class Guard:

@@ -66,7 +66,7 @@ class SendLoop:
 
     async def _run(self) -> None:
         structlog.contextvars.clear_contextvars()
-        rt, hub = self.rt, self.hub
+        rt = self.rt
         while rt.state == State.READY:
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # a stop arrived while a call swallowed it
@@ -83,7 +83,6 @@ class SendLoop:
                 continue
             await self._wait(delay)
         log.debug("send_loop_stopped", instance_id=rt.id, state=rt.state.value)
-        del hub
 
     async def _wait(self, ms: int | None) -> None:
         waiter = asyncio.ensure_future(self.wake.wait())
