@@ -102,13 +102,12 @@ async def instance_rows(hub: Hub) -> list[dict[str, Any]]:
     rows = []
     for rt in list(hub.instances.values()):
         try:
-            st = await hub.status(rt.id)
+            st = await hub.summary(rt.id)
         except ApiError:  # deleted while listing
             continue
         rows.append({"id": rt.id, "name": rt.record.name, "badge": badge(rt.state.value, rt.qr is not None),
-                     "phone": rt.phone, "depth": st["queue"]["depth"], "uncertain": st["queue"]["uncertain"],
-                     "sent1h": st["counters"]["sent1h"], "last_error": st["lastError"],
-                     "dead": st["webhook"]["dead"]})
+                     "phone": rt.phone, "depth": st["depth"], "uncertain": st["uncertain"],
+                     "sent1h": st["sent1h"], "last_error": st["lastError"], "dead": st["dead"]})
     return sorted(rows, key=lambda r: r["id"].lower())
 
 

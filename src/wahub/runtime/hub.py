@@ -672,6 +672,19 @@ class Hub:
         return await self.store.list_events(rt.id, status=status, limit=limit, offset=offset)
 
     # -- status ----------------------------------------------------------------------------------
+    async def summary(self, instance_id: str) -> dict[str, Any]:
+        """The few figures a list of instances shows (cheaper than :meth:`status`). Raises NotFound.
+
+        Shape: ``{"depth", "uncertain", "sent1h", "lastError", "dead"}``.
+        """
+        rt = self.get(instance_id)
+        now = self.clock.now_ms()
+        stats = await self.store.queue_stats(rt.id)
+        sent1h = await self.store.count_sent_since(rt.id, now - ratelimit.HOUR_MS)
+        events = await self.store.event_stats(rt.id)
+        return {"depth": stats.depth, "uncertain": stats.by_status.get("uncertain", 0), "sent1h": sent1h,
+                "lastError": rt.last_error, "dead": events["dead"]}
+
     async def status(self, instance_id: str) -> dict[str, Any]:
         """The native status document (DESIGN §5), counters derived from persisted records."""
         rt = self.get(instance_id)
