@@ -94,6 +94,7 @@ class Api:
         self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The decoded JSON answer; raises ClickException on a network error or an HTTP status >= 400."""
         try:
             resp = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:

@@ -31,6 +31,7 @@ from wahub.store.records import (
     QueueStats,
     Transition,
     VoteRecord,
+    dump_json,
     outbox_item,
 )
 
@@ -41,8 +42,6 @@ _FINAL_PURGEABLE = ("sent", "failed", "canceled")  # `uncertain` waits for a hum
 UNCERTAIN_ERROR = "process stopped after handing the item to the engine; delivery unknown"  # as SqlStore
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _item(row: Row) -> OutboxItem:
@@ -184,7 +183,7 @@ class MemoryStore:
         row: Row = {
             "seq": seq, "queue_id": queue_id, "instance_id": instance_id, "idempotency_key": idempotency_key,
             "key_source": key_source, "kind": ItemKind(kind).value, "chat_id": chat_id,
-            "payload": _dumps(payload), "fingerprint": fingerprint, "status": "queued", "attempts": 0,
+            "payload": dump_json(payload), "fingerprint": fingerprint, "status": "queued", "attempts": 0,
             "next_attempt_at": now, "created_at": now, "updated_at": now, "handed_over_at": None,
             "sent_at": None, "message_id": None, "ack": None, "last_error": None, "error_reason": None,
         }
@@ -398,7 +397,7 @@ class MemoryStore:
         stored = self._votes.get(key)
         if stored is not None and timestamp <= stored["timestamp"]:
             return False
-        self._votes[key] = {"timestamp": timestamp, "selected": _dumps(selected), "voter_alt": voter_alt,
+        self._votes[key] = {"timestamp": timestamp, "selected": dump_json(selected), "voter_alt": voter_alt,
                             "updated_at": now}
         if event is not None:
             self._add_events([event], now)

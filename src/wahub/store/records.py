@@ -115,6 +115,11 @@ class RecoveryReport:
     uncertain: list[Any]
 
 
+def dump_json(value: Any) -> str:
+    """Compact JSON text (UTF-8 kept) as both stores keep it in JSON columns."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def outbox_item(m: Mapping[str, Any]) -> OutboxItem:
     """An :class:`OutboxItem` from a row of the ``outbox`` table (``payload`` as stored JSON text)."""
     return OutboxItem(

@@ -38,12 +38,9 @@ from wahub.store.records import (
     QueueStats,
     Transition,
     VoteRecord,
+    dump_json,
     outbox_item,
 )
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _item(row: Any) -> OutboxItem:
@@ -131,7 +128,7 @@ class SqlStore:
         try:
             async with self._tx() as conn:
                 await conn.execute(t.instances.insert().values(
-                    id=id, name=name, webhook_url=webhook_url, webhook_events=_dumps(webhook_events),
+                    id=id, name=name, webhook_url=webhook_url, webhook_events=dump_json(webhook_events),
                     webhook_secret=webhook_secret, state=state, state_since=now, created_at=now))
         except IntegrityError as exc:
             raise Conflict(f"an instance with id {id!r} already exists", instanceId=id) from exc
@@ -155,7 +152,7 @@ class SqlStore:
     async def update_instance(self, instance_id: str, **values: Any) -> None:
         """Set columns of an instance (``webhook_events`` as a list). Raises :class:`NotFound`."""
         if "webhook_events" in values:
-            values["webhook_events"] = _dumps(values["webhook_events"])
+            values["webhook_events"] = dump_json(values["webhook_events"])
         async with self._tx() as conn:
             res = await conn.execute(t.instances.update().where(t.instances.c.id == instance_id).values(**values))
         if res.rowcount == 0:
@@ -282,7 +279,7 @@ class SqlStore:
                         "queue_id": r.queue_id, "instance_id": r.instance_id,
                         "idempotency_key": r.idempotency_key, "key_source": r.key_source, "kind": r.kind,
                         "chat_id": r.chat_id,
-                        "payload": _dumps(r.payload), "fingerprint": r.fingerprint, "status": "queued",
+                        "payload": dump_json(r.payload), "fingerprint": r.fingerprint, "status": "queued",
                         "attempts": 0, "next_attempt_at": r.now, "created_at": r.now, "updated_at": r.now}
                     counts[r.instance_id] = count + 1
                     decided.append(("created", key, count + 1))
@@ -345,7 +342,7 @@ class SqlStore:
                 raise QueueFullSignal(open_count)
             stmt = self._insert(t.outbox).values(
                 queue_id=queue_id, instance_id=instance_id, idempotency_key=idempotency_key,
-                key_source=key_source, kind=kind, chat_id=chat_id, payload=_dumps(payload),
+                key_source=key_source, kind=kind, chat_id=chat_id, payload=dump_json(payload),
                 fingerprint=fingerprint, status="queued", attempts=0, next_attempt_at=now,
                 created_at=now, updated_at=now,
             ).on_conflict_do_nothing(index_elements=["instance_id", "idempotency_key"])
@@ -434,7 +431,7 @@ class SqlStore:
                 await conn.execute(self._insert(t.polls).values(
                     instance_id=item.instance_id, message_id=message_id, queue_id=item.queue_id,
                     chat_id=item.chat_id, idempotency_key=item.idempotency_key,
-                    caption=item.payload["caption"], options=_dumps(item.payload["options"]),
+                    caption=item.payload["caption"], options=dump_json(item.payload["options"]),
                     multiple=1 if item.payload.get("multipleAnswers") else 0, created_at=now,
                 ).on_conflict_do_nothing())
             await self._add_events(conn, events, now)
@@ -596,7 +593,7 @@ class SqlStore:
         """
         stmt = self._insert(t.votes).values(
             instance_id=instance_id, poll_message_id=poll_message_id, voter=voter, timestamp=timestamp,
-            selected=_dumps(selected), voter_alt=voter_alt, updated_at=now)
+            selected=dump_json(selected), voter_alt=voter_alt, updated_at=now)
         stmt = stmt.on_conflict_do_update(
             index_elements=["instance_id", "poll_message_id", "voter"],
             set_={"timestamp": stmt.excluded.timestamp, "selected": stmt.excluded.selected,

@@ -139,12 +139,14 @@ class Worker:
 
     # -- neonize callbacks (Go's thread: enqueue only) ------------------------------------------
     def on_event(self, _client: Any, event: Any) -> None:
+        """neonize event handler: queue the protobuf for the mapping thread (never blocks Go's thread)."""
         try:
             self._events.put(event)
         except Exception:  # pragma: no cover - never let an exception reach the ctypes callback
             log.exception("event_enqueue_failed")
 
     def on_qr(self, _client: Any, data: bytes) -> None:
+        """neonize QR callback (raw ``2@...`` bytes): report it and start the QR deadline on the first one."""
         try:
             self.emit(base.QrCode(data.decode()))
             if not self.qr_seen.is_set():
