@@ -39,6 +39,8 @@ class SendLoop:
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jitter_ms = 0
+        self._last_call_at = 0
+        self._prev_call_at = 0
 
     @property
     def running(self) -> bool:
@@ -129,6 +131,12 @@ class SendLoop:
             await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms())
             return
         await store.mark_handed_over(item, clock.now_ms())
+        # The windows count hand-over times; the commit above takes a variable few ms, so also keep
+        # the engine calls themselves at least the interval apart within this process.
+        interval = hub.limits_for(rt.record).interval_ms
+        while (wait := self._last_call_at + interval - clock.now_ms()) > 0:
+            await clock.sleep(wait)
+        self._prev_call_at, self._last_call_at = self._last_call_at, clock.now_ms()
         log.info("send_started", instance_id=rt.id, queue_id=item.queue_id, kind=item.kind.value,
                  attempt=item.attempts + 1)
         try:
@@ -168,11 +176,15 @@ class SendLoop:
         if isinstance(exc, DisconnectedError):
             # Not the message's fault: back to the queue, no attempt counted; lifecycle reconnects.
             now = clock.now_ms()
+            unlog = exc.reason == "not_connected"
             await store.release(item.seq, next_attempt_at=now, now=now, error=str(exc), reason=exc.reason,
-                                unlog=exc.reason == "not_connected")
+                                unlog=unlog)
+            if unlog:  # nothing went out: this call does not count for the spacing either
+                self._last_call_at = self._prev_call_at
             log.info("send_interrupted", instance_id=rt.id, queue_id=item.queue_id, reason=exc.reason)
         elif isinstance(exc, PermanentSendError):
             await hub.item_failed(rt, item, str(exc), exc.reason, count_attempt=True, unlog=True)
+            self._last_call_at = self._prev_call_at
         else:
             await self._retry_or_fail(item, str(exc), exc.reason)
 
