@@ -24,6 +24,7 @@ class Capabilities:
     typing: bool = False
     pairing_code: bool = False
     number_check: bool = True
+    chosen_message_ids: bool = False  # send_* honours a caller-chosen ``message_id`` (see new_message_id)
 
 
 @dataclass(frozen=True)
@@ -153,13 +154,26 @@ class Engine(abc.ABC):
     async def logout(self) -> None:
         """End the session on WhatsApp and delete local session data."""
 
-    @abc.abstractmethod
-    async def send_text(self, chat_id: str, text: str) -> SendResult:
-        """Send ``text`` verbatim to ``chat_id``. Raises the ``SendError`` family."""
+    def new_message_id(self) -> str | None:
+        """A fresh WhatsApp message id this engine will use when passed to ``send_*`` as ``message_id``.
+
+        The outbox stores it with the item *before* the call, so a later receipt, ack or from-me
+        echo for that id proves an ``uncertain`` send was delivered. None when the engine cannot
+        choose ids (then ``message_id`` must not be passed).
+        """
+        return None
 
     @abc.abstractmethod
-    async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool) -> SendResult:
-        """Send a poll; votes arrive later as :class:`PollVote`. Raises the ``SendError`` family."""
+    async def send_text(self, chat_id: str, text: str, *, message_id: str | None = None) -> SendResult:
+        """Send ``text`` verbatim to ``chat_id``, under ``message_id`` when given. Raises the ``SendError`` family."""
+
+    @abc.abstractmethod
+    async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool, *,
+                        message_id: str | None = None) -> SendResult:
+        """Send a poll (under ``message_id`` when given); votes arrive later as :class:`PollVote`.
+
+        Raises the ``SendError`` family.
+        """
 
     async def send_typing(self, chat_id: str) -> None:  # noqa: B027 - optional capability
         """Show "typing…" in ``chat_id`` (no-op for engines without the capability)."""

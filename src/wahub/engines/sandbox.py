@@ -417,19 +417,20 @@ class SandboxEngine(Engine):
             raise TransientSendError("sandbox: the server's answer was lost after delivery", reason="timeout",
                                      maybe_sent=True)
 
-    async def send_text(self, chat_id: str, text: str) -> SendResult:
+    async def send_text(self, chat_id: str, text: str, *, message_id: str | None = None) -> SendResult:
         now = self.world.clock.now_ms()  # the send reached "WhatsApp" now; the answer takes the latency
         await self._before_send(chat_id)
-        mid = self.world.new_message_id()
+        mid = message_id or self.world.new_message_id()
         self.world.record_delivery(self.phone, Delivery(mid, chat_id, "text", now, text=text))
         self._answer_lost()
         await self._after_send(mid, chat_id)
         return SendResult(message_id=mid, timestamp=now)
 
-    async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool) -> SendResult:
+    async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool, *,
+                        message_id: str | None = None) -> SendResult:
         now = self.world.clock.now_ms()  # the send reached "WhatsApp" now; the answer takes the latency
         await self._before_send(chat_id)
-        mid = self.world.new_message_id()
+        mid = message_id or self.world.new_message_id()
         self.world.record_delivery(self.phone, Delivery(mid, chat_id, "poll", now, caption=caption,
                                                         options=list(options), multiple=multiple))
         self._answer_lost()

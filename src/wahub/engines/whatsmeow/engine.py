@@ -151,12 +151,13 @@ class WhatsmeowEngine(base.Engine):
         log.info("session_removed", instance_id=self.instance_id)
 
     # -- sends and queries ------------------------------------------------------------------------
-    async def send_text(self, chat_id: str, text: str) -> base.SendResult:
-        return _sent(await self._call("send_text", {"chat_id": chat_id, "text": text}))
+    async def send_text(self, chat_id: str, text: str, *, message_id: str | None = None) -> base.SendResult:
+        return _sent(await self._call("send_text", {"chat_id": chat_id, "text": text, "message_id": message_id}))
 
-    async def send_poll(self, chat_id: str, caption: str, options: list[str],
-                        multiple: bool) -> base.SendResult:
-        args = {"chat_id": chat_id, "caption": caption, "options": list(options), "multiple": multiple}
+    async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool, *,
+                        message_id: str | None = None) -> base.SendResult:
+        args = {"chat_id": chat_id, "caption": caption, "options": list(options), "multiple": multiple,
+                "message_id": message_id}
         return _sent(await self._call("send_poll", args))
 
     async def send_typing(self, chat_id: str) -> None:
