@@ -63,6 +63,18 @@ class Disconnected:
 
 
 @dataclass(frozen=True)
+class ConnectFailed:
+    """A connection attempt failed before any login step (WhatsApp unreachable).
+
+    ``reason`` is one of ``dns`` | ``tls`` | ``refused`` | ``timeout`` | ``network``; ``detail`` is the
+    library's message (no secrets). The supervisor counts it as a failed attempt at once.
+    """
+
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class LoggedOut:
     """The session ended on the phone or the server; a new QR is required."""
 
@@ -119,7 +131,7 @@ class Receipt:
     timestamp: int = 0
 
 
-EngineEvent = (QrCode | PairCode | Authenticated | Ready | Disconnected | LoggedOut | TemporaryBan
+EngineEvent = (QrCode | PairCode | Authenticated | Ready | Disconnected | ConnectFailed | LoggedOut | TemporaryBan
                | QrTimeout | InboundMessage | PollVote | Receipt)
 EventSink = Callable[[EngineEvent], Awaitable[None]]
 
@@ -183,6 +195,9 @@ class Engine(abc.ABC):
         from wahub.domain.errors import EngineError
 
         raise EngineError("this engine does not support pairing codes")
+
+    async def discard_session(self) -> None:  # noqa: B027 - optional capability
+        """Delete the local session (stale login) without talking to WhatsApp; the next start shows a QR."""
 
     async def probe_ready(self) -> bool:
         """Whether the connection works although ``Ready`` never came (readiness probe)."""
