@@ -184,3 +184,18 @@ def test_the_parser_reads_meta_s_own_examples() -> None:
 def test_status_fixtures_validate_against_meta_s_status_schema(payload: dict[str, Any]) -> None:
     value = payload["entry"][0]["changes"][0]["value"]
     assert cloud_spec.violations(cloud_spec.schema("StatusMessageValue"), value) == []
+
+
+async def test_poll_to_button_reply_round_trip_gives_the_vote_on_the_sent_message(prism_url: str) -> None:
+    """The id the engine put on the button comes back in Meta's reply and resolves to the option text."""
+    engine, _, rec = await engine_for(prism_url)
+    sent = await engine.send_poll(CHAT, "Confirm order #1001?", ["Confirm", "Cancel"], False)
+    await engine.stop()
+    await rec.aclose()
+    body = httpx.Response(200, content=rec.exchanges[-1][1]).json()
+    cancel = body["interactive"]["action"]["buttons"][1]["reply"]
+    reply = fx.button_reply("unused", reply_to=sent.message_id)
+    reply["entry"][0]["changes"][0]["value"]["messages"][0]["interactive"]["button_reply"] = cancel
+    assert webhook.parse(reply, phone_number_id=fx.PHONE_NUMBER_ID) == [base.PollVote(
+        poll_message_id=sent.message_id, chat_id=CHAT, voter=CHAT, timestamp=fx.TS * 1000,
+        selected_options=("Cancel",))]

@@ -203,3 +203,17 @@ async def test_groups_and_number_checks_are_refused_clearly() -> None:
     assert caught.value.reason == "invalid_recipient"
     with pytest.raises(EngineError):
         await engine.is_registered(CHAT)
+
+
+async def test_secrets_never_reach_the_logs() -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        engine, _ = make(Graph(check=graph_error(190, "Session has expired", status=401)))
+        await engine.start()
+        engine, _ = make(Graph(sends=[graph_error(131056, "pair rate limit hit")]))
+        await engine.start()
+        with pytest.raises(TransientSendError):
+            await engine.send_text(CHAT, "secret order details")
+    text = repr(logs)
+    assert logs and fx.ACCESS_TOKEN not in text and fx.APP_SECRET not in text and "secret order details" not in text
