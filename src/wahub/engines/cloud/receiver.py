@@ -6,6 +6,10 @@ the verification handshake, checks ``X-Hub-Signature-256`` against the app secre
 each parsed event to ``deliver(instance_id, event)`` — the runtime's per-instance event sink.
 Refusals are :mod:`wahub.domain.errors` ``ApiError`` s: ``NotFound`` (not a cloud instance) and
 :class:`~wahub.engines.cloud.errors.WebhookRejected` (403: forged signature, wrong token).
+
+Delivery is at least once: when ``deliver`` raises (the store is down), the route answers an
+error, Meta retries the whole call later, and the events delivered before the failure arrive
+again — the runtime's inbound dedupe (by message id) and forward-only acks absorb them.
 """
 
 from __future__ import annotations
