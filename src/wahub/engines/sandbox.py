@@ -10,10 +10,19 @@ flushed and fsynced) to that file before the send returns, so tests can count wh
 
 Faults (:meth:`SandboxWorld.fault`): ``disconnect``, ``auth_failure`` (logged out),
 ``temporary_ban`` (with ``expires_in_ms``), ``send_error`` (``transient``/``permanent``/
-``disconnect``/``answer_lost`` — delivered, but the answer never comes back — for the next
-``count`` sends), ``slow_send`` (``latency_ms``), ``drop_after_ready``
-(disconnect ``after_ms`` after every ready, ``count`` times), ``never_ready`` (authenticate but
-never become ready), ``unregistered`` (a chat id that is not on WhatsApp).
+``disconnect``/``answer_lost``/``answer_lost_silent`` for the next ``count`` sends), ``slow_send``
+(``latency_ms``), ``drop_after_ready`` (disconnect ``after_ms`` after every ready, ``count`` times),
+``never_ready`` (authenticate but never become ready), ``unregistered`` (a chat id that is not on WhatsApp).
+
+``answer_lost`` and ``answer_lost_silent`` deliver the message (it is in the delivery log under the
+caller's id) and then fail the send with ``maybe_sent=True``, as a timeout after the write does on
+WhatsApp. With ``answer_lost`` the evidence follows: a ``delivered`` receipt for that id arrives
+``evidence_delay_ms`` (default 1 000) later, whatever ``auto_ack`` says; with ``answer_lost_silent``
+no receipt, ack or echo for it ever comes.
+
+Inbound traffic of every kind is injected through the Python API (:meth:`SandboxWorld.inject_message`
+with ``kind`` and its fields, :meth:`~SandboxWorld.inject_reaction`, :meth:`~SandboxWorld.inject_edit`,
+:meth:`~SandboxWorld.inject_revoke`, :meth:`~SandboxWorld.inject_vote` with ``decrypt_failed``).
 """
 
 from __future__ import annotations
@@ -44,13 +53,17 @@ from wahub.engines.base import (
     Engine,
     EngineEvent,
     EngineFactory,
+    EngineStateConflict,
     EventSink,
     InboundMessage,
     LoggedOut,
+    MessageEdit,
+    MessageRevoke,
     PairCode,
     PollVote,
     QrCode,
     QrTimeout,
+    Reaction,
     Ready,
     Receipt,
     SendResult,
@@ -58,6 +71,8 @@ from wahub.engines.base import (
 )
 
 ACK_ORDER = ("delivered", "read", "played")
+SEND_ERROR_MODES = ("transient", "permanent", "disconnect", "answer_lost", "answer_lost_silent")
+_ANSWER_LOST = ("answer_lost", "answer_lost_silent")
 
 
 @dataclass
@@ -92,6 +107,7 @@ class Phone:
     qr_seq: int = 0
     send_latency_ms: int = 0
     send_errors: list[str] = field(default_factory=list)
+    evidence_delay_ms: int = 1_000
     drop_after_ready_ms: int | None = None
     drop_count: int = 0
     never_ready: bool = False
@@ -178,24 +194,58 @@ class SandboxWorld:
 
     async def inject_message(self, instance_id: str, sender: str, text: str, *,
                              message_id: str | None = None, sender_alt: str | None = None,
-                             chat_id: str | None = None) -> str:
-        """Deliver an inbound text message to the instance; returns its message id."""
+                             chat_id: str | None = None, **content: Any) -> str:
+        """Deliver an inbound message to the instance; returns its message id.
+
+        ``content`` takes the other :class:`~wahub.engines.base.InboundMessage` fields: ``kind``
+        (``image``, ``ptt``, ``location``…), ``caption``, ``mimetype``, ``filename``, ``latitude``…,
+        ``vcards``, ``quoted_message_id``, ``quoted_body``; media kinds get ``has_media`` by default.
+        """
         engine = self._engine(self.phone(instance_id))
         mid = message_id or self.new_message_id()
+        if content.get("kind", "chat") in ("image", "video", "audio", "ptt", "document", "sticker"):
+            content.setdefault("has_media", True)
+        if "vcards" in content:
+            content["vcards"] = tuple(content["vcards"])
         await engine.emit(InboundMessage(message_id=mid, chat_id=chat_id or sender, sender=sender, text=text,
-                                         timestamp=self.clock.now_ms(), sender_alt=sender_alt))
+                                         timestamp=self.clock.now_ms(), sender_alt=sender_alt, **content))
         return mid
+
+    async def inject_reaction(self, instance_id: str, sender: str, target_message_id: str, emoji: str, *,
+                              chat_id: str | None = None) -> str:
+        """Deliver a reaction (``emoji`` "" removes it) on ``target_message_id``; returns the reaction's id."""
+        mid = self.new_message_id()
+        await self._engine(self.phone(instance_id)).emit(Reaction(
+            mid, target_message_id, chat_id or sender, sender, emoji, self.clock.now_ms()))
+        return mid
+
+    async def inject_edit(self, instance_id: str, sender: str, original_message_id: str, text: str, *,
+                          chat_id: str | None = None) -> None:
+        """Deliver an edit: ``original_message_id`` now reads ``text``."""
+        await self._engine(self.phone(instance_id)).emit(MessageEdit(
+            original_message_id, chat_id or sender, sender, text, self.clock.now_ms()))
+
+    async def inject_revoke(self, instance_id: str, sender: str, original_message_id: str, *,
+                            chat_id: str | None = None) -> None:
+        """Deliver a delete-for-everyone of ``original_message_id``."""
+        await self._engine(self.phone(instance_id)).emit(MessageRevoke(
+            original_message_id, chat_id or sender, sender, self.clock.now_ms()))
 
     async def inject_vote(self, instance_id: str, poll_message_id: str, voter: str, selected: list[str], *,
                           timestamp: int | None = None, voter_alt: str | None = None,
-                          as_hashes: bool = False) -> None:
-        """Deliver a poll vote; with ``as_hashes`` the options travel as SHA-256 hashes like whatsmeow's."""
+                          as_hashes: bool = False, decrypt_failed: bool = False) -> None:
+        """Deliver a poll vote; with ``as_hashes`` the options travel as SHA-256 hashes like whatsmeow's.
+
+        ``decrypt_failed`` delivers a vote whose choice could not be read (``selected`` is ignored).
+        """
         p = self.phone(instance_id)
         engine = self._engine(p)
         poll = next((d for d in p.deliveries if d.message_id == poll_message_id), None)
         chat = poll.chat_id if poll else voter
         ts = timestamp if timestamp is not None else self.clock.now_ms()
-        if as_hashes:
+        if decrypt_failed:
+            vote = PollVote(poll_message_id, chat, voter, ts, voter_alt=voter_alt, decrypt_failed=True)
+        elif as_hashes:
             hashes = tuple(hashlib.sha256(o.encode()).hexdigest() for o in selected)
             vote = PollVote(poll_message_id, chat, voter, ts, selected_hashes=hashes, voter_alt=voter_alt)
         else:
@@ -225,9 +275,11 @@ class SandboxWorld:
             await engine.emit(TemporaryBan(code=str(params.get("code", "101")), expires_at=expires))
         elif kind == "send_error":
             mode = str(params.get("mode", "transient"))
-            if mode not in ("transient", "permanent", "disconnect", "answer_lost"):
-                raise InvalidInput("mode must be transient, permanent, disconnect or answer_lost")
+            if mode not in SEND_ERROR_MODES:
+                raise InvalidInput(f"mode must be one of {', '.join(SEND_ERROR_MODES)}")
             p.send_errors.extend([mode] * _int(params, "count", 1, 1, 1000))
+            if "evidence_delay_ms" in params:
+                p.evidence_delay_ms = _int(params, "evidence_delay_ms", 1_000, 0, 3_600_000)
         elif kind == "slow_send":
             p.send_latency_ms = _int(params, "latency_ms", 5_000, 0, 600_000)
         elif kind == "drop_after_ready":
@@ -268,7 +320,8 @@ def _int(params: dict[str, Any], key: str, default: int, low: int, high: int) ->
 class SandboxEngine(Engine):
     """One simulated connection; all timing goes through the world's clock."""
 
-    capabilities = Capabilities(polls=True, typing=True, pairing_code=True, number_check=True)
+    capabilities = Capabilities(polls=True, typing=True, pairing_code=True, number_check=True,
+                                chosen_message_ids=True)
 
     def __init__(self, world: SandboxWorld, instance_id: str, sink: EventSink) -> None:
         self.world = world
@@ -377,9 +430,17 @@ class SandboxEngine(Engine):
             self.phone.engine = None
 
     async def logout(self) -> None:
+        await self.discard_session()
+
+    async def discard_session(self) -> None:
+        """Forget the linked session (the next start shows a QR) and stop."""
         self.phone.linked = False
         self.world._save_sessions()
         await self.stop()
+
+    def new_message_id(self) -> str:
+        """A WhatsApp-like id the sandbox delivers under when passed as ``message_id``."""
+        return self.world.new_message_id()
 
     async def _before_send(self, chat_id: str) -> None:
         if not self.connected:
@@ -389,7 +450,7 @@ class SandboxEngine(Engine):
             await self.world.clock.sleep(latency)
             if not self.connected:
                 raise DisconnectedError("connection lost during send", reason="disconnected")
-        if self.phone.send_errors and self.phone.send_errors[0] != "answer_lost":
+        if self.phone.send_errors and self.phone.send_errors[0] not in _ANSWER_LOST:
             mode = self.phone.send_errors.pop(0)
             if mode == "transient":
                 raise TransientSendError("sandbox: scripted transient send error", reason="server_error")
@@ -405,15 +466,18 @@ class SandboxEngine(Engine):
         if self.world.auto_ack:
             self._spawn(lambda: self._ack_later(message_id, chat_id))
 
-    async def _ack_later(self, message_id: str, chat_id: str) -> None:
-        await self.world.clock.sleep(50)
+    async def _ack_later(self, message_id: str, chat_id: str, delay_ms: int = 50) -> None:
+        await self.world.clock.sleep(delay_ms)
         if not self._closed:
             await self.emit(Receipt((message_id,), "delivered", chat_id=chat_id,
                                     timestamp=self.world.clock.now_ms()))
 
-    def _answer_lost(self) -> None:
-        if self.phone.send_errors and self.phone.send_errors[0] == "answer_lost":
-            self.phone.send_errors.pop(0)
+    def _answer_lost(self, message_id: str, chat_id: str) -> None:
+        if self.phone.send_errors and self.phone.send_errors[0] in _ANSWER_LOST:
+            mode = self.phone.send_errors.pop(0)
+            if mode == "answer_lost":  # the evidence WhatsApp would give: a receipt for that very id
+                delay = self.phone.evidence_delay_ms
+                self._spawn(lambda: self._ack_later(message_id, chat_id, delay))
             raise TransientSendError("sandbox: the server's answer was lost after delivery", reason="timeout",
                                      maybe_sent=True)
 
@@ -422,7 +486,7 @@ class SandboxEngine(Engine):
         await self._before_send(chat_id)
         mid = message_id or self.world.new_message_id()
         self.world.record_delivery(self.phone, Delivery(mid, chat_id, "text", now, text=text))
-        self._answer_lost()
+        self._answer_lost(mid, chat_id)
         await self._after_send(mid, chat_id)
         return SendResult(message_id=mid, timestamp=now)
 
@@ -433,7 +497,7 @@ class SandboxEngine(Engine):
         mid = message_id or self.world.new_message_id()
         self.world.record_delivery(self.phone, Delivery(mid, chat_id, "poll", now, caption=caption,
                                                         options=list(options), multiple=multiple))
-        self._answer_lost()
+        self._answer_lost(mid, chat_id)
         await self._after_send(mid, chat_id)
         return SendResult(message_id=mid, timestamp=now)
 
@@ -442,7 +506,10 @@ class SandboxEngine(Engine):
 
     async def request_pairing_code(self, phone: str) -> str:
         if self.phone.linked:
-            raise EngineError("instance is already linked")
+            raise EngineStateConflict("instance is already linked", reason="already_linked")
+        if not self.showing_qr:
+            raise EngineStateConflict("the connection is not waiting for a login (no QR code is shown); "
+                                      "restart the instance and ask again", reason="not_waiting_for_login")
         code = "".join(self.world.rng.choice("ABCDEFGHJKLMNPQRSTVWXYZ23456789") for _ in range(8))
         await self.emit(PairCode(code))
         return f"{code[:4]}-{code[4:]}"
@@ -466,3 +533,10 @@ class SandboxFactory(EngineFactory):
 
     def create(self, instance_id: str, sink: EventSink) -> Engine:
         return SandboxEngine(self.world, instance_id, sink)
+
+    async def remove_session(self, instance_id: str) -> None:
+        """Stop the instance's engine if any and forget its phone and persisted session."""
+        engine = self.world.phones[instance_id].engine if instance_id in self.world.phones else None
+        if engine is not None:
+            await engine.stop()
+        self.world.forget(instance_id)
