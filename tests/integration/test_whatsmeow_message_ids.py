@@ -11,13 +11,15 @@ import hashlib
 
 import pytest
 
-from tests.integration.test_whatsmeow_worker import CUSTOMER, Linked, factory, linked  # noqa: F401
+from tests.integration import test_whatsmeow_worker as worker_tests
+from tests.integration.test_whatsmeow_worker import CUSTOMER, Linked
 from tests.support.engine_events import Recorder
 from wahub.domain.errors import DisconnectedError, TransientSendError
 from wahub.engines import base
 from wahub.engines.whatsmeow import msgids
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+linked = worker_tests.linked  # the fixture: a started engine whose worker was linked
 
 
 def test_new_ids_have_whatsmeows_shape() -> None:

@@ -106,8 +106,8 @@ def test_reaction_edit_and_revoke() -> None:
     inner = fx.message_ev(fx.edit_ev.Message.editedMessage.message, fx.source(fx.PN), ts_ms=edit.timestamp)
     assert adapter.message_event(wire(inner)) == edit
     # other protocol messages (history sync, key shares) are not user events
-    other = fx.message_ev(fx.Message(protocolMessage=fx.ProtocolMessage(type=fx.ProtocolMessage.HISTORY_SYNC_NOTIFICATION)),
-                          fx.source(fx.PN))
+    sync = fx.ProtocolMessage(type=fx.ProtocolMessage.HISTORY_SYNC_NOTIFICATION)
+    other = fx.message_ev(fx.Message(protocolMessage=sync), fx.source(fx.PN))
     assert adapter.message_event(wire(other)) is None
 
 
