@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from wahub.engines import base
 from wahub.engines.whatsmeow import protocol
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -125,3 +126,31 @@ def test_real_worker_speaks_the_protocol_without_connecting(tmp_path: Path) -> N
     assert replies[1] == protocol.reply_ok(1, {"connected": False, "linked": False})
     assert replies[2]["error"]["kind"] == "disconnected"
     assert replies[3]["error"]["kind"] == "engine"
+
+
+def test_real_worker_reports_whatsapp_unreachable_as_connect_failed(tmp_path: Path) -> None:
+    """No network at all: neonize's connect fails on the DNS lookup and the worker says so, with the reason."""
+    if not no_network_prefix():
+        pytest.skip("needs `unshare -n`: without an empty network namespace connect would reach WhatsApp")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "NEONIZE_BOT_TAG": "off"}
+    worker = [*no_network_prefix(), sys.executable, "-m", "wahub.engines.whatsmeow.worker",
+              "--session", str(tmp_path / "s"), "--instance", "offline", "--log-level", "warning"]
+    with subprocess.Popen(worker, cwd=root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(protocol.encode(protocol.command(1, "connect", {})))
+        proc.stdin.flush()
+        events = []
+        for line in proc.stdout:  # the per-test timeout bounds this loop
+            message = protocol.decode(line)
+            if message["type"] == "event":
+                events.append(protocol.event_from_wire(message))
+                if isinstance(events[-1], base.ConnectFailed):
+                    break
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    failed = events[-1]
+    assert isinstance(failed, base.ConnectFailed), events
+    assert failed.reason in ("dns", "network") and "web.whatsapp.com" in failed.detail
+    assert not [e for e in events if isinstance(e, base.Disconnected)]

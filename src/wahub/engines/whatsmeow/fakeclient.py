@@ -68,6 +68,7 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
 )
 
 CONNECT_ERROR_ENV = "WAHUB_FAKE_CONNECT_ERROR"
+STALE_SESSION_ENV = "WAHUB_FAKE_STALE_SESSION"  # a stored session that never comes online (no QR, no ready)
 SESSION_FILE = "fake-session.json"
 SENT_FILE = "fake-sent.jsonl"
 EMPTY_JID = JID(User="", Server="", RawAgent=0, Device=0, Integrator=0, IsEmpty=True)
@@ -142,7 +143,9 @@ class FakeClient:
         if os.environ.get(CONNECT_ERROR_ENV):
             raise NeonizeError(os.environ[CONNECT_ERROR_ENV])
         session = self._session()
-        if session is not None:
+        if session is not None and os.environ.get(STALE_SESSION_ENV):
+            pass
+        elif session is not None:
             self._online(session)
         elif self.event._qr is not None:
             self.event._qr(self, f"2@fake-{self.uuid.decode()},{os.urandom(8).hex()}".encode())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import inspect
 import logging
@@ -118,6 +119,22 @@ def send_raw(client: Any, to: Any, message: Any) -> Any:
     return SendMessageReturnFunction.FromString(answer)
 
 
+def stored_login(session_dir: Path) -> bool:
+    """Whether the session directory holds a linked device (whatsmeow's ``whatsmeow_device`` row, or the fake's)."""
+    import sqlite3
+
+    if (session_dir / "fake-session.json").exists():
+        return True
+    db = session_dir / SESSION_DB
+    if not db.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
+            return bool(conn.execute("SELECT count(*) FROM whatsmeow_device").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
 def to_jid(chat_id: str) -> Any:
     """External chat id → neonize JID (``@c.us`` → ``@s.whatsapp.net``)."""
     from neonize.utils.jid import build_jid
@@ -130,9 +147,10 @@ class Worker:
     """One neonize client, its event pump and its command loop."""
 
     def __init__(self, client: Any, out: protocol.Writer, *, instance_id: str, qr_window_ms: int,
-                 client_kind: str, aliases: Aliases) -> None:
+                 client_kind: str, aliases: Aliases, session_dir: Path | None = None) -> None:
         self.client = client
         self.aliases = aliases
+        self.session_dir = session_dir
         self.out = out
         self.instance_id = instance_id
         self.qr_window_s = qr_window_ms / 1000
@@ -400,6 +418,10 @@ class Worker:
 
         if self.linked:
             raise base.EngineStateConflict("instance is already linked", reason="already_linked")
+        if not self.qr_seen.is_set() and self.session_dir is not None and stored_login(self.session_dir):
+            raise base.EngineStateConflict(
+                "a stored session is connecting, not waiting for a login; to pair anew, discard it (hard "
+                "restart of a stale login, or logout) and ask again", reason="not_waiting_for_login")
         connecting = self._connect_thread is not None and self._connect_thread.is_alive()
         if not self.qr_seen.is_set() and (not connecting or not self.qr_seen.wait(QR_WAIT_FOR_PAIRING_S)):
             raise base.EngineStateConflict(
@@ -449,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     session_dir.mkdir(parents=True, exist_ok=True)
     client, kind = load_client(session_dir, args.instance, args.fake_client)
     worker = Worker(client, protocol.Writer(out), instance_id=args.instance, qr_window_ms=args.qr_window_ms,
-                    client_kind=kind, aliases=Aliases(session_dir))
+                    client_kind=kind, aliases=Aliases(session_dir), session_dir=session_dir)
     worker.register_handlers()
     code = worker.run(sys.stdin.buffer)
     logging.shutdown()
