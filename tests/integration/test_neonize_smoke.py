@@ -126,6 +126,10 @@ def test_real_worker_speaks_the_protocol_without_connecting(tmp_path: Path) -> N
     assert replies[1] == protocol.reply_ok(1, {"connected": False, "linked": False})
     assert replies[2]["error"]["kind"] == "disconnected"
     assert replies[3]["error"]["kind"] == "engine"
+    # the worker's own log is JSON lines only (the hub re-emits them), without neonize's ffmpeg warning
+    log_lines = proc.stderr.decode().splitlines()
+    assert all(isinstance(json.loads(line).get("event"), str) for line in log_lines), log_lines
+    assert not [line for line in log_lines if "ffmpeg" in line]
 
 
 def test_real_worker_reports_whatsapp_unreachable_as_connect_failed(tmp_path: Path) -> None:

@@ -260,3 +260,28 @@ def test_events_travel_the_protocol_unchanged() -> None:
         assert ev is not None
         line = protocol.encode(protocol.event_to_wire(ev, NOW_MS))
         assert protocol.event_from_wire(protocol.decode(line)) == ev
+
+
+def test_worker_log_lines_are_relayed_as_structured_events() -> None:
+    import json
+    import logging
+
+    from structlog.testing import capture_logs
+
+    from wahub.engines.whatsmeow.engine import relay_worker_log
+    from wahub.engines.whatsmeow.worker import JsonLineFormatter
+
+    record = logging.LogRecord("wahub.whatsmeow.worker", logging.WARNING, __file__, 1,
+                               "connect_failed reason=%s error=%s", ("dns", "no such host"), None)
+    line = JsonLineFormatter().format(record)
+    assert json.loads(line) == {"event": "connect_failed", "level": "warning", "logger": "wahub.whatsmeow.worker",
+                                "detail": "reason=dns error=no such host"}
+    with capture_logs() as logs:
+        relay_worker_log(line.encode() + b"\n", "shop", 4242)
+        relay_worker_log(b"panic: runtime error: invalid memory address\n", "shop", 4242)
+        relay_worker_log(b"\n", "shop", 4242)
+    assert logs == [
+        {"event": "worker.connect_failed", "log_level": "warning", "instance_id": "shop", "pid": 4242,
+         "logger": "wahub.whatsmeow.worker", "detail": "reason=dns error=no such host"},
+        {"event": "worker_output", "log_level": "warning", "instance_id": "shop", "pid": 4242,
+         "line": "panic: runtime error: invalid memory address"}]

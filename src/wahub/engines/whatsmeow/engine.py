@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import sys
@@ -78,6 +79,7 @@ class WhatsmeowEngine(base.Engine):
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._expected_exit = False
+        self._log_relay: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     @property
@@ -98,9 +100,10 @@ class WhatsmeowEngine(base.Engine):
         env = {**os.environ, **opts.env}
         self._expected_exit = False
         proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.PIPE, env=env,
-                                                    limit=protocol.MAX_LINE_BYTES)
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                    env=env, limit=protocol.MAX_LINE_BYTES)
         self._proc, self.pid = proc, proc.pid
+        self._log_relay = asyncio.ensure_future(self._relay_logs(proc))
         log.info("worker_spawned", instance_id=self.instance_id, pid=proc.pid)
         try:
             assert proc.stdout is not None
@@ -142,6 +145,10 @@ class WhatsmeowEngine(base.Engine):
         if reader is not None and reader is not asyncio.current_task():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(reader, self.options.stop_timeout_s)
+        relay = self._log_relay
+        if relay is not None and proc is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(relay, self.options.stop_timeout_s)
         self._fail_pending(DisconnectedError("the engine was stopped", reason="not_connected"))
         if self._proc is proc:
             self._proc = None
@@ -296,6 +303,15 @@ class WhatsmeowEngine(base.Engine):
             self._expected_exit = True  # the worker exits right after reporting it
         await self.sink(event)
 
+    async def _relay_logs(self, proc: asyncio.subprocess.Process) -> None:
+        """Re-emit the worker's stderr (JSON lines) in the hub's structured log until it closes."""
+        assert proc.stderr is not None
+        try:
+            while line := await proc.stderr.readline():
+                relay_worker_log(line, self.instance_id, proc.pid)
+        except (ValueError, asyncio.LimitOverrunError):  # an over-long line: drop the rest of the stream
+            log.warning("worker_log_stream_broken", instance_id=self.instance_id, pid=proc.pid)
+
     def _fail_pending(self, exc: Exception) -> None:
         for fut in list(self._pending.values()):
             if not fut.done():
@@ -307,6 +323,31 @@ class WhatsmeowEngine(base.Engine):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+def relay_worker_log(line: bytes, instance_id: str, pid: int) -> None:
+    """One stderr line of a worker → one hub log event (``worker.<event>``) with the instance and pid.
+
+    A line that is not the worker's JSON (a Go panic trace, Go printing to stdout before fd 1 moved)
+    becomes ``worker_output`` at warning level, its text in ``line`` (cut at 2 000 characters).
+    """
+    text = line.decode("utf-8", "replace").rstrip()
+    if not text:
+        return
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+        log.warning("worker_output", instance_id=instance_id, pid=pid, line=text[:2000])
+        return
+    level = _LEVELS.get(str(record.pop("level", "info")), 20)
+    event = record.pop("event")
+    fields = {k: v for k, v in record.items() if k not in ("instance_id", "pid")}
+    log.log(level, f"worker.{event}", instance_id=instance_id, pid=pid, **fields)
 
 
 def remove_session_dir(session_dir: Path) -> None:

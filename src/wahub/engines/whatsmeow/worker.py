@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import importlib
 import inspect
+import json
 import logging
 import os
 import queue
@@ -64,13 +65,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per record: ``{"event", "level", "logger", "detail"?, "exception"?}``.
+
+    Worker messages are written ``"<event> key=value …"``: the first word is the event, the rest
+    the detail. The hub re-emits each line through its own structured log
+    (:func:`wahub.engines.whatsmeow.engine.relay_worker_log`), so the worker never breaks the JSON
+    log stream.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        event, _, detail = message.partition(" ")
+        line: dict[str, Any] = {"event": event or "log", "level": record.levelname.lower(), "logger": record.name}
+        if detail:
+            line["detail"] = detail
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
 def configure_logging(level: str, instance_id: str) -> None:
-    """Log to stderr before neonize is imported; keep neonize's Go logs at warning unless debugging."""
-    fmt = f"%(asctime)s %(levelname)s whatsmeow-worker[{instance_id}] %(name)s: %(message)s"
-    logging.basicConfig(stream=sys.stderr, level=level.upper(), force=True, format=fmt)
+    """Log JSON lines to stderr before neonize is imported; neonize's Go logs at warning unless debugging.
+
+    neonize's warning at import that ffmpeg is missing is silenced (media conversion is not used).
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    logging.basicConfig(level=level.upper(), force=True, handlers=[handler])
     go_level = logging.DEBUG if level == "debug" else logging.WARNING
     for name in ("neonize", "neonize.utils.log", "whatsmeow", "Whatsmeow.Database"):
         logging.getLogger(name).setLevel(go_level)
+    logging.getLogger("neonize.utils.ffmpeg").setLevel(logging.ERROR)
 
 
 def load_client(session_dir: Path, instance_id: str, fake: str | None) -> tuple[Any, str]:
