@@ -269,7 +269,7 @@ def test_worker_log_lines_are_relayed_as_structured_events() -> None:
     from structlog.testing import capture_logs
 
     from wahub.engines.whatsmeow.engine import relay_worker_log
-    from wahub.engines.whatsmeow.worker import JsonLineFormatter
+    from wahub.engines.whatsmeow.workerio import JsonLineFormatter
 
     record = logging.LogRecord("wahub.whatsmeow.worker", logging.WARNING, __file__, 1,
                                "connect_failed reason=%s error=%s", ("dns", "no such host"), None)
