@@ -54,6 +54,9 @@ SCRIPT = textwrap.dedent("""
 
     to = build_jid("15551234567")
     result["send"] = failure(lambda: client.send_message(to, Message(conversation="hi")))
+    from wahub.engines.whatsmeow.workerio import send_raw
+    raw = send_raw(client, to, Message(conversation="hi"))  # the Go answer itself, error and response
+    result["raw"] = [raw.Error, raw.SendResponse.ID]
     result["presence"] = failure(lambda: client.send_chat_presence(
         to, ChatPresence.CHAT_PRESENCE_COMPOSING, ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT))
     result["on_whatsapp"] = failure(lambda: client.is_on_whatsapp("+15551234567"))
@@ -100,6 +103,7 @@ def test_offline_calls_fail_cleanly(tmp_path: Path) -> None:
     assert first != second and len(first) >= 16 and first.isalnum()
     assert result["is_connected"] is False
     assert result["send"] == ["SendMessageError", "client is nil"]
+    assert result["raw"] == ["client is nil", ""]  # neonize's Go SendMessage called directly works the same
     assert result["presence"][0] == "SendPresenceError"
     assert result["on_whatsapp"][0] == "IsOnWhatsAppError"
     assert result["logout"][0] == "LogoutError"
@@ -158,3 +162,7 @@ def test_real_worker_reports_whatsapp_unreachable_as_connect_failed(tmp_path: Pa
     assert isinstance(failed, base.ConnectFailed), events
     assert failed.reason in ("dns", "network") and "web.whatsapp.com" in failed.detail
     assert not [e for e in events if isinstance(e, base.Disconnected)]
+    # whatsmeow created its database on connect; with no device row it is not a stored login
+    from wahub.engines.whatsmeow.workerio import stored_login
+
+    assert (tmp_path / "s" / "whatsmeow.sqlite3").exists() and not stored_login(tmp_path / "s")
