@@ -13,6 +13,10 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: Shortest API key accepted: 16 characters keep even a lower-case key beyond online guessing
+#: (the failed-key brake allows a few guesses a minute per client).
+MIN_API_KEY_LENGTH = 16
+
 
 class Settings(BaseSettings):
     """All runtime settings of a hub."""
@@ -90,8 +94,9 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.api_key is None and not self.insecure_no_api_key:
             raise ValueError("API_KEY is required (or set WAHUB_INSECURE_NO_API_KEY=true for local development)")
-        if self.api_key is not None and len(self.api_key) < 8:
-            raise ValueError("API_KEY must be at least 8 characters")
+        if self.api_key is not None and len(self.api_key) < MIN_API_KEY_LENGTH:
+            raise ValueError(f"API_KEY must be at least {MIN_API_KEY_LENGTH} characters (generate one with "
+                             "`openssl rand -base64 24`)")
         if self.max_sends_per_minute > self.max_sends_per_hour:
             raise ValueError("MAX_SENDS_PER_MINUTE_PER_INSTANCE must not exceed MAX_SENDS_PER_HOUR_PER_INSTANCE")
         if self.retry_base_backoff_ms > self.retry_max_backoff_ms:
