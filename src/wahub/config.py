@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wahub.domain import webhookurl
+
 #: Shortest API key accepted: 16 characters keep even a lower-case key beyond online guessing
 #: (the failed-key brake allows a few guesses a minute per client).
 MIN_API_KEY_LENGTH = 16
@@ -72,6 +74,7 @@ class Settings(BaseSettings):
     webhook_retry_max_ms: int = Field(default=900000, ge=1, alias="WEBHOOK_RETRY_MAX_MS")
     webhook_max_attempts: int = Field(default=30, ge=1, alias="WEBHOOK_MAX_ATTEMPTS")
     webhook_max_in_flight_per_url: int = Field(default=2, ge=1, le=16, alias="WEBHOOK_MAX_IN_FLIGHT_PER_URL")
+    webhook_allowed_networks: str = Field(default="loopback", alias="WEBHOOK_ALLOWED_NETWORKS")
 
     # sandbox engine
     sandbox_auto_link_ms: int | None = Field(default=None, ge=0, alias="SANDBOX_AUTO_LINK_MS")
@@ -89,6 +92,12 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_optional(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, v: str) -> str:
+        webhookurl.parse_policy(v)  # raises ValueError naming the unknown word
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
