@@ -29,7 +29,8 @@ def test_addresses_are_classified(address: str, reach: Reach) -> None:
     assert webhookurl.classify(ipaddress.ip_address(address)) is reach
 
 
-@pytest.mark.parametrize("address", ["169.254.169.254", "fd00:ec2::254", "fe80::1", "0.0.0.0", "::ffff:169.254.169.254"])
+@pytest.mark.parametrize("address", ["169.254.169.254", "fd00:ec2::254", "fe80::1", "0.0.0.0",
+                                     "::ffff:169.254.169.254"])
 def test_link_local_and_metadata_are_refused_even_when_everything_is_opened(address: str) -> None:
     wide_open = webhookurl.parse_policy("loopback,private")
     assert wide_open.refusal(ipaddress.ip_address(address)) is not None
