@@ -253,6 +253,50 @@ def qr(instance_id: str, url: str, api_key: str | None) -> None:
     segno.make(code, error="l").terminal(compact=True)
 
 
+@main.command()
+@click.argument("instance_id")
+@click.option("--hard", is_flag=True, help="tear the engine down and start it again (default: reconnect)")
+@_api_options
+def restart(instance_id: str, hard: bool, url: str, api_key: str | None) -> None:
+    """Restart an instance (counts against its restart budget); returns at once."""
+    out = Api(url, api_key).call("POST", f"/instances/{instance_id}/restart", json={"type": "hard" if hard else "soft"})
+    click.echo(f"{out.get('message', 'restart initiated')}; state now {out.get('currentState', '?')}")
+
+
+@main.command()
+@click.argument("instance_id")
+@_api_options
+def logout(instance_id: str, url: str, api_key: str | None) -> None:
+    """Log the instance out of WhatsApp (keeps the instance and its queue; link again with qr or pairing-code)."""
+    Api(url, api_key).call("POST", f"/instances/{instance_id}/client/action/logout")
+    click.echo(f"logged out {instance_id}")
+
+
+@main.command("pairing-code")
+@click.argument("instance_id")
+@click.argument("phone")
+@_api_options
+def pairing_code(instance_id: str, phone: str, url: str, api_key: str | None) -> None:
+    """Ask for a pairing code to link PHONE (international digits) without scanning a QR."""
+    out = Api(url, api_key).call("POST", f"/instances/{instance_id}/client/action/request-pairing-code",
+                                 json={"phoneNumber": phone})
+    code = (out.get("data") or {}).get("pairingCode") or out.get("pairingCode")
+    if not code:
+        raise click.ClickException("the hub answered without a pairing code")
+    click.echo(f"pairing code: {code}")
+    click.echo("on the phone: WhatsApp > Linked devices > Link a device > Link with phone number instead", err=True)
+
+
+@main.command()
+@click.argument("instance_id")
+@click.option("--phone", default=None, help="phone number of the simulated account (default: a made-up one)")
+@_api_options
+def scan(instance_id: str, phone: str | None, url: str, api_key: str | None) -> None:
+    """Sandbox engine only: "scan" the instance's QR with a simulated phone, which links it."""
+    Api(url, api_key).call("POST", f"/sandbox/instances/{instance_id}/scan", json={"phone": phone} if phone else {})
+    click.echo(f"scanned {instance_id}: it links in a moment (wa-hub status shows when it is ready)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()
