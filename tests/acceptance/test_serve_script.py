@@ -66,20 +66,21 @@ def test_a_venv_left_by_an_old_python_is_removed_not_reused(tmp_path: Path) -> N
     assert not (project / ".venv").exists()  # nothing half-made is left for the next run to trip on
 
 
-def _start(env: dict[str, str], data: Path) -> tuple[subprocess.Popen[str], str]:
+def _run_until_ready(env: dict[str, str], data: Path) -> str:
+    """Start scripts/serve, wait for /ready, stop it (SIGTERM); everything it printed on stderr."""
     port = free_port()
     full = {k: v for k, v in os.environ.items() if k not in ("API_KEY", "WAHUB_API_KEY_FILE")}
     full.update({"DATA_DIR": str(data), "PORT": str(port), "WAHUB_ENGINE": "sandbox", "LOG_FORMAT": "json", **env})
-    proc = subprocess.Popen([str(ROOT / "scripts" / "serve")], env=full, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    lines: list[str] = []
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        lines.append(line)
-        if line.startswith("wa-hub listening") or len(lines) > 50:
-            break
-    polling.wait_until(lambda: _ready(port), timeout=30)
-    return proc, "".join(lines)
+    log_path = data.parent / f"{data.name}.stderr"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(ROOT / "scripts" / "serve")], env=full, stdout=subprocess.DEVNULL, stderr=log,
+                                start_new_session=True)
+    try:
+        polling.wait_until(lambda: proc.poll() is None and _ready(port), timeout=60)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    return log_path.read_text()
 
 
 def _ready(port: int) -> bool:
@@ -89,23 +90,15 @@ def _ready(port: int) -> bool:
         return False
 
 
-def _stop(proc: subprocess.Popen[str]) -> str:
-    os.killpg(proc.pid, signal.SIGTERM)
-    _, rest = proc.communicate(timeout=20)
-    return rest or ""
-
-
 @pytest.mark.timeout(120)
 def test_every_start_prints_exactly_one_accurate_api_key_line(tmp_path: Path) -> None:
-    proc, head = _start({}, tmp_path / "gen")
-    text = head + _stop(proc)
+    text = _run_until_ready({}, tmp_path / "gen")
     key_lines = [line for line in text.splitlines() if line.startswith("API key:")]
     assert key_lines == [f"API key: generated once and kept in {tmp_path / 'gen'}/api-key "
                          "(set API_KEY to choose your own)"]
     assert len((tmp_path / "gen" / "api-key").read_text().strip()) >= 16
 
-    proc, head = _start({"API_KEY": API_KEY}, tmp_path / "env")
-    text = head + _stop(proc)
+    text = _run_until_ready({"API_KEY": API_KEY}, tmp_path / "env")
     key_lines = [line for line in text.splitlines() if line.startswith("API key:")]
     assert key_lines == ["API key: the value of the API_KEY environment variable"]
     assert API_KEY not in text
