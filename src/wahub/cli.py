@@ -38,6 +38,15 @@ def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> N
     except ValidationError as exc:
         click.echo(config.describe_error(exc), err=True)
         sys.exit(2)
+    from wahub import serving
+
+    try:  # the port, then the data directory and its lock: before any engine or worker starts
+        sock = serving.bind(settings.host, settings.port)
+        serving.prepare_data_dir(settings.data_dir)
+        lock = serving.lock_data_dir(settings.data_dir)
+    except serving.StartupError as exc:
+        click.echo(f"wa-hub: {exc}", err=True)
+        sys.exit(1)
     configure_logging(settings.log_level, settings.log_format,
                       secrets=(settings.api_key, settings.webhook_secret, settings.webhook_auth_token))
     import uvicorn
@@ -55,14 +64,41 @@ def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> N
                f"process per instance, sessions in {settings.data_dir / 'sessions'}; link a phone with "
                "`wa-hub qr ID` or a pairing code; try without WhatsApp with --engine sandbox)"), err=True)
     click.echo(f"database: {_safe_url(settings.resolved_database_url)}", err=True)
-    if settings.api_key is None:
-        click.echo("WARNING: no API_KEY set and WAHUB_INSECURE_NO_API_KEY=true: the API is open", err=True)
-    else:
-        click.echo("API key: the value of the API_KEY environment variable", err=True)
+    click.echo(_key_line(settings.api_key), err=True)
     _tune_gc()
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                                           access_log=False, lifespan="on", timeout_graceful_shutdown=5))
-    server.run()
+                                           access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+                                           http=_http_protocol(),
+                                           h11_max_incomplete_event_size=serving.MAX_HEADER_BYTES))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        lock.close()
+
+
+def _key_line(api_key: str | None) -> str:
+    """The one line that says where the API key comes from (``scripts/serve`` names its key file)."""
+    if api_key is None:
+        return "WARNING: no API_KEY set and WAHUB_INSECURE_NO_API_KEY=true: the API is open"
+    key_file = os.environ.get("WAHUB_API_KEY_FILE")
+    if key_file:
+        try:
+            with open(key_file, encoding="utf-8") as fh:
+                if fh.read().strip() == api_key:
+                    return f"API key: generated once and kept in {key_file} (set API_KEY to choose your own)"
+        except OSError:
+            pass
+    return "API key: the value of the API_KEY environment variable"
+
+
+def _http_protocol() -> Any:
+    """The httptools protocol with header limits, or uvicorn's h11 (capped by its own setting) without it."""
+    from wahub import serving
+
+    try:
+        return serving.capped_http_protocol()
+    except ImportError:  # pragma: no cover - httptools ships with uvicorn[standard]
+        return "h11"
 
 
 def _tune_gc() -> None:
@@ -215,6 +251,50 @@ def qr(instance_id: str, url: str, api_key: str | None) -> None:
     if not code:
         raise click.ClickException(out.get("message") or "no QR code to show")
     segno.make(code, error="l").terminal(compact=True)
+
+
+@main.command()
+@click.argument("instance_id")
+@click.option("--hard", is_flag=True, help="tear the engine down and start it again (default: reconnect)")
+@_api_options
+def restart(instance_id: str, hard: bool, url: str, api_key: str | None) -> None:
+    """Restart an instance (counts against its restart budget); returns at once."""
+    out = Api(url, api_key).call("POST", f"/instances/{instance_id}/restart", json={"type": "hard" if hard else "soft"})
+    click.echo(f"{out.get('message', 'restart initiated')}; state now {out.get('currentState', '?')}")
+
+
+@main.command()
+@click.argument("instance_id")
+@_api_options
+def logout(instance_id: str, url: str, api_key: str | None) -> None:
+    """Log the instance out of WhatsApp (keeps the instance and its queue; link again with qr or pairing-code)."""
+    Api(url, api_key).call("POST", f"/instances/{instance_id}/client/action/logout")
+    click.echo(f"logged out {instance_id}")
+
+
+@main.command("pairing-code")
+@click.argument("instance_id")
+@click.argument("phone")
+@_api_options
+def pairing_code(instance_id: str, phone: str, url: str, api_key: str | None) -> None:
+    """Ask for a pairing code to link PHONE (international digits) without scanning a QR."""
+    out = Api(url, api_key).call("POST", f"/instances/{instance_id}/client/action/request-pairing-code",
+                                 json={"phoneNumber": phone})
+    code = (out.get("data") or {}).get("pairingCode") or out.get("pairingCode")
+    if not code:
+        raise click.ClickException("the hub answered without a pairing code")
+    click.echo(f"pairing code: {code}")
+    click.echo("on the phone: WhatsApp > Linked devices > Link a device > Link with phone number instead", err=True)
+
+
+@main.command()
+@click.argument("instance_id")
+@click.option("--phone", default=None, help="phone number of the simulated account (default: a made-up one)")
+@_api_options
+def scan(instance_id: str, phone: str | None, url: str, api_key: str | None) -> None:
+    """Sandbox engine only: "scan" the instance's QR with a simulated phone, which links it."""
+    Api(url, api_key).call("POST", f"/sandbox/instances/{instance_id}/scan", json={"phone": phone} if phone else {})
+    click.echo(f"scanned {instance_id}: it links in a moment (wa-hub status shows when it is ready)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,12 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wahub.domain import webhookurl
+
+#: Shortest API key accepted: 16 characters keep even a lower-case key beyond online guessing
+#: (the failed-key brake allows a few guesses a minute per client).
+MIN_API_KEY_LENGTH = 16
+
 
 class Settings(BaseSettings):
     """All runtime settings of a hub."""
@@ -68,6 +74,7 @@ class Settings(BaseSettings):
     webhook_retry_max_ms: int = Field(default=900000, ge=1, alias="WEBHOOK_RETRY_MAX_MS")
     webhook_max_attempts: int = Field(default=30, ge=1, alias="WEBHOOK_MAX_ATTEMPTS")
     webhook_max_in_flight_per_url: int = Field(default=2, ge=1, le=16, alias="WEBHOOK_MAX_IN_FLIGHT_PER_URL")
+    webhook_allowed_networks: str = Field(default="loopback", alias="WEBHOOK_ALLOWED_NETWORKS")
 
     # sandbox engine
     sandbox_auto_link_ms: int | None = Field(default=None, ge=0, alias="SANDBOX_AUTO_LINK_MS")
@@ -86,12 +93,19 @@ class Settings(BaseSettings):
     def _blank_optional(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
 
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, v: str) -> str:
+        webhookurl.parse_policy(v)  # raises ValueError naming the unknown word
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.api_key is None and not self.insecure_no_api_key:
             raise ValueError("API_KEY is required (or set WAHUB_INSECURE_NO_API_KEY=true for local development)")
-        if self.api_key is not None and len(self.api_key) < 8:
-            raise ValueError("API_KEY must be at least 8 characters")
+        if self.api_key is not None and len(self.api_key) < MIN_API_KEY_LENGTH:
+            raise ValueError(f"API_KEY must be at least {MIN_API_KEY_LENGTH} characters (generate one with "
+                             "`openssl rand -base64 24`)")
         if self.max_sends_per_minute > self.max_sends_per_hour:
             raise ValueError("MAX_SENDS_PER_MINUTE_PER_INSTANCE must not exceed MAX_SENDS_PER_HOUR_PER_INSTANCE")
         if self.retry_base_backoff_ms > self.retry_max_backoff_ms:

@@ -15,6 +15,8 @@ from typing import Any, TextIO
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from wahub import logredact
+
 _REDACT_KEYS = {"api_key", "apikey", "authorization", "secret", "webhook_secret", "token", "password",
                 "message", "text", "body", "caption"}
 _HANDLER_MARK = "_wahub_handler"
@@ -68,7 +70,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO 
     renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, stamp,
-                    _redact, structlog.processors.format_exc_info, scrub, renderer],
+                    _redact, structlog.processors.format_exc_info, scrub, logredact.mask_values, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
@@ -78,7 +80,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO 
         foreign_pre_chain=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
                            structlog.stdlib.add_logger_name, stamp],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _redact,
-                    structlog.processors.format_exc_info, scrub, renderer]))
+                    structlog.processors.format_exc_info, scrub, logredact.mask_values, renderer]))
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:

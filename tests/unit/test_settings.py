@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_match_the_existing_wa_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("API_KEY", "k" * 12)
+    monkeypatch.setenv("API_KEY", "k" * 16)
     s = config.Settings()
     assert (s.max_sends_per_minute, s.max_sends_per_hour, s.max_queue_size, s.send_interval_ms) == (6, 60, 200, 500)
     assert (s.retry_base_backoff_ms, s.retry_max_backoff_ms) == (5000, 120000)
@@ -35,7 +35,7 @@ def test_defaults_match_the_existing_wa_hub(monkeypatch: pytest.MonkeyPatch) -> 
      "MAX_SENDS_PER_MINUTE_PER_INSTANCE"),
 ])
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], needle: str) -> None:
-    monkeypatch.setenv("API_KEY", "k" * 12)
+    monkeypatch.setenv("API_KEY", "k" * 16)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with pytest.raises(ValidationError) as err:
@@ -53,7 +53,7 @@ def test_missing_api_key_is_refused_unless_insecure_mode(monkeypatch: pytest.Mon
 
 
 def test_serve_exits_with_a_clear_message_for_a_bad_value(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "API_KEY": "k" * 12, "SEND_INTERVAL_MS": "soon", "DATA_DIR": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "API_KEY": "k" * 16, "SEND_INTERVAL_MS": "soon", "DATA_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "wahub.cli", "serve"], env=env, capture_output=True, text=True,
                           timeout=30)
     assert proc.returncode == 2

@@ -18,7 +18,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wahub import __version__
-from wahub.api import auth, errors, native, sandbox, waapi
+from wahub.api import auth, brakes, errors, native, sandbox, waapi
+from wahub.domain.brake import FailureBrake
 from wahub.runtime.hub import Hub
 
 log = structlog.get_logger("wahub.http")
@@ -41,6 +42,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> FastAPI:
                   description="Self-hosted WhatsApp gateway: WaAPI-compatible API, durable outbox, "
                               "signed webhooks. Authenticate with `Authorization: Bearer <API_KEY>`.")
     app.state.hub = hub
+    app.state.brake = FailureBrake()  # failed API keys and dashboard logins, per client address
     errors.install(app)
     _install_docs(app)
     app.include_router(native.public)
@@ -55,7 +57,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> FastAPI:
     except ImportError:  # pragma: no cover - dashboard is part of the package
         pass
 
-    app.add_middleware(Guard, hub=hub)
+    app.add_middleware(Guard, hub=hub, brake=app.state.brake)
     return app
 
 
@@ -87,9 +89,10 @@ class Guard:
     * ``wahub_http_requests_total`` / ``wahub_http_request_seconds`` by method and route template.
     """
 
-    def __init__(self, app: ASGIApp, hub: Hub) -> None:
+    def __init__(self, app: ASGIApp, hub: Hub, brake: FailureBrake | None = None) -> None:
         self.app = app
         self.hub = hub
+        self.brake = brake or FailureBrake()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,6 +107,8 @@ class Guard:
         too_big = length is not None and length.isdigit() and int(length) > limit
         refused = None if auth.is_public(scope.get("path", "")) else auth.refusal(
             self.hub.settings.api_key, auth.key_from_headers(headers))
+        wait_s = 0 if refused is None and auth.is_public(scope.get("path", "")) or refused == auth.MISSING else \
+            brakes.braked(self.brake, scope, refused, self.hub.clock.now_ms())
         if refused is None and not too_big and length is None and b"chunked" in headers.get(b"transfer-encoding",
                                                                                               b""):
             body, too_big = await _read_capped(receive, limit)
@@ -118,7 +123,9 @@ class Guard:
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            if refused is not None:  # before a single byte of the body is read
+            if wait_s:  # too many wrong keys from this client: not even compared
+                await _json(send_with_id, 429, {"status": "error", "error": brakes.BRAKED}, retry_after_s=wait_s)
+            elif refused is not None:  # before a single byte of the body is read
                 await _json(send_with_id, 401, {"status": "error", "error": refused})
             elif too_big:
                 await _json(send_with_id, 413, {"status": "error",
@@ -161,10 +168,12 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
+async def _json(send: Send, status: int, payload: dict[str, Any], retry_after_s: int = 0) -> None:
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if retry_after_s:
+        headers.append((b"retry-after", str(retry_after_s).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

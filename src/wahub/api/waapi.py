@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from wahub.api import schemas
 from wahub.api.auth import require_key
-from wahub.domain import lifecycle
+from wahub.domain import lifecycle, webhookurl
 from wahub.domain.errors import Conflict, InvalidInput, NotFound
 from wahub.domain.outbox import ItemKind, ItemStatus
 from wahub.runtime.hub import Hub, InstanceRuntime
@@ -32,7 +32,7 @@ def instance_brief(rt: InstanceRuntime) -> dict[str, Any]:
     """``instance`` object of the existing wa-hub (+ state and webhook fields)."""
     return {"id": rt.id, "name": rt.record.name,
             "status": lifecycle.external_status(rt.state, rt.qr is not None), "state": rt.state.value,
-            "phoneNumber": rt.phone, "webhookUrl": rt.record.webhook_url,
+            "phoneNumber": rt.phone, "webhookUrl": webhookurl.redact(rt.record.webhook_url),
             "webhookEvents": rt.record.webhook_events, "lastError": rt.last_error}
 
 

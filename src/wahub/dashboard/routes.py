@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from wahub.api import brakes
 from wahub.api.auth import key_matches
 from wahub.dashboard import session as sessions
 from wahub.dashboard import views
@@ -71,10 +72,11 @@ _open = APIRouter(prefix=PREFIX)
 guarded = APIRouter(prefix=PREFIX, dependencies=[Depends(require_session)])
 
 
-def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def _page(request: Request, template: str, status_code: int = 200, headers: dict[str, str] | None = None,
+          **context: Any) -> HTMLResponse:
     session = getattr(request.state, "session", None)
     html = views.render(template, csrf=session.csrf_token if session else None, **context)
-    return HTMLResponse(html, status_code=status_code, headers=views.SECURITY_HEADERS)
+    return HTMLResponse(html, status_code=status_code, headers={**views.SECURITY_HEADERS, **(headers or {})})
 
 
 def _see_other(path: str, **query: str) -> RedirectResponse:
@@ -113,8 +115,13 @@ async def login(request: Request) -> Response:
     form = await request.form()
     given = form.get("api_key")
     target = _safe_next(str(form.get("next") or ""))
+    client = brakes.client_address(request.scope)
+    wait_s = request.app.state.brake.retry_after_s(client, hub.clock.now_ms())
+    if wait_s:  # too many failed logins from this address: the key is not even compared
+        return _page(request, "login.html", status_code=429, next=target, headers={"Retry-After": str(wait_s)},
+                     error=f"Too many failed sign-ins from your address. Try again in {wait_s} seconds.")
     if not isinstance(given, str) or not given or not key_matches(hub.settings.api_key, given):
-        log.warning("dashboard_login_failed")
+        brakes.failure(request.app.state.brake, client, hub.clock.now_ms(), "dashboard_login_failed")
         return _page(request, "login.html", status_code=401, next=target, error="Invalid API key.")
     cookie = sessions.issue(sessions.signing_key(hub.settings.api_key), _now_s(hub))
     response = _see_other(target)
@@ -126,6 +133,7 @@ async def login(request: Request) -> Response:
 
 @guarded.post("/logout")
 async def logout(request: Request) -> Response:
+    sessions.revoke(sessions.signing_key(_hub(request).settings.api_key), request.cookies.get(sessions.COOKIE_NAME))
     response = _see_other(LOGIN_PATH)
     response.delete_cookie(sessions.COOKIE_NAME, path=PREFIX, httponly=True, samesite="strict")
     log.info("dashboard_logout")

@@ -9,7 +9,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from wahub import __version__
-from wahub.domain import lifecycle
+from wahub.domain import lifecycle, webhookurl
 from wahub.domain.errors import ApiError
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemStatus, OutboxItem
@@ -174,7 +174,7 @@ async def webhooks_context(hub: Hub, instance_id: str) -> dict[str, Any]:
                 "code": ev.last_status_code, "next_attempt_at": ev.next_attempt_at}
 
     return {"instance_id": rt.id, "recent": [row(e) for e in recent], "dead": [row(e) for e in dead],
-            "webhook_url": rt.record.webhook_url}
+            "webhook_url": webhookurl.redact(rt.record.webhook_url)}
 
 
 async def instance_context(hub: Hub, instance_id: str, status: str | None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import segno
 import structlog
 
 from wahub.config import Settings
-from wahub.domain import chatid, idempotency, lifecycle, ratelimit
+from wahub.domain import chatid, idempotency, lifecycle, ratelimit, webhookurl
 from wahub.domain.clock import Clock
 from wahub.domain.errors import Conflict, EngineError, InvalidInput, NotFound, QueueFull, ServiceUnavailable
 from wahub.domain.lifecycle import State
@@ -39,7 +39,7 @@ from wahub.domain.outbox import (
 from wahub.engines import base as eng
 from wahub.engines.base import EngineFactory
 from wahub.observability import Metrics
-from wahub.runtime import signing
+from wahub.runtime import signing, urlguard
 from wahub.runtime.sendloop import SendLoop
 from wahub.runtime.supervisor import Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
@@ -98,13 +98,15 @@ class Hub:
         self.sandbox = sandbox
         self.metrics = Metrics()
         self.instances: dict[str, InstanceRuntime] = {}
+        self.url_guard = urlguard.UrlGuard(webhookurl.parse_policy(settings.webhook_allowed_networks))
         self.dispatcher = Dispatcher(
             store, clock,
             DispatchPolicy(timeout_ms=settings.webhook_timeout_ms, base_ms=settings.webhook_retry_base_ms,
                            max_ms=settings.webhook_retry_max_ms, max_attempts=settings.webhook_max_attempts,
                            max_in_flight_per_url=settings.webhook_max_in_flight_per_url,
                            auth_token=settings.webhook_auth_token),
-            self._target_for, rng=self.rng, client=http_client, on_attempt=self.metrics.webhook_attempt)
+            self._target_for, rng=self.rng, on_attempt=self.metrics.webhook_attempt,
+            client=http_client or urlguard.guarded_client(self.url_guard.policy, settings.webhook_timeout_ms / 1000))
         self._background: set[asyncio.Task[Any]] = set()
         self._started = False
         self.uncertain_at_boot: list[OutboxItem] = []
@@ -233,7 +235,7 @@ class Hub:
                               webhook_secret: str | None = None) -> InstanceRuntime:
         """Create and start an instance. Raises InvalidInput (bad name/url/events) or Conflict (exists)."""
         instance_id = chatid.instance_id_from_name(name)
-        url = _check_url(webhook_url)
+        url = await self.url_guard.checked(webhook_url)
         evs = _check_events(events)
         webhook_secret = _check_secret(webhook_secret)
         existing = self.instances.get(instance_id)
@@ -259,7 +261,7 @@ class Hub:
                 raise InvalidInput("name must be a non-empty string")
             values["name"] = name.strip()
         if webhook_url is not ...:
-            values["webhook_url"] = _check_url(webhook_url)
+            values["webhook_url"] = await self.url_guard.checked(webhook_url)
         if events is not None:
             values["webhook_events"] = _check_events(events)
         if webhook_secret is not ...:
@@ -737,7 +739,7 @@ class Hub:
         """
         head = await self.store.head_event(rt.id)
         health = self.dispatcher.health(rt.id)
-        out: dict[str, Any] = {"url": rt.record.webhook_url, "events": rt.record.webhook_events,
+        out: dict[str, Any] = {"url": webhookurl.redact(rt.record.webhook_url), "events": rt.record.webhook_events,
                                "secretConfigured": bool(rt.record.webhook_secret or self.settings.webhook_secret),
                                **stats}
         out.update({"oldestPendingAt": head.created_at if head else None,
@@ -810,14 +812,6 @@ def _content(kind: ItemKind, body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(multiple, bool):
         raise InvalidInput("multipleAnswers must be true or false")
     return {"caption": caption, "options": cleaned, "multipleAnswers": multiple}
-
-
-def _check_url(url: Any) -> str | None:
-    if url is None or url == "":
-        return None
-    if not isinstance(url, str) or not (url.startswith("http://") or url.startswith("https://")) or len(url) > 2000:
-        raise InvalidInput("webhook.url must be an http(s) URL")
-    return url
 
 
 def _check_secret(secret: Any) -> str | None:

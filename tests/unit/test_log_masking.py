@@ -1,0 +1,51 @@
+"""Phone numbers and SQL parameters inside error text never reach a log line, whatever the level."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from wahub import logredact, observability
+
+PHONE = "201099887766"
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    saved_level, saved_handlers = root.level, list(root.handlers)
+    out = io.StringIO()
+    observability.configure_logging("debug", "json", stream=out)
+    try:
+        yield out
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+
+
+def test_a_traceback_carrying_a_whatsapp_id_is_masked(stream: io.StringIO) -> None:
+    try:
+        raise RuntimeError(f"send to {PHONE}@s.whatsapp.net failed; [parameters: ('whsec-x', 'hello')]")
+    except RuntimeError:
+        structlog.get_logger("wahub.test").exception("send_failed", detail=f"+{PHONE}")
+        logging.getLogger("some.library").debug("retrying %s", f"{PHONE}@c.us", exc_info=True)
+    text = stream.getvalue()
+    assert PHONE not in text and "whsec-x" not in text and "hello" not in text
+    assert "********7766@s.whatsapp.net" in text and "[parameters hidden]" in text
+    assert "send_failed" in text and "RuntimeError" in text
+
+
+@pytest.mark.parametrize(("raw", "masked"), [
+    ("201000000001@c.us", "********0001@c.us"),
+    ("call +4915112345678 now", "call *********5678 now"),
+    ("id 3EB0C767D26B8A5F0C12", "id 3EB0C767D26B8A5F0C12"),  # digits inside an id stay
+    ("attempt 3 of 30", "attempt 3 of 30"),
+])
+def test_mask_text(raw: str, masked: str) -> None:
+    assert logredact.mask_text(raw) == masked
