@@ -114,7 +114,8 @@ async def test_scan_then_test_message_and_poll_reach_the_sandbox_phone(hub_clien
     r = await post(c, iid, "scan", {"phone": "+20 100 000 0042"})
     assert r.status_code == 303 and "done=scanned" in r.headers["location"]
     await until(lambda: _state(c, iid, "ready"))
-    assert (await c.get(f"/instances/{iid}/client/status")).json()["clientStatus"]["data"]["phoneNumber"] == "201000000042"
+    client = (await c.get(f"/instances/{iid}/client/status")).json()["clientStatus"]
+    assert client["data"]["phoneNumber"] == "201000000042"
     assert 'data-testid="scan"' not in (await c.get(f"/dashboard/instances/{iid}")).text  # linked: no scan button
 
     r = await post(c, iid, "test/message", {"chat_id": "+20 100 000 0001", "message": "test from the dashboard"})
