@@ -205,13 +205,11 @@ class Hub:
         """Update queue gauges from the store (called before a metrics scrape)."""
         now = self.clock.now_ms()
         figures = await self.store.fleet_figures(None, sent_since=now)  # one statement for the whole fleet
+        statuses = [s.value for s in ItemStatus]
         for rt in list(self.instances.values()):
             stats = figures.get(rt.id) or FleetFigures()
-            for status in ItemStatus:
-                self.metrics.queue_depth.labels(rt.id, status.value).set(stats.by_status.get(status.value, 0))
-            self.metrics.oldest_queued.labels(rt.id).set(
-                (now - stats.oldest_open_at) / 1000 if stats.oldest_open_at else 0)
-            self.metrics.uncertain.labels(rt.id).set(stats.by_status.get("uncertain", 0))
+            self.metrics.set_queue(rt.id, stats.by_status, statuses,
+                                   (now - stats.oldest_open_at) / 1000 if stats.oldest_open_at else 0)
 
     # -- instances -------------------------------------------------------------------------------
     def get(self, instance_id: str) -> InstanceRuntime:
