@@ -357,7 +357,8 @@ def test_operator_sees_a_failing_webhook_and_fixes_it_with_the_new_actions(page:
         expect(page.locator("tr[data-status=sent]").filter(has_text="Confirm order #7?")).to_have_count(1)
         expect(page.locator("tr[data-status=sent]").filter(has_text="dashboard test message")).to_have_count(1)
         sent = c.get(f"/sandbox/instances/{iid}/sent").json()["messages"]
-        assert [(m["kind"], m["chatId"]) for m in sent] == [("text", "201000000031@c.us"), ("poll", "201000000031@c.us")]
+        assert [(m["kind"], m["chatId"]) for m in sent] == [("text", "201000000031@c.us"),
+                                                            ("poll", "201000000031@c.us")]
 
         # The healthy receiver gets message_sent events, and the failing banner goes away by itself.
         up.wait_for(lambda reqs: sum(q.json["event"] == "message_sent" for q in reqs) >= 2, timeout=15)
