@@ -13,7 +13,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from wahub import logredact
 
@@ -92,7 +92,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO 
 
 
 class Metrics:
-    """The hub's Prometheus series, on a registry of their own (one per hub)."""
+    """The hub's Prometheus series: counters and histograms on a registry of their own (one per hub),
+    and the per-instance fleet gauges kept as plain values (see :meth:`render`)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -107,16 +108,13 @@ class Metrics:
                                 ["instance", "outcome"], registry=r)
         self.webhook_latency = Histogram("wahub_webhook_delivery_seconds", "Webhook attempt latency",
                                          ["instance"], registry=r)
-        self.state = Gauge("wahub_instance_state", "1 for the instance's current state", ["instance", "state"],
-                           registry=r)
-        self.queue_depth = Gauge("wahub_queue_items", "Outbox items by status", ["instance", "status"], registry=r)
-        self.oldest_queued = Gauge("wahub_queue_oldest_age_seconds", "Age of the oldest open item", ["instance"],
-                                   registry=r)
-        self.uncertain = Gauge("wahub_uncertain_items", "Items whose delivery is unknown", ["instance"], registry=r)
         self.http_requests = Counter("wahub_http_requests_total", "HTTP requests", ["method", "route", "status"],
                                      registry=r)
         self.http_latency = Histogram("wahub_http_request_seconds", "HTTP request latency", ["method", "route"],
                                       registry=r)
+        self._states: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._queues: dict[str, tuple[dict[str, int], tuple[str, ...], float]] = {}
+        self._labels: dict[str, str] = {}
 
     def deferred(self, instance_id: str, reason: str) -> None:
         """Count a send-loop deferral (``interval``, ``minute_limit``, ``hour_limit``, ``backoff``)."""
@@ -127,19 +125,64 @@ class Metrics:
         self.sends.labels(instance_id, outcome).inc()
 
     def webhook_attempt(self, instance_id: str, outcome: str, seconds: float) -> None:
-        """Count one webhook attempt and its latency."""
+        """Count one webhook attempt (``delivered``, ``retry``, or ``dead`` when it made a dead letter)."""
         self.webhooks.labels(instance_id, outcome).inc()
         self.webhook_latency.labels(instance_id).observe(seconds)
 
     def set_state(self, instance_id: str, state: str, all_states: list[str]) -> None:
         """Set the one-hot state gauge of an instance."""
-        for s in all_states:
-            self.state.labels(instance_id, s).set(1 if s == state else 0)
+        self._states[instance_id] = (state, tuple(all_states))
+
+    def set_queue(self, instance_id: str, by_status: dict[str, int], all_statuses: list[str],
+                  oldest_age_s: float) -> None:
+        """Set an instance's queue gauges: items by status (0 for the absent ones), oldest open item's age (s)."""
+        self._queues[instance_id] = (dict(by_status), tuple(all_statuses), oldest_age_s)
 
     def forget(self, instance_id: str) -> None:
         """Drop the series of a deleted instance."""
+        self._states.pop(instance_id, None)
+        self._queues.pop(instance_id, None)
+        self._labels.pop(instance_id, None)
         for metric in (self.sends, self.deferrals, self.disconnects, self.restarts, self.webhooks,
-                       self.webhook_latency, self.state, self.queue_depth, self.oldest_queued, self.uncertain):
+                       self.webhook_latency):
             for labels in list(metric._metrics):  # prometheus_client keeps children by label tuple
                 if labels and labels[0] == instance_id:
                     metric.remove(*labels)
+
+    def render(self) -> bytes:
+        """The whole exposition in the Prometheus text format (``text/plain; version=0.0.4``).
+
+        The fleet gauges (``wahub_instance_state``, ``wahub_queue_items``, ``wahub_queue_oldest_age_seconds``,
+        ``wahub_uncertain_items``) are ~17 samples per instance: 17,000 at 1,000 instances, which the
+        client library's generic formatter takes 200-400 ms to write on a busy 2-core machine. They are
+        written here from plain values with each instance's label text escaped once and cached.
+        """
+        out = [generate_latest(self.registry).decode("utf-8")]
+        label = self._label
+        lines = ["# HELP wahub_instance_state 1 for the instance's current state\n",
+                 "# TYPE wahub_instance_state gauge\n"]
+        for iid, (state, states) in self._states.items():
+            prefix = f'wahub_instance_state{{instance="{label(iid)}",state="'
+            lines.extend(f'{prefix}{s}"}} {"1.0" if s == state else "0.0"}\n' for s in states)
+        lines += ["# HELP wahub_queue_items Outbox items by status\n", "# TYPE wahub_queue_items gauge\n"]
+        for iid, (by_status, statuses, _) in self._queues.items():
+            prefix = f'wahub_queue_items{{instance="{label(iid)}",status="'
+            lines.extend(f'{prefix}{s}"}} {float(by_status.get(s, 0))}\n' for s in statuses)
+        lines += ["# HELP wahub_queue_oldest_age_seconds Age of the oldest open item\n",
+                  "# TYPE wahub_queue_oldest_age_seconds gauge\n"]
+        lines.extend(f'wahub_queue_oldest_age_seconds{{instance="{label(iid)}"}} {float(age)}\n'
+                     for iid, (_, _, age) in self._queues.items())
+        lines += ["# HELP wahub_uncertain_items Items whose delivery is unknown\n",
+                  "# TYPE wahub_uncertain_items gauge\n"]
+        lines.extend(f'wahub_uncertain_items{{instance="{label(iid)}"}} {float(q[0].get("uncertain", 0))}\n'
+                     for iid, q in self._queues.items())
+        out.append("".join(lines))
+        return "".join(out).encode("utf-8")
+
+    def _label(self, instance_id: str) -> str:
+        """A label value escaped for the text format (backslash, quote, newline), cached per instance."""
+        text = self._labels.get(instance_id)
+        if text is None:
+            text = instance_id.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+            self._labels[instance_id] = text
+        return text

@@ -31,6 +31,7 @@ CHROMIUM = os.environ.get("WAHUB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DEAD_PAGE = 10  # dead letters per page on the instance page
 WAIT_MS = 15_000
 XSS_NAME = "<script>alert(1)</script>"
 
@@ -218,7 +219,8 @@ def _guarded_requests(iid: str, queue_id: str) -> list[tuple[str, str]]:
     """Every guarded dashboard route as (method, concrete path)."""
     out = []
     for route in routes.guarded.routes:
-        path = route.path.format(instance_id=iid, queue_id=queue_id, action="cancel")  # type: ignore[attr-defined]
+        path = route.path.format(instance_id=iid, queue_id=queue_id, action="cancel",  # type: ignore[attr-defined]
+                                 event_id="evt_guess", kind="message")
         for method in sorted(route.methods - {"HEAD"}):  # type: ignore[attr-defined]
             out.append((method, path))
     return out
@@ -255,8 +257,9 @@ def test_wrong_key_or_forged_cookie_reaches_nothing(page: Any, hub: Server) -> N
         for cookie in (None, wrong_key_cookie, tampered, "garbage", genuine + "x"):
             headers = {"cookie": f"{session.COOKIE_NAME}={cookie}"} if cookie else {}
             for method, path in requests:
-                r = anon.request(method, path, headers=headers, data={"csrf_token": "guess", "name": "intruder",
-                                                                      "type": "hard", "phone": "201000000005"})
+                r = anon.request(method, path, headers=headers, data={
+                    "csrf_token": "guess", "name": "intruder", "type": "hard", "phone": "201000000005",
+                    "webhook_url": "http://127.0.0.1:9/intruder", "chat_id": "201000000005", "message": "intruder"})
                 if method == "GET":
                     assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/login"), (
                         method, path, r.status_code)
@@ -276,4 +279,89 @@ def test_wrong_key_or_forged_cookie_reaches_nothing(page: Any, hub: Server) -> N
     assert c.get(f"/instances/{iid}").status_code == 200
     assert c.get(f"/instances/{iid}/messages/{queue_id}").json()["item"]["status"] == "queued"
     assert all(i["name"] != "intruder" for i in c.get("/instances").json())
-    assert c.get(f"/instances/{iid}/status").json()["reconnection"]["restartsInWindow"] == 0
+    status = c.get(f"/instances/{iid}/status").json()
+    assert status["reconnection"]["restartsInWindow"] == 0
+    assert status["webhook"]["url"] is None and status["queue"]["depth"] == 1 and status["instance"]["state"] != "ready"
+
+
+@pytest.mark.timeout(180)
+def test_operator_sees_a_failing_webhook_and_fixes_it_with_the_new_actions(page: Any, hub: Server,
+                                                                         tmp_path: Path) -> None:
+    c = hub.client
+    with Receiver(default_status=503) as down, Receiver() as up:
+        iid = c.post("/instances", json={"name": "Alex Shop", "webhook": {"url": down.url}}).json()["instance"]["id"]
+        hub.wait_until(lambda: c.get(f"/instances/{iid}/status").json()["webhook"]["failing"])
+
+        # GET / leads to the dashboard; the list flags the failing webhook.
+        page.goto(hub.url + "/")
+        expect(page).to_have_url(re.compile(r"/dashboard/login"))
+        page.fill("input[name=api_key]", API_KEY)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(hub.url + "/dashboard")
+        row = page.locator(f"tr[data-instance='{iid}']")
+        expect(row.locator("[data-testid=webhook-failing]")).to_be_visible()
+        page.fill("input[name=q]", "alex")
+        page.click("button:has-text('Filter')")
+        expect(page.locator("tr[data-instance]")).to_have_count(1)
+
+        # The instance page shows a banner; the sandbox "Scan QR" button links the instance.
+        row.locator("a.name").click()
+        expect(page.locator("[data-testid=webhook-banner]")).to_contain_text("HTTP 503")
+        page.click("[data-testid=scan]")
+        expect(page.locator("p.notice")).to_contain_text("scanned")
+        expect(page.locator("#state-badge")).to_have_text("ready")
+
+        # More events fail: the dead letters come in pages of ten.
+        for n in range(DEAD_PAGE + 1):
+            r = c.post(f"/sandbox/instances/{iid}/messages", json={"from": "201000000021", "text": f"hello {n}"})
+            assert r.status_code == 200, r.text
+
+        def all_dead() -> int:
+            hook = c.get(f"/instances/{iid}/status").json()["webhook"]
+            return int(hook["dead"]) if hook["backlog"] == 0 and hook["dead"] > DEAD_PAGE else 0
+
+        dead = hub.wait_until(all_dead)
+        page.reload()
+        expect(page.locator("tr.dead-letter")).to_have_count(DEAD_PAGE)
+        page.click("[data-testid=dead-pager] a[rel=next]")
+        expect(page.locator("tr.dead-letter")).to_have_count(dead - DEAD_PAGE)
+
+        # A delivery's payload and the receiver's answer.
+        page.locator("tr.dead-letter a").first.click()
+        expect(page.locator("[data-testid=delivery-response]")).to_contain_text("HTTP 503")
+        expect(page.locator("[data-testid=payload]")).to_contain_text(f'"instanceId": "{iid}"')
+        page.click("text=Back to the instance")
+
+        # Point the webhook at a healthy receiver, only for message_sent, with a secret of its own.
+        form = page.locator("#webhook-settings")
+        form.locator("input[name=webhook_url]").fill(up.url)
+        form.locator("input[value=message_sent]").check()
+        form.locator("input[name=webhook_secret]").fill("alex-shop-secret-1")
+        form.get_by_role("button", name="Save webhook settings").click()
+        expect(page.locator("p.notice")).to_have_text("Webhook settings saved.")
+        hook = c.get(f"/instances/{iid}/status").json()["webhook"]
+        assert (hook["url"], hook["events"], hook["secretConfigured"]) == (up.url, ["message_sent"], True)
+
+        # A test message and a test poll go out through the queue.
+        tm = page.locator("#test-message")
+        tm.locator("input[name=chat_id]").fill("+20 100 000 0031")
+        tm.locator("textarea[name=message]").fill("dashboard test message")
+        tm.get_by_role("button").click()
+        expect(page.locator("p.notice")).to_contain_text("Test message queued")
+        tp = page.locator("#test-poll")
+        tp.locator("input[name=chat_id]").fill("201000000031")
+        tp.locator("input[name=caption]").fill("Confirm order #7?")
+        tp.locator("textarea[name=options]").fill("Yes\nNo")
+        tp.get_by_role("button").click()
+        expect(page.locator("p.notice")).to_contain_text("Test poll queued")
+        expect(page.locator("tr[data-status=sent]").filter(has_text="Confirm order #7?")).to_have_count(1)
+        expect(page.locator("tr[data-status=sent]").filter(has_text="dashboard test message")).to_have_count(1)
+        sent = c.get(f"/sandbox/instances/{iid}/sent").json()["messages"]
+        assert [(m["kind"], m["chatId"]) for m in sent] == [("text", "201000000031@c.us"),
+                                                            ("poll", "201000000031@c.us")]
+
+        # The healthy receiver gets message_sent events, and the failing banner goes away by itself.
+        up.wait_for(lambda reqs: sum(q.json["event"] == "message_sent" for q in reqs) >= 2, timeout=15)
+        expect(page.locator("[data-testid=webhook-banner]")).to_have_count(0)
+        page.screenshot(path=str(shots_dir(tmp_path) / "dashboard-actions.png"), full_page=True)
+        assert page.dialogs == []

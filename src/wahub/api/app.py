@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -57,6 +57,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> FastAPI:
     except ImportError:  # pragma: no cover - dashboard is part of the package
         pass
 
+    app.add_api_route("/", lambda: RedirectResponse("/dashboard"), include_in_schema=False)  # the operator's start
     app.add_middleware(Guard, hub=hub, brake=app.state.brake)
     return app
 

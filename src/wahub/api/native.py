@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from wahub.api import schemas
 from wahub.api.auth import require_key
@@ -69,7 +69,7 @@ async def metrics(request: Request) -> Response:
     if hub.settings.metrics_require_auth:
         await require_key(request)
     await hub.refresh_gauges()
-    return Response(generate_latest(hub.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/instances/{instance_id}/status", summary="Full status: state, queue, limits, budget, webhooks")

@@ -22,7 +22,9 @@ from wahub.api import brakes
 from wahub.api.auth import key_matches
 from wahub.dashboard import session as sessions
 from wahub.dashboard import views
+from wahub.domain import chatid
 from wahub.domain.errors import ApiError
+from wahub.domain.outbox import ItemKind
 from wahub.runtime.hub import WEBHOOK_EVENTS, Hub
 
 log = structlog.get_logger("wahub.dashboard")
@@ -142,14 +144,16 @@ async def logout(request: Request) -> Response:
 
 # -- instances list ------------------------------------------------------------------------------
 @guarded.get("")
-async def instances_page(request: Request, done: str | None = None) -> Response:
-    rows = await views.instance_rows(_hub(request))
-    return _page(request, "instances.html", rows=rows, notice=views.notice(done))
+async def instances_page(request: Request, done: str | None = None, q: str | None = None,
+                         state: str | None = None, page: str | None = None) -> Response:
+    context = await views.fleet_context(_hub(request), q, state, page)
+    return _page(request, "instances.html", notice=views.notice(done), **context)
 
 
 @guarded.get("/partials/instances")
-async def instances_partial(request: Request) -> Response:
-    return _page(request, "_instance_rows.html", rows=await views.instance_rows(_hub(request)))
+async def instances_partial(request: Request, q: str | None = None, state: str | None = None,
+                            page: str | None = None) -> Response:
+    return _page(request, "_fleet.html", **await views.fleet_context(_hub(request), q, state, page))
 
 
 @guarded.get("/new")
@@ -175,10 +179,10 @@ async def create_instance(request: Request) -> Response:
 
 # -- one instance --------------------------------------------------------------------------------
 async def _instance_page(request: Request, instance_id: str, *, status: str | None = None,
-                         status_code: int = 200, **extra: Any) -> Response:
+                         dead_page: str | None = None, status_code: int = 200, **extra: Any) -> Response:
     hub = _hub(request)
     try:
-        context = await views.instance_context(hub, instance_id, status)
+        context = await views.instance_context(hub, instance_id, status, dead_page)
     except ApiError as exc:
         return _page(request, "missing.html", status_code=exc.status_code, error=exc.message)
     return _page(request, "instance.html", status_code=status_code, **{**context, **extra})
@@ -186,8 +190,9 @@ async def _instance_page(request: Request, instance_id: str, *, status: str | No
 
 @guarded.get("/instances/{instance_id}")
 async def instance_page(request: Request, instance_id: str, status: str | None = None,
-                        done: str | None = None) -> Response:
-    return await _instance_page(request, instance_id, status=status, notice=views.notice(done))
+                        done: str | None = None, dead_page: str | None = None) -> Response:
+    return await _instance_page(request, instance_id, status=status, dead_page=dead_page,
+                                notice=views.notice(done))
 
 
 @guarded.get("/instances/{instance_id}/partials/live")
@@ -209,9 +214,9 @@ async def queue_partial(request: Request, instance_id: str, status: str | None =
 
 
 @guarded.get("/instances/{instance_id}/partials/webhooks")
-async def webhooks_partial(request: Request, instance_id: str) -> Response:
+async def webhooks_partial(request: Request, instance_id: str, dead_page: str | None = None) -> Response:
     try:
-        context = await views.webhooks_context(_hub(request), instance_id)
+        context = await views.webhooks_context(_hub(request), instance_id, dead_page)
     except ApiError:
         return HTMLResponse("", status_code=286, headers=views.SECURITY_HEADERS)
     return _page(request, "_webhooks.html", **context)
@@ -281,6 +286,80 @@ async def pairing_code(request: Request, instance_id: str) -> Response:
         return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message,
                                     phone=phone)
     return await _instance_page(request, instance_id, pairing_code=code, phone=phone)
+
+
+@guarded.get("/instances/{instance_id}/deliveries/{event_id}")
+async def delivery_page(request: Request, instance_id: str, event_id: str) -> Response:
+    try:
+        context = await views.delivery_context(_hub(request), instance_id, event_id)
+    except ApiError as exc:
+        return _page(request, "missing.html", status_code=exc.status_code, error=exc.message)
+    return _page(request, "delivery.html", **context)
+
+
+@guarded.post("/instances/{instance_id}/webhook")
+async def edit_webhook(request: Request, instance_id: str) -> Response:
+    """Change the webhook URL, events (none = all) and secret; a blank secret keeps the current one."""
+    hub = _hub(request)
+    form = await request.form()
+    url = str(form.get("webhook_url") or "").strip()
+    secret = str(form.get("webhook_secret") or "")
+    changes: dict[str, Any] = {"events": [str(e) for e in form.getlist("events")]}
+    try:
+        rt = hub.get(instance_id)
+        if url != views.display_url(rt.record.webhook_url):  # an unchanged (masked) URL keeps its credentials
+            changes["webhook_url"] = url or None
+        if form.get("clear_secret"):
+            changes["webhook_secret"] = None
+        elif secret:
+            changes["webhook_secret"] = secret
+        await hub.update_instance(rt.id, **changes)
+    except ApiError as exc:
+        return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message)
+    log.info("dashboard_webhook_saved", instance_id=rt.id, url_changed="webhook_url" in changes,
+             secret_changed="webhook_secret" in changes)
+    return _see_other(_instance_path(rt.id), done="webhook_saved")
+
+
+@guarded.post("/instances/{instance_id}/test/{kind}")
+async def test_send(request: Request, instance_id: str, kind: str) -> Response:
+    """Queue a test text message or poll through the outbox (same pacing, limits and idempotency)."""
+    if kind not in ("message", "poll"):
+        raise HTTPException(404, f"unknown test {kind!r}")
+    hub = _hub(request)
+    form = await request.form()
+    body: dict[str, Any] = {"chatId": str(form.get("chat_id") or "")}
+    if kind == "message":
+        body["message"] = str(form.get("message") or "")
+    else:
+        body.update(caption=str(form.get("caption") or ""), multipleAnswers=bool(form.get("multiple")),
+                    options=[o.strip() for o in str(form.get("options") or "").splitlines() if o.strip()])
+    try:
+        rt = hub.get(instance_id)
+        result = await hub.enqueue(rt.id, ItemKind.TEXT if kind == "message" else ItemKind.POLL, body,
+                                   header_key=None)
+    except ApiError as exc:
+        return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message)
+    log.info("dashboard_test_send", instance_id=rt.id, queue_id=result.item.queue_id, kind=kind)
+    return _see_other(_instance_path(rt.id), done=f"test_{kind}")
+
+
+@guarded.post("/instances/{instance_id}/scan")
+async def sandbox_scan(request: Request, instance_id: str) -> Response:
+    """Sandbox engine only: scan the shown QR code with a simulated phone (optional number)."""
+    hub = _hub(request)
+    if hub.sandbox is None:
+        raise HTTPException(404, "the sandbox engine is not in use")
+    form = await request.form()
+    phone = str(form.get("phone") or "").strip()
+    try:
+        rt = hub.get(instance_id)
+        digits = chatid.phone_number(chatid.normalize(phone, field="phone")) if phone else None
+        await hub.sandbox.scan(rt.id, phone=digits)
+    except ApiError as exc:
+        return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message)
+    log.info("dashboard_sandbox_scan", instance_id=rt.id)
+    return _see_other(_instance_path(rt.id), done="scanned")
 
 
 @guarded.get("/instances/{instance_id}/delete")

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from wahub import __version__
 from wahub.domain import lifecycle, webhookurl
-from wahub.domain.errors import ApiError
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemStatus, OutboxItem
-from wahub.runtime.hub import Hub
+from wahub.runtime.hub import WEBHOOK_EVENTS, Hub
 
 QUEUE_PAGE = 100
 RECENT_EVENTS = 20
-DEAD_LETTERS = 50
+DEAD_LETTERS_PAGE = 10
+FLEET_PAGE = 50
 STATUS_FILTERS = tuple(s.value for s in ItemStatus)
+STATES = tuple(s.value for s in State)
 
 # The pages load nothing but their own static files; inline scripts and styles are not allowed,
 # so even markup that slipped past escaping could not run. htmx runs with eval disabled.
@@ -42,6 +46,10 @@ NOTICES = {
     "restarted": "Restart requested.",
     "logged_out": "WhatsApp session ended; the instance and its queue are kept.",
     "deleted": "Instance deleted.",
+    "webhook_saved": "Webhook settings saved.",
+    "test_message": "Test message queued; it is sent when the instance is ready (see the queue below).",
+    "test_poll": "Test poll queued; it is sent when the instance is ready (see the queue below).",
+    "scanned": "Sandbox QR code scanned; the instance links and turns ready.",
 }
 
 STATE_LABELS = {"needs_qr": "needs QR", "logged_out": "logged out"}
@@ -97,18 +105,64 @@ def badge(state: str, has_qr: bool) -> dict[str, str]:
     return {"state": state, "label": label}
 
 
-async def instance_rows(hub: Hub) -> list[dict[str, Any]]:
-    """One row per instance for the list page (state, phone, queue depth, sent in 1 h, last error)."""
+def page_number(value: str | None) -> int:
+    """A 1-based page number from a query value (anything else is page 1)."""
+    return int(value) if value and value.isdigit() and 0 < int(value) < 1_000_000 else 1
+
+
+def display_url(url: str | None) -> str | None:
+    """A webhook URL as shown: credentials embedded in it (``user:pass@``) are masked."""
+    return webhookurl.redact(url)
+
+
+def condition(value: Any) -> str:
+    """The text of an optional status condition (``degraded``, ``storeFault``): its reason or error, if any."""
+    if isinstance(value, Mapping):
+        parts = [str(value[k]) for k in ("reason", "error", "message", "detail") if value.get(k)]
+        return " · ".join(parts)
+    return value if isinstance(value, str) else ""
+
+
+_env.filters["condition"] = condition
+
+
+async def fleet_context(hub: Hub, q: str | None, state: str | None, page: str | None) -> dict[str, Any]:
+    """One page of the instances list, searched by name or id and filtered by state.
+
+    The search and the state counts run on the hub's in-memory instances; the figures of the
+    ``FLEET_PAGE`` rows shown come from one aggregate store read, whatever the fleet's size.
+    """
+    runtimes = sorted(hub.instances.values(), key=lambda rt: rt.id.lower())
+    needle = (q or "").strip().lower()
+    wanted = state if state in STATES else ""
+    matching = [rt for rt in runtimes
+                if (not needle or needle in rt.id.lower() or needle in rt.record.name.lower())
+                and (not wanted or rt.state.value == wanted)]
+    pages = max(1, -(-len(matching) // FLEET_PAGE))
+    current = min(page_number(page), pages)
+    shown = matching[(current - 1) * FLEET_PAGE:current * FLEET_PAGE]
+    figures = await hub.fleet_summaries([rt.id for rt in shown]) if shown else {}
     rows = []
-    for rt in list(hub.instances.values()):
-        try:
-            st = await hub.summary(rt.id)
-        except ApiError:  # deleted while listing
+    for rt in shown:
+        f = figures.get(rt.id)
+        if f is None:  # deleted while listing
             continue
         rows.append({"id": rt.id, "name": rt.record.name, "badge": badge(rt.state.value, rt.qr is not None),
-                     "phone": rt.phone, "depth": st["depth"], "uncertain": st["uncertain"],
-                     "sent1h": st["sent1h"], "last_error": st["lastError"], "dead": st["dead"]})
-    return sorted(rows, key=lambda r: r["id"].lower())
+                     "phone": rt.phone, "depth": f["depth"], "uncertain": f["uncertain"], "sent1h": f["sent1h"],
+                     "last_error": f["lastError"], "dead": f["deadLetters"], "failing": f["webhookFailing"],
+                     "backlog": f["webhookBacklog"], "degraded": f.get("degraded")})
+    counts = Counter(rt.state.value for rt in runtimes)
+
+    def link(**changes: Any) -> str:
+        query = {"q": q or "", "state": wanted, "page": str(current), **changes}
+        return "?" + urlencode({k: v for k, v in query.items() if v and v != "1"})
+
+    return {"rows": rows, "q": q or "", "state": wanted, "page": current, "pages": pages,
+            "total": len(runtimes), "matching": len(matching), "first": (current - 1) * FLEET_PAGE + 1,
+            "states": [(s, STATE_LABELS.get(s, s), counts[s]) for s in STATES if counts[s]],
+            "self_query": link(), "prev_query": link(page=str(current - 1)) if current > 1 else None,
+            "next_query": link(page=str(current + 1)) if current < pages else None,
+            "state_query": {s: link(state=s, page="1") for s in STATES}, "all_query": link(state="", page="1")}
 
 
 async def live_context(hub: Hub, instance_id: str) -> dict[str, Any]:
@@ -162,26 +216,46 @@ def _event_name(body: str) -> str | None:
     return data.get("event") if isinstance(data, dict) else None
 
 
-async def webhooks_context(hub: Hub, instance_id: str) -> dict[str, Any]:
-    """Recent webhook deliveries (newest first) and the dead letters that can be replayed."""
+def _event_row(ev: Any) -> dict[str, Any]:
+    return {"event_id": ev.event_id, "event": ev.event, "status": ev.status, "attempts": ev.attempts,
+            "created_at": ev.created_at, "delivered_at": ev.delivered_at, "error": ev.last_error,
+            "code": ev.last_status_code, "next_attempt_at": ev.next_attempt_at}
+
+
+async def webhooks_context(hub: Hub, instance_id: str, dead_page: str | None = None) -> dict[str, Any]:
+    """Recent webhook deliveries (newest first) and one page of the dead letters that can be replayed."""
     rt = hub.get(instance_id)
     recent = await hub.list_events(rt.id, limit=RECENT_EVENTS)
-    dead = await hub.list_events(rt.id, status="dead", limit=DEAD_LETTERS)
+    figures = (await hub.fleet_summaries([rt.id])).get(rt.id, {})
+    dead_total = int(figures.get("deadLetters", 0))
+    pages = max(1, -(-dead_total // DEAD_LETTERS_PAGE))
+    current = min(page_number(dead_page), pages)
+    dead = await hub.list_events(rt.id, status="dead", limit=DEAD_LETTERS_PAGE,
+                                 offset=(current - 1) * DEAD_LETTERS_PAGE)
+    return {"instance_id": rt.id, "recent": [_event_row(e) for e in recent], "dead": [_event_row(e) for e in dead],
+            "dead_total": dead_total, "dead_page": current, "dead_pages": pages,
+            "webhook_url": display_url(rt.record.webhook_url)}
 
-    def row(ev: Any) -> dict[str, Any]:
-        return {"event_id": ev.event_id, "event": ev.event, "status": ev.status, "attempts": ev.attempts,
-                "created_at": ev.created_at, "delivered_at": ev.delivered_at, "error": ev.last_error,
-                "code": ev.last_status_code, "next_attempt_at": ev.next_attempt_at}
 
-    return {"instance_id": rt.id, "recent": [row(e) for e in recent], "dead": [row(e) for e in dead],
-            "webhook_url": webhookurl.redact(rt.record.webhook_url)}
+async def delivery_context(hub: Hub, instance_id: str, event_id: str) -> dict[str, Any]:
+    """One webhook event: the exact payload sent (pretty-printed) and how the receiver last answered."""
+    rt = hub.get(instance_id)
+    ev = await hub.get_event(rt.id, event_id)
+    try:
+        payload = json.dumps(json.loads(ev.body), indent=2, ensure_ascii=False)
+    except ValueError:
+        payload = ev.body
+    return {"instance_id": rt.id, "name": rt.record.name, "ev": _event_row(ev), "payload": payload,
+            "webhook_url": display_url(rt.record.webhook_url)}
 
 
-async def instance_context(hub: Hub, instance_id: str, status: str | None) -> dict[str, Any]:
+async def instance_context(hub: Hub, instance_id: str, status: str | None,
+                           dead_page: str | None = None) -> dict[str, Any]:
     """Everything the instance page shows on first render."""
     live = await live_context(hub, instance_id)
     queue = await queue_context(hub, instance_id, status)
-    hooks = await webhooks_context(hub, instance_id)
-    return {**live, **queue, **hooks, "events_filter": hub.get(instance_id).record.webhook_events,
-            "pairing_code": None, "phone": ""}
-
+    hooks = await webhooks_context(hub, instance_id, dead_page)
+    rec = hub.get(instance_id).record
+    return {**live, **queue, **hooks, "events_filter": rec.webhook_events, "pairing_code": None, "phone": "",
+            "sandbox": hub.sandbox is not None, "all_events": WEBHOOK_EVENTS, "own_secret": bool(rec.webhook_secret),
+            "hub_secret": bool(hub.settings.webhook_secret)}

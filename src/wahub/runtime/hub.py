@@ -43,7 +43,7 @@ from wahub.runtime import signing, urlguard
 from wahub.runtime.sendloop import SendLoop
 from wahub.runtime.supervisor import Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
-from wahub.store.base import QueueFullSignal, Store
+from wahub.store.base import FleetFigures, QueueFullSignal, Store
 from wahub.store.records import EventDraft, EventRecord, InstanceRecord, PollRecord, QueueStats, VoteRecord
 
 log = structlog.get_logger("wahub.hub")
@@ -206,13 +206,12 @@ class Hub:
     async def refresh_gauges(self) -> None:
         """Update queue gauges from the store (called before a metrics scrape)."""
         now = self.clock.now_ms()
+        figures = await self.store.fleet_figures(None, sent_since=now)  # one statement for the whole fleet
+        statuses = [s.value for s in ItemStatus]
         for rt in list(self.instances.values()):
-            stats = await self.store.queue_stats(rt.id)
-            for status in ItemStatus:
-                self.metrics.queue_depth.labels(rt.id, status.value).set(stats.by_status.get(status.value, 0))
-            self.metrics.oldest_queued.labels(rt.id).set(
-                (now - stats.oldest_queued_at) / 1000 if stats.oldest_queued_at else 0)
-            self.metrics.uncertain.labels(rt.id).set(stats.by_status.get("uncertain", 0))
+            stats = figures.get(rt.id) or FleetFigures()
+            self.metrics.set_queue(rt.id, stats.by_status, statuses,
+                                   (now - stats.oldest_open_at) / 1000 if stats.oldest_open_at else 0)
 
     # -- instances -------------------------------------------------------------------------------
     def get(self, instance_id: str) -> InstanceRuntime:
@@ -757,6 +756,41 @@ class Hub:
             out.update(lastAttemptAt=health.last_attempt_at, consecutiveFailures=health.consecutive_failures,
                        failing=health.consecutive_failures > 0)
         return out
+
+
+    # -- fleet view (dashboard list: one aggregate read per page) ---------------------------------
+    async def fleet_summaries(self, instance_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """List figures of many instances (None: all) from ONE aggregate store read; unknown ids are left out.
+
+        Shape per id: ``{"depth", "uncertain", "sent1h", "byStatus", "oldestQueuedAt" (epoch ms | None),
+        "deadLetters", "webhookBacklog", "webhookFailing", "lastError"}``. ``webhookFailing`` follows
+        the same rule as ``webhook.failing`` of :meth:`status`.
+        """
+        now = self.clock.now_ms()
+        wanted = list(self.instances) if instance_ids is None else instance_ids
+        figures = await self.store.fleet_figures(instance_ids, sent_since=now - ratelimit.HOUR_MS)
+        out: dict[str, dict[str, Any]] = {}
+        for iid in wanted:
+            rt = self.instances.get(iid)
+            if rt is None:
+                continue
+            f = figures.get(iid) or FleetFigures()
+            health = self.dispatcher.health(iid)
+            out[iid] = {"depth": f.depth, "uncertain": f.by_status.get("uncertain", 0), "sent1h": f.sent,
+                        "byStatus": f.by_status, "oldestQueuedAt": f.oldest_open_at,
+                        "deadLetters": f.events_dead, "webhookBacklog": f.events_pending,
+                        "webhookFailing": health is not None and health.consecutive_failures > 0,
+                        "lastError": rt.last_error}
+        return out
+
+
+    async def get_event(self, instance_id: str, event_id: str) -> EventRecord:
+        """One webhook event (payload, attempts, last response) of an instance. Raises NotFound."""
+        rt = self.get(instance_id)
+        ev = await self.store.get_event(rt.id, event_id)
+        if ev is None:
+            raise NotFound(f"no webhook event {event_id} on instance {rt.id}")
+        return ev
 
 
 async def _ignore_events(_event: eng.EngineEvent) -> None:

@@ -248,8 +248,11 @@ class Dispatcher:
         previous_timeout = ev.attempts > 0 and (ev.last_error or "").startswith(RESPONSE_TIMEOUT)
         outcome = classify(status, error, retry_after, now, response_timeout=response_timeout,
                            previous_response_timeout=previous_timeout)
+        next_at = self._next_at(ev, now, outcome.retry_after_ms) if outcome.kind == "retry" else None
+        # The attempt's outcome as counted: a retryable failure with no attempt left is a dead letter.
+        counted = "dead" if outcome.kind == "retry" and next_at is None else outcome.kind
         if self._on_attempt is not None:
-            self._on_attempt(ev.instance_id, outcome.kind, (now - started) / 1000)
+            self._on_attempt(ev.instance_id, counted, (now - started) / 1000)
         health = self._health.setdefault(ev.instance_id, LaneHealth())
         health.last_attempt_at = now
         if outcome.kind == "delivered":
@@ -261,7 +264,6 @@ class Dispatcher:
             return
         health.last_error, health.last_error_at, health.last_status_code = outcome.error, now, status
         health.consecutive_failures += 1
-        next_at = None if outcome.kind == "dead" else self._next_at(ev, now, outcome.retry_after_ms)
         await self.store.event_failed(ev.seq, now=now, next_attempt_at=next_at,
                                       error=outcome.error or "failed", status_code=status)
         log.warning("webhook_attempt_failed", instance_id=ev.instance_id, event_id=ev.event_id,

@@ -11,6 +11,7 @@ FIFO order (outbox) and delivery order (webhook events).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from wahub.domain.outbox import OutboxItem
@@ -240,3 +241,33 @@ class Store(Protocol):
     async def event_stats(self, instance_id: str) -> dict[str, Any]:
         """Backlog, dead letters, delivered count, last success and last error of an instance."""
         ...
+
+    # -- fleet figures (dashboard list, metrics scrape) -----------------------------------------
+    async def fleet_figures(self, instance_ids: Sequence[str] | None, *, sent_since: int) -> dict[str, FleetFigures]:
+        """Queue, send-log and webhook figures of many instances (None: all) in ONE aggregate statement.
+
+        Instances with nothing recorded are absent from the answer (their figures are all zero).
+        ``sent_since`` is epoch ms: sends in the send log after it are counted.
+        """
+        ...
+
+    async def get_event(self, instance_id: str, event_id: str) -> EventRecord | None:
+        """One webhook event of an instance with its stored body and last response, or None."""
+        ...
+
+
+@dataclass(frozen=True)
+class FleetFigures:
+    """What a fleet view shows of one instance: items by status, oldest open item (epoch ms), sends
+    after ``sent_since``, and webhook events pending or dead."""
+
+    by_status: dict[str, int] = field(default_factory=dict)
+    oldest_open_at: int | None = None
+    sent: int = 0
+    events_pending: int = 0
+    events_dead: int = 0
+
+    @property
+    def depth(self) -> int:
+        """Open items (queued or sending)."""
+        return self.by_status.get("queued", 0) + self.by_status.get("sending", 0)

@@ -22,7 +22,7 @@ from typing import Any
 
 from wahub.domain.errors import Conflict, NotFound
 from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
-from wahub.store.base import EventBuilder, QueueFullSignal
+from wahub.store.base import EventBuilder, FleetFigures, QueueFullSignal
 from wahub.store.records import (
     EventDraft,
     EventRecord,
@@ -527,3 +527,37 @@ class MemoryStore:
                 "seq": seq, "event_id": e.event_id, "instance_id": e.instance_id, "event": e.event,
                 "body": e.body, "status": "pending", "attempts": 0, "next_attempt_at": now,
                 "created_at": now, "delivered_at": None, "last_error": None, "last_status_code": None}
+
+    # -- fleet figures (dashboard list, metrics scrape) -----------------------------------------
+    async def fleet_figures(self, instance_ids: Sequence[str] | None, *, sent_since: int) -> dict[str, FleetFigures]:
+        """Figures of many instances (None: all); instances with nothing recorded are absent."""
+        wanted = None if instance_ids is None else set(instance_ids)
+        acc: dict[str, dict[str, Any]] = {}
+
+        def fig(instance_id: str) -> dict[str, Any] | None:
+            if wanted is not None and instance_id not in wanted:
+                return None
+            return acc.setdefault(instance_id, {"by_status": {}, "oldest_open_at": None, "sent": 0,
+                                                "events_pending": 0, "events_dead": 0})
+
+        for r in self._outbox.values():
+            f = fig(r["instance_id"])
+            if f is None:
+                continue
+            f["by_status"][r["status"]] = f["by_status"].get(r["status"], 0) + 1
+            if r["status"] in ("queued", "sending"):
+                oldest = f["oldest_open_at"]
+                f["oldest_open_at"] = r["created_at"] if oldest is None else min(oldest, r["created_at"])
+        for r in self._send_log:
+            if r["at"] > sent_since and (f := fig(r["instance_id"])) is not None:
+                f["sent"] += 1
+        for r in self._events.values():
+            if r["status"] in ("pending", "dead") and (f := fig(r["instance_id"])) is not None:
+                f["events_pending" if r["status"] == "pending" else "events_dead"] += 1
+        return {k: FleetFigures(**v) for k, v in acc.items()}
+
+    async def get_event(self, instance_id: str, event_id: str) -> EventRecord | None:
+        """One webhook event of an instance with its stored body and last response, or None."""
+        row = next((r for r in self._events.values()
+                    if r["instance_id"] == instance_id and r["event_id"] == event_id), None)
+        return _event(row) if row else None
