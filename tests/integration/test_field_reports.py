@@ -172,7 +172,7 @@ async def test_unresolvable_recipient_fails_at_once_and_the_next_message_goes_wi
 
 
 async def _enqueue_order(hc: HubClient, instance_id: str) -> list[str]:
-    r = await hc.client.get(f"/instances/{instance_id}/queue", params={"limit": 500})
+    r = await hc.client.get(f"/instances/{instance_id}/outbox", params={"limit": 500})
     return [i["payload"]["message"] for i in r.json()["items"]]
 
 

@@ -100,7 +100,7 @@ async def test_no_secret_or_body_in_info_logs(hub_client: HubClient, log_output:
             return st["queue"]["byStatus"].get("sent", 0) == 2 and st["queue"]["byStatus"].get("failed", 0) == 1
 
         await until(settled)
-        poll_item = (await c.get(f"/instances/{iid}/queue", params={"status": "sent"})).json()["items"]
+        poll_item = (await c.get(f"/instances/{iid}/outbox", params={"status": "sent"})).json()["items"]
         poll_mid = next(i["messageId"] for i in poll_item if i["kind"] == "poll")
         await c.post(f"/sandbox/instances/{iid}/messages", json={"from": "201000000001", "text": INBOUND})
         await c.post(f"/sandbox/instances/{iid}/votes", json={"pollMessageId": poll_mid, "voter": "201000000001",
