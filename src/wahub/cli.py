@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,6 +17,9 @@ import httpx
 @click.version_option(package_name="wahub")
 def main() -> None:
     """wa-hub: a self-hosted WhatsApp gateway."""
+    from wahub import config
+
+    config.load_env_file(Path(".env"))  # before any option reads its environment variable
 
 
 @main.command()
@@ -25,7 +29,7 @@ def main() -> None:
 @click.option("--engine", envvar="WAHUB_ENGINE", default="whatsmeow", show_default=True,
               type=click.Choice(["sandbox", "whatsmeow"]), help="WhatsApp engine")
 @click.option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+              type=click.Choice(["debug", "info", "warning", "warn", "error"], case_sensitive=False))
 def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> None:
     """Run the hub (settings from the environment; see .env.example)."""
     from pydantic import ValidationError
@@ -215,6 +219,42 @@ def qr(instance_id: str, url: str, api_key: str | None) -> None:
     if not code:
         raise click.ClickException(out.get("message") or "no QR code to show")
     segno.make(code, error="l").terminal(compact=True)
+
+
+@main.command("import-node")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data-dir", envvar="DATA_DIR", default="./data", show_default=True, help="this hub's data directory")
+def import_node(directory: Path, data_dir: str) -> None:
+    """Import the existing (Node) wa-hub's instances and sent keys from DIRECTORY (run with the hub stopped)."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from wahub import config, nodeimport
+    from wahub.runtime.clock import SystemClock
+    from wahub.runtime.compose import default_store
+
+    try:
+        settings = config.load(data_dir=data_dir, insecure_no_api_key=True)
+    except ValidationError as exc:
+        click.echo(config.describe_error(exc), err=True)
+        sys.exit(2)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        files = nodeimport.read_files(*nodeimport.source_paths(settings, directory))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    store = default_store(settings)
+
+    async def run() -> nodeimport.ImportReport:
+        try:
+            return await nodeimport.import_node(store, SystemClock(), files)
+        finally:
+            await store.close()
+
+    report = asyncio.run(run())
+    for line in report.lines():
+        click.echo(line)
 
 
 if __name__ == "__main__":  # pragma: no cover
