@@ -164,7 +164,9 @@ def instances_create(name: str, webhook_url: str | None, events: tuple[str, ...]
 @_api_options
 def instances_delete(instance_id: str, url: str, api_key: str | None) -> None:
     """Delete an instance (logs out and purges its records)."""
-    Api(url, api_key).call("DELETE", f"/instances/{instance_id}")
+    out = Api(url, api_key).call("DELETE", f"/instances/{instance_id}")
+    if isinstance(out, dict) and out.get("deleted") is False:  # deleting is idempotent over HTTP
+        raise click.ClickException(f"no instance {instance_id}")
     click.echo(f"deleted {instance_id}")
 
 

@@ -81,7 +81,7 @@ async def test_no_secret_or_body_in_info_logs(hub_client: HubClient, log_output:
         # Dashboard logins: a wrong key (a typo of the real one is sensitive too), then the right one.
         assert (await c.post("/dashboard/login", data={"api_key": WRONG_KEY})).status_code == 401
         assert (await c.post("/dashboard/login", data={"api_key": API_KEY})).status_code == 303
-        assert (await c.get("/instances", headers={"authorization": f"Bearer {WRONG_KEY}"})).status_code == 401
+        assert (await c.get("/instances", headers={"authorization": f"Bearer {WRONG_KEY}"})).status_code == 403
 
         await c.post(f"/sandbox/instances/{iid}/faults", json={"kind": "send_error", "mode": "transient"})
         await c.post(f"/sandbox/instances/{iid}/faults", json={"kind": "unregistered", "chatId": "201000000666"})

@@ -143,7 +143,7 @@ async def _state_is(hc: HubClient, instance_id: str, state: str) -> bool:
 
 async def test_metrics_need_the_api_key(hub_client: HubClient) -> None:
     r = await hub_client.client.get("/metrics", headers={"authorization": "Bearer wrong-key-123"})
-    assert r.status_code == 401
+    assert r.status_code == 403
     r = await hub_client.client.get("/metrics", headers={"authorization": ""})
     assert r.status_code == 401
 
