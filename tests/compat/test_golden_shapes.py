@@ -165,9 +165,14 @@ async def _scan(c: httpx.AsyncClient, iid: str) -> bool:
     return (await c.post(f"/sandbox/instances/{iid}/scan")).status_code == 200
 
 
-def test_out_of_scope_routes_are_listed_in_the_docs() -> None:
+async def test_out_of_scope_routes_are_listed_in_the_docs_and_answer_404_in_the_old_shape(
+        hub_client: HubClient) -> None:
     text = checker.DOC.read_text(encoding="utf-8")
     assert [r for r in golden.OUT_OF_SCOPE if f"`{r}`" not in text] == []
+    for route in golden.OUT_OF_SCOPE:
+        method, path = route.split(" ", 1)
+        r = await hub_client.client.request(method, path.replace(":id", "shop"))
+        assert (r.status_code, checker.diff(golden.error(404), r.json())) == (404, []), route
 
 
 @pytest.mark.parametrize(("shape", "value", "expected"), [
