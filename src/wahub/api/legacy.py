@@ -161,7 +161,16 @@ def system_load() -> dict[str, Any]:
     return {"cpuPercent": round(min(100.0, load[0] / cpus * 100), 1), "loadavg": [round(x, 2) for x in load],
             "memoryUsedMB": used_mb, "memoryTotalMB": total_mb,
             "memoryPercent": round(used_mb / total_mb * 100, 1) if used_mb is not None and total_mb else None,
-            "processRssMB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "processRssMB": round(rss_bytes() / 1_048_576)}
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (``/proc/self/statm``), else its peak (``ru_maxrss``)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @router.post("/instances/{instance_id}/queue/trigger", summary="Wake the send loop (existing wa-hub route)")
@@ -189,12 +198,11 @@ async def diagnostics(request: Request, instance_id: str) -> JSONResponse:
     hub = _hub(request)
     rt = hub.get(instance_id)
     status = await hub.status(rt.id)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return _ok({"instanceId": rt.id, "state": rt.state.value, "lastError": rt.last_error,
                 "stateSince": iso(rt.state_since), "stateReason": rt.state_reason,
                 "queueDepth": status["queue"]["depth"], "transitions": status["transitions"],
                 "webhook": status["webhook"],
-                "process": {"memoryUsage": {"rss": usage.ru_maxrss * 1024, "heapTotal": None, "heapUsed": None,
+                "process": {"memoryUsage": {"rss": rss_bytes(), "heapTotal": None, "heapUsed": None,
                                             "external": None},
                             "uptimeSeconds": int(time.monotonic() - _STARTED), "eventLoopLagMs": 0}})
 
@@ -248,5 +256,6 @@ async def queue(request: Request, instance_id: str, idempotencyKey: str | None =
              "nextAttemptIn": max(0, i.next_attempt_at - now), "isEligible": ready and i.next_attempt_at <= now,
              "status": i.status.value, "chatId": i.chat_id, "idempotencyKey": i.idempotency_key}
             for i in items]
-    return _ok({"depth": len(rows), "sendLoopRunning": rt.sendloop.running, "instanceState": rt.state.value,
+    depth = (await hub.queue_stats(rt.id)).depth  # all open items, even beyond the 500 listed
+    return _ok({"depth": depth, "sendLoopRunning": rt.sendloop.running, "instanceState": rt.state.value,
                 "eligibleCount": sum(1 for r in rows if r["isEligible"]), "items": rows})
