@@ -45,6 +45,10 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def ack(self, engine: base.Engine, ids: list[str], ack: str) -> None: ...
 
+    def wire_id(self, sent: base.SendResult) -> str:
+        """The id the other party sees for a sent message (what its receipts name)."""
+        return sent.message_id
+
 
 class SandboxDriver(Driver):
     def __init__(self, tmp_path: Path) -> None:
@@ -89,6 +93,9 @@ class WhatsmeowDriver(Driver):
 
     async def ack(self, engine: base.Engine, ids: list[str], ack: str) -> None:
         await self._control(engine, action="receipt", chat=_jid(CUSTOMER), ids=ids, ack=ack)
+
+    def wire_id(self, sent: base.SendResult) -> str:
+        return sent.extra["wire_id"]  # neonize 0.5.2 cannot send under a chosen id: the worker aliases it
 
 
 @pytest.fixture(params=["sandbox", "whatsmeow"])
@@ -182,3 +189,64 @@ async def test_stop_is_clean_and_idempotent(driver: Driver) -> None:
     await engine.stop()
     assert not rec.of(base.Disconnected)
     assert not await engine.probe_ready()
+
+
+async def test_sends_go_out_under_the_chosen_id_and_evidence_names_it(driver: Driver) -> None:
+    engine, rec = await ready(driver)
+    assert engine.capabilities.chosen_message_ids
+    text_id, poll_id = engine.new_message_id(), engine.new_message_id()
+    assert text_id and poll_id and text_id != poll_id
+    text = await engine.send_text(CUSTOMER, "Your order #1001 is on its way", message_id=text_id)
+    poll = await engine.send_poll(CUSTOMER, "Confirm?", ["Yes", "No"], False, message_id=poll_id)
+    assert (text.message_id, poll.message_id) == (text_id, poll_id)
+    await driver.ack(engine, [driver.wire_id(text), driver.wire_id(poll)], "delivered")
+    receipt = await rec.wait_for(base.Receipt)
+    assert receipt.message_ids == (text_id, poll_id)
+    await driver.vote(engine, driver.wire_id(poll), CUSTOMER_LID, ["No"])
+    assert (await rec.wait_for(base.PollVote)).poll_message_id == poll_id
+    await engine.stop()
+
+
+async def test_pairing_code_without_a_pending_login_is_a_state_conflict(driver: Driver) -> None:
+    engine, _ = await ready(driver)
+    with pytest.raises(base.EngineStateConflict) as linked:
+        await engine.request_pairing_code("201000000099")
+    assert linked.value.reason == "already_linked"
+    await engine.stop()
+    with pytest.raises(base.EngineStateConflict) as stopped:
+        await engine.request_pairing_code("201000000099")
+    assert stopped.value.reason in ("not_waiting_for_login", "already_linked")
+
+
+async def test_discard_session_means_a_qr_on_the_next_start(driver: Driver) -> None:
+    engine, _ = await ready(driver)
+    await engine.discard_session()
+    assert not await engine.probe_ready()
+    again, rec = await started(driver)
+    await rec.wait_for(base.QrCode)
+    assert not rec.of(base.Ready)
+    await again.stop()
+
+
+@pytest.mark.parametrize("how", ["logout_of_a_stopped_engine", "factory_remove_session"])
+async def test_a_session_is_removed_without_a_running_engine(driver: Driver, how: str) -> None:
+    engine, _ = await ready(driver)
+    await engine.stop()  # restricted, logged out or in error: nothing runs
+    if how == "logout_of_a_stopped_engine":
+        await driver.factory.create(INSTANCE, Recorder()).logout()
+    else:
+        await driver.factory.remove_session(INSTANCE)
+    again, rec = await started(driver)
+    await rec.wait_for(base.QrCode)
+    assert not rec.of(base.Ready)
+    await again.stop()
+
+
+async def test_factory_remove_session_stops_a_running_engine(driver: Driver) -> None:
+    engine, _ = await ready(driver)
+    await driver.factory.remove_session(INSTANCE)
+    assert not await engine.probe_ready()
+    again, rec = await started(driver)
+    await rec.wait_for(base.QrCode)
+    assert not rec.of(base.Ready)
+    await again.stop()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from wahub.engines import base
 from wahub.engines.whatsmeow import protocol
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -53,6 +54,9 @@ SCRIPT = textwrap.dedent("""
 
     to = build_jid("15551234567")
     result["send"] = failure(lambda: client.send_message(to, Message(conversation="hi")))
+    from wahub.engines.whatsmeow.workerio import send_raw
+    raw = send_raw(client, to, Message(conversation="hi"))  # the Go answer itself, error and response
+    result["raw"] = [raw.Error, raw.SendResponse.ID]
     result["presence"] = failure(lambda: client.send_chat_presence(
         to, ChatPresence.CHAT_PRESENCE_COMPOSING, ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT))
     result["on_whatsapp"] = failure(lambda: client.is_on_whatsapp("+15551234567"))
@@ -99,6 +103,7 @@ def test_offline_calls_fail_cleanly(tmp_path: Path) -> None:
     assert first != second and len(first) >= 16 and first.isalnum()
     assert result["is_connected"] is False
     assert result["send"] == ["SendMessageError", "client is nil"]
+    assert result["raw"] == ["client is nil", ""]  # neonize's Go SendMessage called directly works the same
     assert result["presence"][0] == "SendPresenceError"
     assert result["on_whatsapp"][0] == "IsOnWhatsAppError"
     assert result["logout"][0] == "LogoutError"
@@ -125,3 +130,39 @@ def test_real_worker_speaks_the_protocol_without_connecting(tmp_path: Path) -> N
     assert replies[1] == protocol.reply_ok(1, {"connected": False, "linked": False})
     assert replies[2]["error"]["kind"] == "disconnected"
     assert replies[3]["error"]["kind"] == "engine"
+    # the worker's own log is JSON lines only (the hub re-emits them), without neonize's ffmpeg warning
+    log_lines = proc.stderr.decode().splitlines()
+    assert all(isinstance(json.loads(line).get("event"), str) for line in log_lines), log_lines
+    assert not [line for line in log_lines if "ffmpeg" in line]
+
+
+def test_real_worker_reports_whatsapp_unreachable_as_connect_failed(tmp_path: Path) -> None:
+    """No network at all: neonize's connect fails on the DNS lookup and the worker says so, with the reason."""
+    if not no_network_prefix():
+        pytest.skip("needs `unshare -n`: without an empty network namespace connect would reach WhatsApp")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "NEONIZE_BOT_TAG": "off"}
+    worker = [*no_network_prefix(), sys.executable, "-m", "wahub.engines.whatsmeow.worker",
+              "--session", str(tmp_path / "s"), "--instance", "offline", "--log-level", "warning"]
+    with subprocess.Popen(worker, cwd=root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(protocol.encode(protocol.command(1, "connect", {})))
+        proc.stdin.flush()
+        events = []
+        for line in proc.stdout:  # the per-test timeout bounds this loop
+            message = protocol.decode(line)
+            if message["type"] == "event":
+                events.append(protocol.event_from_wire(message))
+                if isinstance(events[-1], base.ConnectFailed):
+                    break
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    failed = events[-1]
+    assert isinstance(failed, base.ConnectFailed), events
+    assert failed.reason in ("dns", "network") and "web.whatsapp.com" in failed.detail
+    assert not [e for e in events if isinstance(e, base.Disconnected)]
+    # whatsmeow created its database on connect; with no device row it is not a stored login
+    from wahub.engines.whatsmeow.workerio import stored_login
+
+    assert (tmp_path / "s" / "whatsmeow.sqlite3").exists() and not stored_login(tmp_path / "s")

@@ -210,3 +210,54 @@ async def test_pairing_code_while_waiting_for_login(tmp_path: Path) -> None:
     assert len(code) == 9 and code[4] == "-"
     assert (await rec.wait_for(base.PairCode)).code == code
     await fac.close()
+
+
+async def test_whatsapp_unreachable_is_a_connect_failure_with_its_reason(tmp_path: Path) -> None:
+    dial = ('failed to dial whatsapp web websocket: failed to WebSocket dial: failed to send handshake request: '
+            'Get "https://web.whatsapp.com/ws/chat": dial tcp: lookup web.whatsapp.com: no such host')
+    fac = factory(tmp_path, env={"WAHUB_FAKE_CONNECT_ERROR": dial})
+    rec = Recorder()
+    engine = fac.create("offline", rec)
+    await engine.start()
+    failed = await rec.wait_for(base.ConnectFailed)
+    assert failed == base.ConnectFailed(reason="dns", detail=dial)
+    assert not rec.of(base.Disconnected) and not rec.of(base.QrCode)
+    await fac.close()
+
+
+async def test_pairing_code_on_a_linked_worker_is_refused_at_once(linked: Linked) -> None:
+    engine, _, _ = linked
+    with pytest.raises(base.EngineStateConflict) as refused:
+        await engine.request_pairing_code("201000000099")
+    assert refused.value.reason == "already_linked"
+
+
+async def test_undecryptable_vote_still_reports_the_poll_and_voter(linked: Linked) -> None:
+    engine, rec, _ = linked
+    poll = await engine.send_poll(CUSTOMER, "Confirm?", ["Yes", "No"], multiple=False)
+    await engine.control(action="undecryptable_vote", poll_id=poll.message_id, voter="201000000001@s.whatsapp.net")
+    vote = await rec.wait_for(base.PollVote)
+    assert (vote.poll_message_id, vote.voter, vote.decrypt_failed) == (poll.message_id, CUSTOMER, True)
+    assert vote.selected_hashes is None and vote.selected_options is None
+
+
+async def test_pairing_code_while_a_stale_session_connects_is_refused_at_once(tmp_path: Path) -> None:
+    """A stored login that never becomes ready shows no QR: a pairing code cannot be issued, say so now."""
+    fac = factory(tmp_path, env={"WAHUB_FAKE_STALE_SESSION": "1"})
+    session = fac.session_dir("stale")
+    session.mkdir(parents=True)
+    (session / "fake-session.json").write_text('{"phone": "201000000099", "push_name": "Old"}')
+    rec = Recorder()
+    engine = fac.create("stale", rec)
+    await engine.start()
+    with pytest.raises(base.EngineStateConflict) as refused:
+        await engine.request_pairing_code("201000000099")
+    assert refused.value.reason == "not_waiting_for_login" and "discard" in str(refused.value)
+    await engine.discard_session()  # what the supervisor does for a stale login: next start shows a QR
+    assert not session.exists()
+    fresh_rec = Recorder()
+    fresh = fac.create("stale", fresh_rec)
+    await fresh.start()
+    await fresh_rec.wait_for(base.QrCode)
+    assert (await fresh.request_pairing_code("201000000099"))[4] == "-"
+    await fac.close()

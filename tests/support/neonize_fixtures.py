@@ -43,13 +43,25 @@ from neonize.events import (
 from neonize.proto.Neonize_pb2 import JID, AddressingMode, ConnectFailureReason, MessageInfo, MessageSource
 from neonize.proto.waCommon.WACommon_pb2 import MessageKey
 from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+    AudioMessage,
+    ContactMessage,
+    ContactsArrayMessage,
+    ContextInfo,
+    DocumentMessage,
     ExtendedTextMessage,
+    FutureProofMessage,
+    ImageMessage,
+    LocationMessage,
     Message,
     MessageContextInfo,
     PollCreationMessage,
     PollEncValue,
     PollUpdateMessage,
     PollVoteMessage,
+    ProtocolMessage,
+    ReactionMessage,
+    StickerMessage,
+    VideoMessage,
 )
 
 
@@ -100,5 +112,43 @@ disconnected_ev = DisconnectedEv(status=True)
 qr_ev = QREv(Codes=["2@aaa,bbb,ccc,ddd", "2@eee,fff,ggg,hhh"])
 pair_ok_ev = PairStatusEv(ID=PN, BusinessName="", Platform="android", Status=PairStatusEv.SUCCESS)
 stream_replaced_ev = StreamReplacedEv()
+# Every inbound kind a customer can send, shaped like WhatsApp's (media keys/paths present, no bytes)
+_MEDIA = dict(URL="https://mmg.whatsapp.net/x", directPath="/v/t62/x", mediaKey=b"k" * 32,
+              fileSHA256=b"s" * 32, fileEncSHA256=b"e" * 32, fileLength=4096, mediaKeyTimestamp=1_767_225_600)
+VCARD = "BEGIN:VCARD\nVERSION:3.0\nFN:Bob Courier\nTEL;type=CELL;waid=15557654321:+1 555 765 4321\nEND:VCARD"
+image_ev = message_ev(Message(imageMessage=ImageMessage(mimetype="image/jpeg", caption="parcel arrived broken",
+                                                       height=800, width=600, **_MEDIA)), source(PN), "3EB0IMG")
+ptt_ev = message_ev(Message(audioMessage=AudioMessage(mimetype="audio/ogg; codecs=opus", seconds=7, PTT=True,
+                                                      **_MEDIA)), source(PN), "3EB0PTT")
+audio_ev = message_ev(Message(audioMessage=AudioMessage(mimetype="audio/mpeg", seconds=180, PTT=False, **_MEDIA)),
+                      source(PN), "3EB0AUD")
+video_ev = message_ev(Message(videoMessage=VideoMessage(mimetype="video/mp4", caption="unboxing", seconds=12,
+                                                       **_MEDIA)), source(PN), "3EB0VID")
+document_ev = message_ev(Message(documentWithCaptionMessage=FutureProofMessage(message=Message(
+    documentMessage=DocumentMessage(mimetype="application/pdf", fileName="invoice-1001.pdf", title="invoice-1001",
+                                    caption="my invoice", pageCount=1, **_MEDIA)))), source(PN), "3EB0DOC")
+sticker_ev = message_ev(Message(stickerMessage=StickerMessage(mimetype="image/webp", isAnimated=False, **_MEDIA)),
+                        source(PN), "3EB0STK")
+vcard_ev = message_ev(Message(contactMessage=ContactMessage(displayName="Bob Courier", vcard=VCARD)),
+                      source(PN), "3EB0VCF")
+contacts_ev = message_ev(Message(contactsArrayMessage=ContactsArrayMessage(displayName="2 contacts", contacts=[
+    ContactMessage(displayName="Bob", vcard=VCARD), ContactMessage(displayName="Eve", vcard=VCARD)])),
+    source(PN), "3EB0VCS")
+location_ev = message_ev(Message(locationMessage=LocationMessage(
+    degreesLatitude=30.0444, degreesLongitude=31.2357, name="Tahrir Square", address="Cairo, Egypt")),
+    source(PN), "3EB0LOC")
+reaction_ev = message_ev(Message(reactionMessage=ReactionMessage(
+    key=MessageKey(remoteJID="15551234567@s.whatsapp.net", fromMe=True, ID="3EB0ORDER"), text="👍",
+    senderTimestampMS=1_767_225_601_000)), source(PN), "3EB0REACT")
+edit_ev = message_ev(Message(editedMessage=FutureProofMessage(message=Message(protocolMessage=ProtocolMessage(
+    key=MessageKey(remoteJID="15551234567@s.whatsapp.net", fromMe=False, ID="3EB0ORIG"),
+    type=ProtocolMessage.MESSAGE_EDIT, editedMessage=Message(conversation="actually CANCEL my order"),
+    timestampMS=1_767_225_602_000)))), source(PN), "3EB0EDIT")
+revoke_ev = message_ev(Message(protocolMessage=ProtocolMessage(
+    key=MessageKey(remoteJID="15551234567@s.whatsapp.net", fromMe=False, ID="3EB0ORIG"),
+    type=ProtocolMessage.REVOKE)), source(PN), "3EB0DEL")
+reply_ev = message_ev(Message(extendedTextMessage=ExtendedTextMessage(text="Confirm", contextInfo=ContextInfo(
+    stanzaID="3EB0POLL", participant="15550001111@s.whatsapp.net",
+    quotedMessage=Message(conversation="Order #1001: confirm?")))), source(PN), "3EB0REPLY")
 ALL = [text_ev, ext_ev, poll_ev, poll_update_ev, receipt_ev, logged_out_ev, temp_ban_ev,
        connected_ev, disconnected_ev, qr_ev, pair_ok_ev, stream_replaced_ev]

@@ -50,6 +50,74 @@ def test_timestamps_in_seconds_are_scaled_to_ms() -> None:
     assert msg is not None and msg.timestamp == 1_767_225_600_000
 
 
+def test_protocol_enum_values_match_neonize() -> None:
+    assert fx.ProtocolMessage.REVOKE == adapter.PROTOCOL_REVOKE
+    assert fx.ProtocolMessage.MESSAGE_EDIT == adapter.PROTOCOL_MESSAGE_EDIT
+
+
+MEDIA_CASES = [
+    (fx.image_ev, {"kind": "image", "text": "parcel arrived broken", "caption": "parcel arrived broken",
+                   "mimetype": "image/jpeg", "has_media": True}),
+    (fx.ptt_ev, {"kind": "ptt", "text": "", "caption": None, "mimetype": "audio/ogg; codecs=opus",
+                 "has_media": True}),
+    (fx.audio_ev, {"kind": "audio", "mimetype": "audio/mpeg", "has_media": True}),
+    (fx.video_ev, {"kind": "video", "caption": "unboxing", "mimetype": "video/mp4", "has_media": True}),
+    (fx.document_ev, {"kind": "document", "filename": "invoice-1001.pdf", "caption": "my invoice",
+                      "mimetype": "application/pdf", "has_media": True}),
+    (fx.sticker_ev, {"kind": "sticker", "mimetype": "image/webp", "has_media": True, "caption": None}),
+    (fx.vcard_ev, {"kind": "vcard", "vcards": (fx.VCARD,), "text": fx.VCARD, "has_media": False}),
+    (fx.contacts_ev, {"kind": "multi_vcard", "vcards": (fx.VCARD, fx.VCARD)}),
+    (fx.location_ev, {"kind": "location", "latitude": 30.0444, "longitude": 31.2357,
+                      "location_name": "Tahrir Square", "location_address": "Cairo, Egypt", "has_media": False}),
+]
+
+
+@pytest.mark.parametrize(("ev", "expected"), MEDIA_CASES, ids=[c[1]["kind"] for c in MEDIA_CASES])
+def test_every_inbound_kind_becomes_a_typed_message(ev: object, expected: dict[str, object]) -> None:
+    msg = adapter.message_event(wire(ev))
+    assert isinstance(msg, base.InboundMessage), msg
+    assert msg.sender == "15551234567@c.us" and msg.message_id == ev.Info.ID  # type: ignore[attr-defined]
+    got = {k: getattr(msg, k) for k in expected}
+    assert got == expected
+    assert msg.kind in base.INBOUND_KINDS
+
+
+def test_quoted_reply_names_the_quoted_message_and_its_body() -> None:
+    msg = adapter.message_event(wire(fx.reply_ev))
+    assert isinstance(msg, base.InboundMessage)
+    assert (msg.kind, msg.text, msg.quoted_message_id, msg.quoted_body, msg.quoted_participant) == (
+        "chat", "Confirm", "3EB0POLL", "Order #1001: confirm?", "15550001111@c.us")
+    plain = adapter.message_event(wire(fx.ext_ev))
+    assert isinstance(plain, base.InboundMessage) and plain.quoted_message_id is None
+
+
+def test_reaction_edit_and_revoke() -> None:
+    assert adapter.message_event(wire(fx.reaction_ev)) == base.Reaction(
+        message_id="3EB0REACT", target_message_id="3EB0ORDER", chat_id="15551234567@c.us",
+        sender="15551234567@c.us", emoji="👍", timestamp=1_767_225_601_000)
+    edit = adapter.message_event(wire(fx.edit_ev))
+    assert edit == base.MessageEdit(original_message_id="3EB0ORIG", chat_id="15551234567@c.us",
+                                    sender="15551234567@c.us", text="actually CANCEL my order",
+                                    timestamp=fx.edit_ev.Info.Timestamp)
+    revoke = adapter.message_event(wire(fx.revoke_ev))
+    assert revoke == base.MessageRevoke(original_message_id="3EB0ORIG", chat_id="15551234567@c.us",
+                                        sender="15551234567@c.us", timestamp=fx.revoke_ev.Info.Timestamp)
+    # an edit whatsmeow already unwrapped (the protocol message at the top) maps the same
+    inner = fx.message_ev(fx.edit_ev.Message.editedMessage.message, fx.source(fx.PN), ts_ms=edit.timestamp)
+    assert adapter.message_event(wire(inner)) == edit
+    # other protocol messages (history sync, key shares) are not user events
+    sync = fx.ProtocolMessage(type=fx.ProtocolMessage.HISTORY_SYNC_NOTIFICATION)
+    other = fx.message_ev(fx.Message(protocolMessage=sync), fx.source(fx.PN))
+    assert adapter.message_event(wire(other)) is None
+
+
+def test_undecryptable_vote_keeps_the_poll_and_the_voter() -> None:
+    vote = adapter.undecryptable_vote(wire(fx.poll_update_ev))
+    assert (vote.poll_message_id, vote.voter, vote.voter_alt, vote.decrypt_failed) == (
+        "3EB0POLL", "123456789012345@lid", "15551234567@c.us", True)
+    assert vote.selected_hashes is None and vote.selected_options is None
+
+
 def test_poll_creation_and_poll_update_are_not_text() -> None:
     assert adapter.inbound_message(wire(fx.poll_ev)) is None
     assert adapter.inbound_message(wire(fx.poll_update_ev)) is None
@@ -127,13 +195,53 @@ def test_empty_jid_is_none_and_device_suffix_is_dropped() -> None:
     ("invalid JID", PermanentSendError, "invalid_recipient"),
     ("timed out waiting for message send response", TransientSendError, "timeout"),
     ("server returned error 500", TransientSendError, "server_error"),
-    ("something new", TransientSendError, "server_error"),
+    ("server returned error 429", TransientSendError, "server_error"),
+    ("something new", TransientSendError, "unknown"),
+    ("no LID for user 15551234567", PermanentSendError, "invalid_recipient"),
+    ("failed to get LID for 15551234567@s.whatsapp.net: no LID found", PermanentSendError, "invalid_recipient"),
 ])
 def test_send_error_mapping(message: str, cls: type, reason: str) -> None:
     from neonize.exc import SendMessageError
 
     err = adapter.send_error(SendMessageError(message))
     assert type(err) is cls and err.reason == reason and str(err) == message
+    assert not err.maybe_sent  # nothing was written
+
+
+@pytest.mark.parametrize(("message", "cls", "maybe_sent"), [
+    ("context deadline exceeded", TransientSendError, True),
+    ("timed out waiting for message send response", TransientSendError, True),
+    ("websocket disconnected before message send returned response", DisconnectedError, True),
+    ("write: broken pipe", DisconnectedError, True),
+    ("something nobody has seen", TransientSendError, True),
+    ("websocket not connected", DisconnectedError, False),  # refused before the write
+    ("server returned error 500", TransientSendError, False),  # the server answered: not taken
+    ("no LID for user 15551234567", PermanentSendError, False),
+])
+def test_failures_after_the_write_may_have_been_delivered(message: str, cls: type, maybe_sent: bool) -> None:
+    err = adapter.send_error(message, written=True)
+    assert type(err) is cls and err.maybe_sent is maybe_sent
+    back = protocol.error_from_wire(protocol.decode(protocol.encode(protocol.reply_error(1, err)))["error"])
+    assert type(back) is cls and back.maybe_sent is maybe_sent and back.reason == err.reason
+
+
+def test_state_conflict_travels_the_protocol() -> None:
+    err = base.EngineStateConflict("not waiting", reason="not_waiting_for_login")
+    back = protocol.error_from_wire(protocol.decode(protocol.encode(protocol.reply_error(3, err)))["error"])
+    assert isinstance(back, base.EngineStateConflict) and back.reason == "not_waiting_for_login"
+
+
+@pytest.mark.parametrize(("detail", "reason"), [
+    ('failed to dial whatsapp web websocket: failed to WebSocket dial: failed to send handshake request: Get '
+     '"https://web.whatsapp.com/ws/chat": dial tcp: lookup web.whatsapp.com on 10.0.0.53:53: no such host', "dns"),
+    ("failed to WebSocket dial: tls: failed to verify certificate: x509: certificate signed by unknown authority",
+     "tls"),
+    ("dial tcp 157.240.0.53:443: connect: connection refused", "refused"),
+    ("dial tcp 157.240.0.53:443: i/o timeout", "timeout"),
+    ("dial tcp 157.240.0.53:443: connect: network is unreachable", "network"),
+])
+def test_connect_failures_name_their_reason(detail: str, reason: str) -> None:
+    assert adapter.connect_failed(Exception(detail)) == base.ConnectFailed(reason=reason, detail=detail)
 
 
 def test_send_error_travels_the_protocol_unchanged() -> None:
@@ -145,7 +253,35 @@ def test_send_error_travels_the_protocol_unchanged() -> None:
 def test_events_travel_the_protocol_unchanged() -> None:
     vote = adapter.poll_vote(wire(fx.poll_update_ev), wire(fx.decrypted_vote))
     for ev in (vote, adapter.receipt(wire(fx.receipt_ev)), adapter.inbound_message(wire(fx.text_ev)),
-               base.QrTimeout(), base.TemporaryBan("x", 5)):
+               base.QrTimeout(), base.TemporaryBan("x", 5), adapter.undecryptable_vote(wire(fx.poll_update_ev)),
+               *(adapter.message_event(wire(e)) for e in (fx.location_ev, fx.contacts_ev, fx.reply_ev, fx.reaction_ev,
+                                                          fx.edit_ev, fx.revoke_ev)),
+               base.ConnectFailed("dns", "no such host")):
         assert ev is not None
         line = protocol.encode(protocol.event_to_wire(ev, NOW_MS))
         assert protocol.event_from_wire(protocol.decode(line)) == ev
+
+
+def test_worker_log_lines_are_relayed_as_structured_events() -> None:
+    import json
+    import logging
+
+    from structlog.testing import capture_logs
+
+    from wahub.engines.whatsmeow.engine import relay_worker_log
+    from wahub.engines.whatsmeow.workerio import JsonLineFormatter
+
+    record = logging.LogRecord("wahub.whatsmeow.worker", logging.WARNING, __file__, 1,
+                               "connect_failed reason=%s error=%s", ("dns", "no such host"), None)
+    line = JsonLineFormatter().format(record)
+    assert json.loads(line) == {"event": "connect_failed", "level": "warning", "logger": "wahub.whatsmeow.worker",
+                                "detail": "reason=dns error=no such host"}
+    with capture_logs() as logs:
+        relay_worker_log(line.encode() + b"\n", "shop", 4242)
+        relay_worker_log(b"panic: runtime error: invalid memory address\n", "shop", 4242)
+        relay_worker_log(b"\n", "shop", 4242)
+    assert logs == [
+        {"event": "worker.connect_failed", "log_level": "warning", "instance_id": "shop", "pid": 4242,
+         "logger": "wahub.whatsmeow.worker", "detail": "reason=dns error=no such host"},
+        {"event": "worker_output", "log_level": "warning", "instance_id": "shop", "pid": 4242,
+         "line": "panic: runtime error: invalid memory address"}]

@@ -15,6 +15,8 @@ import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from wahub.domain.errors import EngineError
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -94,9 +96,19 @@ class QrTimeout:
     """The QR window ended without a scan."""
 
 
+INBOUND_KINDS = ("chat", "image", "video", "audio", "ptt", "document", "sticker", "vcard", "multi_vcard", "location")
+"""``InboundMessage.kind`` values (whatsapp-web.js ``type`` names)."""
+
+
 @dataclass(frozen=True)
 class InboundMessage:
-    """A message received by the account. ``sender_alt`` is the phone JID behind an ``@lid``."""
+    """A message received by the account. ``sender_alt`` is the phone JID behind an ``@lid``.
+
+    ``kind`` is one of :data:`INBOUND_KINDS`. ``text`` is the body: the text of a ``chat``, the
+    caption of media (also in ``caption``), the vCard of a ``vcard``, "" otherwise. Media kinds set
+    ``has_media`` (the bytes stay with WhatsApp until downloaded). ``quoted_*`` describe the message
+    this one replies to (``quoted_body`` only when the quoted message carried text).
+    """
 
     message_id: str
     chat_id: str
@@ -106,11 +118,67 @@ class InboundMessage:
     from_me: bool = False
     sender_alt: str | None = None
     push_name: str | None = None
+    kind: str = "chat"
+    has_media: bool = False
+    mimetype: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    location_name: str | None = None
+    location_address: str | None = None
+    vcards: tuple[str, ...] = ()
+    quoted_message_id: str | None = None
+    quoted_body: str | None = None
+    quoted_participant: str | None = None
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """An emoji reaction on ``target_message_id`` (``emoji`` "" = the reaction was removed)."""
+
+    message_id: str
+    target_message_id: str
+    chat_id: str
+    sender: str
+    emoji: str
+    timestamp: int
+    from_me: bool = False
+    sender_alt: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageEdit:
+    """``original_message_id`` was edited by its sender; ``text`` is its new body."""
+
+    original_message_id: str
+    chat_id: str
+    sender: str
+    text: str
+    timestamp: int
+    from_me: bool = False
+    sender_alt: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageRevoke:
+    """``original_message_id`` was deleted for everyone by its sender."""
+
+    original_message_id: str
+    chat_id: str
+    sender: str
+    timestamp: int
+    from_me: bool = False
+    sender_alt: str | None = None
 
 
 @dataclass(frozen=True)
 class PollVote:
-    """A vote on a poll: either option names, or SHA-256 hashes of them (hex) to be resolved."""
+    """A vote on a poll: either option names, or SHA-256 hashes of them (hex) to be resolved.
+
+    With ``decrypt_failed`` both selections are None: someone voted on the poll but the engine
+    could not read the choice (the app can ask again); it must not replace a known earlier vote.
+    """
 
     poll_message_id: str
     chat_id: str
@@ -119,6 +187,7 @@ class PollVote:
     selected_options: tuple[str, ...] | None = None
     selected_hashes: tuple[str, ...] | None = None
     voter_alt: str | None = None
+    decrypt_failed: bool = False  # the vote could not be decrypted: the voter's choice is unknown (no selection)
 
 
 @dataclass(frozen=True)
@@ -132,7 +201,19 @@ class Receipt:
 
 
 EngineEvent = (QrCode | PairCode | Authenticated | Ready | Disconnected | ConnectFailed | LoggedOut | TemporaryBan
-               | QrTimeout | InboundMessage | PollVote | Receipt)
+               | QrTimeout | InboundMessage | PollVote | Receipt | Reaction | MessageEdit | MessageRevoke)
+
+
+class EngineStateConflict(EngineError):
+    """The engine cannot do this in its current state (→ HTTP 409); ``reason`` says which state.
+
+    ``reason``: ``not_waiting_for_login`` (pairing code asked while no login is pending: restart the
+    instance, or it is connecting with a stored session) | ``already_linked``.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 EventSink = Callable[[EngineEvent], Awaitable[None]]
 
 
@@ -191,13 +272,17 @@ class Engine(abc.ABC):
         """Show "typing…" in ``chat_id`` (no-op for engines without the capability)."""
 
     async def request_pairing_code(self, phone: str) -> str:
-        """Ask for a pairing code for phone-number login. Raises ``EngineError`` when unsupported."""
-        from wahub.domain.errors import EngineError
+        """Ask for a pairing code for phone-number login.
 
+        Raises ``EngineError`` when unsupported, :class:`EngineStateConflict` when no login is pending.
+        """
         raise EngineError("this engine does not support pairing codes")
 
     async def discard_session(self) -> None:  # noqa: B027 - optional capability
-        """Delete the local session (stale login) without talking to WhatsApp; the next start shows a QR."""
+        """Delete the local session (stale login) without talking to WhatsApp; the next start shows a QR.
+
+        Stops the engine first when it runs.
+        """
 
     async def probe_ready(self) -> bool:
         """Whether the connection works although ``Ready`` never came (readiness probe)."""
@@ -216,6 +301,9 @@ class EngineFactory(abc.ABC):
     @abc.abstractmethod
     def create(self, instance_id: str, sink: EventSink) -> Engine:
         """A fresh, unstarted engine for ``instance_id`` reporting to ``sink``."""
+
+    async def remove_session(self, instance_id: str) -> None:  # noqa: B027 - optional hook
+        """Delete ``instance_id``'s local session when no engine of it runs (instance deleted in any state)."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release anything shared by the engines of this factory."""

@@ -29,6 +29,7 @@ from typing import Any
 from wahub.domain import chatid
 from wahub.domain.errors import DisconnectedError, PermanentSendError, SendError, TransientSendError
 from wahub.engines import base
+from wahub.engines.whatsmeow import content
 
 # neonize.proto.Neonize_pb2.Receipt.ReceiptType values (checked against neonize in the unit tests).
 RECEIPT_ACKS = {1: "delivered", 4: "read", 6: "played"}
@@ -39,6 +40,9 @@ TEMP_BAN_REASONS = {1: "send_to_too_many_people", 2: "blocked_by_users", 3: "cre
 CONNECT_FAILURE_REASONS = {1: "generic", 2: "logged_out", 3: "temp_banned", 4: "main_device_gone",
                            5: "unknown_logout", 6: "client_outdated", 7: "bad_user_agent",
                            8: "internal_server_error", 9: "experimental", 10: "service_unavailable"}
+# waE2E.ProtocolMessage.Type values (checked against neonize in the unit tests).
+PROTOCOL_REVOKE = 0
+PROTOCOL_MESSAGE_EDIT = 14
 _SECONDS_BEFORE = 10**11  # epoch values below this are seconds (10^11 ms is 1973)
 
 
@@ -104,17 +108,13 @@ def connection_event(event: Any, now_ms: int, me: Any = None) -> base.EngineEven
 
 
 def message_text(message: Any) -> str | None:
-    """The text of a WhatsApp message (``conversation`` or ``extendedTextMessage.text``), else None."""
-    if message.HasField("extendedTextMessage"):
-        return str(message.extendedTextMessage.text)
-    if message.HasField("conversation"):
-        return str(message.conversation)
-    return None
+    """The text of a WhatsApp message (conversation, extended text or media caption), else None."""
+    return content.text_of(message)
 
 
 def is_poll_update(event: Any) -> bool:
     """Whether a ``Message`` event is a (still encrypted) poll vote."""
-    return bool(event.Message.HasField("pollUpdateMessage"))
+    return bool(content.unwrap(event.Message).HasField("pollUpdateMessage"))
 
 
 def _sender(source: Any) -> tuple[str, str | None]:
@@ -123,17 +123,54 @@ def _sender(source: Any) -> tuple[str, str | None]:
     return sender, alt if alt != sender else None
 
 
-def inbound_message(event: Any) -> base.InboundMessage | None:
-    """A text ``Message`` event → InboundMessage; None for polls, media and protocol messages."""
-    text = message_text(event.Message)
-    if text is None:
-        return None
-    info = event.Info
-    source = info.MessageSource
+def _envelope(event: Any) -> dict[str, Any]:
+    """chat_id, sender, timestamp, from_me, sender_alt of a ``Message`` event."""
+    source = event.Info.MessageSource
     sender, alt = _sender(source)
-    return base.InboundMessage(message_id=info.ID, chat_id=jid_string(source.Chat) or sender, sender=sender,
-                               text=text, timestamp=epoch_ms(int(info.Timestamp)),
-                               from_me=bool(source.IsFromMe), sender_alt=alt, push_name=info.Pushname or None)
+    return {"chat_id": jid_string(source.Chat) or sender, "sender": sender,
+            "timestamp": epoch_ms(int(event.Info.Timestamp)), "from_me": bool(source.IsFromMe),
+            "sender_alt": alt}
+
+
+def inbound_message(event: Any) -> base.InboundMessage | None:
+    """A user ``Message`` event (text, media, contact, location) → InboundMessage; None for the rest.
+
+    Polls, votes, reactions and protocol messages (edits, deletes) are not InboundMessages: see
+    :func:`message_event`.
+    """
+    fields = content.describe(event.Message)
+    if fields is None:
+        return None
+    reply = content.quoted(event.Message)
+    if reply.get("quoted_participant"):
+        reply["quoted_participant"] = chatid.from_whatsmeow(reply["quoted_participant"])
+    info = event.Info
+    return base.InboundMessage(message_id=info.ID, push_name=info.Pushname or None, **_envelope(event),
+                               **fields, **reply)
+
+
+def message_event(event: Any) -> base.EngineEvent | None:
+    """Any non-vote ``Message`` event → InboundMessage | Reaction | MessageEdit | MessageRevoke, else None.
+
+    An edit arrives as a protocol message ``MESSAGE_EDIT`` (possibly inside ``editedMessage``)
+    naming the original id and carrying the new content; a delete-for-everyone as ``REVOKE``.
+    """
+    message = content.unwrap(event.Message)
+    env = _envelope(event)
+    if message.HasField("protocolMessage"):
+        proto = message.protocolMessage
+        if int(proto.type) == PROTOCOL_REVOKE:
+            return base.MessageRevoke(original_message_id=str(proto.key.ID), **env)
+        if int(proto.type) == PROTOCOL_MESSAGE_EDIT:
+            text = content.text_of(proto.editedMessage) if proto.HasField("editedMessage") else None
+            return base.MessageEdit(original_message_id=str(proto.key.ID), text=text or "", **env)
+        return None
+    if message.HasField("reactionMessage"):
+        reaction = message.reactionMessage
+        ts = int(reaction.senderTimestampMS) or env["timestamp"]
+        return base.Reaction(message_id=event.Info.ID, target_message_id=str(reaction.key.ID),
+                             emoji=str(reaction.text), **{**env, "timestamp": ts})
+    return inbound_message(event)
 
 
 def poll_vote(event: Any, vote: Any) -> base.PollVote:
@@ -151,6 +188,15 @@ def poll_vote(event: Any, vote: Any) -> base.PollVote:
                          selected_hashes=tuple(bytes(h).hex() for h in vote.selectedOptions), voter_alt=alt)
 
 
+def undecryptable_vote(event: Any) -> base.PollVote:
+    """A poll-update ``Message`` event whose vote could not be decrypted → PollVote(decrypt_failed=True)."""
+    env = _envelope(event)
+    update = content.unwrap(event.Message).pollUpdateMessage
+    ts = int(update.senderTimestampMS) or env["timestamp"]
+    return base.PollVote(poll_message_id=update.pollCreationMessageKey.ID, chat_id=env["chat_id"],
+                         voter=env["sender"], timestamp=ts, voter_alt=env["sender_alt"], decrypt_failed=True)
+
+
 def receipt(event: Any) -> base.Receipt | None:
     """``Receipt`` → Receipt for delivered / read / played (one receipt may cover several ids)."""
     ack = RECEIPT_ACKS.get(int(event.Type)) if event.HasField("Type") else None
@@ -161,32 +207,71 @@ def receipt(event: Any) -> base.Receipt | None:
                         timestamp=epoch_ms(int(event.Timestamp)))
 
 
-_DISCONNECTED_MARKERS = ("client is nil", "websocket not connected", "not connected",
-                         "doesn't contain a device jid", "not logged in", "websocket disconnected",
-                         "use of closed network connection", "connection reset", "broken pipe")
+# Failures before anything was written: the message cannot have left (re-queue, no attempt).
+_NOT_CONNECTED_MARKERS = ("client is nil", "websocket not connected", "not connected",
+                          "doesn't contain a device jid", "not logged in")
+# The connection went away while the request may have been on the wire.
+_CONNECTION_LOST_MARKERS = ("websocket disconnected", "use of closed network connection", "connection reset",
+                            "broken pipe", "unexpected eof", "connection closed")
 _PERMANENT_MARKERS = ("not on whatsapp", "not registered", "invalid jid", "invalid recipient",
-                      "unknown server", "message too long", "can't send message to",
+                      "unknown server", "message too long", "can't send message to", "no lid for user",
+                      "no lid found", "failed to get lid", "no signal session", "recipient ad jid",
                       "server returned error 400", "server returned error 403", "server returned error 404",
                       "server returned error 406")
+# The server answered with an error: it did not take the message.
+_REJECTED_MARKERS = ("server returned error", "rate-overlimit", "rate overlimit")
+_TIMEOUT_MARKERS = ("timed out", "timeout", "deadline exceeded")
 
 
-def send_error(exc: BaseException) -> SendError:
+def send_error(exc: BaseException | str, *, written: bool = False) -> SendError:
     """Classify a neonize send failure into the outbox taxonomy.
 
+    ``written`` is True when the failure came from the send call itself (the request may have
+    reached WhatsApp); False for failures before it (building the message, the number check).
+
     Not connected / not logged in → DisconnectedError (re-queued, no attempt counted);
-    a recipient that cannot receive (not on WhatsApp, invalid JID, 400/403/404/406 from the
-    server) → PermanentSendError; everything else (timeouts, 5xx, 429, unknown) → TransientSendError.
+    a recipient that cannot receive (not on WhatsApp, invalid JID, "no LID for user", 400/403/404/406
+    from the server) → PermanentSendError; the server's own error answer (5xx, 429) →
+    TransientSendError. When ``written``: a connection lost while waiting for the answer →
+    DisconnectedError, a timeout and any unknown error → TransientSendError, both ``maybe_sent``
+    (whatsmeow may have delivered it; retrying could send it twice).
     """
     if isinstance(exc, SendError):
         return exc
-    text = str(exc) or type(exc).__name__
+    text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
     low = text.lower()
-    if any(m in low for m in _DISCONNECTED_MARKERS):
+    if any(m in low for m in _NOT_CONNECTED_MARKERS):
         return DisconnectedError(text, reason="not_connected")
     if "not on whatsapp" in low or "not registered" in low:
         return PermanentSendError(text, reason="not_on_whatsapp")
     if any(m in low for m in _PERMANENT_MARKERS):
         return PermanentSendError(text, reason="invalid_recipient")
-    if "timed out" in low or "timeout" in low or "deadline exceeded" in low:
-        return TransientSendError(text, reason="timeout", maybe_sent=True)  # the server may have it
-    return TransientSendError(text, reason="server_error")
+    if any(m in low for m in _REJECTED_MARKERS):
+        return TransientSendError(text, reason="server_error")
+    if any(m in low for m in _CONNECTION_LOST_MARKERS):
+        return DisconnectedError(text, reason="connection_lost", maybe_sent=written)
+    if any(m in low for m in _TIMEOUT_MARKERS):
+        return TransientSendError(text, reason="timeout", maybe_sent=written)
+    return TransientSendError(text, reason="unknown", maybe_sent=written)
+
+
+def connect_failed(exc: BaseException | str) -> base.ConnectFailed:
+    """A failed ``connect`` (WhatsApp unreachable) → ConnectFailed with its reason.
+
+    ``dns`` (lookup failed, no such host), ``tls`` (handshake, certificate), ``refused``,
+    ``timeout``, else ``network``. neonize raises with whatsmeow's dial error, e.g. ``failed to dial
+    whatsapp web websocket: … dial tcp: lookup web.whatsapp.com …: no such host``.
+    """
+    text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    low = text.lower()
+    if "lookup " in low or "no such host" in low or "name resolution" in low:
+        reason = "dns"
+    elif "tls" in low or "x509" in low or "certificate" in low:
+        reason = "tls"
+    elif "connection refused" in low:
+        reason = "refused"
+    elif any(m in low for m in _TIMEOUT_MARKERS):
+        reason = "timeout"
+    else:
+        reason = "network"
+    return base.ConnectFailed(reason=reason, detail=text[:500])

@@ -12,7 +12,12 @@ and is not safe for many clients in one process. This class speaks the JSON-line
 * ``reconnect`` (soft restart) reconnects inside the worker, or respawns a dead one;
 * ``stop`` closes the worker's stdin (it stops its client and exits), and kills it by pid after
   ``stop_timeout_s``; a hard restart is ``stop`` + a new engine's ``start``;
-* ``logout`` unlinks the device when the worker runs, then deletes the session directory.
+* ``logout`` unlinks the device when the worker runs, then deletes the session directory (also
+  when no worker runs); ``discard_session`` deletes it without unlinking;
+* sends go out under the caller's ``message_id`` (:func:`new_message_id`, aliased in the worker:
+  :mod:`~wahub.engines.whatsmeow.msgids`); a failure after the request was written (a timeout, a
+  lost connection, an unknown error, the worker dying, no answer within ``send_timeout_s``) raises
+  a ``SendError`` with ``maybe_sent=True``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import sys
@@ -31,9 +37,9 @@ from typing import Any
 import structlog
 
 from wahub.domain.clock import Clock
-from wahub.domain.errors import DisconnectedError, EngineError, SendError
+from wahub.domain.errors import DisconnectedError, EngineError, SendError, TransientSendError
 from wahub.engines import base
-from wahub.engines.whatsmeow import protocol
+from wahub.engines.whatsmeow import msgids, protocol
 
 log = structlog.get_logger("wahub.engines.whatsmeow")
 
@@ -47,6 +53,7 @@ class WorkerOptions:
     qr_window_ms: int = 170_000
     hello_timeout_s: float = 60.0
     command_timeout_s: float = 30.0
+    send_timeout_s: float = 90.0  # above whatsmeow's own 75 s answer timeout, so its error arrives first
     stop_timeout_s: float = 5.0
     log_level: str = "info"
     env: Mapping[str, str] = field(default_factory=dict)
@@ -55,7 +62,8 @@ class WorkerOptions:
 class WhatsmeowEngine(base.Engine):
     """One instance's linked device, run by a worker subprocess."""
 
-    capabilities = base.Capabilities(polls=True, typing=True, pairing_code=True, number_check=True)
+    capabilities = base.Capabilities(polls=True, typing=True, pairing_code=True, number_check=True,
+                                     chosen_message_ids=True)
 
     def __init__(self, instance_id: str, sink: base.EventSink, *, session_dir: Path, clock: Clock,
                  options: WorkerOptions | None = None) -> None:
@@ -71,6 +79,7 @@ class WhatsmeowEngine(base.Engine):
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._expected_exit = False
+        self._log_relay: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     @property
@@ -91,9 +100,10 @@ class WhatsmeowEngine(base.Engine):
         env = {**os.environ, **opts.env}
         self._expected_exit = False
         proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.PIPE, env=env,
-                                                    limit=protocol.MAX_LINE_BYTES)
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                    env=env, limit=protocol.MAX_LINE_BYTES)
         self._proc, self.pid = proc, proc.pid
+        self._log_relay = asyncio.ensure_future(self._relay_logs(proc))
         log.info("worker_spawned", instance_id=self.instance_id, pid=proc.pid)
         try:
             assert proc.stdout is not None
@@ -135,35 +145,63 @@ class WhatsmeowEngine(base.Engine):
         if reader is not None and reader is not asyncio.current_task():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(reader, self.options.stop_timeout_s)
+        relay = self._log_relay
+        if relay is not None and proc is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(relay, self.options.stop_timeout_s)
         self._fail_pending(DisconnectedError("the engine was stopped", reason="not_connected"))
         if self._proc is proc:
             self._proc = None
 
     async def logout(self) -> None:
-        """Unlink the device (when the worker runs), stop the worker, delete the session directory."""
+        """Unlink the device (when the worker runs), stop the worker, delete the session directory.
+
+        Works in every state: without a worker (restricted, logged out, error) the files go all the same.
+        """
         if self.running:
             try:
                 await self._call("logout", timeout=self.options.command_timeout_s)
             except Exception as exc:
                 log.warning("logout_failed", instance_id=self.instance_id, error=str(exc))
+        await self.discard_session()
+
+    async def discard_session(self) -> None:
+        """Stop the worker and delete the session directory without unlinking; the next start shows a QR."""
         await self.stop()
-        shutil.rmtree(self.session_dir, ignore_errors=True)
+        remove_session_dir(self.session_dir)
         log.info("session_removed", instance_id=self.instance_id)
+
+    def new_message_id(self) -> str:
+        """A fresh id in whatsmeow's shape; the worker sends under it (see :mod:`~wahub.engines.whatsmeow.msgids`)."""
+        return msgids.new_id()
 
     # -- sends and queries ------------------------------------------------------------------------
     async def send_text(self, chat_id: str, text: str, *, message_id: str | None = None) -> base.SendResult:
-        return _sent(await self._call("send_text", {"chat_id": chat_id, "text": text, "message_id": message_id}))
+        return await self._send("send_text", {"chat_id": chat_id, "text": text, "message_id": message_id})
 
     async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool, *,
                         message_id: str | None = None) -> base.SendResult:
         args = {"chat_id": chat_id, "caption": caption, "options": list(options), "multiple": multiple,
                 "message_id": message_id}
-        return _sent(await self._call("send_poll", args))
+        return await self._send("send_poll", args)
+
+    async def _send(self, cmd: str, args: dict[str, Any]) -> base.SendResult:
+        """A send command; no answer in time is ``maybe_sent`` (the worker may have delivered it)."""
+        try:
+            result = await self._call(cmd, args, timeout=self.options.send_timeout_s)
+        except TimeoutError as exc:
+            raise TransientSendError(f"the worker did not answer {cmd} within {self.options.send_timeout_s} s",
+                                     reason="timeout", maybe_sent=True) from exc
+        return base.SendResult(message_id=str(result["message_id"]), timestamp=int(result.get("timestamp", 0)),
+                               extra={"wire_id": str(result.get("wire_id", ""))})
 
     async def send_typing(self, chat_id: str) -> None:
         await self._query("typing", {"chat_id": chat_id})
 
     async def request_pairing_code(self, phone: str) -> str:
+        if not self.running:
+            raise base.EngineStateConflict("the connection is not waiting for a login (no worker runs); "
+                                           "restart the instance and ask again", reason="not_waiting_for_login")
         result = await self._query("pairing_code", {"phone": phone}, timeout=60.0)
         code = str(result["code"])
         await self.sink(base.PairCode(code))
@@ -192,6 +230,10 @@ class WhatsmeowEngine(base.Engine):
         """A non-send command: every failure is an ``EngineError``."""
         try:
             return await self._call(cmd, args, timeout=timeout or self.options.command_timeout_s)
+        except DisconnectedError as exc:
+            if cmd == "pairing_code":
+                raise base.EngineStateConflict(str(exc), reason="not_waiting_for_login") from exc
+            raise EngineError(str(exc)) from exc
         except SendError as exc:
             raise EngineError(str(exc)) from exc
         except TimeoutError as exc:
@@ -261,6 +303,15 @@ class WhatsmeowEngine(base.Engine):
             self._expected_exit = True  # the worker exits right after reporting it
         await self.sink(event)
 
+    async def _relay_logs(self, proc: asyncio.subprocess.Process) -> None:
+        """Re-emit the worker's stderr (JSON lines) in the hub's structured log until it closes."""
+        assert proc.stderr is not None
+        try:
+            while line := await proc.stderr.readline():
+                relay_worker_log(line, self.instance_id, proc.pid)
+        except (ValueError, asyncio.LimitOverrunError):  # an over-long line: drop the rest of the stream
+            log.warning("worker_log_stream_broken", instance_id=self.instance_id, pid=proc.pid)
+
     def _fail_pending(self, exc: Exception) -> None:
         for fut in list(self._pending.values()):
             if not fut.done():
@@ -274,5 +325,31 @@ class WhatsmeowEngine(base.Engine):
             await proc.wait()
 
 
-def _sent(result: dict[str, Any]) -> base.SendResult:
-    return base.SendResult(message_id=str(result["message_id"]), timestamp=int(result.get("timestamp", 0)))
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+def relay_worker_log(line: bytes, instance_id: str, pid: int) -> None:
+    """One stderr line of a worker → one hub log event (``worker.<event>``) with the instance and pid.
+
+    A line that is not the worker's JSON (a Go panic trace, Go printing to stdout before fd 1 moved)
+    becomes ``worker_output`` at warning level, its text in ``line`` (cut at 2 000 characters).
+    """
+    text = line.decode("utf-8", "replace").rstrip()
+    if not text:
+        return
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+        log.warning("worker_output", instance_id=instance_id, pid=pid, line=text[:2000])
+        return
+    level = _LEVELS.get(str(record.pop("level", "info")), 20)
+    event = record.pop("event")
+    fields = {k: v for k, v in record.items() if k not in ("instance_id", "pid")}
+    log.log(level, f"worker.{event}", instance_id=instance_id, pid=pid, **fields)
+
+
+def remove_session_dir(session_dir: Path) -> None:
+    """Delete a session directory (whatsmeow's database, the fake session, the id aliases)."""
+    shutil.rmtree(session_dir, ignore_errors=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from wahub.domain.clock import Clock
 from wahub.engines import base
-from wahub.engines.whatsmeow.engine import WhatsmeowEngine, WorkerOptions
+from wahub.engines.whatsmeow.engine import WhatsmeowEngine, WorkerOptions, remove_session_dir
 
 
 class WhatsmeowFactory(base.EngineFactory):
@@ -30,6 +30,13 @@ class WhatsmeowFactory(base.EngineFactory):
                                  clock=self.clock, options=self.options)
         self._engines.add(engine)
         return engine
+
+    async def remove_session(self, instance_id: str) -> None:
+        """Stop any worker of ``instance_id`` and delete its session directory (instance deleted)."""
+        for engine in list(self._engines):
+            if engine.instance_id == instance_id and engine.running:
+                await engine.stop()
+        remove_session_dir(self.session_dir(instance_id))
 
     async def close(self) -> None:
         """Stop any worker still running (the supervisors normally stopped them already)."""

@@ -9,7 +9,10 @@ handlers when the hub sends the ``fake`` protocol command (:meth:`FakeClient.fak
 Select it with ``--fake-client wahub.engines.whatsmeow.fakeclient:FakeClient`` (or the
 ``WAHUB_WHATSMEOW_FAKE_CLIENT`` environment variable). It imports neonize (its protobufs and
 exceptions) but never opens a socket. Differences from the real client: ``connect`` shows one
-QR code and returns promptly after ``stop`` in every phase.
+QR code and returns promptly after ``stop`` in every phase; ``connect`` fails at once with the
+dial error in ``WAHUB_FAKE_CONNECT_ERROR`` when that variable is set (WhatsApp unreachable).
+
+Like neonize 0.5.2 it cannot send under a caller-chosen id: every send gets the fake's own id.
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ from neonize.events import (
     StreamReplacedEv,
     TemporaryBanEv,
 )
-from neonize.exc import IsOnWhatsAppError, LogoutError, PairPhoneError, SendMessageError, SendPresenceError
+from neonize.exc import (
+    IsOnWhatsAppError,
+    LogoutError,
+    NeonizeError,
+    PairPhoneError,
+    SendMessageError,
+    SendPresenceError,
+)
 from neonize.proto.Neonize_pb2 import (
     JID,
     AddressingMode,
@@ -44,6 +54,7 @@ from neonize.proto.Neonize_pb2 import (
     IsOnWhatsAppResponse,
     MessageInfo,
     MessageSource,
+    SendMessageReturnFunction,
     SendResponse,
 )
 from neonize.proto.waCommon.WACommon_pb2 import MessageKey
@@ -56,6 +67,8 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
     PollVoteMessage,
 )
 
+CONNECT_ERROR_ENV = "WAHUB_FAKE_CONNECT_ERROR"
+STALE_SESSION_ENV = "WAHUB_FAKE_STALE_SESSION"  # a stored session that never comes online (no QR, no ready)
 SESSION_FILE = "fake-session.json"
 SENT_FILE = "fake-sent.jsonl"
 EMPTY_JID = JID(User="", Server="", RawAgent=0, Device=0, Integrator=0, IsEmpty=True)
@@ -117,7 +130,8 @@ class FakeClient:
         self._dir = Path(name).parent
         self._stopped = threading.Event()
         self._ids = itertools.count(1)
-        self._send_errors: list[str] = []
+        self._send_errors: list[tuple[str, bool]] = []  # (message, delivered first)
+        self._receipts_after_send: list[tuple[str, float]] = []  # (ack, delay s) for the next deliveries
         self._unregistered: set[str] = set()
         self._presence: list[str] = []
         self._lock = threading.Lock()
@@ -126,8 +140,12 @@ class FakeClient:
     def connect(self) -> None:
         """Block like neonize: ready at once when a fake session exists, else show one QR code."""
         self._stopped.clear()
+        if os.environ.get(CONNECT_ERROR_ENV):
+            raise NeonizeError(os.environ[CONNECT_ERROR_ENV])
         session = self._session()
-        if session is not None:
+        if session is not None and os.environ.get(STALE_SESSION_ENV):
+            pass
+        elif session is not None:
             self._online(session)
         elif self.event._qr is not None:
             self.event._qr(self, f"2@fake-{self.uuid.decode()},{os.urandom(8).hex()}".encode())
@@ -158,17 +176,36 @@ class FakeClient:
         return f"3EB0{os.getpid():06X}{next(self._ids):012X}"
 
     def send_message(self, to: Any, message: Any, **_: Any) -> Any:
+        answer = self.send_message_raw(to, message)
+        if answer.Error:
+            raise SendMessageError(answer.Error)
+        return answer.SendResponse
+
+    def send_message_raw(self, to: Any, message: Any) -> Any:
+        """What neonize's Go ``SendMessage`` answers: ``Error`` and ``SendResponse`` (its ID set once written)."""
         if not self.connected:
-            raise SendMessageError("websocket not connected")
+            return SendMessageReturnFunction(Error="websocket not connected")
         with self._lock:
-            error = self._send_errors.pop(0) if self._send_errors else None
-        if error:
-            raise SendMessageError(error)
+            error, delivered = self._send_errors.pop(0) if self._send_errors else ("", True)
+            receipt = self._receipts_after_send.pop(0) if self._receipts_after_send and delivered else None
         mid = self.generate_message_id()
-        record = {"id": mid, "to": f"{to.User}@{to.Server}", "message": json.loads(_to_json(message))}
-        with open(self._dir / SENT_FILE, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        return SendResponse(ID=mid, Timestamp=int(time.time()), ServerID=0)
+        if delivered:
+            record = {"id": mid, "to": f"{to.User}@{to.Server}", "message": json.loads(_to_json(message))}
+            with open(self._dir / SENT_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if receipt is not None:
+            ack, delay_s = receipt
+            chat = f"{to.User}@{to.Server}"
+            timer = threading.Timer(delay_s, lambda: self._receipt(chat, [mid], ack))
+            timer.daemon = True
+            timer.start()
+        response = SendResponse(ID=mid, Timestamp=int(time.time()), ServerID=0)
+        if error and not delivered:  # refused before writing: whatsmeow has not assigned the id yet
+            return SendMessageReturnFunction(Error=error)
+        answer = SendMessageReturnFunction(SendResponse=response)
+        if error:
+            answer.Error = error
+        return answer
 
     def build_poll_vote_creation(self, name: str, options: list[str], selectable_count: Any,
                                  quoted: Any = None) -> Any:
@@ -179,7 +216,13 @@ class FakeClient:
 
     def decrypt_poll_vote(self, message: Any) -> Any:
         """The fake "encrypts" votes in clear: the payload is the serialised ``PollVoteMessage``."""
-        return PollVoteMessage.FromString(message.Message.pollUpdateMessage.vote.encPayload)
+        from google.protobuf.message import DecodeError
+        from neonize.exc import DecryptPollVoteError
+
+        try:
+            return PollVoteMessage.FromString(message.Message.pollUpdateMessage.vote.encPayload)
+        except DecodeError as exc:
+            raise DecryptPollVoteError("failed to decrypt poll vote: cipher: message authentication failed") from exc
 
     def send_presence(self, presence: Any) -> None:
         self._presence.append(f"presence:{presence}")
@@ -204,8 +247,17 @@ class FakeClient:
 
     # -- test control -----------------------------------------------------------------------------
     def fake_control(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Drive the fake: ``action`` is scan | message | vote | receipt | disconnect | logged_out |
-        temporary_ban | stream_replaced | send_error | unregistered | sent | presence."""
+        """Drive the fake: ``action`` is scan | message | raw_message | vote | undecryptable_vote | receipt |
+        receipt_after_send | disconnect | logged_out | temporary_ban | stream_replaced | send_error |
+        deliver_then_timeout | unregistered | sent | presence.
+
+        ``send_error``: the next ``count`` sends fail with ``message`` (``delivered: true`` = the
+        message reached the chat before the error, like a lost answer); ``deliver_then_timeout`` is
+        that with whatsmeow's "context deadline exceeded". ``receipt_after_send``: the next
+        ``count`` delivered sends get a receipt (``ack``) ``delay_ms`` later. ``raw_message``: any
+        ``Message`` given as protobuf JSON (``message``), from ``sender`` (quoted replies,
+        media, contacts, locations, reactions, edits, revokes).
+        """
         action = args.get("action")
         now_ms = int(time.time() * 1000)
         if action == "scan":
@@ -232,10 +284,26 @@ class FakeClient:
             self._dispatch(message_event(Message(pollUpdateMessage=update),
                                          source(args["voter"], args.get("chat"), args.get("voter_alt", "")),
                                          self.generate_message_id(), now_ms))
+        elif action == "raw_message":
+            from google.protobuf import json_format
+
+            msg = json_format.ParseDict(args["message"], Message())
+            src = source(args["sender"], args.get("chat"), args.get("sender_alt", ""), bool(args.get("from_me")))
+            mid = str(args.get("id") or self.generate_message_id())
+            self._dispatch(message_event(msg, src, mid, now_ms, str(args.get("push_name", ""))))
+            return {"id": mid}
+        elif action == "undecryptable_vote":  # a vote whose payload is not a vote: decrypting it fails
+            update = PollUpdateMessage(
+                pollCreationMessageKey=MessageKey(remoteJID=str(args["voter"]), fromMe=True, ID=str(args["poll_id"])),
+                vote=PollEncValue(encPayload=b"\xff\xff\xff", encIV=os.urandom(12)), senderTimestampMS=now_ms)
+            self._dispatch(message_event(Message(pollUpdateMessage=update), source(args["voter"]),
+                                         self.generate_message_id(), now_ms))
         elif action == "receipt":
-            kind = {"delivered": ReceiptEv.DELIVERED, "read": ReceiptEv.READ, "played": ReceiptEv.PLAYED}
-            self._dispatch(ReceiptEv(MessageSource=source(str(args["chat"])), MessageIDs=list(args["ids"]),
-                                     Timestamp=now_ms // 1000, Type=kind[str(args.get("ack", "delivered"))]))
+            self._receipt(str(args["chat"]), list(args["ids"]), str(args.get("ack", "delivered")))
+        elif action == "receipt_after_send":
+            with self._lock:
+                self._receipts_after_send.extend([(str(args.get("ack", "delivered")),
+                                                   int(args.get("delay_ms", 200)) / 1000)] * int(args.get("count", 1)))
         elif action == "disconnect":
             self.connected = False
             self._dispatch(DisconnectedEv(status=True))
@@ -250,10 +318,12 @@ class FakeClient:
         elif action == "stream_replaced":
             self.connected = False
             self._dispatch(StreamReplacedEv())
-        elif action == "send_error":
+        elif action in ("send_error", "deliver_then_timeout"):
+            timeout = action == "deliver_then_timeout"
+            message = "context deadline exceeded" if timeout else str(args.get("message", "server returned error 500"))
+            delivered = timeout or bool(args.get("delivered", False))
             with self._lock:
-                self._send_errors.extend([str(args.get("message", "server returned error 500"))]
-                                         * int(args.get("count", 1)))
+                self._send_errors.extend([(message, delivered)] * int(args.get("count", 1)))
         elif action == "unregistered":
             self._unregistered.add(str(args["number"]))
         elif action == "sent":
@@ -270,6 +340,11 @@ class FakeClient:
     def _session(self) -> dict[str, str] | None:
         path = self._dir / SESSION_FILE
         return json.loads(path.read_text()) if path.exists() else None
+
+    def _receipt(self, chat: str, ids: list[str], ack: str) -> None:
+        kind = {"delivered": ReceiptEv.DELIVERED, "read": ReceiptEv.READ, "played": ReceiptEv.PLAYED}
+        self._dispatch(ReceiptEv(MessageSource=source(chat), MessageIDs=ids, Timestamp=int(time.time()),
+                                 Type=kind[ack]))
 
     def _online(self, session: dict[str, str]) -> None:
         self.me = Device(JID=jid(session["phone"] + "@s.whatsapp.net"), PushName=session["push_name"])

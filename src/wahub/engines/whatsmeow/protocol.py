@@ -1,20 +1,26 @@
 """The hub ⇄ worker message protocol: JSON lines over the worker's stdin and stdout.
 
-Version 1. Every message is one UTF-8 JSON object on one line (``\\n``-terminated), at most
+Version 2. Every message is one UTF-8 JSON object on one line (``\\n``-terminated), at most
 :data:`MAX_LINE_BYTES` long. Three kinds flow; the worker speaks first::
 
     worker → hub  {"type": "hello", "version": 1, "pid": 4242, "client": "neonize"}
     hub → worker  {"type": "command", "id": 7, "cmd": "send_text", "args": {"chat_id": "...", "text": "..."}}
     worker → hub  {"type": "reply", "id": 7, "ok": true, "result": {"message_id": "3EB0…", "timestamp": 17…}}
     worker → hub  {"type": "reply", "id": 8, "ok": false,
-                   "error": {"kind": "permanent", "reason": "not_on_whatsapp", "message": "…"}}
+                   "error": {"kind": "permanent", "reason": "not_on_whatsapp", "message": "…", "maybe_sent": false}}
     worker → hub  {"type": "event", "event": "Receipt", "at": 1767225600000,
                    "data": {"message_ids": ["3EB0…"], "ack": "read", "chat_id": "…@c.us", "timestamp": …}}
 
 * ``hello.version`` must equal :data:`VERSION`; the hub kills a worker that speaks another version.
 * Commands (:data:`COMMANDS`) carry an id unique per worker; exactly one reply answers each, in
-  any order. ``error.kind`` is ``transient`` | ``permanent`` | ``disconnected`` | ``engine`` and
-  maps back onto the :mod:`wahub.domain.errors` tree (:func:`error_from_wire`).
+  any order. ``error.kind`` is ``transient`` | ``permanent`` | ``disconnected`` | ``state`` | ``engine``
+  and maps back onto the :mod:`wahub.domain.errors` tree (:func:`error_from_wire`; ``state`` is
+  :class:`~wahub.engines.base.EngineStateConflict`). ``error.maybe_sent`` is true when the
+  message may have reached WhatsApp before the failure (the request was written: a timeout, a
+  connection lost while waiting for the server's answer, an unknown error) — the hub must not
+  send it again.
+* ``send_text`` / ``send_poll`` take an optional ``message_id`` (see ``docs/whatsmeow.md``,
+  "Message ids"); the reply's ``message_id`` is that id, ``wire_id`` the one whatsmeow used.
 * Events are the :mod:`wahub.engines.base` dataclasses by class name, their fields as JSON
   (tuples as arrays). ``at`` is the worker's wall time (epoch ms) when it sent the event.
 * The worker's stdout is reserved for the protocol: the worker moves fd 1 onto stderr before
@@ -42,15 +48,16 @@ from wahub.domain.errors import (
 )
 from wahub.engines import base
 
-VERSION = 1
+VERSION = 2
 MAX_LINE_BYTES = 1_048_576
-COMMANDS = ("connect", "reconnect", "stop", "logout", "send_text", "send_poll", "typing", "pairing_code",
-            "is_on_whatsapp", "fake")
+COMMANDS = ("connect", "reconnect", "stop", "logout", "status", "send_text", "send_poll", "typing",
+            "pairing_code", "is_on_whatsapp", "fake")
 """``fake`` drives the offline fake client (tests and benchmarks only); a real worker refuses it."""
 
 EVENT_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in (
-    base.QrCode, base.PairCode, base.Authenticated, base.Ready, base.Disconnected, base.LoggedOut,
-    base.TemporaryBan, base.QrTimeout, base.InboundMessage, base.PollVote, base.Receipt)}
+    base.QrCode, base.PairCode, base.Authenticated, base.Ready, base.Disconnected, base.ConnectFailed,
+    base.LoggedOut, base.TemporaryBan, base.QrTimeout, base.InboundMessage, base.PollVote, base.Receipt,
+    base.Reaction, base.MessageEdit, base.MessageRevoke)}
 
 
 class ProtocolError(EngineError):
@@ -95,9 +102,11 @@ def reply_error(command_id: int, exc: BaseException) -> dict[str, Any]:
     return {"type": "reply", "id": command_id, "ok": False, "error": error_to_wire(exc)}
 
 
-def error_to_wire(exc: BaseException) -> dict[str, str]:
-    """``{"kind", "reason", "message"}`` for an exception (unknown exceptions are ``engine`` errors)."""
-    if isinstance(exc, DisconnectedError):
+def error_to_wire(exc: BaseException) -> dict[str, Any]:
+    """``{"kind", "reason", "message", "maybe_sent"}`` for an exception (unknown ones are ``engine`` errors)."""
+    if isinstance(exc, base.EngineStateConflict):
+        kind = "state"
+    elif isinstance(exc, DisconnectedError):
         kind = "disconnected"
     elif isinstance(exc, PermanentSendError):
         kind = "permanent"
@@ -106,18 +115,22 @@ def error_to_wire(exc: BaseException) -> dict[str, str]:
     else:
         kind = "engine"
     reason = getattr(exc, "reason", None) or type(exc).__name__
-    return {"kind": kind, "reason": str(reason), "message": str(exc) or type(exc).__name__}
+    return {"kind": kind, "reason": str(reason), "message": str(exc) or type(exc).__name__,
+            "maybe_sent": bool(getattr(exc, "maybe_sent", False))}
 
 
 def error_from_wire(error: dict[str, Any]) -> WaHubError:
     """The exception a failed reply stands for."""
     kind, reason, message = error.get("kind"), str(error.get("reason", "")), str(error.get("message", ""))
+    maybe_sent = bool(error.get("maybe_sent", False))
     if kind == "disconnected":
-        return DisconnectedError(message, reason=reason or "disconnected")
+        return DisconnectedError(message, reason=reason or "disconnected", maybe_sent=maybe_sent)
     if kind == "permanent":
-        return PermanentSendError(message, reason=reason or "permanent")
+        return PermanentSendError(message, reason=reason or "permanent", maybe_sent=maybe_sent)
     if kind == "transient":
-        return TransientSendError(message, reason=reason or "transient")
+        return TransientSendError(message, reason=reason or "transient", maybe_sent=maybe_sent)
+    if kind == "state":
+        return base.EngineStateConflict(message, reason=reason or "conflict")
     return EngineError(message)
 
 

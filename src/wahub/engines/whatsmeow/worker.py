@@ -22,9 +22,6 @@ protocol stream broke.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import inspect
 import logging
 import os
 import queue
@@ -38,12 +35,20 @@ from wahub.domain import chatid
 from wahub.domain.errors import DisconnectedError, EngineError, PermanentSendError, WaHubError
 from wahub.engines import base
 from wahub.engines.whatsmeow import protocol
+from wahub.engines.whatsmeow.msgids import Aliases
+from wahub.engines.whatsmeow.workerio import (
+    configure_logging,
+    load_client,
+    resolve,
+    send_raw,
+    stored_login,
+    to_jid,
+)
 
 EXIT_QR_TIMEOUT = 3
 EXIT_HUB_GONE = 4
 FAKE_CLIENT_ENV = "WAHUB_WHATSMEOW_FAKE_CLIENT"
-SESSION_DB = "whatsmeow.sqlite3"
-QR_WAIT_FOR_PAIRING_S = 20.0
+QR_WAIT_FOR_PAIRING_S = 5.0  # only while a connection without a session is still opening
 STOP_GRACE_S = 3.0
 
 log = logging.getLogger("wahub.whatsmeow.worker")
@@ -62,56 +67,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def configure_logging(level: str, instance_id: str) -> None:
-    """Log to stderr before neonize is imported; keep neonize's Go logs at warning unless debugging."""
-    fmt = f"%(asctime)s %(levelname)s whatsmeow-worker[{instance_id}] %(name)s: %(message)s"
-    logging.basicConfig(stream=sys.stderr, level=level.upper(), force=True, format=fmt)
-    go_level = logging.DEBUG if level == "debug" else logging.WARNING
-    for name in ("neonize", "neonize.utils.log", "whatsmeow", "Whatsmeow.Database"):
-        logging.getLogger(name).setLevel(go_level)
-
-
-def load_client(session_dir: Path, instance_id: str, fake: str | None) -> tuple[Any, str]:
-    """Import neonize (after the environment is set) and build the client: neonize's or the fake."""
-    import neonize._binder as binder
-
-    # neonize 0.5.2 forgot the errcheck of DecryptPollVote: without this every call raises TypeError.
-    binder.gocode.DecryptPollVote.errcheck = binder.consume_bytes_struct
-    name = str(session_dir / SESSION_DB)
-    if fake:
-        module_name, _, class_name = fake.partition(":")
-        cls = getattr(importlib.import_module(module_name), class_name)
-        log.warning("fake_client_in_use client=%s", fake)
-        return cls(name, uuid=instance_id), f"fake:{fake}"
-    from neonize.client import NewClient
-
-    return NewClient(name, uuid=instance_id), "neonize"
-
-
-def resolve(value: Any) -> Any:
-    """A neonize property that may be a coroutine (``NewAClient.is_connected``) → its value."""
-    if inspect.isawaitable(value):
-        async def wait() -> Any:
-            return await value
-
-        return asyncio.run(wait())
-    return value
-
-
-def to_jid(chat_id: str) -> Any:
-    """External chat id → neonize JID (``@c.us`` → ``@s.whatsapp.net``)."""
-    from neonize.utils.jid import build_jid
-
-    user, _, server = chatid.to_whatsmeow(chat_id).rpartition("@")
-    return build_jid(user, server)
-
-
 class Worker:
     """One neonize client, its event pump and its command loop."""
 
     def __init__(self, client: Any, out: protocol.Writer, *, instance_id: str, qr_window_ms: int,
-                 client_kind: str) -> None:
+                 client_kind: str, aliases: Aliases, session_dir: Path | None = None) -> None:
         self.client = client
+        self.aliases = aliases
+        self.session_dir = session_dir
         self.out = out
         self.instance_id = instance_id
         self.qr_window_s = qr_window_ms / 1000
@@ -134,8 +97,8 @@ class Worker:
             os._exit(EXIT_HUB_GONE)
 
     def emit(self, event: base.EngineEvent) -> None:
-        """Send an engine event to the hub."""
-        self.send(protocol.event_to_wire(event, int(time.time() * 1000)))
+        """Send an engine event to the hub (sent-message ids under the ids the hub chose)."""
+        self.send(protocol.event_to_wire(self.aliases.translate(event), int(time.time() * 1000)))
 
     # -- neonize callbacks (Go's thread: enqueue only) ------------------------------------------
     def on_event(self, _client: Any, event: Any) -> None:
@@ -205,11 +168,20 @@ class Worker:
 
         if adapter.is_poll_update(event):
             if not self.linked:  # decrypting without a stored device panics in Go
-                log.warning("poll_vote_before_login_dropped")
-                return None
-            vote = resolve(self.client.decrypt_poll_vote(event))
+                log.warning("poll_vote_before_login_undecrypted")
+                return adapter.undecryptable_vote(event)
+            try:
+                vote = resolve(self.client.decrypt_poll_vote(event))
+            except Exception as exc:  # the voter's choice is lost, the vote itself is not
+                log.warning("poll_vote_decrypt_failed error=%s", type(exc).__name__)
+                return adapter.undecryptable_vote(event)
             return adapter.poll_vote(event, vote)
-        return adapter.inbound_message(event)
+        mapped = adapter.message_event(event)
+        if mapped is None:
+            from wahub.engines.whatsmeow import content
+
+            log.info("message_kind_not_mapped fields=%s", ",".join(content.present_fields(event.Message)))
+        return mapped
 
     # -- commands -------------------------------------------------------------------------------
     def command_loop(self) -> None:
@@ -279,11 +251,14 @@ class Worker:
             return
 
         def run() -> None:
+            from wahub.engines.whatsmeow import adapter
+
             try:
                 self.client.connect()
-            except Exception as exc:
-                log.warning("connect_failed error=%s", exc)
-                self.emit(base.Disconnected("connect_error"))
+            except Exception as exc:  # whatsmeow could not reach WhatsApp (DNS, TLS, refused, timeout)
+                failure = adapter.connect_failed(exc)
+                log.warning("connect_failed reason=%s error=%s", failure.reason, exc)
+                self.emit(failure)
 
         self._connect_thread = threading.Thread(target=run, name="neonize-connect", daemon=True)
         self._connect_thread.start()
@@ -302,9 +277,17 @@ class Worker:
             raise DisconnectedError("the worker is not logged in", reason="not_connected")
 
     def _send(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Send under the hub's ``message_id`` (aliased, see :mod:`~wahub.engines.whatsmeow.msgids`).
+
+        Failures before the Go call are never ``maybe_sent``; failures of the call are classified
+        with ``written=True`` (a timeout or a lost connection may follow a delivery).
+        """
         from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
         from neonize.utils.enum import VoteType
 
+        from wahub.engines.whatsmeow import adapter
+
+        chosen = str(args.get("message_id") or "")
         self._require_linked()
         chat = str(args["chat_id"])
         if chat.endswith("@c.us") and not self._registered_user(chat):
@@ -315,8 +298,18 @@ class Worker:
             vote_type = VoteType.MULTIPLE if args.get("multiple") else VoteType.SINGLE
             message = self.client.build_poll_vote_creation(str(args["caption"]), list(args["options"]),
                                                            vote_type)
-        response = resolve(self.client.send_message(to_jid(chat), message))
-        return {"message_id": response.ID, "timestamp": int(response.Timestamp) * 1000}
+        to = to_jid(chat)
+        try:
+            answer = send_raw(self.client, to, message)
+        except Exception as exc:
+            raise adapter.send_error(exc, written=True) from exc
+        wire_id = str(answer.SendResponse.ID) if answer.HasField("SendResponse") else ""
+        if chosen and wire_id:
+            self.aliases.add(chosen, wire_id)
+        if answer.Error:
+            raise adapter.send_error(str(answer.Error), written=True)
+        return {"message_id": chosen or wire_id, "wire_id": wire_id,
+                "timestamp": int(answer.SendResponse.Timestamp) * 1000}
 
     def _registered_user(self, chat: str) -> bool:
         """``is_on_whatsapp`` for a person, cached for the worker's life once positive."""
@@ -339,12 +332,25 @@ class Worker:
                                                ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT))
 
     def _pairing_code(self, phone: str) -> str:
+        """A pairing code; needs the open pre-login websocket (the one that shows QR codes).
+
+        Answers at once with :class:`~wahub.engines.base.EngineStateConflict` when no login is
+        pending (linked, not connecting); waits at most :data:`QR_WAIT_FOR_PAIRING_S` while a
+        connection is still opening.
+        """
         from neonize.utils.enum import ClientName
 
         if self.linked:
-            raise EngineError("instance is already linked")
-        if not self.qr_seen.wait(QR_WAIT_FOR_PAIRING_S):  # PairPhone needs the open pre-login websocket
-            raise EngineError("the connection is not waiting for a login; restart the instance and retry")
+            raise base.EngineStateConflict("instance is already linked", reason="already_linked")
+        if not self.qr_seen.is_set() and self.session_dir is not None and stored_login(self.session_dir):
+            raise base.EngineStateConflict(
+                "a stored session is connecting, not waiting for a login; to pair anew, discard it (hard "
+                "restart of a stale login, or logout) and ask again", reason="not_waiting_for_login")
+        connecting = self._connect_thread is not None and self._connect_thread.is_alive()
+        if not self.qr_seen.is_set() and (not connecting or not self.qr_seen.wait(QR_WAIT_FOR_PAIRING_S)):
+            raise base.EngineStateConflict(
+                "the connection is not waiting for a login (no QR code is shown); restart the instance "
+                "(hard restart to discard a stale session) and ask again", reason="not_waiting_for_login")
         return str(resolve(self.client.PairPhone(phone.lstrip("+"), True, ClientName.LINUX)))
 
     # -- main loop ------------------------------------------------------------------------------
@@ -389,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     session_dir.mkdir(parents=True, exist_ok=True)
     client, kind = load_client(session_dir, args.instance, args.fake_client)
     worker = Worker(client, protocol.Writer(out), instance_id=args.instance, qr_window_ms=args.qr_window_ms,
-                    client_kind=kind)
+                    client_kind=kind, aliases=Aliases(session_dir), session_dir=session_dir)
     worker.register_handlers()
     code = worker.run(sys.stdin.buffer)
     logging.shutdown()

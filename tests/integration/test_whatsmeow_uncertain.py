@@ -1,0 +1,56 @@
+"""A whole hub on the whatsmeow engine (real worker, offline fake client): a send whose answer is lost after
+the message reached the chat becomes ``uncertain`` and is never sent a second time."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_settings
+from tests.integration.test_whatsmeow_hub import CUSTOMER, engine_of, until
+from wahub.domain.lifecycle import State
+from wahub.domain.outbox import ItemKind, ItemStatus
+from wahub.engines.whatsmeow.worker import FAKE_CLIENT_ENV
+from wahub.runtime.compose import build_hub
+from wahub.runtime.hub import Hub
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Hub]:
+    monkeypatch.setenv(FAKE_CLIENT_ENV, "wahub.engines.whatsmeow.fakeclient:FakeClient")
+    h = build_hub(make_settings(tmp_path, engine="whatsmeow", send_interval_ms=0, retry_base_backoff_ms=50),
+                  rng=random.Random(7))
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+async def test_deliver_then_timeout_is_uncertain_with_one_delivery(hub: Hub) -> None:
+    rt = await hub.create_instance("shop.myshopify.com", "http://127.0.0.1:9/hook", None)
+    await until(lambda: rt.qr is not None and rt.state == State.CONNECTING)
+    engine = engine_of(hub, rt.id)
+    await engine.control(action="scan", phone="201000000099")
+    await until(lambda: rt.state == State.READY)
+    await engine.control(action="deliver_then_timeout")
+    lost = await hub.enqueue(rt.id, ItemKind.TEXT, {"chatId": CUSTOMER, "message": "Order #7 confirmed"},
+                             header_key="order:7")
+
+    async def status(queue_id: str, wanted: ItemStatus) -> Any:
+        item = await hub.get_item(rt.id, queue_id)
+        return item if item.status == wanted else None
+
+    item = await until(lambda: status(lost.item.queue_id, ItemStatus.UNCERTAIN))
+    assert item.last_error and "deadline exceeded" in item.last_error
+    after = await hub.enqueue(rt.id, ItemKind.TEXT, {"chatId": CUSTOMER, "message": "next"}, header_key="n")
+    await until(lambda: status(after.item.queue_id, ItemStatus.SENT))
+    sent = [s["message"]["conversation"] for s in (await engine.control(action="sent"))["sent"]]
+    assert sent == ["Order #7 confirmed", "next"]  # once, never retried
+    assert (await hub.get_item(rt.id, lost.item.queue_id)).status == ItemStatus.UNCERTAIN
