@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,6 +17,9 @@ import httpx
 @click.version_option(package_name="wahub")
 def main() -> None:
     """wa-hub: a self-hosted WhatsApp gateway."""
+    from wahub import config
+
+    config.load_env_file(Path(".env"))  # before any option reads its environment variable
 
 
 @main.command()
@@ -25,7 +29,7 @@ def main() -> None:
 @click.option("--engine", envvar="WAHUB_ENGINE", default="whatsmeow", show_default=True,
               type=click.Choice(["sandbox", "whatsmeow"]), help="WhatsApp engine")
 @click.option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+              type=click.Choice(["debug", "info", "warning", "warn", "error"], case_sensitive=False))
 def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> None:
     """Run the hub (settings from the environment; see .env.example)."""
     from pydantic import ValidationError
@@ -196,7 +200,9 @@ def instances_create(name: str, webhook_url: str | None, events: tuple[str, ...]
 @_api_options
 def instances_delete(instance_id: str, url: str, api_key: str | None) -> None:
     """Delete an instance (logs out and purges its records)."""
-    Api(url, api_key).call("DELETE", f"/instances/{instance_id}")
+    out = Api(url, api_key).call("DELETE", f"/instances/{instance_id}")
+    if isinstance(out, dict) and out.get("deleted") is False:  # deleting is idempotent over HTTP
+        raise click.ClickException(f"no instance {instance_id}")
     click.echo(f"deleted {instance_id}")
 
 
@@ -267,9 +273,11 @@ def restart(instance_id: str, hard: bool, url: str, api_key: str | None) -> None
 @click.argument("instance_id")
 @_api_options
 def logout(instance_id: str, url: str, api_key: str | None) -> None:
-    """Log the instance out of WhatsApp (keeps the instance and its queue; link again with qr or pairing-code)."""
-    Api(url, api_key).call("POST", f"/instances/{instance_id}/client/action/logout")
-    click.echo(f"logged out {instance_id}")
+    """Log the instance out of WhatsApp. Like the existing wa-hub, the hub then deletes it (create it again to
+    link a phone) and reports the queued messages it dropped; with WAAPI_ENVELOPE=true it keeps it as logged_out."""
+    out = Api(url, api_key).call("POST", f"/instances/{instance_id}/client/action/logout")
+    dropped = out.get("droppedFromOutbound")
+    click.echo(f"logged out {instance_id}" + (f"; {dropped} queued message(s) dropped" if dropped else ""))
 
 
 @main.command("pairing-code")
@@ -295,6 +303,42 @@ def scan(instance_id: str, phone: str | None, url: str, api_key: str | None) -> 
     """Sandbox engine only: "scan" the instance's QR with a simulated phone, which links it."""
     Api(url, api_key).call("POST", f"/sandbox/instances/{instance_id}/scan", json={"phone": phone} if phone else {})
     click.echo(f"scanned {instance_id}: it links in a moment (wa-hub status shows when it is ready)")
+
+
+@main.command("import-node")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data-dir", envvar="DATA_DIR", default="./data", show_default=True, help="this hub's data directory")
+def import_node(directory: Path, data_dir: str) -> None:
+    """Import the existing (Node) wa-hub's instances and sent keys from DIRECTORY (run with the hub stopped)."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from wahub import config, nodeimport
+    from wahub.runtime.clock import SystemClock
+    from wahub.runtime.compose import default_store
+
+    try:
+        settings = config.load(data_dir=data_dir, insecure_no_api_key=True)
+    except ValidationError as exc:
+        click.echo(config.describe_error(exc), err=True)
+        sys.exit(2)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        files = nodeimport.read_files(*nodeimport.source_paths(settings, directory))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    store = default_store(settings)
+
+    async def run() -> nodeimport.ImportReport:
+        try:
+            return await nodeimport.import_node(store, SystemClock(), files)
+        finally:
+            await store.close()
+
+    report = asyncio.run(run())
+    for line in report.lines():
+        click.echo(line)
 
 
 if __name__ == "__main__":  # pragma: no cover

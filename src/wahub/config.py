@@ -2,15 +2,22 @@
 
 Every setting is documented in ``.env.example``. Values are validated at start-up; a bad value
 stops the process with a message naming the variable. Units are in the name (``_MS``,
-``_SECONDS``, ``_MINUTES``, ``_DAYS``).
+``_SECONDS``, ``_MINUTES``, ``_DAYS``). The command line also reads a ``.env`` file from the
+working directory (:func:`load_env_file`; the environment wins), and :func:`load` warns once for
+each variable it does not use: an unknown ``WA*``/``WAHUB*`` name or a name of the existing
+(Node) wa-hub with no meaning here (:data:`NODE_NAMES`, every name's fate in docs/compatibility.md).
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wahub.domain import webhookurl
@@ -53,7 +60,10 @@ class Settings(BaseSettings):
     idempotency_retention_days: float = Field(default=7, gt=0, alias="IDEMPOTENCY_RETENTION_DAYS")
     purge_interval_minutes: float = Field(default=60, gt=0, alias="PURGE_INTERVAL_MINUTES")
     uncertain_policy: Literal["report", "resend"] = Field(default="report", alias="UNCERTAIN_POLICY")
-    typing_indicator_enabled: bool = Field(default=False, alias="TYPING_INDICATOR_ENABLED")
+    typing_indicator_enabled: bool = Field(
+        default=False, alias="TYPING_INDICATOR_ENABLED", validation_alias=AliasChoices(
+            "TYPING_INDICATOR_ENABLED", "TYPING_INDICATOR_ENABLED_DEFAULT", "typing_indicator_enabled"))
+    allow_status_broadcast: bool = Field(default=False, alias="ALLOW_STATUS_BROADCAST")
 
     # lifecycle
     restart_backoff_ms: int = Field(default=2000, ge=0, alias="RESTART_BACKOFF_MS")
@@ -65,16 +75,27 @@ class Settings(BaseSettings):
     qr_window_ms: int = Field(default=160000, ge=1, alias="QR_WINDOW_MS")
     restore_stagger_ms: int = Field(default=2000, ge=0, alias="RESTORE_STAGGER_MS")
     restricted_auto_resume: bool = Field(default=False, alias="RESTRICTED_AUTO_RESUME")
+    disable_auto_reconnect: bool = Field(default=False, alias="DISABLE_AUTO_RECONNECT")
+    min_disconnect_cooldown_ms: int = Field(default=0, ge=0, le=86_400_000, alias="MIN_DISCONNECT_COOLDOWN_MS")
 
     # webhooks
-    webhook_secret: str | None = Field(default=None, alias="WEBHOOK_SECRET")
-    webhook_auth_token: str | None = Field(default=None, alias="WEBHOOK_AUTH_TOKEN")
+    webhook_secret: str | None = Field(default=None, alias="WEBHOOK_SECRET", validation_alias=AliasChoices(
+        "WEBHOOK_SECRET", "MAIN_APP_WEBHOOK_SECRET", "webhook_secret"))
+    webhook_auth_token: str | None = Field(default=None, alias="WEBHOOK_AUTH_TOKEN", validation_alias=AliasChoices(
+        "WEBHOOK_AUTH_TOKEN", "WEBHOOK_BEARER_TOKEN", "webhook_auth_token"))
+    webhook_protection_bypass: str | None = Field(
+        default=None, alias="WEBHOOK_PROTECTION_BYPASS", validation_alias=AliasChoices(
+            "WEBHOOK_PROTECTION_BYPASS", "VERCEL_AUTOMATION_BYPASS_SECRET", "webhook_protection_bypass"))
     webhook_timeout_ms: int = Field(default=10000, ge=100, alias="WEBHOOK_TIMEOUT_MS")
     webhook_retry_base_ms: int = Field(default=1000, ge=1, alias="WEBHOOK_RETRY_BASE_MS")
     webhook_retry_max_ms: int = Field(default=900000, ge=1, alias="WEBHOOK_RETRY_MAX_MS")
     webhook_max_attempts: int = Field(default=30, ge=1, alias="WEBHOOK_MAX_ATTEMPTS")
     webhook_max_in_flight_per_url: int = Field(default=2, ge=1, le=16, alias="WEBHOOK_MAX_IN_FLIGHT_PER_URL")
     webhook_allowed_networks: str = Field(default="loopback", alias="WEBHOOK_ALLOWED_NETWORKS")
+
+    # the existing wa-hub's files, read by `wa-hub import-node` (relative paths: inside its DIR)
+    node_instances_path: Path = Field(default=Path(".wwebjs_instances.json"), alias="INSTANCES_DATA_PATH")
+    node_idempotency_path: Path = Field(default=Path(".wwebjs_idempotency.json"), alias="IDEMPOTENCY_DATA_PATH")
 
     # sandbox engine
     sandbox_auto_link_ms: int | None = Field(default=None, ge=0, alias="SANDBOX_AUTO_LINK_MS")
@@ -83,7 +104,17 @@ class Settings(BaseSettings):
     sandbox_delivery_log: Path | None = Field(default=None, alias="SANDBOX_DELIVERY_LOG")
     sandbox_auto_ack: bool = Field(default=True, alias="SANDBOX_AUTO_ACK")
 
-    @field_validator("api_key", "webhook_secret", "webhook_auth_token", "database_url", mode="before")
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, v: object) -> object:
+        """Any case; ``warn`` (the existing wa-hub's spelling) means ``warning``."""
+        if isinstance(v, str):
+            v = v.strip().lower()
+            return "warning" if v == "warn" else v
+        return v
+
+    @field_validator("api_key", "webhook_secret", "webhook_auth_token", "webhook_protection_bypass", "database_url",
+                     mode="before")
     @classmethod
     def _blank_is_none(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
@@ -136,6 +167,117 @@ def describe_error(exc: ValidationError) -> str:
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 
-def load(**overrides: object) -> Settings:
-    """Read settings from the environment, with keyword overrides (field names) on top."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+def load(*, warn: Callable[[str], None] | None = None, **overrides: object) -> Settings:
+    """Read settings from the environment, with keyword overrides (field names) on top.
+
+    Warns once (on stderr unless ``warn`` is given) for each variable of :func:`unused_names`.
+    """
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    for line in unused_names(os.environ):
+        (warn or _stderr)(line)
+    return settings
+
+
+def _stderr(line: str) -> None:
+    sys.stderr.write(f"WARNING: {line}\n")
+
+
+def load_env_file(path: Path = Path(".env")) -> list[str]:
+    """Put the variables of a ``.env`` file into the environment; variables already set win.
+
+    Returns the names it set. A missing file is not an error (as the existing wa-hub's dotenv).
+    """
+    if not path.is_file():
+        return []
+    added = []
+    for name, value in dotenv_values(path).items():
+        if value is not None and name not in os.environ:
+            os.environ[name] = value
+            added.append(name)
+    return added
+
+
+def known_names() -> set[str]:
+    """Every environment name a setting reads (aliases included)."""
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        if field.alias:
+            names.add(field.alias)
+        choices = field.validation_alias
+        if isinstance(choices, AliasChoices):
+            names.update(c for c in choices.choices if isinstance(c, str) and c.isupper())
+    return names
+
+
+def unused_names(environ: Mapping[str, str]) -> list[str]:
+    """One line per set variable this hub does not use: existing wa-hub names, then unknown ``WA*`` names."""
+    known = known_names()
+    out = []
+    for name in sorted(environ):
+        if name in known:
+            continue
+        fate = node_fate(name)
+        if fate is not None and fate:
+            out.append(f"{name} (a setting of the existing wa-hub) is not used here: {fate}")
+        elif fate is None and (name.startswith("WA") or name.startswith("WAHUB")) and name not in _FOREIGN_WA:
+            out.append(f"{name} is not a wa-hub setting and is ignored (see .env.example for the names)")
+    return out
+
+
+_FOREIGN_WA = frozenset({"WAYLAND_DISPLAY", "WAHUB_TEST_PG_URL", "WAHUB_CHROMIUM"})  # not settings
+
+
+def node_fate(name: str) -> str | None:
+    """Why an existing wa-hub name is not read here ('' = nothing to say); None if it is not one of them."""
+    if name in NODE_NAMES:
+        return NODE_NAMES[name]
+    for prefix, fate in NODE_PREFIXES.items():
+        if name.startswith(prefix):
+            return fate
+    return None
+
+
+_BROWSER = "there is no browser here (whatsmeow engine)"
+_READY = "replaced by READY_PROBE_TIMEOUT_MS and QR_WINDOW_MS"
+_SEEN = "no read-receipt simulation here"
+_RESTORE = "replaced by RESTORE_STAGGER_MS"
+_SENTRY = "no Sentry here; use GET /metrics (Prometheus)"
+_LOWPOWER = "there is no low-power syncing mode here"
+_RESTRICT = "a different model here: the ban's expiry plus RESTRICTED_AUTO_RESUME, exponential RESTART_BACKOFF_MS"
+# Names the existing wa-hub reads that this hub does not; those it reads are Settings aliases.
+NODE_NAMES: dict[str, str] = {
+    **dict.fromkeys(("SESSION_DATA_PATH", "AUTH_BASE_DIR"), "whatsapp-web.js sessions cannot move to this engine; "
+                    "sessions live in DATA_DIR/sessions (link again with a QR after `wa-hub import-node`)"),
+    **dict.fromkeys(("TYPING_INDICATOR_MIN_MS", "TYPING_INDICATOR_MAX_MS", "TYPING_INDICATOR_MAX_TOTAL_MS"),
+                    "the typing pause is fixed here"),
+    **dict.fromkeys(("READY_TIMEOUT_MS", "INIT_TIMEOUT_MS", "READY_WATCHDOG_MS", "READY_POLL_INTERVAL_MS",
+                     "READY_TIMEOUT_PAUSE_MIN", "CONNECTING_WATCHDOG_MS", "CONNECTING_WATCHDOG_MAX_RESTARTS",
+                     "QR_SYNC_GRACE_MS", "QR_STALE_MS", "QR_TTL_MS", "QR_MAX_RECOVERY_ATTEMPTS",
+                     "QR_RECOVERY_WATCHDOG_INTERVAL_MS", "QR_RECOVERY_BACKOFF_MS", "HEALTH_CHECK_INTERVAL_MIN",
+                     "ZOMBIE_INACTIVITY_THRESHOLD_MIN"), _READY),
+    **dict.fromkeys(("MARK_SEEN_AFTER_SEND", "MARK_SEEN_ON_RELEVANT_INCOMING", "MARK_SEEN_PROBABILITY_INCOMING",
+                     "MARK_SEEN_AFTER_SEND_DELAY_MIN_MS", "MARK_SEEN_AFTER_SEND_DELAY_MAX_MS",
+                     "READING_DELAY_MIN_MS", "READING_DELAY_MAX_MS"), _SEEN),
+    **dict.fromkeys(("RESTORE_CONCURRENCY", "RESTORE_COOLDOWN_MS", "RESTORE_MIN_FREE_MEM_MB", "RESTORE_MAX_ATTEMPTS",
+                     "RESTORE_BACKOFF_BASE_MS"), _RESTORE),
+    **dict.fromkeys(("SENTRY_DSN", "SENTRY_ENVIRONMENT", "SENTRY_RELEASE", "SENTRY_TRACES_SAMPLE_RATE",
+                     "SENTRY_PROFILES_SAMPLE_RATE", "WA_HUB_INSTANCE_ID", "WA_HUB_INSTANCE_NAME"), _SENTRY),
+    **dict.fromkeys(("EXTENDED_RESTRICTION_COOLDOWN_HOURS", "RESTART_RATE_LIMIT_EXTRA_HOURS",
+                     "RESTART_BACKOFF_SEQUENCE_MS"), _RESTRICT),
+    "ADMIN_DEBUG_SECRET": "there are no /__debug routes here",
+    **dict.fromkeys(("MAIN_APP_WEBHOOK_BASE", "WEBHOOK_BASE_URL"), "the existing wa-hub never used it either"),
+    **dict.fromkeys(("CHROME_PATH", "CHROME_DISABLE_SANDBOX", "CHROME_USE_NO_ZYGOTE", "CHROME_ARGS_EXTRA",
+                     "CHROME_LOG_DIR", "CHROME_LAUNCH_TIMEOUT_MS", "WAHUB_LOG_CHROME_ARGS", "PUPPETEER_EXECUTABLE_PATH",
+                     "PUPPETEER_DUMPIO", "PUPPETEER_DEBUG_LAUNCH", "DELETE_DESTROY_TIMEOUT_MS",
+                     "MESSAGE_FALLBACK_POLL_ENABLED", "MESSAGE_FALLBACK_POLL_INTERVAL_MS", "VIEW_SESSION_JWT_SECRET",
+                     "VIEW_SESSION_TIMEOUT_MIN"), _BROWSER),
+    **dict.fromkeys(("MAX_OUTBOUND_QUEUE", "OUTBOUND_QUEUE_TTL_MS", "OUTBOUND_DRAIN_DELAY_MS", "INBOUND_FLUSH_BATCH",
+                     "INBOUND_FLUSH_INTERVAL_MS", "INBOUND_MAX_BUFFER", "SYNCING_MAX_MS", "FORCE_NORMAL_COOLDOWN_MS"),
+                    _LOWPOWER),
+    **dict.fromkeys(("GCP_PROJECT_ID", "GCS_BUCKET_NAME", "USE_LAUNCHPAD_FOR_ONBOARDING", "IS_LAUNCHPAD"),
+                    "there is no launchpad onboarding here"),
+    # generic Node runtime names: set on many machines for other programs, so no warning
+    **dict.fromkeys(("NODE_ENV", "NODE_OPTIONS"), ""),
+}
+NODE_PREFIXES: dict[str, str] = {"SYNC_LITE_BLOCK_": _LOWPOWER, "LAUNCHPAD_": "there is no launchpad onboarding here",
+                                 "PM2_": ""}

@@ -54,7 +54,7 @@ def test_instances_and_send_commands(tmp_path: Path) -> None:
         assert wa_hub(hub, "instances", "list").stdout == ""
         missing = wa_hub(hub, "instances", "delete", "cli_shop")
         assert missing.returncode != 0
-        assert "404" in missing.stderr
+        assert "no instance cli_shop" in missing.stderr
 
 
 def test_commands_say_when_the_hub_is_unreachable() -> None:

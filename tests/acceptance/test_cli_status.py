@@ -55,4 +55,4 @@ def test_status_table_and_terminal_qr(tmp_path: Path) -> None:
         assert "linked" in done.stderr
 
         denied = cli(hub, "status", key="not-the-api-key")
-        assert denied.returncode == 1 and "HTTP 401" in denied.stderr
+        assert denied.returncode == 1 and "HTTP 403" in denied.stderr

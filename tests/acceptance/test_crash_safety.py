@@ -79,7 +79,7 @@ def _items(server: Server, instance_id: str, status: str | None = None) -> list[
         params: dict[str, Any] = {"limit": 500, "offset": offset}
         if status:
             params["status"] = status
-        resp = server.client.get(f"/instances/{instance_id}/queue", params=params)
+        resp = server.client.get(f"/instances/{instance_id}/outbox", params=params)
         assert resp.status_code == 200, resp.text
         page = resp.json()
         items.extend(page["items"])
@@ -91,7 +91,7 @@ def _items(server: Server, instance_id: str, status: str | None = None) -> list[
 def _open_count(server: Server, ids: list[str]) -> int:
     total = 0
     for iid in ids:
-        resp = server.client.get(f"/instances/{iid}/queue", params={"limit": 1})
+        resp = server.client.get(f"/instances/{iid}/outbox", params={"limit": 1})
         total += resp.json()["depth"]
     return total
 

@@ -55,7 +55,7 @@ def test_poll_messages_vote_and_webhooks(tmp_path: Path) -> None:
                             "multipleAnswers": False},
                       headers={"Idempotency-Key": "order:shop:1001:confirmPoll:v1"})
         assert poll.status_code == 202, poll.text
-        assert poll.json()["status"] == "queued"
+        assert poll.json()["status"] == "success" and poll.json()["queued"] is True
         poll_queue_id = poll.json()["queueId"]
 
         answers = []

@@ -81,7 +81,7 @@ async def test_no_secret_or_body_in_info_logs(hub_client: HubClient, log_output:
         # Dashboard logins: a wrong key (a typo of the real one is sensitive too), then the right one.
         assert (await c.post("/dashboard/login", data={"api_key": WRONG_KEY})).status_code == 401
         assert (await c.post("/dashboard/login", data={"api_key": API_KEY})).status_code == 303
-        assert (await c.get("/instances", headers={"authorization": f"Bearer {WRONG_KEY}"})).status_code == 401
+        assert (await c.get("/instances", headers={"authorization": f"Bearer {WRONG_KEY}"})).status_code == 403
 
         await c.post(f"/sandbox/instances/{iid}/faults", json={"kind": "send_error", "mode": "transient"})
         await c.post(f"/sandbox/instances/{iid}/faults", json={"kind": "unregistered", "chatId": "201000000666"})
@@ -100,7 +100,7 @@ async def test_no_secret_or_body_in_info_logs(hub_client: HubClient, log_output:
             return st["queue"]["byStatus"].get("sent", 0) == 2 and st["queue"]["byStatus"].get("failed", 0) == 1
 
         await until(settled)
-        poll_item = (await c.get(f"/instances/{iid}/queue", params={"status": "sent"})).json()["items"]
+        poll_item = (await c.get(f"/instances/{iid}/outbox", params={"status": "sent"})).json()["items"]
         poll_mid = next(i["messageId"] for i in poll_item if i["kind"] == "poll")
         await c.post(f"/sandbox/instances/{iid}/messages", json={"from": "201000000001", "text": INBOUND})
         await c.post(f"/sandbox/instances/{iid}/votes", json={"pollMessageId": poll_mid, "voter": "201000000001",

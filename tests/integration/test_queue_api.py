@@ -18,7 +18,7 @@ from tests.integration.outbox_helpers import (
 
 
 async def _queue(hc: HubClient, iid: str, **params: object) -> dict[str, object]:
-    r = await hc.client.get(f"/instances/{iid}/queue", params=params)
+    r = await hc.client.get(f"/instances/{iid}/outbox", params=params)
     assert r.status_code == 200, r.text
     return dict(r.json())
 
@@ -54,10 +54,10 @@ async def test_list_by_status_is_paged_oldest_first(hub_client: HubClient) -> No
     canceled = await _queue(hc, iid, status="canceled")
     assert [i["queueId"] for i in canceled["items"]] == [ids[3]]  # type: ignore[attr-defined]
 
-    r = await hc.client.get(f"/instances/{iid}/queue", params={"status": "lost"})
+    r = await hc.client.get(f"/instances/{iid}/outbox", params={"status": "lost"})
     assert r.status_code == 400
     assert "status" in r.json()["error"]
-    r = await hc.client.get(f"/instances/{iid}/queue", params={"limit": 0})
+    r = await hc.client.get(f"/instances/{iid}/outbox", params={"limit": 0})
     assert r.status_code in (400, 422)
 
 
@@ -69,19 +69,19 @@ async def test_lookup_by_queue_id_and_by_idempotency_key(hub_client: HubClient) 
     queue_id = r.json()["queueId"]
 
     by_id = await item(hc, iid, queue_id)
-    r = await hc.client.get(f"/instances/{iid}/queue", params={"idempotencyKey": "order:42"})
+    r = await hc.client.get(f"/instances/{iid}/outbox", params={"idempotencyKey": "order:42"})
     by_key = r.json()["item"]
     assert by_id == by_key
     assert by_id["idempotencyKey"] == "order:42"
     assert by_id["status"] == "queued"
     assert by_id["payload"]["message"] == "your order"
 
-    r = await hc.client.get(f"/instances/{iid}/queue", params={"idempotencyKey": "nope"})
+    r = await hc.client.get(f"/instances/{iid}/outbox", params={"idempotencyKey": "nope"})
     assert r.status_code == 404
     assert (await hc.client.get(f"/instances/{iid}/messages/0123456789abcdef")).status_code == 404
     # A queueId of one instance is not visible through another.
     assert (await hc.client.get(f"/instances/{other}/messages/{queue_id}")).status_code == 404
-    assert (await hc.client.get(f"/instances/{other}/queue",
+    assert (await hc.client.get(f"/instances/{other}/outbox",
                                 params={"idempotencyKey": "order:42"})).status_code == 404
 
 

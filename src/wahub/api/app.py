@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wahub import __version__
-from wahub.api import auth, brakes, errors, native, sandbox, waapi
+from wahub.api import auth, brakes, errors, legacy, native, sandbox, waapi
 from wahub.domain.brake import FailureBrake
 from wahub.runtime.hub import Hub
 
@@ -47,6 +47,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> FastAPI:
     _install_docs(app)
     app.include_router(native.public)
     app.include_router(waapi.router)
+    app.include_router(legacy.router)
     app.include_router(native.router)
     app.include_router(sandbox.router)
     try:
@@ -81,7 +82,7 @@ def _install_docs(app: FastAPI) -> None:
 class Guard:
     """Plain ASGI middleware (no per-request task group): request ids, body limit, HTTP metrics.
 
-    * The API key is checked here, before any of the body is read (401), except on the public
+    * The API key is checked here, before any of the body is read (401 none, 403 wrong), except on the public
       paths of :data:`wahub.api.auth.PUBLIC_PREFIXES`; the routes check it again.
     * ``x-request-id``: taken from the request or made up, bound to every log line of the request
       and echoed in the response.
@@ -125,12 +126,13 @@ class Guard:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             if wait_s:  # too many wrong keys from this client: not even compared
-                await _json(send_with_id, 429, {"status": "error", "error": brakes.BRAKED}, retry_after_s=wait_s)
+                await _json(send_with_id, 429, errors.error_body(429, brakes.BRAKED), retry_after_s=wait_s)
             elif refused is not None:  # before a single byte of the body is read
-                await _json(send_with_id, 401, {"status": "error", "error": refused})
+                code = auth.refusal_status(refused)
+                await _json(send_with_id, code, errors.error_body(code, refused))
             elif too_big:
-                await _json(send_with_id, 413, {"status": "error",
-                                                "error": f"request body larger than MAX_BODY_BYTES={limit}"})
+                await _json(send_with_id, 413, errors.error_body(
+                    413, f"request body larger than MAX_BODY_BYTES={limit}"))
             else:
                 await self.app(scope, receive, send_with_id)
         finally:

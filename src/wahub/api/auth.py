@@ -10,9 +10,15 @@ from wahub.domain.errors import ApiError
 
 
 class Unauthorized(ApiError):
-    """Missing or wrong API key (401)."""
+    """Missing API key (401)."""
 
     status_code = 401
+
+
+class Forbidden(ApiError):
+    """Wrong API key (403, as the existing wa-hub answered)."""
+
+    status_code = 403
 
 
 def presented_key(request: Request) -> str | None:
@@ -33,7 +39,7 @@ def key_matches(expected: str | None, given: str | None) -> bool:
 
 
 MISSING = 'API key required: send "Authorization: Bearer <API_KEY>" or "X-API-Key"'
-WRONG = "invalid API key"
+WRONG = "Invalid API key"
 # Paths that do not take the API key: liveness/readiness, the API docs, the dashboard (its own
 # session login) and /metrics (which checks the key itself unless METRICS_REQUIRE_AUTH=false).
 PUBLIC_PREFIXES = ("/health", "/ready", "/docs", "/redoc", "/openapi.json", "/dashboard", "/metrics",
@@ -51,6 +57,11 @@ def refusal(expected: str | None, given: str | None) -> str | None:
     return None
 
 
+def refusal_status(reason: str) -> int:
+    """HTTP status of a refusal: 401 without a key, 403 with a wrong one."""
+    return 403 if reason == WRONG else 401
+
+
 def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
     """:func:`presented_key` on raw ASGI headers (checked before the body is read)."""
     auth = headers.get(b"authorization", b"").decode("latin-1")
@@ -66,7 +77,7 @@ def is_public(path: str) -> bool:
 
 
 async def require_key(request: Request) -> None:
-    """FastAPI dependency: raise 401 unless the request carries the API key."""
+    """FastAPI dependency: raise 401 (no key) or 403 (wrong key) unless the request carries the API key."""
     reason = refusal(request.app.state.hub.settings.api_key, presented_key(request))
     if reason is not None:
-        raise Unauthorized(reason)
+        raise (Forbidden if reason == WRONG else Unauthorized)(reason)

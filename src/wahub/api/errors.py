@@ -1,4 +1,8 @@
-"""Error mapping: every refusal is JSON ``{"status": "error", "error": "<message>", ...}``."""
+"""Error mapping: every refusal is JSON ``{"error": "<message>", "status": <HTTP code>, ...}``.
+
+The existing wa-hub's error body: ``status`` is the HTTP status code as a number, so a client that
+reads ``body.status`` sees the same value as the response line. Extra context fields follow.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,13 @@ log = structlog.get_logger("wahub.api")
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    """A JSON error body with the given HTTP status."""
-    return JSONResponse({"status": "error", "error": message, **extra}, status_code=status, headers=headers)
+    """A JSON error body ``{"error": message, "status": status, **extra}`` with the given HTTP status."""
+    return JSONResponse(error_body(status, message, **extra), status_code=status, headers=headers)
+
+
+def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
+    """The existing wa-hub's error shape; ``extra`` never overrides ``error`` or ``status``."""
+    return {**extra, "error": message, "status": status}
 
 
 def _describe(errors: list[Any]) -> tuple[int, str]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from wahub.api import schemas
+from wahub.api import legacy, schemas
 from wahub.api.auth import require_key
 from wahub.api.waapi import _dump, hub_of, ok
 from wahub.domain.errors import InvalidInput, NotFound
@@ -47,7 +47,8 @@ async def poll_votes_payload(hub: Hub, instance_id: str, message_id: str) -> dic
 
 @public.get("/health", summary="Liveness (no auth)")
 async def health(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok", "service": "wa-hub", "instanceCount": len(hub_of(request).instances)})
+    return JSONResponse({"status": "ok", "service": "wa-hub", "instanceCount": len(hub_of(request).instances),
+                         **legacy.system_load()})
 
 
 @public.get("/ready", summary="Readiness: the store answers and the hub has started (no auth)")
@@ -74,10 +75,11 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/instances/{instance_id}/status", summary="Full status: state, queue, limits, budget, webhooks")
 async def status(request: Request, instance_id: str) -> JSONResponse:
-    return ok(await hub_of(request).status(instance_id))
+    hub = hub_of(request)
+    return ok(legacy.old_status(hub, await hub.status(instance_id)))
 
 
-@router.post("/instances/{instance_id}/restart", status_code=202, summary="Soft or hard restart; returns at once")
+@router.post("/instances/{instance_id}/restart", summary="Soft or hard restart; returns at once (200)")
 async def restart(request: Request, instance_id: str, body: schemas.Restart | None = None) -> JSONResponse:
     kind = _dump(body).get("type", "soft")
     hub = hub_of(request)
@@ -89,11 +91,11 @@ async def restart(request: Request, instance_id: str, body: schemas.Restart | No
     if banned_until is not None and banned_until > hub.clock.now_ms():
         payload["warning"] = ("the instance was restricted by WhatsApp until "
                               f"{banned_until}; sending before then risks a longer ban")
-    return JSONResponse(payload, status_code=202)
+    return JSONResponse(payload)
 
 
-@router.get("/instances/{instance_id}/queue", summary="Outbox items by status, paged (oldest first)")
-async def queue(request: Request, instance_id: str, status: str | None = None,
+@router.get("/instances/{instance_id}/outbox", summary="Outbox items of every status, paged (oldest first)")
+async def outbox(request: Request, instance_id: str, status: str | None = None,
                 limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000_000),
                 idempotencyKey: str | None = None) -> JSONResponse:
     hub = hub_of(request)
@@ -113,7 +115,8 @@ async def queue(request: Request, instance_id: str, status: str | None = None,
 @router.delete("/instances/{instance_id}/queue", summary="Cancel every queued item")
 async def clear_queue(request: Request, instance_id: str) -> JSONResponse:
     n = await hub_of(request).clear_queue(instance_id)
-    return ok({"message": f"Queue cleared for instance {instance_id}", "cleared": n, "queueDepth": 0})
+    return ok({"message": f"Queue cleared for instance {instance_id}", "cleared": n, "queueDepth": 0,
+               "droppedFromOutbound": n})
 
 
 @router.get("/instances/{instance_id}/messages/{queue_id}", summary="One outbox item by queueId")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from wahub.api import schemas
+from wahub.api import legacy, schemas
 from wahub.api.auth import require_key
-from wahub.domain import lifecycle, webhookurl
+from wahub.domain import chatid, lifecycle, webhookurl
 from wahub.domain.errors import Conflict, InvalidInput, NotFound
 from wahub.domain.outbox import ItemKind, ItemStatus
 from wahub.runtime.hub import Hub, InstanceRuntime
@@ -70,14 +71,28 @@ async def list_instances(request: Request) -> JSONResponse:
     return JSONResponse([instance_brief(rt) for rt in hub_of(request).instances.values()])
 
 
-@router.post("/instances", summary="Create an instance; it starts connecting at once")
-async def create_instance(request: Request, body: schemas.CreateInstance) -> JSONResponse:
+@router.post("/instances", summary="Create an instance; for an existing id, reconnect or relink it (200)")
+async def create_instance(request: Request, body: schemas.CreateInstance | None = None) -> JSONResponse:
+    """Create; with no body at all (the WaAPI SDK) the id is generated.
+
+    As the existing wa-hub: a ``webhook`` object without ``url`` is 400; POSTing an id that exists
+    with the same name answers 200 and reconnects (``disconnected``) or relinks (``logged_out``/``error``/``stopped``:
+    a hard restart that shows a new QR) instead of 409; a ready instance is left alone. Another name
+    that sanitises to a taken id stays 409: one shop must never take over another's instance.
+    """
+    hub = hub_of(request)
     data = _dump(body)
     webhook = data.get("webhook") or {}
+    if body is None:
+        data["name"] = "instance-" + uuid.uuid4().hex[:12]
     if not isinstance(data.get("name"), str):
         raise InvalidInput("name is required (a string)")
-    rt = await hub_of(request).create_instance(data["name"], webhook.get("url"), webhook.get("events"),
-                                               webhook.get("secret"))
+    if "webhook" in data and not webhook.get("url"):
+        raise InvalidInput("Webhook URL is required (webhook.url)")
+    existing = hub.instances.get(chatid.instance_id_from_name(data["name"]))
+    if existing is not None and existing.record.name == data["name"].strip():
+        return await legacy.recreate(hub, existing, webhook)
+    rt = await hub.create_instance(data["name"], webhook.get("url"), webhook.get("events"), webhook.get("secret"))
     return ok({"instance": instance_brief(rt)})
 
 
@@ -112,10 +127,8 @@ async def update_instance(request: Request, instance_id: str, body: schemas.Upda
 
 @router.delete("/instances/{instance_id}", summary="Delete: log out, purge the session and every record")
 async def delete_instance(request: Request, instance_id: str) -> JSONResponse:
-    deleted = await hub_of(request).delete_instance(instance_id)
-    if not deleted:
-        raise NotFound(f"instance {instance_id} not found")
-    return ok({"message": f"Instance {instance_id} deleted successfully", "deleted": True})
+    """Idempotent as in the existing wa-hub: an unknown id answers 200 with ``deleted: false``."""
+    return ok(await legacy.delete(hub_of(request), instance_id))
 
 
 @router.get("/instances/{instance_id}/client/qr", summary="Current QR code as base64 PNG")
@@ -140,17 +153,19 @@ async def client_status(request: Request, instance_id: str) -> JSONResponse:
     rt = hub.get(instance_id)
     stats = await hub.queue_stats(rt.id)
     data = {"phoneNumber": rt.phone, "formattedNumber": rt.phone} if rt.phone else {}
+    debug = legacy.debug_fields(hub, await hub.status(rt.id))
     return ok({"clientStatus": {
         "instanceStatus": lifecycle.external_status(rt.state, rt.qr is not None), "instanceId": rt.id,
         "data": data, "state": rt.state.value, "since": rt.state_since, "reason": rt.state_reason,
-        "queueDepth": stats.depth, "lastError": rt.last_error}})
+        "queueDepth": stats.depth, "lastError": rt.last_error, **debug}})
 
 
 @router.get("/instances/{instance_id}/client/me", summary="The linked account")
 async def client_me(request: Request, instance_id: str) -> JSONResponse:
     rt = hub_of(request).get(instance_id)
     if rt.state != lifecycle.State.READY:
-        raise Conflict(f"Instance is not connected. Current state: {rt.state.value}", instanceState=rt.state.value)
+        raise InvalidInput(f"Instance is not connected. Current state: {rt.state.value}",
+                           instanceState=rt.state.value)
     return ok({"me": {"data": {"displayName": rt.push_name, "contactId": rt.phone, "formattedNumber": rt.phone,
                                "id": f"{rt.phone}@c.us" if rt.phone else None, "profilePicUrl": None}}})
 
@@ -176,16 +191,16 @@ async def _enqueue(request: Request, instance_id: str, kind: ItemKind, data: dic
     if rt.state in lifecycle.TERMINAL:
         common["warning"] = f"instance is {state}: nothing is sent until an operator acts"
     if item.status == ItemStatus.SENT:
-        payload: dict[str, Any] = {"status": "success", "messageId": item.message_id, **common}
+        payload: dict[str, Any] = {"status": "success", "messageId": item.message_id, **common,
+                                   "message": "Message already sent (same idempotency key)"}
         code = 200
     else:
-        payload = {"status": "queued", "queued": True, **common, "itemStatus": item.status.value,
+        payload = {"status": "success", "queued": True, **common, "itemStatus": item.status.value,
                    "message": _queued_message(rt.state)}
         code = 202
-    if hub.settings.waapi_envelope:
-        inner = {**payload, "status": "success"}
-        return JSONResponse({"status": "success", "data": inner}, status_code=code)
-    return JSONResponse(payload, status_code=code)
+    if hub.settings.waapi_envelope:  # the official WaAPI SDK reads the answer under ``data``
+        return JSONResponse({"status": "success", "data": payload}, status_code=code)
+    return JSONResponse(payload, status_code=code)  # the existing wa-hub: every field at the top level
 
 
 @router.post("/instances/{instance_id}/client/action/send-message", status_code=202,
@@ -203,9 +218,22 @@ async def create_poll(request: Request, instance_id: str, body: schemas.CreatePo
 
 
 @router.post("/instances/{instance_id}/client/action/logout",
-             summary="End the WhatsApp session; the instance and its queue stay (state logged_out)")
+             summary="Log out and delete the instance (as the existing wa-hub); WAAPI_ENVELOPE=true keeps it")
 async def logout(request: Request, instance_id: str) -> JSONResponse:
-    rt = await hub_of(request).logout(instance_id)
+    """End the WhatsApp session.
+
+    Default (the existing wa-hub): the instance is deleted like ``DELETE /instances/{id}``, so an old
+    client's logout → create → scan works unchanged; open outbox items are reported as
+    ``droppedFromOutbound``. With ``WAAPI_ENVELOPE=true`` (WaAPI semantics) the instance and its
+    queue stay, in ``logged_out``.
+    """
+    hub = hub_of(request)
+    if not hub.settings.waapi_envelope:
+        hub.get(instance_id)  # 404 for an unknown id, as before
+        result = await legacy.delete(hub, instance_id)
+        result["message"] = f"Instance {instance_id} logged out and destroyed successfully"
+        return ok(result)
+    rt = await hub.logout(instance_id)
     return ok({"message": f"Instance {rt.id} logged out", "data": {"status": "success",
                                                                     "instanceStatus": rt.state.value}})
 
