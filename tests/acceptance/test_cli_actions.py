@@ -28,7 +28,8 @@ def state(server: Server, iid: str) -> str:
 @pytest.mark.timeout(120)
 def test_scan_pairing_code_logout_and_restart(tmp_path: Path) -> None:
     with Server(tmp_path / "hub", env={"RESTART_BACKOFF_MS": "0"}) as hub:
-        iid = hub.client.post("/instances", json={"name": "cli-actions"}).json()["instance"]["id"]
+        iid = hub.client.post("/instances", json={"name": "cli-actions",
+                                                  "webhook": {"url": "http://127.0.0.1:9/hook"}}).json()["instance"]["id"]
         hub.wait_until(lambda: state(hub, iid) == "qr")
 
         code = wa_hub(hub, "pairing-code", iid, "+20 100 000 0009")
@@ -44,16 +45,18 @@ def test_scan_pairing_code_logout_and_restart(tmp_path: Path) -> None:
         already = wa_hub(hub, "pairing-code", iid, "201000000009")
         assert already.returncode != 0 and "409" in already.stderr and "already linked" in already.stderr
 
-        out = wa_hub(hub, "logout", iid)
-        assert out.returncode == 0, out.stderr
-        hub.wait_until(lambda: state(hub, iid) == "logged_out")
-
         restarted = wa_hub(hub, "restart", iid, "--hard")
         assert restarted.returncode == 0, restarted.stderr
         assert "type: hard" in restarted.stdout
-        hub.wait_until(lambda: state(hub, iid) == "qr")  # a fresh login is offered again
         budget = hub.client.get(f"/instances/{iid}/status").json()["reconnection"]["restartsInWindow"]
         assert budget >= 1
+        hub.wait_until(lambda: state(hub, iid) == "ready")  # the stored session links again
+
+        out = wa_hub(hub, "logout", iid)
+        assert out.returncode == 0, out.stderr
+        assert f"logged out {iid}" in out.stdout
+        # Like the existing wa-hub, logout deletes the instance (create it again to link a phone).
+        assert hub.client.get(f"/instances/{iid}/status").status_code == 404
 
         missing = wa_hub(hub, "restart", "no-such-instance")
         assert missing.returncode != 0 and "404" in missing.stderr
