@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     purge_interval_minutes: float = Field(default=60, gt=0, alias="PURGE_INTERVAL_MINUTES")
     uncertain_policy: Literal["report", "resend"] = Field(default="report", alias="UNCERTAIN_POLICY")
     typing_indicator_enabled: bool = Field(default=False, alias="TYPING_INDICATOR_ENABLED")
+    uncertain_evidence_window_seconds: int = Field(default=300, ge=0, alias="UNCERTAIN_EVIDENCE_WINDOW_SECONDS")
+    shutdown_grace_ms: int = Field(default=15000, ge=0, alias="SHUTDOWN_GRACE_MS")
 
     # lifecycle
     restart_backoff_ms: int = Field(default=2000, ge=0, alias="RESTART_BACKOFF_MS")

@@ -121,7 +121,7 @@ async def send(store: Store, item: OutboxItem, message_id: str, now: int) -> Non
 
 
 # -- schema ----------------------------------------------------------------------------------------------
-async def test_migrate_brings_an_empty_database_to_revision_0001(fresh_store: Store) -> None:
+async def test_migrate_brings_an_empty_database_to_the_newest_revision(fresh_store: Store) -> None:
     if isinstance(fresh_store, SqlStore):
         async with fresh_store.engine.connect() as conn:
             before = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
@@ -134,7 +134,7 @@ async def test_migrate_brings_an_empty_database_to_revision_0001(fresh_store: St
             after = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
             revision = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
         assert after == TABLES
-        assert revision == "0001"
+        assert revision == "0002"
     assert await fresh_store.list_instances() == []
 
 
@@ -670,8 +670,8 @@ async def test_a_hub_runs_on_the_store_it_is_given(fresh_store: Store, tmp_path:
     try:
         rt = await hub.create_instance("WASP-shop.myshopify.com", None, None)
         body = {"chatId": "+20 100 000 0001", "message": "order #1 confirmed"}
-        first = await hub.enqueue(rt.id, ItemKind.TEXT, body, header_key="order:1")
-        again = await hub.enqueue(rt.id, ItemKind.TEXT, body, header_key="order:1")
+        first = await hub.outbox.enqueue(rt.id, ItemKind.TEXT, body, header_key="order:1")
+        again = await hub.outbox.enqueue(rt.id, ItemKind.TEXT, body, header_key="order:1")
         assert (first.replay, again.replay) == (False, True)
         assert again.item.queue_id == first.item.queue_id
         stored = await fresh_store.find_item_by_key(rt.id, "order:1")

@@ -99,20 +99,20 @@ async def queue(request: Request, instance_id: str, status: str | None = None,
     hub = hub_of(request)
     rt = hub.get(instance_id)
     if idempotencyKey is not None:
-        return ok({"item": item_json(await hub.get_item_by_key(rt.id, idempotencyKey))})
+        return ok({"item": item_json(await hub.outbox.get_item_by_key(rt.id, idempotencyKey))})
     statuses = [s for s in status.split(",") if s] if status else None
     for s in statuses or []:
         if s not in {x.value for x in ItemStatus}:
             raise InvalidInput(f"status {s!r} is not one of {', '.join(x.value for x in ItemStatus)}")
-    items, total = await hub.list_items(rt.id, statuses=statuses, limit=limit, offset=offset)
-    stats = await hub.queue_stats(rt.id)
+    items, total = await hub.outbox.list_items(rt.id, statuses=statuses, limit=limit, offset=offset)
+    stats = await hub.outbox.queue_stats(rt.id)
     return ok({"instanceId": rt.id, "depth": stats.depth, "byStatus": stats.by_status, "total": total,
                "limit": limit, "offset": offset, "items": [item_json(i) for i in items]})
 
 
 @router.delete("/instances/{instance_id}/queue", summary="Cancel every queued item")
 async def clear_queue(request: Request, instance_id: str) -> JSONResponse:
-    n = await hub_of(request).clear_queue(instance_id)
+    n = await hub_of(request).outbox.clear_queue(instance_id)
     return ok({"message": f"Queue cleared for instance {instance_id}", "cleared": n, "queueDepth": 0})
 
 
@@ -120,7 +120,7 @@ async def clear_queue(request: Request, instance_id: str) -> JSONResponse:
 async def get_message(request: Request, instance_id: str, queue_id: str) -> JSONResponse:
     hub = hub_of(request)
     rt = hub.get(instance_id)
-    item = await hub.get_item(rt.id, queue_id)
+    item = await hub.outbox.get_item(rt.id, queue_id)
     out: dict[str, Any] = {"item": item_json(item)}
     if item.kind.value == "poll" and item.message_id:
         _, votes = await hub.poll_votes(rt.id, item.message_id)
@@ -134,8 +134,8 @@ async def get_message(request: Request, instance_id: str, queue_id: str) -> JSON
 async def item_action(request: Request, instance_id: str, queue_id: str, action: str) -> JSONResponse:
     hub = hub_of(request)
     rt = hub.get(instance_id)
-    actions = {"cancel": hub.cancel_item, "retry": hub.retry_item, "resend": hub.resend_item,
-               "close": hub.close_item}
+    actions = {"cancel": hub.outbox.cancel_item, "retry": hub.outbox.retry_item, "resend": hub.outbox.resend_item,
+               "close": hub.outbox.close_item}
     if action not in actions:
         raise NotFound(f"unknown action {action!r}; use cancel, retry, resend or close")
     item = await actions[action](rt.id, queue_id)

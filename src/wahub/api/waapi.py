@@ -12,7 +12,8 @@ from wahub.api.auth import require_key
 from wahub.domain import lifecycle
 from wahub.domain.errors import Conflict, InvalidInput, NotFound
 from wahub.domain.outbox import ItemKind, ItemStatus
-from wahub.runtime.hub import Hub, InstanceRuntime
+from wahub.runtime.hub import Hub
+from wahub.runtime.registry import InstanceRuntime
 
 router = APIRouter(dependencies=[Depends(require_key)], tags=["WaAPI-compatible"])
 
@@ -138,7 +139,7 @@ async def get_qr(request: Request, instance_id: str) -> JSONResponse:
 async def client_status(request: Request, instance_id: str) -> JSONResponse:
     hub = hub_of(request)
     rt = hub.get(instance_id)
-    stats = await hub.queue_stats(rt.id)
+    stats = await hub.outbox.queue_stats(rt.id)
     data = {"phoneNumber": rt.phone, "formattedNumber": rt.phone} if rt.phone else {}
     return ok({"clientStatus": {
         "instanceStatus": lifecycle.external_status(rt.state, rt.qr is not None), "instanceId": rt.id,
@@ -167,7 +168,7 @@ async def _enqueue(request: Request, instance_id: str, kind: ItemKind, data: dic
                    header_key: str | None) -> JSONResponse:
     hub = hub_of(request)
     retry = data.get("retry") is True or request.query_params.get("retry") in ("1", "true")
-    result = await hub.enqueue(instance_id, kind, data, header_key=header_key, retry=retry)
+    result = await hub.outbox.enqueue(instance_id, kind, data, header_key=header_key, retry=retry)
     rt = hub.get(instance_id)
     item = result.item
     state = rt.state.value

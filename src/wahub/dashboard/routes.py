@@ -22,7 +22,8 @@ from wahub.api.auth import key_matches
 from wahub.dashboard import session as sessions
 from wahub.dashboard import views
 from wahub.domain.errors import ApiError
-from wahub.runtime.hub import WEBHOOK_EVENTS, Hub
+from wahub.runtime.events import WEBHOOK_EVENTS
+from wahub.runtime.hub import Hub
 
 log = structlog.get_logger("wahub.dashboard")
 
@@ -214,8 +215,8 @@ async def item_action(request: Request, instance_id: str, queue_id: str, action:
     hub = _hub(request)
     form = await request.form()
     status = views.status_filter(str(form.get("status") or ""))
-    calls = {"cancel": hub.cancel_item, "retry": hub.retry_item, "resend": hub.resend_item,
-             "close": hub.close_item}
+    calls = {"cancel": hub.outbox.cancel_item, "retry": hub.outbox.retry_item, "resend": hub.outbox.resend_item,
+             "close": hub.outbox.close_item}
     if action not in calls:
         raise HTTPException(404, f"unknown action {action!r}")
     try:

@@ -143,9 +143,9 @@ async def queue_context(hub: Hub, instance_id: str, status: str | None) -> dict[
     rt = hub.get(instance_id)
     wanted = status_filter(status)
     statuses = [wanted] if wanted else None
-    items, total = await hub.list_items(rt.id, statuses, limit=QUEUE_PAGE)
+    items, total = await hub.outbox.list_items(rt.id, statuses, limit=QUEUE_PAGE)
     if total > QUEUE_PAGE:
-        items, total = await hub.list_items(rt.id, statuses, limit=QUEUE_PAGE, offset=total - QUEUE_PAGE)
+        items, total = await hub.outbox.list_items(rt.id, statuses, limit=QUEUE_PAGE, offset=total - QUEUE_PAGE)
     rows = [{"queue_id": i.queue_id, "key": i.idempotency_key, "kind": i.kind.value, "chat": i.chat_id,
              "preview": _preview(i), "status": i.status.value, "attempts": i.attempts, "error": i.last_error,
              "created_at": i.created_at, "sent_at": i.sent_at, "message_id": i.message_id,

@@ -9,79 +9,40 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import io
 import random
-import re
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import segno
 import structlog
 
 from wahub.config import Settings
-from wahub.domain import chatid, idempotency, lifecycle, ratelimit
+from wahub.domain import chatid, lifecycle, ratelimit
 from wahub.domain.clock import Clock
-from wahub.domain.errors import Conflict, EngineError, InvalidInput, NotFound, QueueFull, ServiceUnavailable
+from wahub.domain.errors import Conflict, EngineError, InvalidInput, NotFound, ServiceUnavailable
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import (
-    MAX_CAPTION_LENGTH,
-    MAX_POLL_OPTION_LENGTH,
-    MAX_POLL_OPTIONS,
-    MAX_TEXT_LENGTH,
-    MIN_POLL_OPTIONS,
-    EnqueueResult,
-    ItemKind,
     ItemStatus,
     OutboxItem,
 )
 from wahub.engines import base as eng
 from wahub.engines.base import EngineFactory
 from wahub.observability import Metrics
-from wahub.runtime import signing
-from wahub.runtime.sendloop import SendLoop
+from wahub.runtime.events import WEBHOOK_EVENTS, Events
+from wahub.runtime.inbound import Inbound
+from wahub.runtime.outbox import InstanceOutcomes, Outbox, limits_for
+from wahub.runtime.registry import InstanceRuntime, Registry
+from wahub.runtime.sendloop import SendLoop, SendPolicy
 from wahub.runtime.supervisor import Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
-from wahub.store.base import QueueFullSignal, Store
-from wahub.store.records import EventDraft, EventRecord, InstanceRecord, PollRecord, QueueStats, VoteRecord
+from wahub.store.base import Store
+from wahub.store.records import EventDraft, EventRecord, InstanceRecord, PollRecord, VoteRecord
 
 log = structlog.get_logger("wahub.hub")
 
-ACK_ORDER = ("server", "delivered", "read", "played")
-WEBHOOK_EVENTS = ("qr", "authenticated", "ready", "disconnected", "change_state", "auth_failure", "restricted",
-                  "message", "vote_update", "message_ack", "message_sent", "message_failed", "message_uncertain")
-PENDING_ACK_TTL_MS = 60_000
 # Per-instance overrides: column → (API name, lowest, highest). There is no "0 = unlimited".
 LIMIT_FIELDS = {"limit_per_minute": ("perMinute", 1, 10_000), "limit_per_hour": ("perHour", 1, 1_000_000),
                 "send_interval_ms": ("intervalMs", 0, 86_400_000)}
-_NAME_LIKE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-
-
-@dataclass
-class InstanceRuntime:
-    """In-memory companion of one instance row: its engine, tasks and live connection facts."""
-
-    record: InstanceRecord
-    state: State
-    state_since: int
-    state_reason: str | None = None
-    engine: eng.Engine | None = None
-    qr: str | None = None
-    qr_at: int | None = None
-    pair_code: str | None = None
-    phone: str | None = None
-    push_name: str | None = None
-    last_error: str | None = None
-    restricted_until: int | None = None
-    pending_acks: dict[str, tuple[str, int]] = field(default_factory=dict)
-    sendloop: SendLoop = field(init=False)
-    supervisor: Supervisor = field(init=False)
-
-    @property
-    def id(self) -> str:
-        """The instance id."""
-        return self.record.id
 
 
 class Hub:
@@ -97,7 +58,7 @@ class Hub:
         self.rng = rng or random.Random()
         self.sandbox = sandbox
         self.metrics = Metrics()
-        self.instances: dict[str, InstanceRuntime] = {}
+        self.instances = Registry()
         self.dispatcher = Dispatcher(
             store, clock,
             DispatchPolicy(timeout_ms=settings.webhook_timeout_ms, base_ms=settings.webhook_retry_base_ms,
@@ -108,11 +69,21 @@ class Hub:
         self._background: set[asyncio.Task[Any]] = set()
         self._started = False
         self.uncertain_at_boot: list[OutboxItem] = []
+        self.events = Events(store, clock, self.dispatcher.notify)
+        self.outbox = Outbox(settings, store, clock, self.events, self.metrics, self.instances, self._spawn)
+        self.inbound = Inbound(store, store, clock, self.events, self.outbox)
+        self.send_policy = SendPolicy(max_attempts=settings.max_send_attempts,
+                                      retry_base_ms=settings.retry_base_backoff_ms,
+                                      retry_max_ms=settings.retry_max_backoff_ms, jitter_ms=settings.send_jitter_ms,
+                                      typing=settings.typing_indicator_enabled)
 
     # -- start / stop ----------------------------------------------------------------------------
     async def start(self, *, restore: bool = True) -> None:
         """Migrate, recover in-flight items, load instances, start delivery, restore engines."""
         await self.store.migrate()
+        latest = await self.store.latest_send_at()
+        if latest is not None:  # a wall clock stepped back across a restart costs at most one interval
+            self.clock.raise_floor(latest)
         now = self.clock.now_ms()
         requeued, uncertain = await self.store.recover_in_flight(now)
         for rec in await self.store.list_instances():
@@ -120,7 +91,7 @@ class Hub:
         for item in uncertain:
             rt = self.instances.get(item.instance_id)
             if rt is not None:
-                await self._report_uncertain(rt, item)
+                self.outbox.after_uncertain(rt, item)
         self.uncertain_at_boot = uncertain
         if requeued or uncertain:
             log.warning("recovered_in_flight", requeued=requeued, uncertain=len(uncertain))
@@ -131,7 +102,11 @@ class Hub:
             self._spawn(self._restore_all())
 
     async def stop(self) -> None:
-        """Stop engines, loops and delivery; the store keeps everything for the next start."""
+        """Stop gracefully: refuse new sends (503), let engine calls in flight finish (at most
+        ``SHUTDOWN_GRACE_MS``), then stop engines, loops and delivery; the store keeps the rest."""
+        self.outbox.accepting = False
+        await asyncio.gather(*(rt.sendloop.drain(self.settings.shutdown_grace_ms)
+                               for rt in list(self.instances.values())), return_exceptions=True)
         background = list(self._background)
         for task in background:
             task.cancel()
@@ -154,7 +129,9 @@ class Hub:
         rt = InstanceRuntime(record=rec, state=State(rec.state), state_since=rec.state_since,
                              state_reason=rec.state_reason, phone=rec.phone, push_name=rec.push_name,
                              last_error=rec.last_error, restricted_until=rec.restricted_until)
-        rt.sendloop = SendLoop(self, rt)
+        rt.sendloop = SendLoop(rt, self.store, self.clock, self.send_policy,
+                               lambda: limits_for(self.settings, rt.record), InstanceOutcomes(self.outbox, rt),
+                               self.rng)
         rt.supervisor = Supervisor(self, rt)
         self.instances[rec.id] = rt
         self.metrics.set_state(rec.id, rt.state.value, [s.value for s in State])
@@ -215,19 +192,7 @@ class Hub:
     # -- instances -------------------------------------------------------------------------------
     def get(self, instance_id: str) -> InstanceRuntime:
         """The runtime of an instance. Raises :class:`NotFound`."""
-        rt = self._lookup(instance_id)
-        if rt is None:
-            raise NotFound(f"instance {instance_id} not found")
-        return rt
-
-    def _lookup(self, instance_id: str) -> InstanceRuntime | None:
-        """By id; or, like the existing wa-hub, by a domain-like name whose sanitised form is the id
-        (``WASP-shop.myshopify.com`` → ``WASP-shop_myshopify_com``). Nothing else is rewritten, so
-        an arbitrary string can never address another instance."""
-        rt = self.instances.get(instance_id)
-        if rt is None and _NAME_LIKE.fullmatch(instance_id):
-            rt = self.instances.get(chatid.instance_id_from_name(instance_id))
-        return rt
+        return self.instances.get_rt(instance_id)
 
     async def create_instance(self, name: str, webhook_url: str | None, events: list[str] | None,
                               webhook_secret: str | None = None) -> InstanceRuntime:
@@ -285,7 +250,7 @@ class Hub:
 
     async def delete_instance(self, instance_id: str) -> bool:
         """Log out, stop and delete an instance with all its records and session files."""
-        rt = self._lookup(instance_id)
+        rt = self.instances.lookup(instance_id)
         if rt is None:
             return False
         self.instances.pop(rt.id, None)
@@ -353,13 +318,17 @@ class Hub:
         except EngineError as exc:
             raise ServiceUnavailable(str(exc)) from exc
 
+    async def poll_votes(self, instance_id: str, message_id: str) -> tuple[PollRecord | None, list[VoteRecord]]:
+        """A poll wa-hub sent (None when unknown) and every voter's latest vote. Raises NotFound."""
+        return await self.inbound.poll_votes(self.get(instance_id), message_id)
+
+    async def store_reachable(self) -> bool:
+        """True when the database answers."""
+        return await self.store.ping()
+
     def limits_for(self, rec: InstanceRecord) -> ratelimit.Limits:
         """Effective limits of an instance (its overrides, else the settings)."""
-        s = self.settings
-        return ratelimit.Limits(
-            per_minute=rec.limit_per_minute if rec.limit_per_minute is not None else s.max_sends_per_minute,
-            per_hour=rec.limit_per_hour if rec.limit_per_hour is not None else s.max_sends_per_hour,
-            interval_ms=rec.send_interval_ms if rec.send_interval_ms is not None else s.send_interval_ms)
+        return limits_for(self.settings, rec)
 
     def qr_png_b64(self, code: str) -> str:
         """The QR string rendered as a base64 PNG (no ``data:`` prefix, as wa-hub always sent it)."""
@@ -376,279 +345,14 @@ class Hub:
         elif src == State.READY:
             rt.sendloop.poke()  # the loop sees the state and stops after any in-flight send
 
-    # -- outbox ----------------------------------------------------------------------------------
-    async def enqueue(self, instance_id: str, kind: ItemKind, body: dict[str, Any], *,
-                      header_key: str | None, retry: bool = False) -> EnqueueResult:
-        """Validate and enqueue a send (DESIGN §3.1); never waits for WhatsApp.
-
-        Raises InvalidInput (400), NotFound (404), Conflict (409: key reused with another payload,
-        or the keyed item failed and ``retry`` was not asked), QueueFull (429).
-        """
-        rt = self.get(instance_id)
-        chat = chatid.normalize(body.get("chatId"), field="chatId")
-        content = _content(kind, body)
-        fp = idempotency.fingerprint(kind.value, chat, content)
-        now = self.clock.now_ms()
-        if header_key is not None:
-            key, source = idempotency.validate_key(header_key, field="Idempotency-Key header"), "header"
-            body_key = body.get("idempotencyKey")
-            if body_key is not None and body_key != header_key:
-                raise InvalidInput("Idempotency-Key header and idempotencyKey body field differ")
-        elif body.get("idempotencyKey") is not None:
-            key, source = idempotency.validate_key(body["idempotencyKey"], field="idempotencyKey"), "body"
-        else:
-            key = idempotency.derive_key(rt.id, fp, now, self.settings.auto_idempotency_window_seconds)
-            source = "derived"
-        try:
-            item, created, depth = await self.store.insert_item(
-                queue_id=uuid.uuid4().hex, instance_id=rt.id, idempotency_key=key, key_source=source,
-                kind=kind.value, chat_id=chat, payload={"chatId": chat, **content}, fingerprint=fp, now=now,
-                max_open=self.settings.max_queue_size)
-        except QueueFullSignal as full:
-            raise QueueFull(f"queue full ({full.open_count} items, MAX_QUEUE_SIZE={self.settings.max_queue_size}) "
-                            f"for instance {rt.id}", retry_after_s=self._retry_after_s(rt),
-                            instanceState=rt.state.value, queueDepth=full.open_count) from None
-        if created:
-            log.info("enqueued", instance_id=rt.id, queue_id=item.queue_id, kind=kind.value, key_source=source)
-            rt.sendloop.poke()
-            return EnqueueResult(item, replay=False, queue_depth=depth)
-        if item.fingerprint != fp:
-            raise Conflict(f"idempotency key {key!r} was already used for a different message on this instance",
-                           queueId=item.queue_id, idempotencyKey=key)
-        if item.status in (ItemStatus.FAILED, ItemStatus.CANCELED, ItemStatus.UNCERTAIN):
-            if not retry:
-                raise Conflict(f"the message with idempotency key {key!r} is {item.status.value}"
-                               + (f": {item.last_error}" if item.last_error else "")
-                               + "; send again with retry=true to queue it again",
-                               queueId=item.queue_id, idempotencyKey=key, itemStatus=item.status.value,
-                               lastError=item.last_error)
-            await self.store.set_item_status(item.queue_id, from_statuses=[item.status.value], to_status="queued",
-                                             now=now, reset_attempts=True)
-            rt.sendloop.poke()
-            fresh = await self.store.get_item(item.queue_id)
-            assert fresh is not None
-            return EnqueueResult(fresh, replay=True, queue_depth=depth + 1)
-        return EnqueueResult(item, replay=True, queue_depth=depth)
-
-    def _retry_after_s(self, rt: InstanceRuntime) -> int:
-        limits = self.limits_for(rt.record)
-        return max(1, -(-60 // max(1, limits.per_minute)))
-
-    async def item_sent(self, rt: InstanceRuntime, item: OutboxItem, message_id: str) -> None:
-        """Record a successful send, its webhook and any receipts that arrived early."""
-        now = self.clock.now_ms()
-        drafts = self.event_drafts(rt, "message_sent", {**_item_ref(item), "messageId": message_id,
-                                                        "sentAt": now})
-        await self.store.mark_sent(item, message_id=message_id, now=now, events=drafts)
-        self.metrics.send_outcome(rt.id, "sent")
-        log.info("sent", instance_id=rt.id, queue_id=item.queue_id, message_id=message_id)
-        if drafts:
-            self.dispatcher.notify(rt.id)
-        early = rt.pending_acks.pop(message_id, None)
-        if early is not None and early[1] >= now - PENDING_ACK_TTL_MS:
-            await self._advance_ack(rt, message_id, early[0], now)
-
-    async def item_failed(self, rt: InstanceRuntime, item: OutboxItem, error: str, reason: str, *,
-                          count_attempt: bool, unlog: bool = False) -> None:
-        """Record a final failure and its ``message_failed`` webhook."""
-        now = self.clock.now_ms()
-        drafts = self.event_drafts(rt, "message_failed", {**_item_ref(item), "error": error, "reason": reason})
-        await self.store.mark_failed(item, error=error, reason=reason, now=now, count_attempt=count_attempt,
-                                     events=drafts, unlog=unlog)
-        self.metrics.send_outcome(rt.id, "failed")
-        log.warning("send_failed", instance_id=rt.id, queue_id=item.queue_id, reason=reason)
-        if drafts:
-            self.dispatcher.notify(rt.id)
-
-    async def item_uncertain(self, rt: InstanceRuntime, item: OutboxItem, why: str) -> None:
-        """An item whose delivery is unknown: mark it ``uncertain`` and report it."""
-        now = self.clock.now_ms()
-        await self.store.set_item_status(item.queue_id, from_statuses=["sending"], to_status="uncertain", now=now,
-                                         error=why, reason="uncertain")
-        fresh = await self.store.get_item(item.queue_id)
-        await self._report_uncertain(rt, fresh or item, why)
-
-    async def _report_uncertain(self, rt: InstanceRuntime, item: OutboxItem, why: str | None = None) -> None:
-        self.metrics.send_outcome(rt.id, "uncertain")
-        log.warning("send_uncertain", instance_id=rt.id, queue_id=item.queue_id)
-        if self.settings.uncertain_policy == "resend":
-            await self.store.set_item_status(item.queue_id, from_statuses=["uncertain"], to_status="queued",
-                                             now=self.clock.now_ms())
-            rt.sendloop.poke()
-            return
-        await self.store_events(rt, self.event_drafts(rt, "message_uncertain", {
-            **_item_ref(item), "reason": why or item.last_error}))
-
-    async def cancel_item(self, instance_id: str, queue_id: str) -> OutboxItem:
-        """Cancel a queued item. Raises NotFound or Conflict (not queued)."""
-        return await self._change_item(instance_id, queue_id, ["queued"], "canceled", "only a queued item can be "
-                                       "canceled")
-
-    async def retry_item(self, instance_id: str, queue_id: str) -> OutboxItem:
-        """Queue a failed or canceled item again with a fresh attempt count."""
-        return await self._change_item(instance_id, queue_id, ["failed", "canceled"], "queued",
-                                       "only a failed or canceled item can be retried", reset=True)
-
-    async def resend_item(self, instance_id: str, queue_id: str) -> OutboxItem:
-        """Queue an ``uncertain`` item again (the operator accepts a possible duplicate)."""
-        return await self._change_item(instance_id, queue_id, ["uncertain"], "queued",
-                                       "only an uncertain item can be resent", reset=True)
-
-    async def close_item(self, instance_id: str, queue_id: str) -> OutboxItem:
-        """Close an ``uncertain`` item as canceled without sending it again."""
-        return await self._change_item(instance_id, queue_id, ["uncertain"], "canceled",
-                                       "only an uncertain item can be closed")
-
-    async def _change_item(self, instance_id: str, queue_id: str, from_statuses: list[str], to: str, msg: str,
-                           reset: bool = False) -> OutboxItem:
-        rt = self.get(instance_id)
-        item = await self.get_item(rt.id, queue_id)
-        changed = await self.store.set_item_status(queue_id, from_statuses=from_statuses, to_status=to,
-                                                   now=self.clock.now_ms(), reset_attempts=reset)
-        if not changed:
-            raise Conflict(f"{msg}; item {queue_id} is {item.status.value}", itemStatus=item.status.value)
-        rt.sendloop.poke()
-        fresh = await self.store.get_item(queue_id)
-        assert fresh is not None
-        return fresh
-
-    async def get_item(self, instance_id: str, queue_id: str) -> OutboxItem:
-        """One item of an instance by ``queueId``. Raises NotFound."""
-        item = await self.store.get_item(queue_id)
-        if item is None or item.instance_id != instance_id:
-            raise NotFound(f"queue item {queue_id} not found on instance {instance_id}")
-        return item
-
-    async def get_item_by_key(self, instance_id: str, key: str) -> OutboxItem:
-        """One item of an instance by idempotency key. Raises NotFound."""
-        rt = self.get(instance_id)
-        item = await self.store.find_item_by_key(rt.id, key)
-        if item is None:
-            raise NotFound(f"no item with idempotency key {key!r} on instance {rt.id}")
-        return item
-
-    async def clear_queue(self, instance_id: str) -> int:
-        """Cancel every queued item of an instance."""
-        rt = self.get(instance_id)
-        return await self.store.clear_queue(rt.id, self.clock.now_ms())
-
-    async def list_items(self, instance_id: str, statuses: list[str] | None = None, limit: int = 50,
-                         offset: int = 0) -> tuple[list[OutboxItem], int]:
-        """A page of an instance's items (oldest first) and the total matching ``statuses``. Raises NotFound."""
-        rt = self.get(instance_id)
-        return await self.store.list_items(rt.id, statuses=statuses, limit=limit, offset=offset)
-
-    async def queue_stats(self, instance_id: str) -> QueueStats:
-        """Counts of an instance's items by status and its oldest open item. Raises NotFound."""
-        return await self.store.queue_stats(self.get(instance_id).id)
-
-    async def poll_votes(self, instance_id: str, message_id: str) -> tuple[PollRecord | None, list[VoteRecord]]:
-        """A poll wa-hub sent (None when unknown) and every voter's latest vote. Raises NotFound."""
-        rt = self.get(instance_id)
-        return await self.store.get_poll(rt.id, message_id), await self.store.latest_votes(rt.id, message_id)
-
-    async def store_reachable(self) -> bool:
-        """True when the database answers."""
-        return await self.store.ping()
-
-    # -- inbound events --------------------------------------------------------------------------
-    async def on_inbound(self, rt: InstanceRuntime, ev: eng.InboundMessage) -> None:
-        """Store a ``message`` webhook for an inbound message, once per engine message id."""
-        if ev.from_me:
-            return
-        data = {"message": {
-            "from": _short(ev.sender), "body": ev.text, "text": ev.text, "type": "chat",
-            "timestamp": ev.timestamp // 1000, "id": ev.message_id, "chatId": ev.chat_id, "fromId": ev.sender,
-            "fromAlt": ev.sender_alt, "pushName": ev.push_name, "timestampMs": ev.timestamp}}
-        drafts = self.event_drafts(rt, "message", data)
-        fresh = await self.store.record_inbound(rt.id, ev.message_id, now=self.clock.now_ms(),
-                                                event=drafts[0] if drafts else None)
-        if fresh and drafts:
-            self.dispatcher.notify(rt.id)
-        log.info("inbound_message", instance_id=rt.id, message_id=ev.message_id, duplicate=not fresh)
-
-    async def on_vote(self, rt: InstanceRuntime, ev: eng.PollVote) -> None:
-        """Resolve a poll vote against the stored poll and store one ``vote_update`` per new vote."""
-        poll = await self.store.get_poll(rt.id, ev.poll_message_id)
-        unresolved: list[str] = []
-        if ev.selected_options is not None:
-            selected = list(ev.selected_options)
-        else:
-            by_hash = {hashlib.sha256(o.encode("utf-8")).hexdigest(): o for o in (poll.options if poll else [])}
-            selected = []
-            for h in ev.selected_hashes or ():
-                if h.lower() in by_hash:
-                    selected.append(by_hash[h.lower()])
-                else:
-                    unresolved.append(h)
-        if poll is None:
-            log.warning("vote_for_unknown_poll", instance_id=rt.id, poll_message_id=ev.poll_message_id)
-        data: dict[str, Any] = {
-            "vote": {"voter": _short(ev.voter), "selectedOptions": selected, "timestamp": ev.timestamp,
-                     "pollMessageId": ev.poll_message_id},
-            "voterId": ev.voter,
-            "chatId": poll.chat_id if poll else ev.chat_id,
-            "idempotencyKey": poll.idempotency_key if poll else None,
-            "queueId": poll.queue_id if poll else None,
-            "caption": poll.caption if poll else None,
-            "options": poll.options if poll else None,
-            "pollKnown": poll is not None,
-        }
-        if ev.voter.endswith("@lid"):
-            data["voterLid"] = ev.voter
-        if ev.voter_alt:
-            data["voterPhone"] = _short(ev.voter_alt)
-        if unresolved:
-            data["unresolvedOptionHashes"] = unresolved
-        drafts = self.event_drafts(rt, "vote_update", data)
-        fresh = await self.store.record_vote(rt.id, ev.poll_message_id, ev.voter, timestamp=ev.timestamp,
-                                             selected=selected, voter_alt=ev.voter_alt, now=self.clock.now_ms(),
-                                             event=drafts[0] if drafts else None)
-        if fresh and drafts:
-            self.dispatcher.notify(rt.id)
-        log.info("poll_vote", instance_id=rt.id, poll_message_id=ev.poll_message_id, duplicate_or_stale=not fresh)
-
-    async def on_receipt(self, rt: InstanceRuntime, ev: eng.Receipt) -> None:
-        """Advance acks (forward only); receipts for ids not yet recorded are held for a minute."""
-        if ev.ack not in ACK_ORDER:
-            return
-        now = self.clock.now_ms()
-        for mid in ev.message_ids:
-            if not await self._advance_ack(rt, mid, ev.ack, now):
-                item = await self.store.get_item_by_message_id(rt.id, mid)
-                if item is None:
-                    rt.pending_acks[mid] = (ev.ack, now)
-        for mid, (_, at) in list(rt.pending_acks.items()):
-            if at < now - PENDING_ACK_TTL_MS:
-                rt.pending_acks.pop(mid, None)
-
-    async def _advance_ack(self, rt: InstanceRuntime, message_id: str, ack: str, now: int) -> bool:
-        def build(item: OutboxItem) -> EventDraft | None:
-            drafts = self.event_drafts(rt, "message_ack", {**_item_ref(item), "messageId": message_id, "ack": ack,
-                                                           "at": now})
-            return drafts[0] if drafts else None
-
-        item = await self.store.advance_ack(rt.id, message_id, ack, ACK_ORDER, now=now, event_for=build)
-        if item is not None:
-            self.dispatcher.notify(rt.id)
-        return item is not None
-
     # -- webhooks --------------------------------------------------------------------------------
     def event_drafts(self, rt: InstanceRuntime, event: str, data: dict[str, Any]) -> list[EventDraft]:
-        """The event as a stored draft, or [] when the instance has no URL or filters it out."""
-        rec = rt.record
-        if not rec.webhook_url:
-            return []
-        if rec.webhook_events and event not in rec.webhook_events:
-            return []
-        body = signing.serialize({"event": event, "instanceId": rt.id, "data": data})
-        return [EventDraft(event_id="evt_" + uuid.uuid4().hex, instance_id=rt.id, event=event, body=body)]
+        """The event as a stored draft for ``rt``'s webhook settings (see :class:`Events`)."""
+        return self.events.drafts(rt.record, event, data)
 
     async def store_events(self, rt: InstanceRuntime, drafts: list[EventDraft]) -> None:
-        """Store events that are not part of another change, then wake the dispatcher."""
-        if drafts:
-            await self.store.add_events(drafts, self.clock.now_ms())
-            self.dispatcher.notify(rt.id)
+        """Store stand-alone events, then wake the dispatcher."""
+        await self.events.store_drafts(rt.id, drafts)
 
     def _target_for(self, instance_id: str) -> Target | None:
         rt = self.instances.get(instance_id)
@@ -759,57 +463,6 @@ class Hub:
 
 async def _ignore_events(_event: eng.EngineEvent) -> None:
     return None
-
-
-def _short(jid: str) -> str:
-    """wa-hub's historic voter/sender form: bare digits for people, the full id otherwise."""
-    return chatid.phone_number(jid) or jid
-
-
-def _item_ref(item: OutboxItem) -> dict[str, Any]:
-    return {"queueId": item.queue_id, "idempotencyKey": item.idempotency_key, "chatId": item.chat_id,
-            "kind": item.kind.value}
-
-
-def _content(kind: ItemKind, body: dict[str, Any]) -> dict[str, Any]:
-    if kind == ItemKind.TEXT:
-        msg = body.get("message")
-        if msg is None:
-            raise InvalidInput("message is required")
-        if not isinstance(msg, str):
-            raise InvalidInput("message must be a string")
-        if not msg.strip():
-            raise InvalidInput("message must not be empty")
-        if len(msg) > MAX_TEXT_LENGTH:
-            raise InvalidInput(f"message is longer than {MAX_TEXT_LENGTH} characters")
-        return {"message": msg}
-    caption = body.get("caption")
-    if caption is None:
-        raise InvalidInput("caption is required")
-    if not isinstance(caption, str) or not caption.strip():
-        raise InvalidInput("caption must be a non-empty string")
-    if len(caption) > MAX_CAPTION_LENGTH:
-        raise InvalidInput(f"caption is longer than {MAX_CAPTION_LENGTH} characters")
-    options = body.get("options")
-    if not isinstance(options, list):
-        raise InvalidInput(f"options must be a list of {MIN_POLL_OPTIONS}-{MAX_POLL_OPTIONS} strings")
-    if not MIN_POLL_OPTIONS <= len(options) <= MAX_POLL_OPTIONS:
-        raise InvalidInput(f"options must have {MIN_POLL_OPTIONS} to {MAX_POLL_OPTIONS} entries, got {len(options)}")
-    cleaned: list[str] = []
-    for i, opt in enumerate(options):
-        if not isinstance(opt, str) or not opt.strip():
-            raise InvalidInput(f"options[{i}] must be a non-empty string")
-        if len(opt) > MAX_POLL_OPTION_LENGTH:
-            raise InvalidInput(f"options[{i}] is longer than {MAX_POLL_OPTION_LENGTH} characters")
-        cleaned.append(opt)
-    if len(set(cleaned)) != len(cleaned):
-        raise InvalidInput("options must be distinct")
-    multiple = body.get("multipleAnswers", False)
-    if multiple is None:
-        multiple = False
-    if not isinstance(multiple, bool):
-        raise InvalidInput("multipleAnswers must be true or false")
-    return {"caption": caption, "options": cleaned, "multipleAnswers": multiple}
 
 
 def _check_url(url: Any) -> str | None:

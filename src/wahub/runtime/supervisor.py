@@ -30,9 +30,10 @@ from wahub.domain import lifecycle
 from wahub.domain.errors import Conflict
 from wahub.domain.lifecycle import State
 from wahub.engines import base as eng
+from wahub.runtime.registry import InstanceRuntime
 
 if TYPE_CHECKING:
-    from wahub.runtime.hub import Hub, InstanceRuntime
+    from wahub.runtime.hub import Hub
 
 log = structlog.get_logger("wahub.supervisor")
 
@@ -129,6 +130,8 @@ class Supervisor:
             if not built or rt.engine is not built[0]:
                 return
             try:
+                if await self.hub.inbound.on_event(rt, event):  # data events go straight to inbound
+                    return
                 await self.on_event(event)
             except asyncio.CancelledError:
                 raise
@@ -254,7 +257,7 @@ class Supervisor:
 
     # -- engine events ---------------------------------------------------------------------------
     async def on_event(self, ev: eng.EngineEvent) -> None:
-        """Handle one engine event (QR, ready, disconnect, ban, message, vote, receipt)."""
+        """Handle one connection event (QR, ready, disconnect, ban); data events go to inbound."""
         rt, hub = self.rt, self.hub
         if isinstance(ev, eng.QrCode):
             if rt.state == State.READY or rt.state in lifecycle.TERMINAL:
@@ -317,12 +320,6 @@ class Supervisor:
                 self._arm("ban_expiry", wait, resume)
         elif isinstance(ev, eng.QrTimeout):
             await self._qr_window_over()
-        elif isinstance(ev, eng.InboundMessage):
-            await hub.on_inbound(rt, ev)
-        elif isinstance(ev, eng.PollVote):
-            await hub.on_vote(rt, ev)
-        elif isinstance(ev, eng.Receipt):
-            await hub.on_receipt(rt, ev)
 
     async def _qr_window_over(self) -> None:
         rt = self.rt

@@ -36,10 +36,9 @@ class QueueFullSignal(Exception):
         self.open_count = open_count
 
 
-class Store(Protocol):
-    """All persistence of wa-hub behind one narrow async interface (see the implementations' docs)."""
+class AdminPort(Protocol):
+    """Opening, closing and checking the store (composition root and readiness)."""
 
-    # -- lifecycle
     async def migrate(self) -> None:
         """Bring the schema to the newest revision."""
         ...
@@ -52,7 +51,14 @@ class Store(Protocol):
         """True when the store answers."""
         ...
 
-    # -- instances
+    async def purge(self, older_than: int) -> dict[str, int]:
+        """Delete old final records; returns how many rows per table."""
+        ...
+
+
+class InstancesPort(Protocol):
+    """Instance rows (the instances room)."""
+
     async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
                               webhook_events: list[str], webhook_secret: str | None, now: int,
                               state: str = "initializing") -> InstanceRecord:
@@ -75,6 +81,10 @@ class Store(Protocol):
         """Delete an instance and everything recorded for it; True when it existed."""
         ...
 
+
+class LifecyclePort(Protocol):
+    """Transitions and the restart budget (the supervisor)."""
+
     async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,
                                 now: int, events: Sequence[EventDraft] = (), **instance_values: Any) -> None:
         """Move an instance to ``to_state`` and store its webhook events atomically."""
@@ -96,9 +106,16 @@ class Store(Protocol):
         """Times (ascending) of restarts after ``since``."""
         ...
 
-    # -- outbox
+
+class OutboxPort(Protocol):
+    """The outbox: enqueue, claim, hand-over, outcomes and operator actions (outbox room and send loop)."""
+
     async def find_item_by_key(self, instance_id: str, key: str) -> OutboxItem | None:
         """The item stored under an idempotency key, or None."""
+        ...
+
+    async def latest_derived(self, instance_id: str, fingerprint: str) -> OutboxItem | None:
+        """The newest item with a derived key and this fingerprint, or None (sliding key window)."""
         ...
 
     async def insert_item(self, *, queue_id: str, instance_id: str, idempotency_key: str, key_source: str,
@@ -119,18 +136,27 @@ class Store(Protocol):
         """Hand-over times (ascending) of the instance's sends after ``since``."""
         ...
 
+    async def latest_send_at(self) -> int | None:
+        """The newest send instant of any instance (epoch ms), or None: a floor for the clock at start."""
+        ...
+
     async def release(self, seq: int, *, next_attempt_at: int, now: int, error: str | None = None,
                       reason: str | None = None, count_attempt: bool = False, unlog: bool = False) -> None:
         """Return a ``sending`` item to ``queued``."""
         ...
 
-    async def mark_handed_over(self, item: OutboxItem, now: int) -> None:
-        """Record that the item is about to reach the engine (and log the send)."""
+    async def mark_handed_over(self, item: OutboxItem, now: int, *, chosen_message_id: str | None = None) -> None:
+        """Record that the item is about to reach the engine (and log the send), with its chosen id."""
         ...
 
-    async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int,
-                        events: Sequence[EventDraft] = ()) -> None:
-        """Record a successful send with its webhook events."""
+    async def stamp_send(self, queue_id: str, at: int) -> None:
+        """Set the logged time of the item's send to the engine-call instant ``at``."""
+        ...
+
+    async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int, sent_at: int | None = None,
+                        events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = ("sending",)) -> bool:
+        """Record a successful send (``sent_at`` = the engine-call instant, default ``now``) with its
+        events, if the item is still in ``from_statuses``; True when it was."""
         ...
 
     async def mark_failed(self, item: OutboxItem, *, error: str, reason: str, now: int, count_attempt: bool,
@@ -148,6 +174,10 @@ class Store(Protocol):
 
     async def get_item_by_message_id(self, instance_id: str, message_id: str) -> OutboxItem | None:
         """The sent item that WhatsApp knows as ``message_id``, or None."""
+        ...
+
+    async def find_by_chosen_id(self, instance_id: str, message_id: str) -> OutboxItem | None:
+        """The item whose engine-chosen message id (stored before the call) is ``message_id``, or None."""
         ...
 
     async def list_items(self, instance_id: str, *, statuses: Sequence[str] | None, limit: int,
@@ -177,11 +207,10 @@ class Store(Protocol):
         """Items that failed (finally) after ``since``."""
         ...
 
-    async def purge(self, older_than: int) -> dict[str, int]:
-        """Delete old final records; returns how many rows per table."""
-        ...
 
-    # -- polls, votes, acks, inbound
+class InboundPort(Protocol):
+    """Inbound messages, polls, votes and acks (the inbound room)."""
+
     async def get_poll(self, instance_id: str, message_id: str) -> PollRecord | None:
         """The poll wa-hub sent as ``message_id``, or None."""
         ...
@@ -206,7 +235,10 @@ class Store(Protocol):
         """Move a sent item's ack forward only; the item when it advanced, else None."""
         ...
 
-    # -- webhook events
+
+class EventsPort(Protocol):
+    """Webhook events (the event catalogue and the dispatcher)."""
+
     async def add_events(self, events: Sequence[EventDraft], now: int) -> None:
         """Store events for delivery."""
         ...
@@ -240,3 +272,7 @@ class Store(Protocol):
     async def event_stats(self, instance_id: str) -> dict[str, Any]:
         """Backlog, dead letters, delivered count, last success and last error of an instance."""
         ...
+
+
+class Store(AdminPort, InstancesPort, LifecyclePort, OutboxPort, InboundPort, EventsPort, Protocol):
+    """Every port at once: what a backend implements (the composition root hands out the parts)."""

@@ -164,6 +164,12 @@ class MemoryStore:
         row = self._by_key(instance_id, key)
         return _item(row) if row else None
 
+    async def latest_derived(self, instance_id: str, fingerprint: str) -> OutboxItem | None:
+        """The newest item with a derived key and this fingerprint, or None."""
+        rows = [r for r in self._outbox.values() if r["instance_id"] == instance_id
+                and r["fingerprint"] == fingerprint and r["key_source"] == "derived"]
+        return _item(rows[-1]) if rows else None
+
     async def insert_item(self, *, queue_id: str, instance_id: str, idempotency_key: str, key_source: str,
                           kind: str, chat_id: str, payload: dict[str, Any], fingerprint: str, now: int,
                           max_open: int) -> tuple[OutboxItem, bool, int]:
@@ -186,6 +192,7 @@ class MemoryStore:
             "payload": dump_json(payload), "fingerprint": fingerprint, "status": "queued", "attempts": 0,
             "next_attempt_at": now, "created_at": now, "updated_at": now, "handed_over_at": None,
             "sent_at": None, "message_id": None, "ack": None, "last_error": None, "error_reason": None,
+            "chosen_message_id": None,
         }
         self._outbox[seq] = row
         return _item(row), True, open_count + 1
@@ -230,27 +237,39 @@ class MemoryStore:
         if unlog:
             self._unlog(row["queue_id"])
 
-    async def mark_handed_over(self, item: OutboxItem, now: int) -> None:
+    async def mark_handed_over(self, item: OutboxItem, now: int, *, chosen_message_id: str | None = None) -> None:
         """Record that the item is about to reach the engine (and log the send for the windows)."""
         row = self._outbox.get(item.seq)
         if row is not None:
-            row.update(handed_over_at=now, updated_at=now)
+            row.update(handed_over_at=now, updated_at=now, chosen_message_id=chosen_message_id)
         self._send_log.append({"id": next(self._seq), "instance_id": item.instance_id, "at": now,
                                "queue_id": item.queue_id})
 
-    async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int,
-                        events: Sequence[EventDraft] = ()) -> None:
-        """Record a successful send (and, for a poll, the poll itself) with its webhook events."""
+    async def stamp_send(self, queue_id: str, at: int) -> None:
+        """Set the logged time of the item's send to the engine-call instant ``at``."""
+        for r in self._send_log:
+            if r["queue_id"] == queue_id:
+                r["at"] = at
+
+    async def latest_send_at(self) -> int | None:
+        """The newest send instant of any instance (epoch ms), or None."""
+        return max((r["at"] for r in self._send_log), default=None)
+
+    async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int, sent_at: int | None = None,
+                        events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = ("sending",)) -> bool:
+        """Record a successful send (and, for a poll, the poll itself) while in ``from_statuses``."""
         row = self._outbox.get(item.seq)
-        if row is not None:
-            row.update(status="sent", sent_at=now, message_id=message_id, updated_at=now,
-                       attempts=row["attempts"] + 1, ack="server", last_error=None, error_reason=None)
+        if row is None or row["status"] not in from_statuses:
+            return False
+        row.update(status="sent", sent_at=sent_at if sent_at is not None else now, message_id=message_id,
+                   updated_at=now, attempts=row["attempts"] + 1, ack="server", last_error=None, error_reason=None)
         if item.kind == ItemKind.POLL:
             self._polls.setdefault((item.instance_id, message_id), PollRecord(
                 item.instance_id, message_id, item.queue_id, item.chat_id, item.idempotency_key,
                 item.payload["caption"], list(item.payload["options"]),
                 bool(item.payload.get("multipleAnswers"))))
         self._add_events(events, now)
+        return True
 
     async def mark_failed(self, item: OutboxItem, *, error: str, reason: str, now: int, count_attempt: bool,
                           events: Sequence[EventDraft] = (), unlog: bool = False) -> None:
@@ -288,6 +307,13 @@ class MemoryStore:
         """The item with ``queue_id``, or None."""
         for row in self._outbox.values():
             if row["queue_id"] == queue_id:
+                return _item(row)
+        return None
+
+    async def find_by_chosen_id(self, instance_id: str, message_id: str) -> OutboxItem | None:
+        """The item whose engine-chosen message id is ``message_id``, or None."""
+        for row in self._outbox.values():
+            if row["instance_id"] == instance_id and row.get("chosen_message_id") == message_id:
                 return _item(row)
         return None
 

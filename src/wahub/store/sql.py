@@ -214,6 +214,14 @@ class SqlStore:
             row = (await conn.execute(q)).first()
         return _item(row) if row else None
 
+    async def latest_derived(self, instance_id: str, fingerprint: str) -> OutboxItem | None:
+        """The newest item with a derived key and this fingerprint, or None."""
+        q = (t.outbox.select().where(t.outbox.c.instance_id == instance_id, t.outbox.c.fingerprint == fingerprint,
+                                     t.outbox.c.key_source == "derived").order_by(t.outbox.c.seq.desc()).limit(1))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        return _item(row) if row else None
+
     async def insert_item(self, *, queue_id: str, instance_id: str, idempotency_key: str, key_source: str,
                           kind: str, chat_id: str, payload: dict[str, Any], fingerprint: str, now: int,
                           max_open: int) -> tuple[OutboxItem, bool, int]:
@@ -385,7 +393,7 @@ class SqlStore:
         return int(v) if v is not None else None
 
     async def send_history(self, instance_id: str, since: int) -> list[int]:
-        """Hand-over times (epoch ms, ascending) of the instance's sends after ``since``."""
+        """Send instants (epoch ms, ascending) of the instance's sends after ``since``."""
         q = (sa.select(t.send_log.c.at).where(t.send_log.c.instance_id == instance_id, t.send_log.c.at > since)
              .order_by(t.send_log.c.at))
         async with self.engine.connect() as conn:
@@ -412,21 +420,45 @@ class SqlStore:
             if unlog and row is not None:
                 await conn.execute(t.send_log.delete().where(t.send_log.c.queue_id == row[0]))
 
-    async def mark_handed_over(self, item: OutboxItem, now: int) -> None:
-        """Record that the item is about to reach the engine (and log the send for the windows)."""
+    async def mark_handed_over(self, item: OutboxItem, now: int, *, chosen_message_id: str | None = None) -> None:
+        """Record that the item is about to reach the engine (and log the send for the windows).
+
+        ``chosen_message_id`` is the id the engine will send under, kept as evidence for
+        reconciling an ``uncertain`` outcome. The logged time is provisional: :meth:`stamp_send`
+        replaces it with the engine-call instant.
+        """
         async with self._tx() as conn:
             await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(
-                handed_over_at=now, updated_at=now))
+                handed_over_at=now, updated_at=now, chosen_message_id=chosen_message_id))
             await conn.execute(t.send_log.insert().values(instance_id=item.instance_id, at=now,
                                                           queue_id=item.queue_id))
 
-    async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int,
-                        events: Sequence[EventDraft] = ()) -> None:
-        """Record a successful send (and, for a poll, the poll itself) with its webhook events."""
+    async def stamp_send(self, queue_id: str, at: int) -> None:
+        """Set the logged time of the item's send to the engine-call instant ``at``."""
         async with self._tx() as conn:
-            await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(
-                status="sent", sent_at=now, message_id=message_id, updated_at=now,
-                attempts=t.outbox.c.attempts + 1, ack="server", last_error=None, error_reason=None))
+            await conn.execute(t.send_log.update().where(t.send_log.c.queue_id == queue_id).values(at=at))
+
+    async def latest_send_at(self) -> int | None:
+        """The newest send instant of any instance (epoch ms), or None."""
+        async with self.engine.connect() as conn:
+            v = (await conn.execute(sa.select(sa.func.max(t.send_log.c.at)))).scalar()
+        return int(v) if v is not None else None
+
+    async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int, sent_at: int | None = None,
+                        events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = ("sending",)) -> bool:
+        """Record a successful send (and, for a poll, the poll itself) with its webhook events.
+
+        Only while the item is in ``from_statuses`` (the guard makes a reconciliation and the send
+        loop's own outcome exclusive). Returns True when the item changed.
+        """
+        async with self._tx() as conn:
+            res = await conn.execute(t.outbox.update().where(
+                t.outbox.c.seq == item.seq, t.outbox.c.status.in_(list(from_statuses))).values(
+                status="sent", sent_at=sent_at if sent_at is not None else now, message_id=message_id,
+                updated_at=now, attempts=t.outbox.c.attempts + 1, ack="server", last_error=None,
+                error_reason=None))
+            if res.rowcount != 1:
+                return False
             if item.kind == ItemKind.POLL:
                 await conn.execute(self._insert(t.polls).values(
                     instance_id=item.instance_id, message_id=message_id, queue_id=item.queue_id,
@@ -435,6 +467,7 @@ class SqlStore:
                     multiple=1 if item.payload.get("multipleAnswers") else 0, created_at=now,
                 ).on_conflict_do_nothing())
             await self._add_events(conn, events, now)
+        return True
 
     async def mark_failed(self, item: OutboxItem, *, error: str, reason: str, now: int, count_attempt: bool,
                           events: Sequence[EventDraft] = (), unlog: bool = False) -> None:
@@ -478,6 +511,14 @@ class SqlStore:
         """The item with ``queue_id``, or None."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(t.outbox.select().where(t.outbox.c.queue_id == queue_id))).first()
+        return _item(row) if row else None
+
+    async def find_by_chosen_id(self, instance_id: str, message_id: str) -> OutboxItem | None:
+        """The item whose engine-chosen message id is ``message_id``, or None."""
+        q = t.outbox.select().where(t.outbox.c.instance_id == instance_id,
+                                    t.outbox.c.chosen_message_id == message_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
         return _item(row) if row else None
 
     async def get_item_by_message_id(self, instance_id: str, message_id: str) -> OutboxItem | None:
