@@ -107,6 +107,7 @@ class Hub:
         self.outbox.accepting = False
         await asyncio.gather(*(rt.sendloop.drain(self.settings.shutdown_grace_ms)
                                for rt in list(self.instances.values())), return_exceptions=True)
+        log.info("shutdown_drained", instances=len(self.instances))
         background = list(self._background)
         for task in background:
             task.cancel()

@@ -40,6 +40,7 @@ from wahub.store.base import OutboxPort
 log = structlog.get_logger("wahub.sendloop")
 
 IDLE_MS = 3_600_000  # nothing queued: sleep until an enqueue pokes the loop
+ENGINE_STAMP_TOLERANCE_MS = 1_000  # an engine-reported send time this close after our instant is adopted
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,6 @@ class SendLoop:
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jitter_ms = 0
-        self._in_flight: asyncio.Future[None] | None = None
         self._draining = False
 
     @property
@@ -130,14 +130,19 @@ class SendLoop:
         self.wake.set()
 
     async def drain(self, grace_ms: int) -> None:
-        """Take no new item; let an engine call in flight finish (at most ``grace_ms``), then stop."""
+        """Take no new item; let the loop end on its own (an engine call in flight finishes), for at
+        most ``grace_ms``; then stop it.
+
+        Letting the loop end rather than cancelling it also means no store query is cut off midway:
+        a cancelled query's database thread would otherwise answer into a closed event loop.
+        """
         self._draining = True
         self.wake.set()
-        in_flight = self._in_flight
-        if in_flight is not None and not in_flight.done():
+        task = self._task
+        if task is not None and not task.done():
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                 async with asyncio.timeout(grace_ms / 1000):
-                    await asyncio.shield(in_flight)
+                    await asyncio.shield(task)
         await self.stop()
 
     async def stop(self) -> None:
@@ -201,13 +206,7 @@ class SendLoop:
         item = await self.store.claim_next(iid, now)
         if item is None:
             return 200
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._in_flight = done
-        try:
-            await self._send(item, history, limits)
-        finally:
-            done.set_result(None)
-            self._in_flight = None
+        await self._send(item, history, limits)
         self._jitter_ms = self.rng.randint(0, self.policy.jitter_ms) if self.policy.jitter_ms else 0
         return None
 
@@ -252,6 +251,10 @@ class SendLoop:
             await store.stamp_send(item.queue_id, instant)
             await self._after_error(item, exc)
             return
+        # The engine may report when the send arrived (the sandbox's stamp); a read of the same clock
+        # a moment after ours can land on the next millisecond, and that stamp is what counts.
+        if instant <= result.timestamp <= instant + ENGINE_STAMP_TOLERANCE_MS:
+            instant = result.timestamp
         await store.stamp_send(item.queue_id, instant)
         await self.outcomes.sent(item, result.message_id, instant)
 
