@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 
 from tests.support.fakehub import HOOK_URL, FakeHub, build
+from wahub.api import presenters
 from wahub.domain import ratelimit
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind
@@ -135,7 +136,7 @@ async def test_temporary_ban_stops_sending_and_shows_expiry(tmp_path: Path) -> N
     await _send(fh, iid, 3)
     await fh.advance(60 * MIN)
     assert len(fh.spy.calls) == calls
-    status = await fh.hub.status(iid)
+    status = await presenters.status(fh.hub, iid)
     assert status["instance"]["state"] == "restricted"
     assert status["instance"]["restrictedUntil"] == fh.hooks.of("restricted")[0]["data"]["restrictedUntil"]
     assert status["queue"]["depth"] == 3

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from wahub.api import schemas
+from wahub.api import presenters, schemas
 from wahub.api.auth import require_key
 from wahub.api.waapi import _dump, hub_of, ok
 from wahub.domain.errors import InvalidInput, NotFound
@@ -74,7 +74,7 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/instances/{instance_id}/status", summary="Full status: state, queue, limits, budget, webhooks")
 async def status(request: Request, instance_id: str) -> JSONResponse:
-    return ok(await hub_of(request).status(instance_id))
+    return ok(await presenters.status(hub_of(request), instance_id))
 
 
 @router.post("/instances/{instance_id}/restart", status_code=202, summary="Soft or hard restart; returns at once")

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from wahub.api import schemas
+from wahub.api import presenters, schemas
 from wahub.api.auth import require_key
 from wahub.domain import lifecycle
 from wahub.domain.errors import Conflict, InvalidInput, NotFound
@@ -131,7 +131,7 @@ async def get_qr(request: Request, instance_id: str) -> JSONResponse:
             raise Conflict(f"instance is {rt.state.value}: no QR code will come until it is restarted "
                            "(POST /instances/{id}/restart)", instanceState=rt.state.value)
         raise NotFound("QR code not available yet. Please wait a few seconds.", instanceState=rt.state.value)
-    return ok({"qrCode": {"data": {"qr_code": hub.qr_png_b64(rt.qr), "qr_string": rt.qr}},
+    return ok({"qrCode": {"data": {"qr_code": presenters.qr_png_b64(rt.qr), "qr_string": rt.qr}},
                "instanceStatus": "qr"})
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from wahub import __version__
+from wahub.api import presenters
 from wahub.domain import lifecycle
 from wahub.domain.errors import ApiError
 from wahub.domain.lifecycle import State
@@ -102,7 +103,7 @@ async def instance_rows(hub: Hub) -> list[dict[str, Any]]:
     rows = []
     for rt in list(hub.instances.values()):
         try:
-            st = await hub.summary(rt.id)
+            st = await presenters.summary(hub, rt.id)
         except ApiError:  # deleted while listing
             continue
         rows.append({"id": rt.id, "name": rt.record.name, "badge": badge(rt.state.value, rt.qr is not None),
@@ -114,10 +115,10 @@ async def instance_rows(hub: Hub) -> list[dict[str, Any]]:
 async def live_context(hub: Hub, instance_id: str) -> dict[str, Any]:
     """The polled part of the instance page: state, QR, gauges, restart budget, state history."""
     rt = hub.get(instance_id)
-    st = await hub.status(rt.id)
+    st = await presenters.status(hub, rt.id)
     now = hub.clock.now_ms()
     ready = rt.state == State.READY
-    qr_png = hub.qr_png_b64(rt.qr) if rt.qr is not None and not ready else None
+    qr_png = presenters.qr_png_b64(rt.qr) if rt.qr is not None and not ready else None
     limits = st["rateLimits"]
     budget = st["reconnection"]
     nxt = limits["nextAllowedAt"]

@@ -6,9 +6,13 @@ transaction), then :meth:`Events.notify` wakes the dispatcher for the instance.
 
 from __future__ import annotations
 
+import base64
+import io
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+import segno
 
 from wahub.domain import chatid
 from wahub.domain.clock import Clock
@@ -58,3 +62,10 @@ def item_ref(item: OutboxItem) -> dict[str, Any]:
 def short(jid: str) -> str:
     """wa-hub's historic voter/sender form: bare digits for people, the full id otherwise."""
     return chatid.phone_number(jid) or jid
+
+
+def qr_png_b64(code: str) -> str:
+    """The QR string rendered as a base64 PNG (no ``data:`` prefix, as wa-hub always sent it)."""
+    buf = io.BytesIO()
+    segno.make(code, error="l").save(buf, kind="png", scale=6, border=2)
+    return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -7,17 +7,14 @@ in-memory state here is a cache of it plus the running tasks.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import io
 import random
 from typing import Any
 
-import segno
 import structlog
 
 from wahub.config import Settings
-from wahub.domain import chatid, lifecycle, ratelimit
+from wahub.domain import chatid, ladder, ratelimit
 from wahub.domain.clock import Clock
 from wahub.domain.errors import Conflict, EngineError, InvalidInput, NotFound, ServiceUnavailable
 from wahub.domain.lifecycle import State
@@ -33,7 +30,7 @@ from wahub.runtime.inbound import Inbound
 from wahub.runtime.outbox import InstanceOutcomes, Outbox, limits_for
 from wahub.runtime.registry import InstanceRuntime, Registry
 from wahub.runtime.sendloop import SendLoop, SendPolicy
-from wahub.runtime.supervisor import Supervisor
+from wahub.runtime.supervisor import LifecyclePolicy, Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
 from wahub.store.base import Store
 from wahub.store.records import EventDraft, EventRecord, InstanceRecord, PollRecord, VoteRecord
@@ -72,6 +69,7 @@ class Hub:
         self.events = Events(store, clock, self.dispatcher.notify)
         self.outbox = Outbox(settings, store, clock, self.events, self.metrics, self.instances, self._spawn)
         self.inbound = Inbound(store, store, clock, self.events, self.outbox)
+        self.lifecycle_policy = LifecyclePolicy.from_settings(settings)
         self.send_policy = SendPolicy(max_attempts=settings.max_send_attempts,
                                       retry_base_ms=settings.retry_base_backoff_ms,
                                       retry_max_ms=settings.retry_max_backoff_ms, jitter_ms=settings.send_jitter_ms,
@@ -133,7 +131,9 @@ class Hub:
         rt.sendloop = SendLoop(rt, self.store, self.clock, self.send_policy,
                                lambda: limits_for(self.settings, rt.record), InstanceOutcomes(self.outbox, rt),
                                self.rng)
-        rt.supervisor = Supervisor(self, rt)
+        rt.supervisor = Supervisor(rt, self.store, self.clock, self.lifecycle_policy, self.events,
+                                   self.engine_factory, self.metrics, on_transition=self.on_transition,
+                                   data_events=self.inbound.on_event)
         self.instances[rec.id] = rt
         self.metrics.set_state(rec.id, rt.state.value, [s.value for s in State])
         return rt
@@ -142,12 +142,9 @@ class Hub:
         """Bring back every instance that was running, one at a time with ``RESTORE_STAGGER_MS``."""
         first = True
         for rt in list(self.instances.values()):
-            if rt.state in lifecycle.TERMINAL:
-                if (rt.state == State.RESTRICTED and self.settings.restricted_auto_resume
-                        and rt.restricted_until is not None and rt.restricted_until <= self.clock.now_ms()):
-                    pass
-                else:
-                    continue
+            if not ladder.may_restore(rt.state, rt.restricted_until, self.clock.now_ms(),
+                                      self.settings.restricted_auto_resume):
+                continue
             if not first and self.settings.restore_stagger_ms:
                 await self.clock.sleep(self.settings.restore_stagger_ms)
             first = False
@@ -331,13 +328,7 @@ class Hub:
         """Effective limits of an instance (its overrides, else the settings)."""
         return limits_for(self.settings, rec)
 
-    def qr_png_b64(self, code: str) -> str:
-        """The QR string rendered as a base64 PNG (no ``data:`` prefix, as wa-hub always sent it)."""
-        buf = io.BytesIO()
-        segno.make(code, error="l").save(buf, kind="png", scale=6, border=2)
-        return base64.b64encode(buf.getvalue()).decode("ascii")
-
-    def on_transition(self, rt: InstanceRuntime, src: State, dst: State, reason: str | None) -> None:
+    def on_transition(self, rt: InstanceRuntime, src: State, dst: State) -> None:
         """Side effects of a recorded transition: send loop and metrics."""
         self.metrics.set_state(rt.id, dst.value, [s.value for s in State])
         if dst == State.READY:
@@ -375,92 +366,6 @@ class Hub:
         """Webhook events of an instance, newest first (``pending`` | ``delivered`` | ``dead``). Raises NotFound."""
         rt = self.get(instance_id)
         return await self.store.list_events(rt.id, status=status, limit=limit, offset=offset)
-
-    # -- status ----------------------------------------------------------------------------------
-    async def summary(self, instance_id: str) -> dict[str, Any]:
-        """The few figures a list of instances shows (cheaper than :meth:`status`). Raises NotFound.
-
-        Shape: ``{"depth", "uncertain", "sent1h", "lastError", "dead"}``.
-        """
-        rt = self.get(instance_id)
-        now = self.clock.now_ms()
-        stats = await self.store.queue_stats(rt.id)
-        sent1h = await self.store.count_sent_since(rt.id, now - ratelimit.HOUR_MS)
-        events = await self.store.event_stats(rt.id)
-        return {"depth": stats.depth, "uncertain": stats.by_status.get("uncertain", 0), "sent1h": sent1h,
-                "lastError": rt.last_error, "dead": events["dead"]}
-
-    async def status(self, instance_id: str) -> dict[str, Any]:
-        """The native status document (DESIGN §5), counters derived from persisted records."""
-        rt = self.get(instance_id)
-        now = self.clock.now_ms()
-        store = self.store
-        stats = await store.queue_stats(rt.id)
-        history = await store.send_history(rt.id, now - ratelimit.HOUR_MS)
-        limits = self.limits_for(rt.record)
-        per_min, per_hour = ratelimit.usage(history, now)
-        nxt = ratelimit.next_allowed(history, now, limits)
-        used, window = await rt.supervisor.budget()
-        events = await store.event_stats(rt.id)
-        transitions = await store.transitions(rt.id, 10)
-        sent24 = await store.count_sent_since(rt.id, now - 86_400_000)
-        failures1h = await store.count_failures_since(rt.id, now - ratelimit.HOUR_MS)
-        disconnects1h = await store.count_transitions_to(rt.id, "disconnected", now - ratelimit.HOUR_MS)
-        return {
-            "instance": {"id": rt.id, "name": rt.record.name, "state": rt.state.value,
-                         "status": lifecycle.external_status(rt.state, rt.qr is not None),
-                         "since": rt.state_since, "reason": rt.state_reason, "createdAt": rt.record.created_at,
-                         "terminal": rt.state in lifecycle.TERMINAL, "restrictedUntil": rt.restricted_until},
-            "client": {"phoneNumber": rt.phone, "displayName": rt.push_name, "engine": self.engine_factory.name},
-            "transitions": [{"at": tr.at, "from": tr.from_state, "to": tr.to_state, "reason": tr.reason}
-                            for tr in transitions],
-            "queue": {"depth": stats.depth, "byStatus": stats.by_status, "maxSize": self.settings.max_queue_size,
-                      "oldestQueuedAt": stats.oldest_queued_at,
-                      "oldestAgeMs": now - stats.oldest_queued_at if stats.oldest_queued_at else None,
-                      "uncertain": stats.by_status.get("uncertain", 0),
-                      "sendLoopRunning": rt.sendloop.running},
-            "rateLimits": {
-                "sendsPerMinute": {"current": per_min, "max": limits.per_minute,
-                                   "limited": per_min >= limits.per_minute},
-                "sendsPerHour": {"current": per_hour, "max": limits.per_hour, "limited": per_hour >= limits.per_hour},
-                "intervalMs": limits.interval_ms, "nextAllowedAt": nxt.at_ms, "nextAllowedReason": nxt.reason},
-            "counters": {"sent24h": sent24, "sent1h": per_hour, "failures1h": failures1h,
-                         "disconnects1h": disconnects1h},
-            "reconnection": {"restartsInWindow": len(used), "maxRestarts": self.settings.max_restarts_per_window,
-                             "windowMinutes": self.settings.restart_window_minutes,
-                             "budgetFreesAt": used[0] + window if used else None,
-                             "consecutiveFailures": rt.supervisor.failures},
-            "webhook": await self._webhook_status(rt, events, now),
-            "lastError": rt.last_error,
-        }
-
-    async def _webhook_status(self, rt: InstanceRuntime, stats: dict[str, Any], now: int) -> dict[str, Any]:
-        """Delivery status: stored counts (backlog, dead) plus this process's lane health (epoch ms).
-
-        ``lastError`` is the newest failed attempt seen by this process, else the newest error
-        stored on an event; ``failing`` is true while the lane's latest attempts keep failing.
-        """
-        head = await self.store.head_event(rt.id)
-        health = self.dispatcher.health(rt.id)
-        out: dict[str, Any] = {"url": rt.record.webhook_url, "events": rt.record.webhook_events,
-                               "secretConfigured": bool(rt.record.webhook_secret or self.settings.webhook_secret),
-                               **stats}
-        out.update({"oldestPendingAt": head.created_at if head else None,
-                    "oldestPendingAgeMs": now - head.created_at if head else None,
-                    "nextAttemptAt": head.next_attempt_at if head else None,
-                    "headAttempts": head.attempts if head else 0,
-                    "lastAttemptAt": None, "lastErrorAt": None, "lastStatusCode": None,
-                    "consecutiveFailures": 0, "failing": False})
-        if health is not None:
-            if health.last_success_at is not None:
-                out["lastSuccessAt"] = max(out.get("lastSuccessAt") or 0, health.last_success_at)
-            if health.last_error is not None:
-                out.update(lastError=health.last_error, lastErrorAt=health.last_error_at,
-                           lastStatusCode=health.last_status_code)
-            out.update(lastAttemptAt=health.last_attempt_at, consecutiveFailures=health.consecutive_failures,
-                       failing=health.consecutive_failures > 0)
-        return out
-
 
 async def _ignore_events(_event: eng.EngineEvent) -> None:
     return None

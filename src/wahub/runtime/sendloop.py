@@ -197,7 +197,6 @@ class SendLoop:
             return IDLE_MS
         limits = self.limits()
         history = await self.store.send_history(iid, now - ratelimit.HOUR_MS)
-        now = self.clock.now_ms()
         decision = ratelimit.next_allowed(history, now, limits, self._jitter_ms)
         start_at = max(decision.at_ms, due_at)
         if start_at > now:

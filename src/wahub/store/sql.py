@@ -14,8 +14,11 @@ SQLite runs on one connection (all statements serialise through it, which avoids
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +87,7 @@ class SqlStore:
             self.engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=4,
                                               pool_pre_ping=True)
         self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(self._insert_batch)
+        self._inflight: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def migrate(self) -> None:
@@ -94,7 +98,10 @@ class SqlStore:
             await conn.run_sync(migrate.upgrade_connection)
 
     async def close(self) -> None:
-        """Finish the enqueue batches in progress, then close every pooled connection."""
+        """Let every query in progress finish (see :func:`_whole`), finish the enqueue batches, then
+        close every pooled connection."""
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
         await self._enqueue.close()
         await self.engine.dispose()
 
@@ -803,6 +810,39 @@ def _new_item(seq: int, v: dict[str, Any]) -> OutboxItem:
         next_attempt_at=v["next_attempt_at"],
         created_at=v["created_at"], updated_at=v["updated_at"], handed_over_at=None, sent_at=None,
         message_id=None, last_error=None, error_reason=None)
+
+
+def _whole(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Run a store call to its end even when its caller is cancelled.
+
+    Why: cancelling a task in the middle of a query does not stop the query; the database thread
+    (aiosqlite) or the connection would later answer into an event loop that may be closed by then,
+    and a half-used connection would escape :meth:`SqlStore.close`. So each call runs in its own
+    task, shielded from the caller's cancellation, and ``close`` waits for the ones in flight.
+    """
+
+    @functools.wraps(fn)
+    async def whole(self: SqlStore, *args: Any, **kwargs: Any) -> Any:
+        task = asyncio.ensure_future(fn(self, *args, **kwargs))
+        self._inflight.add(task)
+        task.add_done_callback(_settled(self._inflight))
+        return await asyncio.shield(task)
+
+    return whole
+
+
+def _settled(inflight: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+    def done(task: asyncio.Task[Any]) -> None:
+        inflight.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that was cancelled no longer awaits it
+
+    return done
+
+
+for _name in [n for n, v in vars(SqlStore).items()
+              if inspect.iscoroutinefunction(v) and not n.startswith("_") and n not in ("close", "migrate")]:
+    setattr(SqlStore, _name, _whole(getattr(SqlStore, _name)))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
