@@ -7,26 +7,25 @@ in-memory state here is a cache of it plus the running tasks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from typing import Any
 
 import structlog
 
 from wahub.config import Settings
-from wahub.domain import chatid, ladder, ratelimit
+from wahub.domain import ladder, ratelimit
 from wahub.domain.clock import Clock
-from wahub.domain.errors import Conflict, EngineError, InvalidInput, NotFound, ServiceUnavailable
+from wahub.domain.errors import NotFound
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import (
     ItemStatus,
     OutboxItem,
 )
-from wahub.engines import base as eng
 from wahub.engines.base import EngineFactory
 from wahub.observability import Metrics
-from wahub.runtime.events import WEBHOOK_EVENTS, Events
+from wahub.runtime.events import Events
 from wahub.runtime.inbound import Inbound
+from wahub.runtime.instances import Instances
 from wahub.runtime.outbox import InstanceOutcomes, Outbox, limits_for
 from wahub.runtime.registry import InstanceRuntime, Registry
 from wahub.runtime.sendloop import SendLoop, SendPolicy
@@ -37,9 +36,6 @@ from wahub.store.records import EventDraft, EventRecord, InstanceRecord, PollRec
 
 log = structlog.get_logger("wahub.hub")
 
-# Per-instance overrides: column → (API name, lowest, highest). There is no "0 = unlimited".
-LIMIT_FIELDS = {"limit_per_minute": ("perMinute", 1, 10_000), "limit_per_hour": ("perHour", 1, 1_000_000),
-                "send_interval_ms": ("intervalMs", 0, 86_400_000)}
 
 
 class Hub:
@@ -69,6 +65,8 @@ class Hub:
         self.events = Events(store, clock, self.dispatcher.notify)
         self.outbox = Outbox(settings, store, clock, self.events, self.metrics, self.instances, self._spawn)
         self.inbound = Inbound(store, store, clock, self.events, self.outbox)
+        self.admin = Instances(store, clock, self.instances, engine_factory, add_runtime=self._add_runtime,
+                               notify=self.dispatcher.notify, forget=self._forget)
         self.lifecycle_policy = LifecyclePolicy.from_settings(settings)
         self.send_policy = SendPolicy(max_attempts=settings.max_send_attempts,
                                       retry_base_ms=settings.retry_base_backoff_ms,
@@ -123,6 +121,13 @@ class Hub:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+    def _forget(self, instance_id: str) -> None:
+        """Drop what lives outside the store for a deleted instance (sandbox phone, metrics, lane)."""
+        if self.sandbox is not None:
+            self.sandbox.forget(instance_id)
+        self.metrics.forget(instance_id)
+        self.dispatcher.forget(instance_id)
 
     def _add_runtime(self, rec: InstanceRecord) -> InstanceRuntime:
         rt = InstanceRuntime(record=rec, state=State(rec.state), state_since=rec.state_since,
@@ -194,127 +199,32 @@ class Hub:
 
     async def create_instance(self, name: str, webhook_url: str | None, events: list[str] | None,
                               webhook_secret: str | None = None) -> InstanceRuntime:
-        """Create and start an instance. Raises InvalidInput (bad name/url/events) or Conflict (exists)."""
-        instance_id = chatid.instance_id_from_name(name)
-        url = _check_url(webhook_url)
-        evs = _check_events(events)
-        webhook_secret = _check_secret(webhook_secret)
-        existing = self.instances.get(instance_id)
-        if existing is not None:
-            raise Conflict(f"instance id {instance_id} (from the name {name!r}) is taken by the instance named "
-                           f"{existing.record.name!r}", instanceId=instance_id)
-        rec = await self.store.create_instance(id=instance_id, name=name.strip(), webhook_url=url,
-                                               webhook_events=evs, webhook_secret=webhook_secret,
-                                               now=self.clock.now_ms())
-        rt = self._add_runtime(rec)
-        log.info("instance_created", instance_id=instance_id)
-        await rt.supervisor.boot("created")
-        return rt
+        """Create and start an instance (see :meth:`Instances.create`)."""
+        return await self.admin.create(name, webhook_url, events, webhook_secret)
 
-    async def update_instance(self, instance_id: str, *, name: str | None = None, webhook_url: Any = ...,
-                              events: list[str] | None = None, webhook_secret: Any = ...,
-                              limits: dict[str, int | None] | None = None) -> InstanceRuntime:
-        """Change name, webhook settings or per-instance limits."""
-        rt = self.get(instance_id)
-        values: dict[str, Any] = {}
-        if name is not None:
-            if not isinstance(name, str) or not name.strip():
-                raise InvalidInput("name must be a non-empty string")
-            values["name"] = name.strip()
-        if webhook_url is not ...:
-            values["webhook_url"] = _check_url(webhook_url)
-        if events is not None:
-            values["webhook_events"] = _check_events(events)
-        if webhook_secret is not ...:
-            values["webhook_secret"] = _check_secret(webhook_secret)
-        for key, value in (limits or {}).items():
-            if key not in LIMIT_FIELDS:
-                raise InvalidInput(f"unknown limit {key!r}")
-            label, low, high = LIMIT_FIELDS[key]
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                      or not low <= value <= high):
-                raise InvalidInput(f"limits.{label} must be an integer from {low} to {high:,}, or null for the "
-                                   "default")
-            values[key] = value
-        if values:
-            await self.store.update_instance(rt.id, **values)
-            rec = await self.store.get_instance(rt.id)
-            assert rec is not None
-            rt.record = rec
-            rt.sendloop.poke()
-            if "webhook_url" in values:
-                self.dispatcher.notify(rt.id)
-        return rt
+    async def update_instance(self, instance_id: str, **changes: Any) -> InstanceRuntime:
+        """Change name, webhook settings or per-instance limits (see :meth:`Instances.update`)."""
+        return await self.admin.update(instance_id, **changes)
 
     async def delete_instance(self, instance_id: str) -> bool:
-        """Log out, stop and delete an instance with all its records and session files."""
-        rt = self.instances.lookup(instance_id)
-        if rt is None:
-            return False
-        self.instances.pop(rt.id, None)
-        engine = rt.engine
-        await rt.supervisor.shutdown()
-        if engine is not None:
-            with contextlib.suppress(Exception):
-                await engine.logout()
-        await self.store.delete_instance(rt.id)
-        if self.sandbox is not None:
-            self.sandbox.forget(rt.id)
-        self.metrics.forget(rt.id)
-        self.dispatcher.forget(rt.id)
-        log.info("instance_deleted", instance_id=rt.id)
-        return True
+        """Log out, stop and delete an instance (see :meth:`Instances.delete`)."""
+        return await self.admin.delete(instance_id)
 
     async def logout(self, instance_id: str) -> InstanceRuntime:
-        """End the WhatsApp session (session files removed); the instance and its queue stay."""
-        rt = self.get(instance_id)
-        engine = rt.engine
-        rt.supervisor.cancel_all()
-        if engine is not None:
-            with contextlib.suppress(Exception):
-                await engine.logout()
-        else:
-            tmp = self.engine_factory.create(rt.id, _ignore_events)
-            with contextlib.suppress(Exception):
-                await tmp.logout()
-        rt.engine = None
-        if rt.state != State.LOGGED_OUT:
-            await rt.supervisor.transition(State.LOGGED_OUT, "logout requested", event="auth_failure",
-                                           data={"message": "logged out by request"})
-        return rt
+        """End the WhatsApp session; the instance and its queue stay."""
+        return await self.admin.logout(instance_id)
 
     async def restart(self, instance_id: str, kind: str) -> InstanceRuntime:
         """Explicit restart (``soft`` | ``hard``), counted against the budget; returns at once."""
-        if kind not in ("soft", "hard"):
-            raise InvalidInput('type must be "soft" or "hard"')
-        rt = self.get(instance_id)
-        if rt.engine is None and kind == "soft":
-            kind = "hard"  # nothing to reconnect: build the engine again
-        await rt.supervisor.request_restart(kind, "requested by operator", manual=True)
-        return rt
+        return await self.admin.restart(instance_id, kind)
 
     async def request_pairing_code(self, instance_id: str, phone: str) -> str:
         """Pairing code for phone-number login. Raises InvalidInput or EngineError."""
-        rt = self.get(instance_id)
-        digits = chatid.phone_number(chatid.normalize(phone, field="phoneNumber"))
-        if digits is None:
-            raise InvalidInput("phoneNumber must be a phone number")
-        if rt.state == State.READY:
-            raise Conflict("instance is already linked")
-        if rt.engine is None:
-            raise Conflict(f"instance is {rt.state.value}; restart it before requesting a pairing code")
-        return await rt.engine.request_pairing_code(digits)
+        return await self.admin.request_pairing_code(instance_id, phone)
 
     async def is_registered(self, instance_id: str, contact: Any) -> bool:
         """Whether a number is on WhatsApp (needs a ready instance)."""
-        rt = self.get(instance_id)
-        chat = chatid.normalize(contact, field="contactId")
-        if rt.state != State.READY or rt.engine is None:
-            raise ServiceUnavailable(f"instance is {rt.state.value}, not ready")
-        try:
-            return await rt.engine.is_registered(chat)
-        except EngineError as exc:
-            raise ServiceUnavailable(str(exc)) from exc
+        return await self.admin.is_registered(instance_id, contact)
 
     async def poll_votes(self, instance_id: str, message_id: str) -> tuple[PollRecord | None, list[VoteRecord]]:
         """A poll wa-hub sent (None when unknown) and every voter's latest vote. Raises NotFound."""
@@ -366,33 +276,3 @@ class Hub:
         """Webhook events of an instance, newest first (``pending`` | ``delivered`` | ``dead``). Raises NotFound."""
         rt = self.get(instance_id)
         return await self.store.list_events(rt.id, status=status, limit=limit, offset=offset)
-
-async def _ignore_events(_event: eng.EngineEvent) -> None:
-    return None
-
-
-def _check_url(url: Any) -> str | None:
-    if url is None or url == "":
-        return None
-    if not isinstance(url, str) or not (url.startswith("http://") or url.startswith("https://")) or len(url) > 2000:
-        raise InvalidInput("webhook.url must be an http(s) URL")
-    return url
-
-
-def _check_secret(secret: Any) -> str | None:
-    if secret is None or secret == "":
-        return None
-    if not isinstance(secret, str) or len(secret) > 512:
-        raise InvalidInput("webhook.secret must be a string of at most 512 characters")
-    return secret
-
-
-def _check_events(events: Any) -> list[str]:
-    if events is None:
-        return []
-    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-        raise InvalidInput("webhook.events must be a list of event names")
-    unknown = [e for e in events if e not in WEBHOOK_EVENTS]
-    if unknown:
-        raise InvalidInput(f"webhook.events has unknown events {unknown}; known: {', '.join(WEBHOOK_EVENTS)}")
-    return list(dict.fromkeys(events))
