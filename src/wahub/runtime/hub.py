@@ -190,7 +190,7 @@ class Hub:
                 self.metrics.queue_depth.labels(rt.id, status.value).set(stats.by_status.get(status.value, 0))
             self.metrics.oldest_queued.labels(rt.id).set(
                 (now - stats.oldest_queued_at) / 1000 if stats.oldest_queued_at else 0)
-            self.metrics.uncertain.labels(rt.id).set(stats.by_status.get("uncertain", 0))
+            self.metrics.uncertain.labels(rt.id).set(stats.by_status.get(ItemStatus.UNCERTAIN.value, 0))
 
     # -- instances -------------------------------------------------------------------------------
     def get(self, instance_id: str) -> InstanceRuntime:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from wahub.domain.outbox import ItemStatus as St
 from wahub.domain.outbox import OutboxItem
 from wahub.store.records import (
     EventDraft,
@@ -154,7 +155,7 @@ class OutboxPort(Protocol):
         ...
 
     async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int, sent_at: int | None = None,
-                        events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = ("sending",)) -> bool:
+                        events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = (St.SENDING.value,)) -> bool:
         """Record a successful send (``sent_at`` = the engine-call instant, default ``now``) with its
         events, if the item is still in ``from_statuses``; True when it was."""
         ...

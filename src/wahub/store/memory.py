@@ -22,6 +22,7 @@ from typing import Any
 
 from wahub.domain.errors import Conflict, NotFound
 from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
+from wahub.domain.outbox import ItemStatus as St
 from wahub.store.base import EventBuilder, QueueFullSignal
 from wahub.store.records import (
     EventDraft,
@@ -37,8 +38,8 @@ from wahub.store.records import (
 
 Row = dict[str, Any]
 
-_OPEN = ("queued", "sending")
-_FINAL_PURGEABLE = ("sent", "failed", "canceled")  # `uncertain` waits for a human, never purged
+_OPEN = (St.QUEUED.value, St.SENDING.value)
+_FINAL_PURGEABLE = (St.SENT.value, St.FAILED.value, St.CANCELED.value)  # `uncertain` waits for a human, never purged
 UNCERTAIN_ERROR = "process stopped after handing the item to the engine; delivery unknown"  # as SqlStore
 
 
@@ -189,7 +190,7 @@ class MemoryStore:
         row: Row = {
             "seq": seq, "queue_id": queue_id, "instance_id": instance_id, "idempotency_key": idempotency_key,
             "key_source": key_source, "kind": ItemKind(kind).value, "chat_id": chat_id,
-            "payload": dump_json(payload), "fingerprint": fingerprint, "status": "queued", "attempts": 0,
+            "payload": dump_json(payload), "fingerprint": fingerprint, "status": St.QUEUED.value, "attempts": 0,
             "next_attempt_at": now, "created_at": now, "updated_at": now, "handed_over_at": None,
             "sent_at": None, "message_id": None, "ack": None, "last_error": None, "error_reason": None,
             "chosen_message_id": None,
@@ -204,18 +205,18 @@ class MemoryStore:
         None when nothing is due or an item of the instance is already ``sending``.
         """
         mine = [r for r in self._outbox.values() if r["instance_id"] == instance_id]
-        if any(r["status"] == "sending" for r in mine):
+        if any(r["status"] == St.SENDING.value for r in mine):
             return None
         for row in mine:  # seq order
-            if row["status"] == "queued" and row["next_attempt_at"] <= now:
-                row.update(status="sending", updated_at=now)
+            if row["status"] == St.QUEUED.value and row["next_attempt_at"] <= now:
+                row.update(status=St.SENDING.value, updated_at=now)
                 return _item(row)
         return None
 
     async def next_due_at(self, instance_id: str) -> int | None:
         """Smallest ``next_attempt_at`` among queued items (epoch ms), or None when none is queued."""
         due = [r["next_attempt_at"] for r in self._outbox.values()
-               if r["instance_id"] == instance_id and r["status"] == "queued"]
+               if r["instance_id"] == instance_id and r["status"] == St.QUEUED.value]
         return min(due) if due else None
 
     async def send_history(self, instance_id: str, since: int) -> list[int]:
@@ -228,8 +229,8 @@ class MemoryStore:
         row = self._outbox.get(seq)
         if row is None:
             return
-        if row["status"] == "sending":
-            row.update(status="queued", next_attempt_at=next_attempt_at, updated_at=now, handed_over_at=None)
+        if row["status"] == St.SENDING.value:
+            row.update(status=St.QUEUED.value, next_attempt_at=next_attempt_at, updated_at=now, handed_over_at=None)
             if error is not None:
                 row.update(last_error=error, error_reason=reason)
             if count_attempt:
@@ -256,12 +257,12 @@ class MemoryStore:
         return max((r["at"] for r in self._send_log), default=None)
 
     async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int, sent_at: int | None = None,
-                        events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = ("sending",)) -> bool:
+                        events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = (St.SENDING.value,)) -> bool:
         """Record a successful send (and, for a poll, the poll itself) while in ``from_statuses``."""
         row = self._outbox.get(item.seq)
         if row is None or row["status"] not in from_statuses:
             return False
-        row.update(status="sent", sent_at=sent_at if sent_at is not None else now, message_id=message_id,
+        row.update(status=St.SENT.value, sent_at=sent_at if sent_at is not None else now, message_id=message_id,
                    updated_at=now, attempts=row["attempts"] + 1, ack="server", last_error=None, error_reason=None)
         if item.kind == ItemKind.POLL:
             self._polls.setdefault((item.instance_id, message_id), PollRecord(
@@ -276,7 +277,7 @@ class MemoryStore:
         """Record a final failure with its webhook events (``unlog`` as in :meth:`release`)."""
         row = self._outbox.get(item.seq)
         if row is not None:
-            row.update(status="failed", last_error=error, error_reason=reason, updated_at=now)
+            row.update(status=St.FAILED.value, last_error=error, error_reason=reason, updated_at=now)
             if count_attempt:
                 row["attempts"] += 1
         if unlog:
@@ -291,13 +292,13 @@ class MemoryStore:
         requeued = 0
         uncertain: list[OutboxItem] = []
         for row in self._outbox.values():
-            if row["status"] != "sending":
+            if row["status"] != St.SENDING.value:
                 continue
             if row["handed_over_at"] is None:
-                row.update(status="queued", updated_at=now)
+                row.update(status=St.QUEUED.value, updated_at=now)
                 requeued += 1
             else:
-                row.update(status="uncertain", updated_at=now, last_error=UNCERTAIN_ERROR,
+                row.update(status=St.UNCERTAIN.value, updated_at=now, last_error=UNCERTAIN_ERROR,
                            error_reason="uncertain")
                 uncertain.append(_item(row))
         return requeued, uncertain
@@ -348,11 +349,12 @@ class MemoryStore:
         row = next((r for r in self._outbox.values() if r["queue_id"] == queue_id), None)
         if row is None or row["status"] not in from_statuses:
             return False
-        if to_status == "sending" and any(r["status"] == "sending" and r["instance_id"] == row["instance_id"]
-                                          and r is not row for r in self._outbox.values()):
+        if to_status == St.SENDING.value and any(
+                r["status"] == St.SENDING.value and r["instance_id"] == row["instance_id"] and r is not row
+                for r in self._outbox.values()):
             raise ValueError("another item of the instance is already sending")  # the SQL unique index
         row.update(status=ItemStatus(to_status).value, updated_at=now)
-        if to_status == "queued":
+        if to_status == St.QUEUED.value:
             row.update(next_attempt_at=now, handed_over_at=None)
         if reset_attempts:
             row["attempts"] = 0
@@ -365,8 +367,8 @@ class MemoryStore:
         """Cancel every queued item of the instance; returns how many."""
         n = 0
         for r in self._outbox.values():
-            if r["instance_id"] == instance_id and r["status"] == "queued":
-                r.update(status="canceled", updated_at=now, last_error="canceled: queue cleared",
+            if r["instance_id"] == instance_id and r["status"] == St.QUEUED.value:
+                r.update(status=St.CANCELED.value, updated_at=now, last_error="canceled: queue cleared",
                          error_reason="canceled")
                 n += 1
         return n
@@ -378,7 +380,7 @@ class MemoryStore:
     async def count_failures_since(self, instance_id: str, since: int) -> int:
         """Items that failed (finally) after ``since``."""
         return sum(1 for r in self._outbox.values()
-                   if r["instance_id"] == instance_id and r["status"] == "failed" and r["updated_at"] > since)
+                   if r["instance_id"] == instance_id and r["status"] == St.FAILED.value and r["updated_at"] > since)
 
     async def purge(self, older_than: int) -> dict[str, int]:
         """Delete final outbox items, delivered/dead events, send-log rows, seen ids older than a time."""

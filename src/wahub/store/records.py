@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
+from wahub.domain.outbox import ItemStatus as St
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class QueueStats:
     @property
     def depth(self) -> int:
         """Open items: queued plus sending."""
-        return self.by_status.get("queued", 0) + self.by_status.get("sending", 0)
+        return self.by_status.get(St.QUEUED.value, 0) + self.by_status.get(St.SENDING.value, 0)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from wahub.domain.errors import Conflict, NotFound, StoreUnavailable
 from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
+from wahub.domain.outbox import ItemStatus as St
 from wahub.store import tables as t
 from wahub.store.base import QueueFullSignal
 from wahub.store.groupcommit import GroupCommit
@@ -278,7 +279,7 @@ class SqlStore:
             stored = await self._items_by_keys(conn, keys)
             counts: dict[str, int] = {row[0]: int(row[1]) for row in (await conn.execute(
                 sa.select(o.c.instance_id, sa.func.count()).where(
-                    o.c.instance_id.in_(instance_ids), o.c.status.in_(("queued", "sending")))
+                    o.c.instance_id.in_(instance_ids), o.c.status.in_((St.QUEUED.value, St.SENDING.value)))
                 .group_by(o.c.instance_id))).all()}
             decided: list[tuple[str, tuple[str, str], int] | BaseException] = []
             new_rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -294,7 +295,7 @@ class SqlStore:
                         "queue_id": r.queue_id, "instance_id": r.instance_id,
                         "idempotency_key": r.idempotency_key, "key_source": r.key_source, "kind": r.kind,
                         "chat_id": r.chat_id,
-                        "payload": dump_json(r.payload), "fingerprint": r.fingerprint, "status": "queued",
+                        "payload": dump_json(r.payload), "fingerprint": r.fingerprint, "status": St.QUEUED.value,
                         "attempts": 0, "next_attempt_at": r.now, "created_at": r.now, "updated_at": r.now}
                     counts[r.instance_id] = count + 1
                     decided.append(("created", key, count + 1))
@@ -350,7 +351,7 @@ class SqlStore:
             open_count = int((await conn.execute(
                 sa.select(sa.func.count()).select_from(t.outbox).where(
                     t.outbox.c.instance_id == instance_id,
-                    t.outbox.c.status.in_(("queued", "sending"))))).scalar_one())
+                    t.outbox.c.status.in_((St.QUEUED.value, St.SENDING.value))))).scalar_one())
             if existing is not None:
                 return _item(existing), False, open_count
             if open_count >= max_open:
@@ -358,7 +359,7 @@ class SqlStore:
             stmt = self._insert(t.outbox).values(
                 queue_id=queue_id, instance_id=instance_id, idempotency_key=idempotency_key,
                 key_source=key_source, kind=kind, chat_id=chat_id, payload=dump_json(payload),
-                fingerprint=fingerprint, status="queued", attempts=0, next_attempt_at=now,
+                fingerprint=fingerprint, status=St.QUEUED.value, attempts=0, next_attempt_at=now,
                 created_at=now, updated_at=now,
             ).on_conflict_do_nothing(index_elements=["instance_id", "idempotency_key"])
             res = await conn.execute(stmt)
@@ -374,7 +375,7 @@ class SqlStore:
         None when nothing is due or an item of the instance is already ``sending``.
         """
         due = (sa.select(t.outbox.c.seq).where(
-            t.outbox.c.instance_id == instance_id, t.outbox.c.status == "queued",
+            t.outbox.c.instance_id == instance_id, t.outbox.c.status == St.QUEUED.value,
             t.outbox.c.next_attempt_at <= now).order_by(t.outbox.c.seq).limit(1))
         try:
             async with self._tx() as conn:
@@ -382,8 +383,8 @@ class SqlStore:
                 if seq is None:
                     return None
                 res = await conn.execute(t.outbox.update().where(
-                    t.outbox.c.seq == seq, t.outbox.c.status == "queued").values(
-                    status="sending", updated_at=now))
+                    t.outbox.c.seq == seq, t.outbox.c.status == St.QUEUED.value).values(
+                    status=St.SENDING.value, updated_at=now))
                 if res.rowcount != 1:
                     return None
                 row = (await conn.execute(t.outbox.select().where(t.outbox.c.seq == seq))).first()
@@ -394,7 +395,7 @@ class SqlStore:
     async def next_due_at(self, instance_id: str) -> int | None:
         """Smallest ``next_attempt_at`` among queued items (epoch ms), or None when none is queued."""
         q = sa.select(sa.func.min(t.outbox.c.next_attempt_at)).where(
-            t.outbox.c.instance_id == instance_id, t.outbox.c.status == "queued")
+            t.outbox.c.instance_id == instance_id, t.outbox.c.status == St.QUEUED.value)
         async with self.engine.connect() as conn:
             v = (await conn.execute(q)).scalar()
         return int(v) if v is not None else None
@@ -413,7 +414,7 @@ class SqlStore:
         ``unlog`` removes the item's send-log row when the engine proved nothing went out
         (e.g. not connected), so the rolling windows do not count a send that never happened.
         """
-        values: dict[str, Any] = {"status": "queued", "next_attempt_at": next_attempt_at, "updated_at": now,
+        values: dict[str, Any] = {"status": St.QUEUED.value, "next_attempt_at": next_attempt_at, "updated_at": now,
                                   "handed_over_at": None}
         if error is not None:
             values["last_error"] = error
@@ -423,7 +424,7 @@ class SqlStore:
         async with self._tx() as conn:
             row = (await conn.execute(sa.select(t.outbox.c.queue_id).where(t.outbox.c.seq == seq))).first()
             await conn.execute(t.outbox.update().where(t.outbox.c.seq == seq,
-                                                       t.outbox.c.status == "sending").values(**values))
+                                                       t.outbox.c.status == St.SENDING.value).values(**values))
             if unlog and row is not None:
                 await conn.execute(t.send_log.delete().where(t.send_log.c.queue_id == row[0]))
 
@@ -452,7 +453,7 @@ class SqlStore:
         return int(v) if v is not None else None
 
     async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int, sent_at: int | None = None,
-                        events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = ("sending",)) -> bool:
+                        events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = (St.SENDING.value,)) -> bool:
         """Record a successful send (and, for a poll, the poll itself) with its webhook events.
 
         Only while the item is in ``from_statuses`` (the guard makes a reconciliation and the send
@@ -461,7 +462,7 @@ class SqlStore:
         async with self._tx() as conn:
             res = await conn.execute(t.outbox.update().where(
                 t.outbox.c.seq == item.seq, t.outbox.c.status.in_(list(from_statuses))).values(
-                status="sent", sent_at=sent_at if sent_at is not None else now, message_id=message_id,
+                status=St.SENT.value, sent_at=sent_at if sent_at is not None else now, message_id=message_id,
                 updated_at=now, attempts=t.outbox.c.attempts + 1, ack="server", last_error=None,
                 error_reason=None))
             if res.rowcount != 1:
@@ -479,7 +480,7 @@ class SqlStore:
     async def mark_failed(self, item: OutboxItem, *, error: str, reason: str, now: int, count_attempt: bool,
                           events: Sequence[EventDraft] = (), unlog: bool = False) -> None:
         """Record a final failure with its webhook events (``unlog`` as in :meth:`release`)."""
-        values: dict[str, Any] = {"status": "failed", "last_error": error, "error_reason": reason,
+        values: dict[str, Any] = {"status": St.FAILED.value, "last_error": error, "error_reason": reason,
                                   "updated_at": now}
         if count_attempt:
             values["attempts"] = t.outbox.c.attempts + 1
@@ -498,15 +499,15 @@ class SqlStore:
         """
         async with self._tx() as conn:
             res = await conn.execute(t.outbox.update().where(
-                t.outbox.c.status == "sending", t.outbox.c.handed_over_at.is_(None)).values(
-                status="queued", updated_at=now))
+                t.outbox.c.status == St.SENDING.value, t.outbox.c.handed_over_at.is_(None)).values(
+                status=St.QUEUED.value, updated_at=now))
             requeued = res.rowcount
             seqs = (await conn.execute(sa.select(t.outbox.c.seq).where(
-                t.outbox.c.status == "sending"))).scalars().all()
+                t.outbox.c.status == St.SENDING.value))).scalars().all()
             if not seqs:
                 return requeued, []
             await conn.execute(t.outbox.update().where(t.outbox.c.seq.in_(seqs)).values(
-                status="uncertain", updated_at=now,
+                status=St.UNCERTAIN.value, updated_at=now,
                 last_error="process stopped after handing the item to the engine; delivery unknown",
                 error_reason="uncertain"))
             rows = (await conn.execute(t.outbox.select().where(t.outbox.c.seq.in_(seqs))
@@ -555,7 +556,7 @@ class SqlStore:
                 t.outbox.c.instance_id == instance_id).group_by(t.outbox.c.status))).all()
             oldest = (await conn.execute(sa.select(sa.func.min(t.outbox.c.created_at)).where(
                 t.outbox.c.instance_id == instance_id,
-                t.outbox.c.status.in_(("queued", "sending"))))).scalar()
+                t.outbox.c.status.in_((St.QUEUED.value, St.SENDING.value))))).scalar()
         return QueueStats({r[0]: int(r[1]) for r in rows}, int(oldest) if oldest is not None else None)
 
     async def set_item_status(self, queue_id: str, *, from_statuses: Sequence[str], to_status: str, now: int,
@@ -563,7 +564,7 @@ class SqlStore:
                               error: str | None = None, reason: str | None = None) -> bool:
         """Compare-and-set an item's status (cancel, retry, resend); True when it changed."""
         values: dict[str, Any] = {"status": to_status, "updated_at": now}
-        if to_status == "queued":
+        if to_status == St.QUEUED.value:
             values.update(next_attempt_at=now, handed_over_at=None)
         if reset_attempts:
             values["attempts"] = 0
@@ -580,8 +581,8 @@ class SqlStore:
         """Cancel every queued item of the instance; returns how many."""
         async with self._tx() as conn:
             res = await conn.execute(t.outbox.update().where(
-                t.outbox.c.instance_id == instance_id, t.outbox.c.status == "queued").values(
-                status="canceled", updated_at=now, last_error="canceled: queue cleared",
+                t.outbox.c.instance_id == instance_id, t.outbox.c.status == St.QUEUED.value).values(
+                status=St.CANCELED.value, updated_at=now, last_error="canceled: queue cleared",
                 error_reason="canceled"))
         return int(res.rowcount)
 
@@ -595,7 +596,7 @@ class SqlStore:
     async def count_failures_since(self, instance_id: str, since: int) -> int:
         """Items that failed (finally) after ``since``."""
         q = sa.select(sa.func.count()).select_from(t.outbox).where(
-            t.outbox.c.instance_id == instance_id, t.outbox.c.status == "failed", t.outbox.c.updated_at > since)
+            t.outbox.c.instance_id == instance_id, t.outbox.c.status == St.FAILED.value, t.outbox.c.updated_at > since)
         async with self.engine.connect() as conn:
             return int((await conn.execute(q)).scalar_one())
 
@@ -605,7 +606,7 @@ class SqlStore:
         async with self._tx() as conn:
             out["outbox"] = (await conn.execute(t.outbox.delete().where(
                 t.outbox.c.updated_at < older_than,
-                t.outbox.c.status.in_(("sent", "failed", "canceled"))))).rowcount
+                t.outbox.c.status.in_((St.SENT.value, St.FAILED.value, St.CANCELED.value))))).rowcount
             out["send_log"] = (await conn.execute(t.send_log.delete().where(t.send_log.c.at < older_than))).rowcount
             out["events"] = (await conn.execute(t.events.delete().where(
                 t.events.c.created_at < older_than, t.events.c.status.in_(("delivered", "dead"))))).rowcount

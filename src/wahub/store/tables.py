@@ -21,6 +21,8 @@ from sqlalchemy import (
     text,
 )
 
+from wahub.domain.outbox import ItemStatus
+
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -29,7 +31,7 @@ metadata = MetaData(naming_convention={
     "pk": "pk_%(table_name)s",
 })
 
-ITEM_STATUSES = ("queued", "sending", "sent", "failed", "canceled", "uncertain")
+ITEM_STATUSES = tuple(s.value for s in ItemStatus)
 STATES = ("initializing", "connecting", "needs_qr", "ready", "disconnected", "restricted",
           "error", "logged_out", "stopped")
 EVENT_STATUSES = ("pending", "delivered", "dead")
