@@ -2,7 +2,7 @@
 
 Two implementations: :class:`wahub.store.sql.SqlStore` (SQLite or PostgreSQL) and
 :class:`wahub.store.memory.MemoryStore` (an in-memory fake for fast tests). Both pass the same
-behavioural suite, ``tests/integration/test_store_contract.py``.
+behavioural suites, one per port, in ``tests/integration/store/``.
 
 Times are epoch milliseconds throughout. ``seq`` numbers grow with insertion order and define
 FIFO order (outbox) and delivery order (webhook events).

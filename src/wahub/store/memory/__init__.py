@@ -3,7 +3,7 @@
 It keeps the SQL store's semantics, invariants included (one item per idempotency key and
 instance, at most one ``sending`` item per instance, FIFO claims among due items, forward-only
 acks, vote and inbound dedupe), and passes the same contract suite
-(``tests/integration/test_store_contract.py``).
+(``tests/integration/store/``).
 
 Why it is safe without locks: every method runs to completion without awaiting anything, so on
 one event loop each call is atomic, exactly like one SQL transaction. It does no I/O and never
