@@ -6,11 +6,15 @@ engine; only time is fake, and the sandbox stamps a delivery when the engine cal
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
+import pytest
+
 from tests.support.fakehub import HOOK_URL, FakeHub, build
 from wahub.domain import ratelimit
+from wahub.domain.errors import ShuttingDown
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
 from wahub.runtime.clock import FakeClock, SystemClock
@@ -251,3 +255,22 @@ async def test_a_slow_engine_call_does_not_delay_another_instances_pacing() -> N
     assert len(fast_times) == 6
     assert fast_times[-1] - fast_times[0] <= 5 * 500 + 100  # paced by its own interval only
     assert [i for i, _, _ in fh.spy.calls].count(slow) == 1  # the slow one is still inside its first call
+
+
+async def test_a_stop_refuses_new_sends_and_lets_the_call_in_flight_finish() -> None:
+    fh = build(None, shutdown_grace_ms=60_000)
+    iid = await ready(fh)
+    await fh.world.fault(iid, "slow_send", {"latency_ms": 3_000})
+    await enqueue(fh, iid, 2)
+    await fh.advance(1_000)  # the first call is in flight
+    stopping = asyncio.ensure_future(fh.hub.stop())
+    await asyncio.sleep(0)
+    with pytest.raises(ShuttingDown) as refused:
+        await fh.hub.outbox.enqueue(iid, ItemKind.TEXT, {"chatId": "201000000001", "message": "late"},
+                                    header_key="late")
+    assert refused.value.status_code == 503 and refused.value.retry_after_s > 0
+    await fh.advance(3_000)
+    await stopping
+    items, _ = await fh.store.list_items(iid, statuses=None, limit=10, offset=0)
+    assert [i.status for i in items] == [ItemStatus.SENT, ItemStatus.QUEUED]  # nothing uncertain
+    assert len(stamps(fh, iid)) == 1
