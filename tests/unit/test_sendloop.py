@@ -17,6 +17,7 @@ from wahub.domain import ratelimit
 from wahub.domain.errors import ShuttingDown
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
+from wahub.engines import base as eng
 from wahub.runtime.clock import FakeClock, SystemClock
 from wahub.store.memory import MemoryStore
 
@@ -274,3 +275,24 @@ async def test_a_stop_refuses_new_sends_and_lets_the_call_in_flight_finish() -> 
     items, _ = await fh.store.list_items(iid, statuses=None, limit=10, offset=0)
     assert [i.status for i in items] == [ItemStatus.SENT, ItemStatus.QUEUED]  # nothing uncertain
     assert len(stamps(fh, iid)) == 1
+
+
+async def test_a_from_me_echo_reconciles_a_send_whose_answer_is_still_out() -> None:
+    fh = build(None, shutdown_grace_ms=0)
+    fh.spy.choose_ids = True
+    iid = await ready(fh)
+    await fh.world.fault(iid, "slow_send", {"latency_ms": 100_000})  # the answer is slow to come back
+    await enqueue(fh, iid, 1)
+    await fh.advance(1_000)
+    items, _ = await fh.hub.outbox.list_items(iid)
+    chosen = items[0].chosen_message_id
+    assert items[0].status == ItemStatus.SENDING and chosen
+    await fh.hub.inbound.on_event(fh.hub.get(iid), eng.InboundMessage(
+        message_id=chosen, chat_id="201000000001@c.us", sender="me@c.us", text="m0", timestamp=0, from_me=True))
+    item = await fh.hub.outbox.get_item(iid, items[0].queue_id)
+    assert item.status == ItemStatus.SENT and item.message_id == chosen
+    await fh.advance(110_000)  # the call's own answer arrives later: still one sent item, one event
+    item = await fh.hub.outbox.get_item(iid, items[0].queue_id)
+    assert item.status == ItemStatus.SENT
+    assert fh.hooks.names("message_uncertain") == []
+    assert [b["data"].get("reconciled") for b in fh.hooks.of("message_sent")] == [True]

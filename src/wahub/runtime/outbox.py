@@ -155,6 +155,8 @@ class Outbox:
         await self.store.set_item_status(item.queue_id, from_statuses=[S], to_status=U, now=now, error=why,
                                          reason="uncertain")
         fresh = await self.store.get_item(item.queue_id)
+        if fresh is not None and fresh.status != ItemStatus.UNCERTAIN:
+            return  # evidence reconciled it while the call was still out
         self.after_uncertain(rt, fresh or item, why)
 
     def after_uncertain(self, rt: InstanceRuntime, item: OutboxItem, why: str | None = None) -> None:
