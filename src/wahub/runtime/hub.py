@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from wahub.config import Settings
-from wahub.domain import ladder, ratelimit
+from wahub.domain import ratelimit
 from wahub.domain.clock import Clock
 from wahub.domain.errors import NotFound
 from wahub.domain.lifecycle import State
@@ -32,7 +32,7 @@ from wahub.runtime.sendloop import SendLoop, SendPolicy
 from wahub.runtime.supervisor import LifecyclePolicy, Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
 from wahub.store.base import Store
-from wahub.store.records import EventDraft, EventRecord, InstanceRecord, PollRecord, VoteRecord
+from wahub.store.records import EventRecord, InstanceRecord, PollRecord, VoteRecord
 
 log = structlog.get_logger("wahub.hub")
 
@@ -95,7 +95,7 @@ class Hub:
         self._started = True
         self._spawn(self._purge_loop())
         if restore:
-            self._spawn(self._restore_all())
+            self._spawn(self.admin.restore_all(self.settings.restore_stagger_ms, self.settings.restricted_auto_resume))
 
     async def stop(self) -> None:
         """Stop gracefully: refuse new sends (503), let engine calls in flight finish (at most
@@ -142,23 +142,6 @@ class Hub:
         self.instances[rec.id] = rt
         self.metrics.set_state(rec.id, rt.state.value, [s.value for s in State])
         return rt
-
-    async def _restore_all(self) -> None:
-        """Bring back every instance that was running, one at a time with ``RESTORE_STAGGER_MS``."""
-        first = True
-        for rt in list(self.instances.values()):
-            if not ladder.may_restore(rt.state, rt.restricted_until, self.clock.now_ms(),
-                                      self.settings.restricted_auto_resume):
-                continue
-            if not first and self.settings.restore_stagger_ms:
-                await self.clock.sleep(self.settings.restore_stagger_ms)
-            first = False
-            if rt.id not in self.instances:
-                continue
-            try:
-                await rt.supervisor.boot("process start")
-            except Exception:
-                log.exception("restore_failed", instance_id=rt.id)
 
     async def _purge_loop(self) -> None:
         interval = int(self.settings.purge_interval_minutes * 60_000)
@@ -248,14 +231,6 @@ class Hub:
             rt.sendloop.poke()  # the loop sees the state and stops after any in-flight send
 
     # -- webhooks --------------------------------------------------------------------------------
-    def event_drafts(self, rt: InstanceRuntime, event: str, data: dict[str, Any]) -> list[EventDraft]:
-        """The event as a stored draft for ``rt``'s webhook settings (see :class:`Events`)."""
-        return self.events.drafts(rt.record, event, data)
-
-    async def store_events(self, rt: InstanceRuntime, drafts: list[EventDraft]) -> None:
-        """Store stand-alone events, then wake the dispatcher."""
-        await self.events.store_drafts(rt.id, drafts)
-
     def _target_for(self, instance_id: str) -> Target | None:
         rt = self.instances.get(instance_id)
         if rt is None:

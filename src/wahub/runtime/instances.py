@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from wahub.domain import chatid
+from wahub.domain import chatid, ladder
 from wahub.domain.clock import Clock
 from wahub.domain.errors import Conflict, EngineError, InvalidInput, ServiceUnavailable
 from wahub.domain.lifecycle import State
@@ -39,8 +39,25 @@ class Instances:
         self.notify = notify
         self.forget = forget
 
+    async def restore_all(self, stagger_ms: int, auto_resume: bool) -> None:
+        """Bring back every instance that was running, one at a time, ``stagger_ms`` apart (boot)."""
+        first = True
+        for rt in list(self.registry.values()):
+            if not ladder.may_restore(rt.state, rt.restricted_until, self.clock.now_ms(),
+                                      auto_resume):
+                continue
+            if not first and stagger_ms:
+                await self.clock.sleep(stagger_ms)
+            first = False
+            if rt.id not in self.registry:
+                continue
+            try:
+                await rt.supervisor.boot("process start")
+            except Exception:
+                log.exception("restore_failed", instance_id=rt.id)
+
     async def create(self, name: str, webhook_url: str | None, events: list[str] | None,
-                              webhook_secret: str | None = None) -> InstanceRuntime:
+                     webhook_secret: str | None = None) -> InstanceRuntime:
         """Create and start an instance. Raises InvalidInput (bad name/url/events) or Conflict (exists)."""
         instance_id = chatid.instance_id_from_name(name)
         url = _check_url(webhook_url)
@@ -59,8 +76,8 @@ class Instances:
         return rt
 
     async def update(self, instance_id: str, *, name: str | None = None, webhook_url: Any = ...,
-                              events: list[str] | None = None, webhook_secret: Any = ...,
-                              limits: dict[str, int | None] | None = None) -> InstanceRuntime:
+                     events: list[str] | None = None, webhook_secret: Any = ...,
+                     limits: dict[str, int | None] | None = None) -> InstanceRuntime:
         """Change name, webhook settings or per-instance limits."""
         rt = self.registry.get_rt(instance_id)
         values: dict[str, Any] = {}
