@@ -128,7 +128,7 @@ class Inbound:
                                                                    "ack": ack, "at": now})
             return drafts[0] if drafts else None
 
-        item = await self.store.advance_ack(rt.id, message_id, ack, acks.ACK_ORDER, now=now, event_for=build)
+        item = await self.store.advance_ack(rt.id, message_id, ack, acks.advances, now=now, event_for=build)
         if item is not None:
             self.events.notify(rt.id)
         return item is not None

@@ -25,6 +25,9 @@ from wahub.store.records import (
     VoteRecord,
 )
 
+AckRule = Callable[[str | None, str], bool]
+"""Whether an ack moves a stored one forward (:func:`wahub.domain.acks.advances`)."""
+
 EventBuilder = Callable[[OutboxItem], EventDraft | None]
 """Builds the webhook event stored with an ack change (None: no event)."""
 
@@ -231,7 +234,7 @@ class InboundPort(Protocol):
         """Mark an inbound message seen together with its event; False when seen before."""
         ...
 
-    async def advance_ack(self, instance_id: str, message_id: str, ack: str, order: Sequence[str], *,
+    async def advance_ack(self, instance_id: str, message_id: str, ack: str, advances: AckRule, *,
                           now: int, event_for: EventBuilder) -> OutboxItem | None:
         """Move a sent item's ack forward only; the item when it advanced, else None."""
         ...

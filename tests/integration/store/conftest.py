@@ -23,7 +23,6 @@ from wahub.store.sql import SqlStore
 
 PG_URL = os.environ.get("WAHUB_TEST_PG_URL")
 T0 = 1_700_000_000_000
-ACKS = ("server", "delivered", "read", "played")
 TABLES = {"instances", "outbox", "send_log", "webhook_events", "polls", "votes", "inbound_seen",
           "transitions", "restarts", "alembic_version"}
 

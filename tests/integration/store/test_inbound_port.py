@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.store.conftest import ACKS, IMPLEMENTATIONS, T0, draft, enqueue, send
+from tests.integration.store.conftest import IMPLEMENTATIONS, T0, draft, enqueue, send
+from wahub.domain import acks
 from wahub.domain.outbox import OutboxItem
 from wahub.store.base import Store
 from wahub.store.records import EventDraft
@@ -65,7 +66,7 @@ async def test_ack_only_moves_forward(store: Store) -> None:
         return draft("a", "message_ack")
 
     async def ack(value: str, message_id: str = "wamid.1") -> OutboxItem | None:
-        return await store.advance_ack("a", message_id, value, ACKS, now=T0 + 2, event_for=event_for)
+        return await store.advance_ack("a", message_id, value, acks.advances, now=T0 + 2, event_for=event_for)
 
     assert await ack("server") is None  # already `server` when sent
     got = await ack("delivered")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import replace
 
 from wahub.domain.outbox import OutboxItem
-from wahub.store.base import EventBuilder
+from wahub.store.base import AckRule, EventBuilder
 from wahub.store.memory.state import MemoryBase, _item
 from wahub.store.records import (
     EventDraft,
@@ -60,9 +59,9 @@ class InboundMemory(MemoryBase):
             self._add_events([event], now)
         return True
 
-    async def advance_ack(self, instance_id: str, message_id: str, ack: str, order: Sequence[str], *,
+    async def advance_ack(self, instance_id: str, message_id: str, ack: str, advances: AckRule, *,
                           now: int, event_for: EventBuilder) -> OutboxItem | None:
-        """Move a sent item's ack forward only (``order`` lists acks by rank).
+        """Move a sent item's ack forward only (the rule ``advances(current, new)`` decides).
 
         ``event_for(item)`` builds the event stored with the change. Returns the item when the
         ack advanced, None when it is unknown, equal or a step back.
@@ -70,8 +69,7 @@ class InboundMemory(MemoryBase):
         row = self._by_message_id(instance_id, message_id)
         if row is None:
             return None
-        current = row["ack"] or "server"
-        if current in order and order.index(ack) <= order.index(current):
+        if not advances(row["ack"], ack):
             return None
         row["ack"] = ack
         item = _item(row)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from wahub.domain.outbox import OutboxItem
 from wahub.store import tables as t
+from wahub.store.base import AckRule
 from wahub.store.records import (
     EventDraft,
     PollRecord,
@@ -83,9 +83,9 @@ class InboundSql(SqlBase):
             return False
         return True
 
-    async def advance_ack(self, instance_id: str, message_id: str, ack: str, order: Sequence[str], *,
+    async def advance_ack(self, instance_id: str, message_id: str, ack: str, advances: AckRule, *,
                           now: int, event_for: Any) -> OutboxItem | None:
-        """Move a sent item's ack forward only (``order`` lists acks by rank).
+        """Move a sent item's ack forward only (the rule ``advances(current, new)`` decides).
 
         ``event_for(item)`` builds the event stored with the change. Returns the item when the
         ack advanced, None when it is unknown, equal or a step back.
@@ -95,8 +95,7 @@ class InboundSql(SqlBase):
                 t.outbox.c.instance_id == instance_id, t.outbox.c.message_id == message_id))).first()
             if row is None:
                 return None
-            current = row._mapping["ack"] or "server"
-            if current in order and order.index(ack) <= order.index(current):
+            if not advances(row._mapping["ack"], ack):
                 return None
             res = await conn.execute(t.outbox.update().where(
                 t.outbox.c.seq == row._mapping["seq"], t.outbox.c.ack == row._mapping["ack"]).values(ack=ack))
