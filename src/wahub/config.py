@@ -64,6 +64,8 @@ class Settings(BaseSettings):
         default=False, alias="TYPING_INDICATOR_ENABLED", validation_alias=AliasChoices(
             "TYPING_INDICATOR_ENABLED", "TYPING_INDICATOR_ENABLED_DEFAULT", "typing_indicator_enabled"))
     allow_status_broadcast: bool = Field(default=False, alias="ALLOW_STATUS_BROADCAST")
+    uncertain_evidence_window_seconds: int = Field(default=300, ge=0, alias="UNCERTAIN_EVIDENCE_WINDOW_SECONDS")
+    shutdown_grace_ms: int = Field(default=15000, ge=0, alias="SHUTDOWN_GRACE_MS")
 
     # lifecycle
     restart_backoff_ms: int = Field(default=2000, ge=0, alias="RESTART_BACKOFF_MS")

@@ -28,7 +28,7 @@ from wahub.config import Settings
 from wahub.domain import chatid
 from wahub.domain.clock import Clock
 from wahub.domain.errors import Conflict
-from wahub.runtime.hub import WEBHOOK_EVENTS
+from wahub.runtime.events import WEBHOOK_EVENTS
 from wahub.store.base import Store
 
 IMPORTED = "imported"

@@ -121,7 +121,7 @@ class Metrics:
         self.deferrals.labels(instance_id, reason).inc()
 
     def send_outcome(self, instance_id: str, outcome: str) -> None:
-        """Count one send outcome (``sent``, ``failed``, ``retry``, ``uncertain``)."""
+        """Count one send outcome (``sent``, ``failed``, ``retry``, ``uncertain``, ``reconciled``)."""
         self.sends.labels(instance_id, outcome).inc()
 
     def webhook_attempt(self, instance_id: str, outcome: str, seconds: float) -> None:

@@ -171,6 +171,23 @@ def test_sigkill_while_draining_loses_nothing_and_duplicates_nothing(tmp_path: P
                 else:
                     pytest.fail(f"{item['idempotencyKey']} ended {item['status']}: {item['lastError']}")
 
+        # 5b. Evidence: a read receipt for every delivered message. An uncertain item sent under an id
+        # the engine chose (stored before the call) becomes sent; the others stay uncertain.
+        delivered_uncertain = [(iid, i) for iid in ids for i in _items(server, iid, "uncertain")
+                               if by_text[f"m {i['idempotencyKey']}"]]
+        for iid, i in delivered_uncertain:
+            mid = delivery_of[f"m {i['idempotencyKey']}"]["messageId"]
+            r = server.client.post(f"/sandbox/instances/{iid}/acks", json={"messageIds": [mid], "ack": "read"})
+            assert r.status_code == 200, r.text
+        reconciled = 0
+        for iid, i in delivered_uncertain:
+            after = server.client.get(f"/instances/{iid}/messages/{i['queueId']}").json()["item"]
+            if after["status"] == "sent":
+                reconciled += 1
+                assert after["messageId"] == delivery_of[f"m {i['idempotencyKey']}"]["messageId"]
+        print(f"crash test evidence: {reconciled} of {len(delivered_uncertain)} delivered uncertain items "
+              f"reconciled to sent by a receipt; {statuses['uncertain'] - reconciled} stay uncertain")
+
         # 6. Rolling windows, counted from what reached WhatsApp, across every restart.
         times: dict[str, list[int]] = defaultdict(list)
         for d in deliveries:

@@ -70,14 +70,14 @@ async def test_link_send_vote_crash_and_logout(hub: Hub, tmp_path: Path) -> None
     await until(lambda: rt.state == State.READY)
     assert rt.phone == "201000000099"
 
-    text = await hub.enqueue(rt.id, ItemKind.TEXT, {"chatId": CUSTOMER, "message": "Order #1 confirmed"},
+    text = await hub.outbox.enqueue(rt.id, ItemKind.TEXT, {"chatId": CUSTOMER, "message": "Order #1 confirmed"},
                              header_key="order:1:text")
-    poll = await hub.enqueue(rt.id, ItemKind.POLL, {"chatId": CUSTOMER, "caption": "Confirm order #1?",
+    poll = await hub.outbox.enqueue(rt.id, ItemKind.POLL, {"chatId": CUSTOMER, "caption": "Confirm order #1?",
                                                     "options": ["Yes", "No"], "multipleAnswers": False},
                              header_key="order:1:poll")
 
     async def sent(queue_id: str) -> Any:
-        item = await hub.get_item(rt.id, queue_id)
+        item = await hub.outbox.get_item(rt.id, queue_id)
         return item if item.status == ItemStatus.SENT else None
 
     text_item = await until(lambda: sent(text.item.queue_id))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,14 @@ import httpx
 
 from tests.support.server import API_KEY
 from wahub import config
+from wahub.domain.clock import Clock
 from wahub.domain.lifecycle import State
 from wahub.engines.base import Engine, EngineFactory, EventSink, SendResult
 from wahub.engines.sandbox import SandboxFactory, SandboxWorld
+from wahub.runtime import compose
 from wahub.runtime.clock import FakeClock
 from wahub.runtime.hub import Hub
+from wahub.store.base import Store
 from wahub.store.memory import MemoryStore
 
 HOOK_URL = "http://hook.invalid/wa-hub"
@@ -52,6 +56,7 @@ class SpyFactory(EngineFactory):
         self.calls: list[tuple[str, str, int]] = []  # (instance, state at call, time)
         self.created = 0
         self.on_send: Any = None  # optional async hook(instance_id, chat_id, text_or_caption) run before a send
+        self.choose_ids = False  # engines choose message ids (new_message_id), like whatsmeow
 
     def create(self, instance_id: str, sink: EventSink) -> Engine:
         self.created += 1
@@ -59,24 +64,29 @@ class SpyFactory(EngineFactory):
         spy = self
         original_text, original_poll = engine.send_text, engine.send_poll
 
-        async def send_text(chat_id: str, text: str) -> SendResult:
+        async def send_text(chat_id: str, text: str, *, message_id: str | None = None) -> SendResult:
             spy._record(instance_id)
             if spy.on_send is not None:
                 await spy.on_send(instance_id, chat_id, text)
-            return await original_text(chat_id, text)
+            return await original_text(chat_id, text, message_id=message_id)
 
-        async def send_poll(chat_id: str, caption: str, options: list[str], multiple: bool) -> SendResult:
+        async def send_poll(chat_id: str, caption: str, options: list[str], multiple: bool, *,
+                            message_id: str | None = None) -> SendResult:
             spy._record(instance_id)
-            return await original_poll(chat_id, caption, options, multiple)
+            return await original_poll(chat_id, caption, options, multiple, message_id=message_id)
+
+        def new_message_id() -> str | None:
+            return self.inner.world.new_message_id() if spy.choose_ids else None
 
         engine.send_text = send_text  # type: ignore[method-assign]
         engine.send_poll = send_poll  # type: ignore[method-assign]
+        engine.new_message_id = new_message_id  # type: ignore[method-assign]
         return engine
 
     def _record(self, instance_id: str) -> None:
         assert self.hub is not None
         rt = self.hub.instances[instance_id]
-        self.calls.append((instance_id, rt.state.value, self.hub.clock.now_ms()))
+        self.calls.append((instance_id, rt.state.value, self.inner.world.clock.now_ms()))
 
 
 @dataclass
@@ -86,7 +96,7 @@ class FakeHub:
     hub: Hub
     clock: FakeClock
     world: SandboxWorld
-    store: MemoryStore
+    store: Any
     hooks: Captured
     spy: SpyFactory
 
@@ -105,10 +115,15 @@ class FakeHub:
         await self.advance(10)
 
 
-def build(tmp_path: Path | None, *, store: MemoryStore | None = None, start_ms: int = 1_767_225_600_000,
-          world_kwargs: dict[str, Any] | None = None, **overrides: Any) -> FakeHub:
-    """A hub on a fake clock; ``overrides`` are Settings fields."""
-    clock = FakeClock(start_ms)
+def build(tmp_path: Path | None, *, store: Store | None = None, start_ms: int = 1_767_225_600_000,
+          world_kwargs: dict[str, Any] | None = None, clock: FakeClock | None = None,
+          hub_clock: Callable[[FakeClock], Clock] | None = None, **overrides: Any) -> FakeHub:
+    """A hub on a fake clock; ``overrides`` are Settings fields.
+
+    ``clock`` is the true (fake) time the sandbox stamps deliveries with; ``hub_clock`` builds the
+    hub's own clock from it (e.g. a :class:`SystemClock` whose wall time is stepped).
+    """
+    clock = clock or FakeClock(start_ms)
     base: dict[str, Any] = {"api_key": API_KEY, "engine": "sandbox", "restore_stagger_ms": 0,
                             "sandbox_send_latency_ms": 0, "data_dir": tmp_path or Path("/nonexistent"),
                             "webhook_retry_base_ms": 1000}
@@ -123,8 +138,16 @@ def build(tmp_path: Path | None, *, store: MemoryStore | None = None, start_ms: 
         return httpx.Response(200, json={})
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    spy = SpyFactory(SandboxFactory(world))
+    spies: list[SpyFactory] = []
+
+    def wrap(factory: EngineFactory) -> EngineFactory:
+        assert isinstance(factory, SandboxFactory)
+        spies.append(SpyFactory(factory))
+        return spies[0]
+
     store = store or MemoryStore()
-    hub = Hub(settings, store, spy, clock=clock, rng=random.Random(5), sandbox=world, http_client=client)
+    hub = compose.build_hub(settings, clock=hub_clock(clock) if hub_clock else clock, rng=random.Random(5),
+                            store=store, sandbox=world, http_client=client, wrap_factory=wrap)
+    spy = spies[0]
     spy.hub = hub
     return FakeHub(hub, clock, world, store, hooks, spy)

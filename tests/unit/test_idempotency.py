@@ -13,23 +13,22 @@ def test_fingerprint_ignores_field_order_but_not_content() -> None:
     assert len({a, c, d}) == 3
 
 
-def test_derived_keys_collapse_within_a_window_and_differ_across_windows() -> None:
+def test_derived_keys_slide_with_the_previous_item_not_with_clock_buckets() -> None:
     fp = idempotency.fingerprint("text", "1@c.us", {"message": "hi"})
     window_s = 600
-    start = 1_800_000_000_000 // (window_s * 1000) * (window_s * 1000)
-    k1 = idempotency.derive_key("inst", fp, start + 1_000, window_s)
-    k2 = idempotency.derive_key("inst", fp, start + 599_000, window_s)
-    k3 = idempotency.derive_key("inst", fp, start + 600_000, window_s)
-    assert k1 == k2
-    assert k1 != k3
-    assert k1.startswith("auto:")
-    assert idempotency.derive_key("other", fp, start, window_s) != idempotency.derive_key("inst", fp, start, window_s)
+    boundary = 1_800_000_000_000 // (window_s * 1000) * (window_s * 1000)
+    first = idempotency.derived_key("inst", fp, None, boundary - 1_500, window_s)
+    # 1.5 s after a 600 s boundary: still the same item (a bucketed key would change here)
+    assert idempotency.derived_key("inst", fp, (first, boundary - 1_500), boundary + 1_500, window_s) == first
+    later = idempotency.derived_key("inst", fp, (first, boundary - 1_500), boundary - 1_500 + 600_000, window_s)
+    assert later != first and later.startswith("auto:")
+    assert idempotency.derived_key("other", fp, None, 0, window_s) != first
 
 
 def test_derived_keys_depend_on_content() -> None:
     fa = idempotency.fingerprint("text", "1@c.us", {"message": "a"})
     fb = idempotency.fingerprint("text", "1@c.us", {"message": "b"})
-    assert idempotency.derive_key("i", fa, 0, 600) != idempotency.derive_key("i", fb, 0, 600)
+    assert idempotency.derived_key("i", fa, None, 0, 600) != idempotency.derived_key("i", fb, None, 0, 600)
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "x" * 201, 5, None, "auto:abc", "a\nb"])

@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 
 from tests.support.fakehub import HOOK_URL, FakeHub, build
+from wahub.api import presenters
 from wahub.domain import ratelimit
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind
@@ -27,7 +28,7 @@ async def _ready_instance(fh: FakeHub, name: str = "shop") -> str:
 
 async def _send(fh: FakeHub, iid: str, n: int, prefix: str = "m") -> None:
     for i in range(n):
-        await fh.hub.enqueue(iid, ItemKind.TEXT, {"chatId": "201000000001", "message": f"{prefix}{i}"},
+        await fh.hub.outbox.enqueue(iid, ItemKind.TEXT, {"chatId": "201000000001", "message": f"{prefix}{i}"},
                              header_key=f"{prefix}-{i}")
 
 
@@ -135,7 +136,7 @@ async def test_temporary_ban_stops_sending_and_shows_expiry(tmp_path: Path) -> N
     await _send(fh, iid, 3)
     await fh.advance(60 * MIN)
     assert len(fh.spy.calls) == calls
-    status = await fh.hub.status(iid)
+    status = await presenters.status(fh.hub, iid)
     assert status["instance"]["state"] == "restricted"
     assert status["instance"]["restrictedUntil"] == fh.hooks.of("restricted")[0]["data"]["restrictedUntil"]
     assert status["queue"]["depth"] == 3
@@ -230,9 +231,9 @@ async def test_a_send_that_may_have_reached_whatsapp_is_uncertain_not_retried(tm
     assert stats.by_status == {"uncertain": 1, "sent": 1}
     uncertain = fh.hooks.of("message_uncertain")
     assert len(uncertain) == 1 and uncertain[0]["data"]["idempotencyKey"] == "m-0"
-    item = await fh.hub.get_item_by_key(iid, "m-0")
+    item = await fh.hub.outbox.get_item_by_key(iid, "m-0")
     assert item.error_reason == "uncertain" and item.last_error and "answer was lost" in item.last_error
-    await fh.hub.resend_item(iid, item.queue_id)  # an operator accepts a possible duplicate
+    await fh.hub.outbox.resend_item(iid, item.queue_id)  # an operator accepts a possible duplicate
     await fh.advance(MIN)
     assert [d.text for d in fh.world.phone(iid).deliveries] == ["m0", "m1", "m0"]
 

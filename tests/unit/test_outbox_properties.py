@@ -72,7 +72,7 @@ async def _run(tmp: Path, steps: list[tuple[Any, ...]], per_minute: int, per_hou
             for j in range(op[2]):
                 key = f"k{(op[1] + j) % 15}"
                 try:
-                    await fh.hub.enqueue(iid, ItemKind.TEXT, {"chatId": "201000000001", "message": key},
+                    await fh.hub.outbox.enqueue(iid, ItemKind.TEXT, {"chatId": "201000000001", "message": key},
                                          header_key=key)
                     keys_enqueued.add(key)
                 except Conflict:

@@ -7,8 +7,8 @@ import email.utils
 import pytest
 
 from wahub.domain import backoff
+from wahub.domain.webhookretry import classify
 from wahub.runtime import signing
-from wahub.runtime.webhooks import classify
 
 NOW = 1_767_225_600_000
 

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from wahub.domain.errors import ApiError, QueueFull, StoreUnavailable
+from wahub.domain.errors import ApiError, StoreUnavailable
 
 log = structlog.get_logger("wahub.api")
 
@@ -50,7 +50,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFull) else None
+        retry_after = getattr(exc, "retry_after_s", None)  # QueueFull (429), ShuttingDown (503)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return error_response(exc.status_code, exc.message, headers, **exc.extra)
 
     @app.exception_handler(StoreUnavailable)

@@ -18,11 +18,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from wahub.api import presenters
 from wahub.api.auth import require_key
 from wahub.domain import lifecycle
 from wahub.domain.errors import InvalidInput, NotFound
 from wahub.domain.lifecycle import State
-from wahub.runtime.hub import Hub, InstanceRuntime
+from wahub.runtime.hub import Hub
+from wahub.runtime.registry import InstanceRuntime
 
 router = APIRouter(dependencies=[Depends(require_key)], tags=["existing wa-hub"])
 _STARTED = time.monotonic()
@@ -93,7 +95,7 @@ async def delete(hub: Hub, instance_id: str) -> dict[str, Any]:
     dropped = 0
     session: Path | None = None
     if rt is not None:
-        dropped = (await hub.queue_stats(rt.id)).depth
+        dropped = (await hub.outbox.queue_stats(rt.id)).depth
         sessions_dir = getattr(hub.engine_factory, "sessions_dir", None)
         if isinstance(sessions_dir, Path) and (sessions_dir / rt.id).exists():
             session = sessions_dir / rt.id
@@ -178,7 +180,7 @@ async def trigger(request: Request, instance_id: str) -> JSONResponse:
     hub = _hub(request)
     rt = hub.get(instance_id)
     rt.sendloop.poke()
-    depth = (await hub.queue_stats(rt.id)).depth
+    depth = (await hub.outbox.queue_stats(rt.id)).depth
     return _ok({"success": True, "message": "Send loop triggered", "instanceId": rt.id,
                 "instanceState": rt.state.value, "queueDepth": depth})
 
@@ -197,7 +199,7 @@ async def retry(request: Request, instance_id: str) -> JSONResponse:
 async def diagnostics(request: Request, instance_id: str) -> JSONResponse:
     hub = _hub(request)
     rt = hub.get(instance_id)
-    status = await hub.status(rt.id)
+    status = await presenters.status(hub, rt.id)
     return _ok({"instanceId": rt.id, "state": rt.state.value, "lastError": rt.last_error,
                 "stateSince": iso(rt.state_since), "stateReason": rt.state_reason,
                 "queueDepth": status["queue"]["depth"], "transitions": status["transitions"],
@@ -213,7 +215,7 @@ async def system_status(request: Request) -> JSONResponse:
     instances = []
     queued: dict[str, int] = {}
     for rt in list(hub.instances.values()):
-        queued[rt.id] = (await hub.queue_stats(rt.id)).depth
+        queued[rt.id] = (await hub.outbox.queue_stats(rt.id)).depth
         instances.append({"id": rt.id, "state": rt.state.value, "lastError": rt.last_error,
                           "lastStateChangeAt": iso(rt.state_since),
                           "needsQrSince": iso(rt.state_since) if rt.state == State.NEEDS_QR else None,
@@ -247,8 +249,8 @@ async def queue(request: Request, instance_id: str, idempotencyKey: str | None =
     if idempotencyKey is not None:
         from wahub.api.native import item_json
 
-        return _ok({"item": item_json(await hub.get_item_by_key(rt.id, idempotencyKey))})
-    items, _total = await hub.list_items(rt.id, statuses=list(_PENDING), limit=500, offset=0)
+        return _ok({"item": item_json(await hub.outbox.get_item_by_key(rt.id, idempotencyKey))})
+    items, _total = await hub.outbox.list_items(rt.id, statuses=list(_PENDING), limit=500, offset=0)
     now = hub.clock.now_ms()
     ready = rt.state == State.READY
     rows = [{"id": i.queue_id, "type": "message" if i.kind.value == "text" else "poll",
@@ -256,6 +258,6 @@ async def queue(request: Request, instance_id: str, idempotencyKey: str | None =
              "nextAttemptIn": max(0, i.next_attempt_at - now), "isEligible": ready and i.next_attempt_at <= now,
              "status": i.status.value, "chatId": i.chat_id, "idempotencyKey": i.idempotency_key}
             for i in items]
-    depth = (await hub.queue_stats(rt.id)).depth  # all open items, even beyond the 500 listed
+    depth = (await hub.outbox.queue_stats(rt.id)).depth  # all open items, even beyond the 500 listed
     return _ok({"depth": depth, "sendLoopRunning": rt.sendloop.running, "instanceState": rt.state.value,
                 "eligibleCount": sum(1 for r in rows if r["isEligible"]), "items": rows})

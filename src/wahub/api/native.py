@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from wahub.api import legacy, schemas
+from wahub.api import legacy, presenters, schemas
 from wahub.api.auth import require_key
 from wahub.api.waapi import _dump, hub_of, ok
 from wahub.domain.errors import InvalidInput, NotFound
@@ -76,7 +76,7 @@ async def metrics(request: Request) -> Response:
 @router.get("/instances/{instance_id}/status", summary="Full status: state, queue, limits, budget, webhooks")
 async def status(request: Request, instance_id: str) -> JSONResponse:
     hub = hub_of(request)
-    return ok(legacy.old_status(hub, await hub.status(instance_id)))
+    return ok(legacy.old_status(hub, await presenters.status(hub, instance_id)))
 
 
 @router.post("/instances/{instance_id}/restart", summary="Soft or hard restart; returns at once (200)")
@@ -101,20 +101,20 @@ async def outbox(request: Request, instance_id: str, status: str | None = None,
     hub = hub_of(request)
     rt = hub.get(instance_id)
     if idempotencyKey is not None:
-        return ok({"item": item_json(await hub.get_item_by_key(rt.id, idempotencyKey))})
+        return ok({"item": item_json(await hub.outbox.get_item_by_key(rt.id, idempotencyKey))})
     statuses = [s for s in status.split(",") if s] if status else None
     for s in statuses or []:
         if s not in {x.value for x in ItemStatus}:
             raise InvalidInput(f"status {s!r} is not one of {', '.join(x.value for x in ItemStatus)}")
-    items, total = await hub.list_items(rt.id, statuses=statuses, limit=limit, offset=offset)
-    stats = await hub.queue_stats(rt.id)
+    items, total = await hub.outbox.list_items(rt.id, statuses=statuses, limit=limit, offset=offset)
+    stats = await hub.outbox.queue_stats(rt.id)
     return ok({"instanceId": rt.id, "depth": stats.depth, "byStatus": stats.by_status, "total": total,
                "limit": limit, "offset": offset, "items": [item_json(i) for i in items]})
 
 
 @router.delete("/instances/{instance_id}/queue", summary="Cancel every queued item")
 async def clear_queue(request: Request, instance_id: str) -> JSONResponse:
-    n = await hub_of(request).clear_queue(instance_id)
+    n = await hub_of(request).outbox.clear_queue(instance_id)
     return ok({"message": f"Queue cleared for instance {instance_id}", "cleared": n, "queueDepth": 0,
                "droppedFromOutbound": n})
 
@@ -123,7 +123,7 @@ async def clear_queue(request: Request, instance_id: str) -> JSONResponse:
 async def get_message(request: Request, instance_id: str, queue_id: str) -> JSONResponse:
     hub = hub_of(request)
     rt = hub.get(instance_id)
-    item = await hub.get_item(rt.id, queue_id)
+    item = await hub.outbox.get_item(rt.id, queue_id)
     out: dict[str, Any] = {"item": item_json(item)}
     if item.kind.value == "poll" and item.message_id:
         _, votes = await hub.poll_votes(rt.id, item.message_id)
@@ -137,8 +137,8 @@ async def get_message(request: Request, instance_id: str, queue_id: str) -> JSON
 async def item_action(request: Request, instance_id: str, queue_id: str, action: str) -> JSONResponse:
     hub = hub_of(request)
     rt = hub.get(instance_id)
-    actions = {"cancel": hub.cancel_item, "retry": hub.retry_item, "resend": hub.resend_item,
-               "close": hub.close_item}
+    actions = {"cancel": hub.outbox.cancel_item, "retry": hub.outbox.retry_item, "resend": hub.outbox.resend_item,
+               "close": hub.outbox.close_item}
     if action not in actions:
         raise NotFound(f"unknown action {action!r}; use cancel, retry, resend or close")
     item = await actions[action](rt.id, queue_id)

@@ -8,12 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from wahub.api import legacy, schemas
+from wahub.api import legacy, presenters, schemas
 from wahub.api.auth import require_key
 from wahub.domain import chatid, lifecycle, webhookurl
 from wahub.domain.errors import Conflict, InvalidInput, NotFound
 from wahub.domain.outbox import ItemKind, ItemStatus
-from wahub.runtime.hub import Hub, InstanceRuntime
+from wahub.runtime.hub import Hub
+from wahub.runtime.registry import InstanceRuntime
 
 router = APIRouter(dependencies=[Depends(require_key)], tags=["WaAPI-compatible"])
 
@@ -143,7 +144,7 @@ async def get_qr(request: Request, instance_id: str) -> JSONResponse:
             raise Conflict(f"instance is {rt.state.value}: no QR code will come until it is restarted "
                            "(POST /instances/{id}/restart)", instanceState=rt.state.value)
         raise NotFound("QR code not available yet. Please wait a few seconds.", instanceState=rt.state.value)
-    return ok({"qrCode": {"data": {"qr_code": hub.qr_png_b64(rt.qr), "qr_string": rt.qr}},
+    return ok({"qrCode": {"data": {"qr_code": presenters.qr_png_b64(rt.qr), "qr_string": rt.qr}},
                "instanceStatus": "qr"})
 
 
@@ -151,9 +152,9 @@ async def get_qr(request: Request, instance_id: str) -> JSONResponse:
 async def client_status(request: Request, instance_id: str) -> JSONResponse:
     hub = hub_of(request)
     rt = hub.get(instance_id)
-    stats = await hub.queue_stats(rt.id)
+    stats = await hub.outbox.queue_stats(rt.id)
     data = {"phoneNumber": rt.phone, "formattedNumber": rt.phone} if rt.phone else {}
-    debug = legacy.debug_fields(hub, await hub.status(rt.id))
+    debug = legacy.debug_fields(hub, await presenters.status(hub, rt.id))
     return ok({"clientStatus": {
         "instanceStatus": lifecycle.external_status(rt.state, rt.qr is not None), "instanceId": rt.id,
         "data": data, "state": rt.state.value, "since": rt.state_since, "reason": rt.state_reason,
@@ -182,7 +183,7 @@ async def _enqueue(request: Request, instance_id: str, kind: ItemKind, data: dic
                    header_key: str | None) -> JSONResponse:
     hub = hub_of(request)
     retry = data.get("retry") is True or request.query_params.get("retry") in ("1", "true")
-    result = await hub.enqueue(instance_id, kind, data, header_key=header_key, retry=retry)
+    result = await hub.outbox.enqueue(instance_id, kind, data, header_key=header_key, retry=retry)
     rt = hub.get(instance_id)
     item = result.item
     state = rt.state.value

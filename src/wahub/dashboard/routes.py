@@ -25,7 +25,8 @@ from wahub.dashboard import views
 from wahub.domain import chatid
 from wahub.domain.errors import ApiError
 from wahub.domain.outbox import ItemKind
-from wahub.runtime.hub import WEBHOOK_EVENTS, Hub
+from wahub.runtime.events import WEBHOOK_EVENTS
+from wahub.runtime.hub import Hub
 
 log = structlog.get_logger("wahub.dashboard")
 
@@ -227,8 +228,8 @@ async def item_action(request: Request, instance_id: str, queue_id: str, action:
     hub = _hub(request)
     form = await request.form()
     status = views.status_filter(str(form.get("status") or ""))
-    calls = {"cancel": hub.cancel_item, "retry": hub.retry_item, "resend": hub.resend_item,
-             "close": hub.close_item}
+    calls = {"cancel": hub.outbox.cancel_item, "retry": hub.outbox.retry_item, "resend": hub.outbox.resend_item,
+             "close": hub.outbox.close_item}
     if action not in calls:
         raise HTTPException(404, f"unknown action {action!r}")
     try:
@@ -336,7 +337,7 @@ async def test_send(request: Request, instance_id: str, kind: str) -> Response:
                     options=[o.strip() for o in str(form.get("options") or "").splitlines() if o.strip()])
     try:
         rt = hub.get(instance_id)
-        result = await hub.enqueue(rt.id, ItemKind.TEXT if kind == "message" else ItemKind.POLL, body,
+        result = await hub.outbox.enqueue(rt.id, ItemKind.TEXT if kind == "message" else ItemKind.POLL, body,
                                    header_key=None)
     except ApiError as exc:
         return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message)

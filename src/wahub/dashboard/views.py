@@ -12,10 +12,12 @@ from urllib.parse import urlencode
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from wahub import __version__
+from wahub.api import presenters
 from wahub.domain import lifecycle, webhookurl
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemStatus, OutboxItem
-from wahub.runtime.hub import WEBHOOK_EVENTS, Hub
+from wahub.runtime.events import WEBHOOK_EVENTS
+from wahub.runtime.hub import Hub
 
 QUEUE_PAGE = 100
 RECENT_EVENTS = 20
@@ -168,10 +170,10 @@ async def fleet_context(hub: Hub, q: str | None, state: str | None, page: str | 
 async def live_context(hub: Hub, instance_id: str) -> dict[str, Any]:
     """The polled part of the instance page: state, QR, gauges, restart budget, state history."""
     rt = hub.get(instance_id)
-    st = await hub.status(rt.id)
+    st = await presenters.status(hub, rt.id)
     now = hub.clock.now_ms()
     ready = rt.state == State.READY
-    qr_png = hub.qr_png_b64(rt.qr) if rt.qr is not None and not ready else None
+    qr_png = presenters.qr_png_b64(rt.qr) if rt.qr is not None and not ready else None
     limits = st["rateLimits"]
     budget = st["reconnection"]
     nxt = limits["nextAllowedAt"]
@@ -197,9 +199,9 @@ async def queue_context(hub: Hub, instance_id: str, status: str | None) -> dict[
     rt = hub.get(instance_id)
     wanted = status_filter(status)
     statuses = [wanted] if wanted else None
-    items, total = await hub.list_items(rt.id, statuses, limit=QUEUE_PAGE)
+    items, total = await hub.outbox.list_items(rt.id, statuses, limit=QUEUE_PAGE)
     if total > QUEUE_PAGE:
-        items, total = await hub.list_items(rt.id, statuses, limit=QUEUE_PAGE, offset=total - QUEUE_PAGE)
+        items, total = await hub.outbox.list_items(rt.id, statuses, limit=QUEUE_PAGE, offset=total - QUEUE_PAGE)
     rows = [{"queue_id": i.queue_id, "key": i.idempotency_key, "kind": i.kind.value, "chat": i.chat_id,
              "preview": _preview(i), "status": i.status.value, "attempts": i.attempts, "error": i.last_error,
              "created_at": i.created_at, "sent_at": i.sent_at, "message_id": i.message_id,

@@ -15,3 +15,7 @@ class Clock(Protocol):
     async def sleep(self, ms: float) -> None:
         """Wait ``ms`` milliseconds (a fake clock returns when time is advanced past it)."""
         ...
+
+    def raise_floor(self, at_ms: int) -> None:
+        """Never report a time before ``at_ms`` again (forward only; see ``runtime.clock``)."""
+        ...

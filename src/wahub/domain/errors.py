@@ -15,6 +15,7 @@
         ├── Conflict           409
         ├── QueueFull          429 (with ``retry_after_s``)
         └── ServiceUnavailable 503
+            └── ShuttingDown       503 with Retry-After
 """
 
 from __future__ import annotations
@@ -108,3 +109,11 @@ class ServiceUnavailable(ApiError):
     """The store or the engines are not available (503)."""
 
     status_code = 503
+
+
+class ShuttingDown(ServiceUnavailable):
+    """wa-hub is stopping and takes no new sends (503 with ``Retry-After``)."""
+
+    def __init__(self, message: str, *, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.retry_after_s = retry_after_s

@@ -21,16 +21,30 @@ def fingerprint(kind: str, chat_id: str, content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def derive_key(instance_id: str, payload_fingerprint: str, now_ms: int, window_s: int) -> str:
-    """Key for a send whose client gave none: valid for one window of ``window_s`` seconds.
+def derived_key(instance_id: str, payload_fingerprint: str, previous: tuple[str, int] | None, now_ms: int,
+                window_s: int) -> str:
+    """Key for a send whose client gave none, on a sliding window of ``window_s`` seconds.
 
-    Two identical submissions in the same window collapse into one item; the same text can be
-    sent again on purpose in a later window. Windows are aligned to multiples of ``window_s``
-    since the epoch, so the key is a pure function of its inputs.
+    ``previous`` is ``(key, created_at_ms)`` of the newest item derived from the same instance and
+    fingerprint, or None. A submission less than ``window_s`` after that item was created gets the
+    same key (so it collapses into that item wherever a clock edge falls); a later one gets the
+    next generation's key, so the same text can be sent again on purpose. Concurrent first
+    submissions compute the same generation and the database's unique key makes them one item.
+    Keys look like ``auto:<32 hex>:<generation>``.
     """
-    bucket = now_ms // (window_s * 1000) if window_s > 0 else now_ms
-    digest = hashlib.sha256(f"{instance_id}|{payload_fingerprint}|{bucket}".encode()).hexdigest()
-    return f"auto:{digest[:32]}"
+    base = "auto:" + hashlib.sha256(f"{instance_id}|{payload_fingerprint}".encode()).hexdigest()[:32]
+    if previous is None:
+        return f"{base}:0"
+    key, created_at = previous
+    generation = _generation(key)
+    if window_s > 0 and now_ms - created_at < window_s * 1000:
+        return key
+    return f"{base}:{generation + 1}"
+
+
+def _generation(key: str) -> int:
+    tail = key.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def validate_key(raw: object, *, field: str) -> str:

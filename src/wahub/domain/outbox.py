@@ -56,6 +56,7 @@ class OutboxItem:
     message_id: str | None
     last_error: str | None
     error_reason: str | None
+    chosen_message_id: str | None = None  # the id the engine was asked to use, stored before the call
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,41 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 
 
 class SystemClock:
-    """Wall time for timestamps; asyncio's monotonic timer for waiting (so jumps do not burst)."""
+    """Epoch time that does not jump while the process runs: the wall clock read once at start,
+    plus monotonic elapsed time since then. Waiting uses asyncio's monotonic loop timer.
+
+    A wall-clock step while running (NTP, an operator) therefore neither opens the rate windows
+    early (forward step) nor stalls the outbox (backward step). Across a restart, the hub raises
+    the clock to the newest persisted send instant (:meth:`raise_floor`), so a backward step costs
+    at most one interval. ``wall_ns``/``mono_ns``/``sleeper`` are seams for tests.
+    """
+
+    def __init__(self, *, wall_ns: Callable[[], int] = time.time_ns, mono_ns: Callable[[], int] = time.monotonic_ns,
+                 sleeper: Callable[[float], Awaitable[None]] | None = None) -> None:
+        self._mono_ns = mono_ns
+        self._base_ms = wall_ns() // 1_000_000
+        self._mono0 = mono_ns()
+        self._sleeper = sleeper
 
     def now_ms(self) -> int:
-        """Current epoch milliseconds."""
-        return time.time_ns() // 1_000_000
+        """Current epoch milliseconds (start wall time + monotonic elapsed)."""
+        return self._base_ms + (self._mono_ns() - self._mono0) // 1_000_000
+
+    def raise_floor(self, at_ms: int) -> None:
+        """Never report a time before ``at_ms`` from now on (moves the clock forward only)."""
+        behind = at_ms - self.now_ms()
+        if behind > 0:
+            self._base_ms += behind
 
     async def sleep(self, ms: float) -> None:
         """Wait ``ms`` milliseconds on the monotonic loop timer."""
+        if self._sleeper is not None:
+            await self._sleeper(ms)
+            return
         await asyncio.sleep(max(0.0, ms) / 1000)
 
 
@@ -40,6 +64,10 @@ class FakeClock:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + int(ms), next(self._seq), fut))
         await fut
+
+    def raise_floor(self, at_ms: int) -> None:
+        """Move the fake time forward to ``at_ms`` if it is behind (see :meth:`SystemClock.raise_floor`)."""
+        self._now = max(self._now, at_ms)
 
     def pending(self) -> int:
         """Number of sleepers not yet woken."""

@@ -4,43 +4,116 @@ Each turn reads the persisted send log and asks :func:`wahub.domain.ratelimit.ne
 when the next send may happen (interval + jitter, rolling minute and hour). If that time or the
 first item's ``next_attempt_at`` lies ahead, the loop sleeps on the injected clock until then or
 until an enqueue wakes it; otherwise it claims the FIFO-first due item (the database allows one
-``sending`` item per instance) and sends it. The item is marked handed over, in its own
-transaction, right before the engine call: see :mod:`wahub.store.sql` for why that makes crash
-recovery exact.
+``sending`` item per instance) and sends it.
+
+One instant per send. The item is marked handed over (with the message id the engine will use,
+when it can choose one) in its own transaction; that commit takes a variable time, so the
+decision is taken again afterwards, against the same history (nothing else can send for this
+instance meanwhile), on the clock, with no await between that final decision and the engine
+call. The instant of that decision is the send's time: it is what the sandbox stamps, what is
+persisted in the send log (:meth:`OutboxPort.stamp_send`) and the item's ``sent_at``, and what
+the windows of later decisions count. See ``docs/decisions.md`` ("One instant per send").
+
+Nothing here reaches back into its owner: the loop receives a store port, a clock, a policy, a
+view of its instance (:class:`Link`) and the outbox's outcome callbacks (:class:`Outcomes`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
 from wahub.domain import backoff, ratelimit
+from wahub.domain.clock import Clock
 from wahub.domain.errors import DisconnectedError, PermanentSendError, SendError
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind, OutboxItem
-
-if TYPE_CHECKING:
-    from wahub.runtime.hub import Hub, InstanceRuntime
+from wahub.engines import base as eng
+from wahub.store.base import OutboxPort
 
 log = structlog.get_logger("wahub.sendloop")
 
-SEND_TIMEOUT_MS = 120_000  # an engine call that hangs longer is treated as `uncertain`
+IDLE_MS = 3_600_000  # nothing queued: sleep until an enqueue pokes the loop
+ENGINE_STAMP_TOLERANCE_MS = 1_000  # an engine-reported send time this close after our instant is adopted
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    """The settings the loop obeys (ms throughout)."""
+
+    max_attempts: int
+    retry_base_ms: int
+    retry_max_ms: int
+    jitter_ms: int
+    typing: bool
+    send_timeout_ms: int = 120_000  # an engine call that hangs longer is treated as `uncertain`
+
+
+class Link(Protocol):
+    """What the loop may see of its instance: the state, the engine and the effective limits."""
+
+    @property
+    def id(self) -> str:
+        """The instance id."""
+        ...
+
+    @property
+    def state(self) -> State:
+        """The lifecycle state (the loop sends only while ``ready``)."""
+        ...
+
+    @property
+    def engine(self) -> eng.Engine | None:
+        """The running engine, if any."""
+        ...
+
+
+class Outcomes(Protocol):
+    """Where the loop reports the end of a send (the outbox room)."""
+
+    async def sent(self, item: OutboxItem, message_id: str, at: int) -> None:
+        """The engine accepted the item at instant ``at``."""
+        ...
+
+    async def failed(self, item: OutboxItem, error: str, reason: str, *, unlog: bool = False) -> None:
+        """The item failed for good."""
+        ...
+
+    async def uncertain(self, item: OutboxItem, why: str) -> None:
+        """The item may or may not have reached WhatsApp."""
+        ...
+
+    def deferred(self, instance_id: str, reason: str) -> None:
+        """A send waits for a limit or a backoff (metrics)."""
+        ...
+
+    def retried(self, instance_id: str) -> None:
+        """A send is retried later (metrics)."""
+        ...
 
 
 class SendLoop:
     """Drains one instance's outbox; started on ``ready``, stopped on any other state."""
 
-    def __init__(self, hub: Hub, rt: InstanceRuntime) -> None:
-        self.hub = hub
-        self.rt = rt
+    def __init__(self, link: Link, store: OutboxPort, clock: Clock, policy: SendPolicy,
+                 limits: Callable[[], ratelimit.Limits], outcomes: Outcomes, rng: random.Random) -> None:
+        self.link = link
+        self.store = store
+        self.clock = clock
+        self.policy = policy
+        self.limits = limits
+        self.outcomes = outcomes
+        self.rng = rng
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jitter_ms = 0
-        self._last_call_at = 0
-        self._prev_call_at = 0
+        self._draining = False
 
     @property
     def running(self) -> bool:
@@ -48,16 +121,32 @@ class SendLoop:
         return self._task is not None and not self._task.done()
 
     def start(self) -> None:
-        """Start draining (no-op when already running)."""
-        if not self.running:
+        """Start draining (no-op when already running, or once draining for a stop)."""
+        if not self.running and not self._draining:
             self._task = asyncio.ensure_future(self._run())
 
     def poke(self) -> None:
         """Wake the loop: an item was enqueued or released."""
         self.wake.set()
 
+    async def drain(self, grace_ms: int) -> None:
+        """Take no new item; let the loop end on its own (an engine call in flight finishes), for at
+        most ``grace_ms``; then stop it.
+
+        Letting the loop end rather than cancelling it also means no store query is cut off midway:
+        a cancelled query's database thread would otherwise answer into a closed event loop.
+        """
+        self._draining = True
+        self.wake.set()
+        task = self._task
+        if task is not None and not task.done():
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                async with asyncio.timeout(grace_ms / 1000):
+                    await asyncio.shield(task)
+        await self.stop()
+
     async def stop(self) -> None:
-        """Stop after the current send (an in-flight send is allowed to finish)."""
+        """Stop the loop now (an in-flight call is cancelled; its item becomes uncertain on restart)."""
         task = self._task
         self._task = None
         if task is not None and not task.done():
@@ -68,8 +157,7 @@ class SendLoop:
 
     async def _run(self) -> None:
         structlog.contextvars.clear_contextvars()
-        rt = self.rt
-        while rt.state == State.READY:
+        while self.link.state == State.READY and not self._draining:
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # a stop arrived while a call swallowed it
                 raise asyncio.CancelledError
@@ -79,19 +167,19 @@ class SendLoop:
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep the loop alive; the item (if any) stays in the store
-                log.exception("send_loop_error", instance_id=rt.id)
+                log.exception("send_loop_error", instance_id=self.link.id)
                 delay = 1000
             if delay is None:
                 continue
             await self._wait(delay)
-        log.debug("send_loop_stopped", instance_id=rt.id, state=rt.state.value)
+        log.debug("send_loop_stopped", instance_id=self.link.id, state=self.link.state.value)
 
     async def _wait(self, ms: int | None) -> None:
         waiter = asyncio.ensure_future(self.wake.wait())
         tasks: set[asyncio.Future[object]] = {waiter}  # type: ignore[arg-type]
         sleeper = None
         if ms is not None:
-            sleeper = asyncio.ensure_future(self.hub.clock.sleep(ms))
+            sleeper = asyncio.ensure_future(self.clock.sleep(ms))
             tasks.add(sleeper)  # type: ignore[arg-type]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -102,103 +190,117 @@ class SendLoop:
 
     async def _turn(self) -> int | None:
         """One step. Returns ms to wait (None = go again now; a very large wait = until poked)."""
-        hub, rt = self.hub, self.rt
-        store, clock = hub.store, hub.clock
-        now = clock.now_ms()
-        due_at = await store.next_due_at(rt.id)
+        iid = self.link.id
+        now = self.clock.now_ms()
+        due_at = await self.store.next_due_at(iid)
         if due_at is None:
-            return 3_600_000  # idle: sleep until an enqueue pokes us
-        limits = hub.limits_for(rt.record)
-        history = await store.send_history(rt.id, now - ratelimit.HOUR_MS)
+            return IDLE_MS
+        limits = self.limits()
+        history = await self.store.send_history(iid, now - ratelimit.HOUR_MS)
         decision = ratelimit.next_allowed(history, now, limits, self._jitter_ms)
         start_at = max(decision.at_ms, due_at)
         if start_at > now:
-            reason = decision.reason if decision.at_ms >= due_at else "backoff"
-            hub.metrics.deferred(rt.id, reason)
+            self.outcomes.deferred(iid, decision.reason if decision.at_ms >= due_at else "backoff")
             return start_at - now
-        item = await store.claim_next(rt.id, now)
+        item = await self.store.claim_next(iid, now)
         if item is None:
             return 200
-        await self._send(item)
-        self._jitter_ms = hub.rng.randint(0, hub.settings.send_jitter_ms) if hub.settings.send_jitter_ms else 0
+        await self._send(item, history, limits)
+        self._jitter_ms = self.rng.randint(0, self.policy.jitter_ms) if self.policy.jitter_ms else 0
         return None
 
-    async def _send(self, item: OutboxItem) -> None:
-        hub, rt = self.hub, self.rt
-        store, clock = hub.store, hub.clock
-        engine = rt.engine
-        if rt.state != State.READY or engine is None:
+    async def _send(self, item: OutboxItem, history: list[int], limits: ratelimit.Limits) -> None:
+        link, store, clock = self.link, self.store, self.clock
+        engine = link.engine
+        if link.state != State.READY or engine is None or self._draining:
             await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms())
             return
-        await store.mark_handed_over(item, clock.now_ms())
-        # The windows count hand-over times; the commit above takes a variable few ms, so also keep
-        # the engine calls themselves at least the interval apart within this process.
-        interval = hub.limits_for(rt.record).interval_ms
-        while (wait := self._last_call_at + interval - clock.now_ms()) > 0:
+        if self.policy.typing and item.kind == ItemKind.TEXT:
+            with contextlib.suppress(Exception):
+                await engine.send_typing(item.chat_id)
+        chosen: str | None = None
+        with contextlib.suppress(Exception):
+            chosen = engine.new_message_id()
+        await store.mark_handed_over(item, clock.now_ms(), chosen_message_id=chosen)
+        # Decide again: awaits happened since the first decision. `history` is still the whole
+        # story (this instance has one item in flight), so only time moved.
+        while True:
+            now = clock.now_ms()
+            wait = ratelimit.next_allowed(history, now, limits, self._jitter_ms).at_ms - now
+            if wait <= 0:
+                break
             await clock.sleep(wait)
-        self._prev_call_at, self._last_call_at = self._last_call_at, clock.now_ms()
-        log.info("send_started", instance_id=rt.id, queue_id=item.queue_id, kind=item.kind.value,
+            if link.state != State.READY or link.engine is not engine:
+                await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=True)
+                return
+        instant = now  # nothing but the engine call from here
+        log.info("send_started", instance_id=link.id, queue_id=item.queue_id, kind=item.kind.value,
                  attempt=item.attempts + 1)
         try:
-            if hub.settings.typing_indicator_enabled and item.kind == ItemKind.TEXT:
-                with contextlib.suppress(Exception):
-                    await engine.send_typing(item.chat_id)
-            if item.kind == ItemKind.POLL:
-                coro = engine.send_poll(item.chat_id, item.payload["caption"], list(item.payload["options"]),
-                                        bool(item.payload.get("multipleAnswers")))
-            else:
-                coro = engine.send_text(item.chat_id, item.payload["message"])
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that
-            # arrives as the send completes, and the loop would then never stop.
-            async with asyncio.timeout(SEND_TIMEOUT_MS / 1000):
-                result = await coro
-        except SendError as exc:
-            if exc.maybe_sent:  # it may have gone out: never risk a second copy
-                await hub.item_uncertain(rt, item, f"{exc} (delivery unknown)")
-                return
-            await self._failed(item, exc)
-            return
-        except TimeoutError:
-            await hub.item_uncertain(rt, item, f"engine did not answer within {SEND_TIMEOUT_MS} ms")
-            return
+            async with asyncio.timeout(self.policy.send_timeout_ms / 1000):
+                if item.kind == ItemKind.POLL:
+                    result = await engine.send_poll(item.chat_id, item.payload["caption"],
+                                                    list(item.payload["options"]),
+                                                    bool(item.payload.get("multipleAnswers")), message_id=chosen)
+                else:
+                    result = await engine.send_text(item.chat_id, item.payload["message"], message_id=chosen)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # an engine bug: treat as transient so the item is not lost
-            log.exception("send_engine_error", instance_id=rt.id, queue_id=item.queue_id)
-            await self._retry_or_fail(item, f"engine error: {exc.__class__.__name__}", "engine_error")
+        except BaseException as exc:  # noqa: BLE001 - every outcome is classified below
+            await store.stamp_send(item.queue_id, instant)
+            await self._after_error(item, exc)
             return
-        await hub.item_sent(rt, item, result.message_id)
+        # The engine may report when the send arrived (the sandbox's stamp); a read of the same clock
+        # a moment after ours can land on the next millisecond, and that stamp is what counts.
+        if instant <= result.timestamp <= instant + ENGINE_STAMP_TOLERANCE_MS:
+            instant = result.timestamp
+        await store.stamp_send(item.queue_id, instant)
+        await self.outcomes.sent(item, result.message_id, instant)
+
+    async def _after_error(self, item: OutboxItem, exc: BaseException) -> None:
+        """Classify a failed call (see ``docs/decisions.md``, "Maybe sent").
+
+        A ``SendError`` with ``maybe_sent``, our own timeout, and any exception that is not a
+        ``SendError`` (an engine bug after the call started: nothing proves the message did not
+        leave) are ``uncertain`` and never retried automatically.
+        """
+        if isinstance(exc, SendError) and not exc.maybe_sent:
+            await self._failed(item, exc)
+        elif isinstance(exc, SendError):
+            await self.outcomes.uncertain(item, f"{exc} (delivery unknown)")
+        elif isinstance(exc, TimeoutError):
+            await self.outcomes.uncertain(item, f"engine did not answer within {self.policy.send_timeout_ms} ms")
+        elif isinstance(exc, Exception):
+            log.error("send_engine_error", instance_id=self.link.id, queue_id=item.queue_id,
+                      error=exc.__class__.__name__)
+            await self.outcomes.uncertain(item, f"engine error after the call started: {exc.__class__.__name__}")
+        else:
+            raise exc
 
     async def _failed(self, item: OutboxItem, exc: SendError) -> None:
         """Route a send error that surely did not deliver: re-queue, retry later, or fail."""
-        hub, rt = self.hub, self.rt
-        store, clock = hub.store, hub.clock
+        store, clock = self.store, self.clock
         if isinstance(exc, DisconnectedError):
             # Not the message's fault: back to the queue, no attempt counted; lifecycle reconnects.
             now = clock.now_ms()
-            unlog = exc.reason == "not_connected"
+            unlog = exc.reason == "not_connected"  # nothing went out: not counted for the windows
             await store.release(item.seq, next_attempt_at=now, now=now, error=str(exc), reason=exc.reason,
                                 unlog=unlog)
-            if unlog:  # nothing went out: this call does not count for the spacing either
-                self._last_call_at = self._prev_call_at
-            log.info("send_interrupted", instance_id=rt.id, queue_id=item.queue_id, reason=exc.reason)
+            log.info("send_interrupted", instance_id=self.link.id, queue_id=item.queue_id, reason=exc.reason)
         elif isinstance(exc, PermanentSendError):
-            await hub.item_failed(rt, item, str(exc), exc.reason, count_attempt=True, unlog=True)
-            self._last_call_at = self._prev_call_at
+            await self.outcomes.failed(item, str(exc), exc.reason, unlog=True)
         else:
             await self._retry_or_fail(item, str(exc), exc.reason)
 
     async def _retry_or_fail(self, item: OutboxItem, error: str, reason: str) -> None:
-        hub = self.hub
         attempts = item.attempts + 1
-        if attempts >= hub.settings.max_send_attempts:
-            await hub.item_failed(self.rt, item, f"{error} (after {attempts} attempts)", reason, count_attempt=True)
+        if attempts >= self.policy.max_attempts:
+            await self.outcomes.failed(item, f"{error} (after {attempts} attempts)", reason)
             return
-        now = hub.clock.now_ms()
-        delay = backoff.exponential(attempts, hub.settings.retry_base_backoff_ms, hub.settings.retry_max_backoff_ms,
-                                    hub.rng.random())
-        await hub.store.release(item.seq, next_attempt_at=now + delay, now=now, error=error, reason=reason,
-                                count_attempt=True)
-        hub.metrics.send_outcome(self.rt.id, "retry")
-        log.info("send_retry_scheduled", instance_id=self.rt.id, queue_id=item.queue_id, attempt=attempts,
+        now = self.clock.now_ms()
+        delay = backoff.exponential(attempts, self.policy.retry_base_ms, self.policy.retry_max_ms, self.rng.random())
+        await self.store.release(item.seq, next_attempt_at=now + delay, now=now, error=error, reason=reason,
+                                 count_attempt=True)
+        self.outcomes.retried(self.link.id)
+        log.info("send_retry_scheduled", instance_id=self.link.id, queue_id=item.queue_id, attempt=attempts,
                  delay_ms=delay, reason=reason)

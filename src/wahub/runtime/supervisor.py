@@ -22,30 +22,65 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
-from wahub.domain import lifecycle
+from wahub.config import Settings
+from wahub.domain import ladder, lifecycle
+from wahub.domain.clock import Clock
 from wahub.domain.errors import Conflict
 from wahub.domain.lifecycle import State
 from wahub.engines import base as eng
-
-if TYPE_CHECKING:
-    from wahub.runtime.hub import Hub, InstanceRuntime
+from wahub.observability import Metrics
+from wahub.runtime.events import Events, qr_png_b64
+from wahub.runtime.registry import InstanceRuntime
+from wahub.store.base import LifecyclePort
 
 log = structlog.get_logger("wahub.supervisor")
 
-STABLE_READY_MS = 60_000
-MAX_BACKOFF_MS = 300_000
+
+
+@dataclass(frozen=True)
+class LifecyclePolicy:
+    """The lifecycle settings (ms unless named otherwise); see :class:`wahub.config.Settings`."""
+
+    restart_backoff_ms: int
+    max_restarts_per_window: int
+    restart_window_minutes: float
+    soft_restart_timeout_ms: int
+    hard_restart_timeout_ms: int
+    ready_probe_timeout_ms: int
+    qr_window_ms: int
+    restricted_auto_resume: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LifecyclePolicy:
+        """The policy named by the settings."""
+        return cls(**{f: getattr(settings, f) for f in cls.__dataclass_fields__})
+
+
+OnTransition = Callable[[InstanceRuntime, State, State], None]
+DataEvents = Callable[[InstanceRuntime, eng.EngineEvent], Awaitable[bool]]
 
 
 class Supervisor:
     """Drives one instance's engine through the lifecycle."""
 
-    def __init__(self, hub: Hub, rt: InstanceRuntime) -> None:
-        self.hub = hub
+    def __init__(self, rt: InstanceRuntime, store: LifecyclePort, clock: Clock, policy: LifecyclePolicy,
+                 events: Events, engines: eng.EngineFactory, metrics: Metrics, *, on_transition: OnTransition,
+                 data_events: DataEvents) -> None:
         self.rt = rt
+        self.store = store
+        self.clock = clock
+        self.policy = policy
+        self.events = events
+        self.engines = engines
+        self.metrics = metrics
+        self.on_transition = on_transition
+        self.data_events = data_events
         self.failures = 0
         self._restart: asyncio.Task[None] | None = None
         self._timers: dict[str, asyncio.Task[None]] = {}
@@ -58,7 +93,7 @@ class Supervisor:
 
         async def fire() -> None:
             structlog.contextvars.clear_contextvars()
-            await self.hub.clock.sleep(ms)
+            await self.clock.sleep(ms)
             self._timers.pop(name, None)
             try:
                 await fn()
@@ -91,13 +126,13 @@ class Supervisor:
         if src == to or not lifecycle.can_move(src, to):
             log.debug("transition_ignored", instance_id=rt.id, src=src.value, dst=to.value, reason=reason)
             return False
-        now = self.hub.clock.now_ms()
-        drafts = self.hub.event_drafts(rt, "change_state", {
+        now = self.clock.now_ms()
+        drafts = self.events.drafts(rt.record, "change_state", {
             "status": lifecycle.external_status(to, rt.qr is not None), "state": to.value,
             "previousState": src.value, "reason": reason, "at": now})
         if event is not None:
-            drafts += self.hub.event_drafts(rt, event, data or {})
-        await self.hub.store.record_transition(rt.id, from_state=src.value, to_state=to.value, reason=reason,
+            drafts += self.events.drafts(rt.record, event, data or {})
+        await self.store.record_transition(rt.id, from_state=src.value, to_state=to.value, reason=reason,
                                                now=now, events=drafts, **values)
         rt.state = to
         rt.state_since = now
@@ -105,10 +140,10 @@ class Supervisor:
         for key, value in values.items():
             if hasattr(rt, key):
                 setattr(rt, key, value)
-        self.hub.on_transition(rt, src, to, reason)
+        self.on_transition(rt, src, to)
         log.info("state_changed", instance_id=rt.id, src=src.value, dst=to.value, reason=reason)
         if drafts:
-            self.hub.dispatcher.notify(rt.id)
+            self.events.notify(rt.id)
         return True
 
     # -- starting and stopping -----------------------------------------------------------------
@@ -117,7 +152,7 @@ class Supervisor:
         async with self._lock:
             if self.rt.state != State.INITIALIZING:
                 await self.transition(State.INITIALIZING, reason)
-            await self._build_and_start(self.hub.settings.hard_restart_timeout_ms)
+            await self._build_and_start(self.policy.hard_restart_timeout_ms)
 
     async def _build_and_start(self, timeout_ms: int) -> None:
         rt = self.rt
@@ -129,13 +164,15 @@ class Supervisor:
             if not built or rt.engine is not built[0]:
                 return
             try:
+                if await self.data_events(rt, event):  # data events go straight to inbound
+                    return
                 await self.on_event(event)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("engine_event_error", instance_id=rt.id, engine_event=type(event).__name__)
 
-        engine = self.hub.engine_factory.create(rt.id, sink)
+        engine = self.engines.create(rt.id, sink)
         built.append(engine)
         rt.engine = engine
         self._qr_started = None
@@ -163,9 +200,14 @@ class Supervisor:
     # -- restarts --------------------------------------------------------------------------------
     async def budget(self) -> tuple[list[int], int]:
         """Restart times inside the current window and the window length (ms)."""
-        window = int(self.hub.settings.restart_window_minutes * 60_000)
-        used = await self.hub.store.restarts_since(self.rt.id, self.hub.clock.now_ms() - window)
+        window = int(self.policy.restart_window_minutes * 60_000)
+        used = await self.store.restarts_since(self.rt.id, self.clock.now_ms() - window)
         return used, window
+
+    async def _over_budget(self) -> tuple[bool, list[int], int]:
+        """The one budget check (:func:`wahub.domain.ladder.over_budget`) with the restarts it counted."""
+        used, window = await self.budget()
+        return ladder.over_budget(used, self.policy.max_restarts_per_window), used, window
 
     async def request_restart(self, kind: str, reason: str, *, manual: bool) -> asyncio.Task[None]:
         """Start a restart, or join the one already running (single-flight).
@@ -179,12 +221,12 @@ class Supervisor:
             return self._restart
         override = False
         if manual:
-            used, window = await self.budget()
+            over, used, window = await self._over_budget()
             override = self.rt.state in lifecycle.TERMINAL
-            if len(used) >= self.hub.settings.max_restarts_per_window and not override:
-                frees = used[0] + window
+            if over and not override:
+                frees = ladder.budget_frees_at(used, window)
                 raise Conflict(f"restart budget exhausted ({len(used)} restarts in the last "
-                               f"{self.hub.settings.restart_window_minutes:g} minutes); frees at {frees}",
+                               f"{self.policy.restart_window_minutes:g} minutes); frees at {frees}",
                                budgetFreesAt=frees)
             self.failures = 0
         self._restart = asyncio.ensure_future(self._do_restart(kind, reason, manual, override))
@@ -192,18 +234,18 @@ class Supervisor:
 
     async def _do_restart(self, kind: str, reason: str, manual: bool, override: bool = False) -> None:
         async with self._lock:
-            rt, hub = self.rt, self.hub
-            used, window = await self.budget()
-            if len(used) >= hub.settings.max_restarts_per_window and not override:
+            rt = self.rt
+            over, used, _ = await self._over_budget()
+            if over and not override:
                 self.cancel_all()
                 await self._stop_engine()
                 await self.transition(State.ERROR, f"restart budget exhausted ({len(used)} restarts in "
-                                      f"{hub.settings.restart_window_minutes:g} min)",
+                                      f"{self.policy.restart_window_minutes:g} min)",
                                       last_error="restart budget exhausted")
                 return
-            now = hub.clock.now_ms()
-            await hub.store.record_restart(rt.id, kind=kind, reason=reason, now=now)
-            hub.metrics.restarts.labels(rt.id, kind).inc()
+            now = self.clock.now_ms()
+            await self.store.record_restart(rt.id, kind=kind, reason=reason, now=now)
+            self.metrics.restarts.labels(rt.id, kind).inc()
             self._cancel("backoff")
             self._cancel("watchdog")
             self._cancel("ready_probe")
@@ -217,15 +259,14 @@ class Supervisor:
                     await rt.engine.reconnect()
                 except Exception:
                     log.exception("soft_restart_failed", instance_id=rt.id)
-                self._arm("watchdog", hub.settings.soft_restart_timeout_ms, self._watchdog)
+                self._arm("watchdog", self.policy.soft_restart_timeout_ms, self._watchdog)
             else:
-                await self._build_and_start(hub.settings.hard_restart_timeout_ms)
+                await self._build_and_start(self.policy.hard_restart_timeout_ms)
 
     def _schedule_reconnect(self, why: str) -> None:
         """Next rung of the ladder after a failed or lost connection."""
         self.failures += 1
-        delay = min(MAX_BACKOFF_MS, self.hub.settings.restart_backoff_ms * 2 ** (self.failures - 1))
-        kind = "soft" if self.failures == 1 else "hard"
+        delay, kind = ladder.next_rung(self.failures, self.policy.restart_backoff_ms)
         log.info("reconnect_scheduled", instance_id=self.rt.id, delay_ms=delay, kind=kind, attempt=self.failures,
                  reason=why)
 
@@ -254,31 +295,31 @@ class Supervisor:
 
     # -- engine events ---------------------------------------------------------------------------
     async def on_event(self, ev: eng.EngineEvent) -> None:
-        """Handle one engine event (QR, ready, disconnect, ban, message, vote, receipt)."""
-        rt, hub = self.rt, self.hub
+        """Handle one connection event (QR, ready, disconnect, ban); data events go to inbound."""
+        rt = self.rt
         if isinstance(ev, eng.QrCode):
             if rt.state == State.READY or rt.state in lifecycle.TERMINAL:
                 return  # a QR while ready is noise; a terminal instance waits for a human
-            now = hub.clock.now_ms()
+            now = self.clock.now_ms()
             if self._qr_started is None:
                 self._qr_started = now
-                self._arm("qr_window", hub.settings.qr_window_ms, self._qr_window_over)
+                self._arm("qr_window", self.policy.qr_window_ms, self._qr_window_over)
             rt.qr = ev.code
             rt.qr_at = now
             self._cancel("watchdog")
             if rt.state in (State.INITIALIZING, State.DISCONNECTED):
                 await self.transition(State.CONNECTING, "waiting for QR scan")
-            drafts = hub.event_drafts(rt, "qr", {"qr": hub.qr_png_b64(ev.code), "qrString": ev.code})
-            await hub.store_events(rt, drafts)
+            drafts = self.events.drafts(rt.record, "qr", {"qr": qr_png_b64(ev.code), "qrString": ev.code})
+            await self.events.store_drafts(rt.id, drafts)
         elif isinstance(ev, eng.PairCode):
             rt.pair_code = ev.code
         elif isinstance(ev, eng.Authenticated):
             self._cancel("qr_window")
             rt.qr = None
-            await hub.store_events(rt, hub.event_drafts(rt, "authenticated", {}))
+            await self.events.store_drafts(rt.id, self.events.drafts(rt.record, "authenticated", {}))
             if rt.state in (State.INITIALIZING, State.DISCONNECTED):
                 await self.transition(State.CONNECTING, "authenticated")
-            self._arm("ready_probe", hub.settings.ready_probe_timeout_ms, self._ready_probe)
+            self._arm("ready_probe", self.policy.ready_probe_timeout_ms, self._ready_probe)
         elif isinstance(ev, eng.Ready):
             for name in ("watchdog", "qr_window", "ready_probe", "backoff"):
                 self._cancel(name)
@@ -292,13 +333,13 @@ class Supervisor:
             await self.transition(State.READY, "connected", event="ready",
                                   data={"status": "ready", "phoneNumber": ev.phone, "pushName": ev.push_name},
                                   **values)
-            self._arm("stable", STABLE_READY_MS, self._stable)
+            self._arm("stable", ladder.STABLE_READY_MS, self._stable)
         elif isinstance(ev, eng.Disconnected):
             if rt.state in lifecycle.TERMINAL or rt.state in (State.DISCONNECTED, State.INITIALIZING):
                 return  # already handled, or a restart is under way (its watchdog judges the attempt)
             self._cancel("stable")
             await self.transition(State.DISCONNECTED, ev.reason, event="disconnected", data={"reason": ev.reason})
-            hub.metrics.disconnects.labels(rt.id).inc()
+            self.metrics.disconnects.labels(rt.id).inc()
             self._schedule_reconnect(f"disconnected: {ev.reason}")
         elif isinstance(ev, eng.LoggedOut):
             await self._terminal(State.LOGGED_OUT, ev.reason, "auth_failure", {"message": ev.reason},
@@ -307,8 +348,9 @@ class Supervisor:
             data = {"reason": f"temporary ban (code {ev.code})", "code": ev.code, "restrictedUntil": ev.expires_at}
             await self._terminal(State.RESTRICTED, f"temporary ban code {ev.code}", "restricted", data,
                                  restricted_until=ev.expires_at, last_error=f"temporarily banned (code {ev.code})")
-            if hub.settings.restricted_auto_resume and ev.expires_at is not None:
-                wait = max(0, ev.expires_at - hub.clock.now_ms())
+            resume_at = ladder.resume_at(State.RESTRICTED, ev.expires_at, self.policy.restricted_auto_resume)
+            if resume_at is not None:
+                wait = max(0, resume_at - self.clock.now_ms())
 
                 async def resume() -> None:
                     if rt.state == State.RESTRICTED:
@@ -317,12 +359,6 @@ class Supervisor:
                 self._arm("ban_expiry", wait, resume)
         elif isinstance(ev, eng.QrTimeout):
             await self._qr_window_over()
-        elif isinstance(ev, eng.InboundMessage):
-            await hub.on_inbound(rt, ev)
-        elif isinstance(ev, eng.PollVote):
-            await hub.on_vote(rt, ev)
-        elif isinstance(ev, eng.Receipt):
-            await hub.on_receipt(rt, ev)
 
     async def _qr_window_over(self) -> None:
         rt = self.rt

@@ -7,7 +7,7 @@ one goes), so receivers see events in the order they happened; lanes of differen
 run concurrently. A per-URL semaphore caps requests in flight to one receiver. Nothing here is
 awaited by the send loop or the lifecycle: they only store events and call :meth:`notify`.
 
-Retry policy (pure, in :func:`classify`): 2xx delivered; network errors (refused, reset,
+Retry policy (pure, in :func:`wahub.domain.webhookretry.classify`): 2xx delivered; network errors (refused, reset,
 connect timeout), 408, 429 (honouring ``Retry-After``) and 5xx retried with exponential backoff
 and jitter; any other status (other 4xx, 3xx: redirects are not followed) is a dead letter at
 once; after ``WEBHOOK_MAX_ATTEMPTS`` attempts the event is dead.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,14 +36,12 @@ import structlog
 
 from wahub.domain import backoff
 from wahub.domain.clock import Clock
+from wahub.domain.webhookretry import RESPONSE_TIMEOUT, classify
 from wahub.runtime import signing
-from wahub.store.base import Store
+from wahub.store.base import EventsPort
 from wahub.store.records import EventRecord
 
 log = structlog.get_logger("wahub.webhooks")
-
-RESPONSE_TIMEOUT = "response timeout"
-
 
 @dataclass(frozen=True)
 class Target:
@@ -66,16 +63,6 @@ class DispatchPolicy:
     auth_token: str | None
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How one attempt ended: delivered, retry (with an optional server-chosen delay), or dead."""
-
-    kind: str  # "delivered" | "retry" | "dead"
-    status_code: int | None
-    error: str | None
-    retry_after_ms: int | None = None
-
-
 @dataclass
 class LaneHealth:
     """What the last attempts of one instance's lane looked like since the process started (ms)."""
@@ -88,42 +75,10 @@ class LaneHealth:
     consecutive_failures: int = 0
 
 
-def classify(status_code: int | None, error: str | None, retry_after: str | None, now_ms: int, *,
-             response_timeout: bool = False, previous_response_timeout: bool = False) -> Outcome:
-    """Map one attempt's result to an :class:`Outcome` (DESIGN §4 retry rules).
-
-    ``response_timeout``: the request was sent but no answer came in time;
-    ``previous_response_timeout``: the event's previous attempt ended the same way (then dead).
-    """
-    if response_timeout:
-        kind = "dead" if previous_response_timeout else "retry"
-        return Outcome(kind, None, error or RESPONSE_TIMEOUT)
-    if status_code is None:
-        return Outcome("retry", None, error or "network error")
-    if 200 <= status_code < 300:
-        return Outcome("delivered", status_code, None)
-    if status_code in (408, 429) or status_code >= 500:
-        return Outcome("retry", status_code, f"HTTP {status_code}", _retry_after_ms(retry_after, now_ms))
-    return Outcome("dead", status_code, f"HTTP {status_code} (not retried)")
-
-
-def _retry_after_ms(value: str | None, now_ms: int) -> int | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return int(value) * 1000
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0, int(when.timestamp() * 1000) - now_ms)
-
-
 class Dispatcher:
     """Delivers stored events: ordered per instance, concurrent across instances."""
 
-    def __init__(self, store: Store, clock: Clock, policy: DispatchPolicy,
+    def __init__(self, store: EventsPort, clock: Clock, policy: DispatchPolicy,
                  target_for: Callable[[str], Target | None], *, rng: random.Random | None = None,
                  client: httpx.AsyncClient | None = None,
                  on_attempt: Callable[[str, str, float], None] | None = None) -> None:

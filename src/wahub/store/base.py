@@ -2,7 +2,7 @@
 
 Two implementations: :class:`wahub.store.sql.SqlStore` (SQLite or PostgreSQL) and
 :class:`wahub.store.memory.MemoryStore` (an in-memory fake for fast tests). Both pass the same
-behavioural suite, ``tests/integration/test_store_contract.py``.
+behavioural suites, one per port, in ``tests/integration/store/``.
 
 Times are epoch milliseconds throughout. ``seq`` numbers grow with insertion order and define
 FIFO order (outbox) and delivery order (webhook events).
@@ -11,19 +11,23 @@ FIFO order (outbox) and delivery order (webhook events).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from wahub.domain.outbox import ItemStatus as St
 from wahub.domain.outbox import OutboxItem
 from wahub.store.records import (
     EventDraft,
     EventRecord,
+    FleetFigures,
     InstanceRecord,
     PollRecord,
     QueueStats,
     Transition,
     VoteRecord,
 )
+
+AckRule = Callable[[str | None, str], bool]
+"""Whether an ack moves a stored one forward (:func:`wahub.domain.acks.advances`)."""
 
 EventBuilder = Callable[[OutboxItem], EventDraft | None]
 """Builds the webhook event stored with an ack change (None: no event)."""
@@ -37,10 +41,9 @@ class QueueFullSignal(Exception):
         self.open_count = open_count
 
 
-class Store(Protocol):
-    """All persistence of wa-hub behind one narrow async interface (see the implementations' docs)."""
+class AdminPort(Protocol):
+    """Opening, closing and checking the store (composition root and readiness)."""
 
-    # -- lifecycle
     async def migrate(self) -> None:
         """Bring the schema to the newest revision."""
         ...
@@ -53,7 +56,14 @@ class Store(Protocol):
         """True when the store answers."""
         ...
 
-    # -- instances
+    async def purge(self, older_than: int) -> dict[str, int]:
+        """Delete old final records; returns how many rows per table."""
+        ...
+
+
+class InstancesPort(Protocol):
+    """Instance rows (the instances room)."""
+
     async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
                               webhook_events: list[str], webhook_secret: str | None, now: int,
                               state: str = "initializing") -> InstanceRecord:
@@ -76,6 +86,10 @@ class Store(Protocol):
         """Delete an instance and everything recorded for it; True when it existed."""
         ...
 
+
+class LifecyclePort(Protocol):
+    """Transitions and the restart budget (the supervisor)."""
+
     async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,
                                 now: int, events: Sequence[EventDraft] = (), **instance_values: Any) -> None:
         """Move an instance to ``to_state`` and store its webhook events atomically."""
@@ -97,9 +111,16 @@ class Store(Protocol):
         """Times (ascending) of restarts after ``since``."""
         ...
 
-    # -- outbox
+
+class OutboxPort(Protocol):
+    """The outbox: enqueue, claim, hand-over, outcomes and operator actions (outbox room and send loop)."""
+
     async def find_item_by_key(self, instance_id: str, key: str) -> OutboxItem | None:
         """The item stored under an idempotency key, or None."""
+        ...
+
+    async def latest_derived(self, instance_id: str, fingerprint: str) -> OutboxItem | None:
+        """The newest item with a derived key and this fingerprint, or None (sliding key window)."""
         ...
 
     async def insert_item(self, *, queue_id: str, instance_id: str, idempotency_key: str, key_source: str,
@@ -120,18 +141,27 @@ class Store(Protocol):
         """Hand-over times (ascending) of the instance's sends after ``since``."""
         ...
 
+    async def latest_send_at(self) -> int | None:
+        """The newest send instant of any instance (epoch ms), or None: a floor for the clock at start."""
+        ...
+
     async def release(self, seq: int, *, next_attempt_at: int, now: int, error: str | None = None,
                       reason: str | None = None, count_attempt: bool = False, unlog: bool = False) -> None:
         """Return a ``sending`` item to ``queued``."""
         ...
 
-    async def mark_handed_over(self, item: OutboxItem, now: int) -> None:
-        """Record that the item is about to reach the engine (and log the send)."""
+    async def mark_handed_over(self, item: OutboxItem, now: int, *, chosen_message_id: str | None = None) -> None:
+        """Record that the item is about to reach the engine (and log the send), with its chosen id."""
         ...
 
-    async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int,
-                        events: Sequence[EventDraft] = ()) -> None:
-        """Record a successful send with its webhook events."""
+    async def stamp_send(self, queue_id: str, at: int) -> None:
+        """Set the logged time of the item's send to the engine-call instant ``at``."""
+        ...
+
+    async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int, sent_at: int | None = None,
+                        events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = (St.SENDING.value,)) -> bool:
+        """Record a successful send (``sent_at`` = the engine-call instant, default ``now``) with its
+        events, if the item is still in ``from_statuses``; True when it was."""
         ...
 
     async def mark_failed(self, item: OutboxItem, *, error: str, reason: str, now: int, count_attempt: bool,
@@ -149,6 +179,10 @@ class Store(Protocol):
 
     async def get_item_by_message_id(self, instance_id: str, message_id: str) -> OutboxItem | None:
         """The sent item that WhatsApp knows as ``message_id``, or None."""
+        ...
+
+    async def find_by_chosen_id(self, instance_id: str, message_id: str) -> OutboxItem | None:
+        """The item whose engine-chosen message id (stored before the call) is ``message_id``, or None."""
         ...
 
     async def list_items(self, instance_id: str, *, statuses: Sequence[str] | None, limit: int,
@@ -178,11 +212,10 @@ class Store(Protocol):
         """Items that failed (finally) after ``since``."""
         ...
 
-    async def purge(self, older_than: int) -> dict[str, int]:
-        """Delete old final records; returns how many rows per table."""
-        ...
 
-    # -- polls, votes, acks, inbound
+class InboundPort(Protocol):
+    """Inbound messages, polls, votes and acks (the inbound room)."""
+
     async def get_poll(self, instance_id: str, message_id: str) -> PollRecord | None:
         """The poll wa-hub sent as ``message_id``, or None."""
         ...
@@ -202,12 +235,15 @@ class Store(Protocol):
         """Mark an inbound message seen together with its event; False when seen before."""
         ...
 
-    async def advance_ack(self, instance_id: str, message_id: str, ack: str, order: Sequence[str], *,
+    async def advance_ack(self, instance_id: str, message_id: str, ack: str, advances: AckRule, *,
                           now: int, event_for: EventBuilder) -> OutboxItem | None:
         """Move a sent item's ack forward only; the item when it advanced, else None."""
         ...
 
-    # -- webhook events
+
+class EventsPort(Protocol):
+    """Webhook events (the event catalogue and the dispatcher)."""
+
     async def add_events(self, events: Sequence[EventDraft], now: int) -> None:
         """Store events for delivery."""
         ...
@@ -238,11 +274,18 @@ class Store(Protocol):
         """Put dead letters (one, or all of the instance) back to pending; returns how many."""
         ...
 
+    async def get_event(self, instance_id: str, event_id: str) -> EventRecord | None:
+        """One webhook event of an instance with its stored body and last response, or None."""
+        ...
+
     async def event_stats(self, instance_id: str) -> dict[str, Any]:
         """Backlog, dead letters, delivered count, last success and last error of an instance."""
         ...
 
-    # -- fleet figures (dashboard list, metrics scrape) -----------------------------------------
+
+class FleetPort(Protocol):
+    """Figures of many instances at once (the dashboard's list, the metrics scrape)."""
+
     async def fleet_figures(self, instance_ids: Sequence[str] | None, *, sent_since: int) -> dict[str, FleetFigures]:
         """Queue, send-log and webhook figures of many instances (None: all) in ONE aggregate statement.
 
@@ -251,23 +294,6 @@ class Store(Protocol):
         """
         ...
 
-    async def get_event(self, instance_id: str, event_id: str) -> EventRecord | None:
-        """One webhook event of an instance with its stored body and last response, or None."""
-        ...
 
-
-@dataclass(frozen=True)
-class FleetFigures:
-    """What a fleet view shows of one instance: items by status, oldest open item (epoch ms), sends
-    after ``sent_since``, and webhook events pending or dead."""
-
-    by_status: dict[str, int] = field(default_factory=dict)
-    oldest_open_at: int | None = None
-    sent: int = 0
-    events_pending: int = 0
-    events_dead: int = 0
-
-    @property
-    def depth(self) -> int:
-        """Open items (queued or sending)."""
-        return self.by_status.get("queued", 0) + self.by_status.get("sending", 0)
+class Store(AdminPort, InstancesPort, LifecyclePort, OutboxPort, InboundPort, EventsPort, FleetPort, Protocol):
+    """Every port at once: what a backend implements (the composition root hands out the parts)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
+from wahub.domain.outbox import ItemStatus as St
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class QueueStats:
     @property
     def depth(self) -> int:
         """Open items: queued plus sending."""
-        return self.by_status.get("queued", 0) + self.by_status.get("sending", 0)
+        return self.by_status.get(St.QUEUED.value, 0) + self.by_status.get(St.SENDING.value, 0)
 
 
 @dataclass(frozen=True)
@@ -129,5 +130,22 @@ def outbox_item(m: Mapping[str, Any]) -> OutboxItem:
         status=ItemStatus(m["status"]), attempts=m["attempts"], next_attempt_at=m["next_attempt_at"],
         created_at=m["created_at"], updated_at=m["updated_at"], handed_over_at=m["handed_over_at"],
         sent_at=m["sent_at"], message_id=m["message_id"], last_error=m["last_error"],
-        error_reason=m["error_reason"],
+        error_reason=m["error_reason"], chosen_message_id=m.get("chosen_message_id"),
     )
+
+
+@dataclass(frozen=True)
+class FleetFigures:
+    """What a fleet view shows of one instance: items by status, oldest open item (epoch ms), sends
+    after ``sent_since``, and webhook events pending or dead."""
+
+    by_status: dict[str, int] = field(default_factory=dict)
+    oldest_open_at: int | None = None
+    sent: int = 0
+    events_pending: int = 0
+    events_dead: int = 0
+
+    @property
+    def depth(self) -> int:
+        """Open items (queued or sending)."""
+        return self.by_status.get("queued", 0) + self.by_status.get("sending", 0)

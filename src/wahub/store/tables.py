@@ -21,6 +21,8 @@ from sqlalchemy import (
     text,
 )
 
+from wahub.domain.outbox import ItemStatus
+
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -29,7 +31,7 @@ metadata = MetaData(naming_convention={
     "pk": "pk_%(table_name)s",
 })
 
-ITEM_STATUSES = ("queued", "sending", "sent", "failed", "canceled", "uncertain")
+ITEM_STATUSES = tuple(s.value for s in ItemStatus)
 STATES = ("initializing", "connecting", "needs_qr", "ready", "disconnected", "restricted",
           "error", "logged_out", "stopped")
 EVENT_STATUSES = ("pending", "delivered", "dead")
@@ -77,6 +79,9 @@ outbox = Table(
     Column("ack", String(12), nullable=True),
     Column("last_error", Text, nullable=True),
     Column("error_reason", String(40), nullable=True),
+    # The message id the engine was asked to send under, stored *before* the call: a later receipt
+    # or from-me echo of this id proves an `uncertain` send reached WhatsApp.
+    Column("chosen_message_id", String(128), nullable=True),
     CheckConstraint(f"status IN {ITEM_STATUSES!r}", name="status_known"),
     CheckConstraint("kind IN ('text', 'poll')", name="kind_known"),
     CheckConstraint("attempts >= 0", name="attempts_non_negative"),
@@ -92,6 +97,9 @@ Index("uq_outbox_one_sending", outbox.c.instance_id, unique=True,
 Index("ix_outbox_claim", outbox.c.instance_id, outbox.c.status, outbox.c.next_attempt_at, outbox.c.seq)
 Index("ix_outbox_message_id", outbox.c.instance_id, outbox.c.message_id)
 Index("ix_outbox_created", outbox.c.created_at)
+Index("ix_outbox_chosen_message_id", outbox.c.instance_id, outbox.c.chosen_message_id)
+# The sliding window of derived keys looks up the newest item with the same payload.
+Index("ix_outbox_fingerprint", outbox.c.instance_id, outbox.c.fingerprint, outbox.c.seq)
 
 send_log = Table(
     "send_log", metadata,

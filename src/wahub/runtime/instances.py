@@ -1,0 +1,203 @@
+"""The instances room: create, change, delete, log out and restart instances, with input validation."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from wahub.domain import chatid, ladder
+from wahub.domain.clock import Clock
+from wahub.domain.errors import Conflict, EngineError, InvalidInput, ServiceUnavailable
+from wahub.domain.lifecycle import State
+from wahub.engines import base as eng
+from wahub.runtime import urlguard
+from wahub.runtime.events import WEBHOOK_EVENTS
+from wahub.runtime.registry import InstanceRuntime, Registry
+from wahub.store.base import InstancesPort
+from wahub.store.records import InstanceRecord
+
+log = structlog.get_logger("wahub.instances")
+
+# Per-instance overrides: column → (API name, lowest, highest). There is no "0 = unlimited".
+LIMIT_FIELDS = {"limit_per_minute": ("perMinute", 1, 10_000), "limit_per_hour": ("perHour", 1, 1_000_000),
+                "send_interval_ms": ("intervalMs", 0, 86_400_000)}
+
+
+class Instances:
+    """Operator actions on instances; the lifecycle itself is the supervisor's."""
+
+    def __init__(self, store: InstancesPort, clock: Clock, registry: Registry, engines: eng.EngineFactory, *,
+                 add_runtime: Callable[[InstanceRecord], InstanceRuntime], notify: Callable[[str], None],
+                 forget: Callable[[str], None], url_guard: urlguard.UrlGuard) -> None:
+        self.store = store
+        self.url_guard = url_guard
+        self.clock = clock
+        self.registry = registry
+        self.engines = engines
+        self.add_runtime = add_runtime
+        self.notify = notify
+        self.forget = forget
+
+    async def restore_all(self, stagger_ms: int, auto_resume: bool) -> None:
+        """Bring back every instance that was running, one at a time, ``stagger_ms`` apart (boot)."""
+        first = True
+        for rt in list(self.registry.values()):
+            if not ladder.may_restore(rt.state, rt.restricted_until, self.clock.now_ms(),
+                                      auto_resume):
+                continue
+            if not first and stagger_ms:
+                await self.clock.sleep(stagger_ms)
+            first = False
+            if rt.id not in self.registry:
+                continue
+            try:
+                await rt.supervisor.boot("process start")
+            except Exception:
+                log.exception("restore_failed", instance_id=rt.id)
+
+    async def create(self, name: str, webhook_url: str | None, events: list[str] | None,
+                     webhook_secret: str | None = None) -> InstanceRuntime:
+        """Create and start an instance. Raises InvalidInput (bad name/url/events) or Conflict (exists)."""
+        instance_id = chatid.instance_id_from_name(name)
+        url = await self.url_guard.checked(webhook_url)
+        evs = _check_events(events)
+        webhook_secret = _check_secret(webhook_secret)
+        existing = self.registry.get(instance_id)
+        if existing is not None:
+            raise Conflict(f"instance id {instance_id} (from the name {name!r}) is taken by the instance named "
+                           f"{existing.record.name!r}", instanceId=instance_id)
+        rec = await self.store.create_instance(id=instance_id, name=name.strip(), webhook_url=url,
+                                               webhook_events=evs, webhook_secret=webhook_secret,
+                                               now=self.clock.now_ms())
+        rt = self.add_runtime(rec)
+        log.info("instance_created", instance_id=instance_id)
+        await rt.supervisor.boot("created")
+        return rt
+
+    async def update(self, instance_id: str, *, name: str | None = None, webhook_url: Any = ...,
+                     events: list[str] | None = None, webhook_secret: Any = ...,
+                     limits: dict[str, int | None] | None = None) -> InstanceRuntime:
+        """Change name, webhook settings or per-instance limits."""
+        rt = self.registry.get_rt(instance_id)
+        values: dict[str, Any] = {}
+        if name is not None:
+            if not isinstance(name, str) or not name.strip():
+                raise InvalidInput("name must be a non-empty string")
+            values["name"] = name.strip()
+        if webhook_url is not ...:
+            values["webhook_url"] = await self.url_guard.checked(webhook_url)
+        if events is not None:
+            values["webhook_events"] = _check_events(events)
+        if webhook_secret is not ...:
+            values["webhook_secret"] = _check_secret(webhook_secret)
+        for key, value in (limits or {}).items():
+            if key not in LIMIT_FIELDS:
+                raise InvalidInput(f"unknown limit {key!r}")
+            label, low, high = LIMIT_FIELDS[key]
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not low <= value <= high):
+                raise InvalidInput(f"limits.{label} must be an integer from {low} to {high:,}, or null for the "
+                                   "default")
+            values[key] = value
+        if values:
+            await self.store.update_instance(rt.id, **values)
+            rec = await self.store.get_instance(rt.id)
+            assert rec is not None
+            rt.record = rec
+            rt.sendloop.poke()
+            if "webhook_url" in values:
+                self.notify(rt.id)
+        return rt
+
+    async def delete(self, instance_id: str) -> bool:
+        """Log out, stop and delete an instance with all its records and session files."""
+        rt = self.registry.lookup(instance_id)
+        if rt is None:
+            return False
+        self.registry.pop(rt.id, None)
+        engine = rt.engine
+        await rt.supervisor.shutdown()
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                await engine.logout()
+        await self.store.delete_instance(rt.id)
+        self.forget(rt.id)
+        log.info("instance_deleted", instance_id=rt.id)
+        return True
+
+    async def logout(self, instance_id: str) -> InstanceRuntime:
+        """End the WhatsApp session (session files removed); the instance and its queue stay."""
+        rt = self.registry.get_rt(instance_id)
+        engine = rt.engine
+        rt.supervisor.cancel_all()
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                await engine.logout()
+        else:
+            tmp = self.engines.create(rt.id, _ignore_events)
+            with contextlib.suppress(Exception):
+                await tmp.logout()
+        rt.engine = None
+        if rt.state != State.LOGGED_OUT:
+            await rt.supervisor.transition(State.LOGGED_OUT, "logout requested", event="auth_failure",
+                                           data={"message": "logged out by request"})
+        return rt
+
+    async def restart(self, instance_id: str, kind: str) -> InstanceRuntime:
+        """Explicit restart (``soft`` | ``hard``), counted against the budget; returns at once."""
+        if kind not in ("soft", "hard"):
+            raise InvalidInput('type must be "soft" or "hard"')
+        rt = self.registry.get_rt(instance_id)
+        if rt.engine is None and kind == "soft":
+            kind = "hard"  # nothing to reconnect: build the engine again
+        await rt.supervisor.request_restart(kind, "requested by operator", manual=True)
+        return rt
+
+    async def request_pairing_code(self, instance_id: str, phone: str) -> str:
+        """Pairing code for phone-number login. Raises InvalidInput or EngineError."""
+        rt = self.registry.get_rt(instance_id)
+        digits = chatid.phone_number(chatid.normalize(phone, field="phoneNumber"))
+        if digits is None:
+            raise InvalidInput("phoneNumber must be a phone number")
+        if rt.state == State.READY:
+            raise Conflict("instance is already linked")
+        if rt.engine is None:
+            raise Conflict(f"instance is {rt.state.value}; restart it before requesting a pairing code")
+        return await rt.engine.request_pairing_code(digits)
+
+    async def is_registered(self, instance_id: str, contact: Any) -> bool:
+        """Whether a number is on WhatsApp (needs a ready instance)."""
+        rt = self.registry.get_rt(instance_id)
+        chat = chatid.normalize(contact, field="contactId")
+        if rt.state != State.READY or rt.engine is None:
+            raise ServiceUnavailable(f"instance is {rt.state.value}, not ready")
+        try:
+            return await rt.engine.is_registered(chat)
+        except EngineError as exc:
+            raise ServiceUnavailable(str(exc)) from exc
+
+
+async def _ignore_events(_event: eng.EngineEvent) -> None:
+    return None
+
+
+def _check_secret(secret: Any) -> str | None:
+    if secret is None or secret == "":
+        return None
+    if not isinstance(secret, str) or len(secret) > 512:
+        raise InvalidInput("webhook.secret must be a string of at most 512 characters")
+    return secret
+
+
+def _check_events(events: Any) -> list[str]:
+    if events is None:
+        return []
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        raise InvalidInput("webhook.events must be a list of event names")
+    unknown = [e for e in events if e not in WEBHOOK_EVENTS]
+    if unknown:
+        raise InvalidInput(f"webhook.events has unknown events {unknown}; known: {', '.join(WEBHOOK_EVENTS)}")
+    return list(dict.fromkeys(events))

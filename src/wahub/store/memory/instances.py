@@ -1,0 +1,99 @@
+"""Instances, transitions and restarts in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from wahub.domain.errors import Conflict, NotFound
+from wahub.store.memory.state import MemoryBase
+from wahub.store.records import (
+    EventDraft,
+    InstanceRecord,
+    Transition,
+)
+
+
+class InstancesMemory(MemoryBase):
+    """Instances, transitions and restarts in memory."""
+
+    # -- instances -------------------------------------------------------------------------------
+    async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
+                              webhook_events: list[str], webhook_secret: str | None, now: int,
+                              state: str = "initializing") -> InstanceRecord:
+        """Insert an instance. Raises :class:`Conflict` when the id exists."""
+        if id in self._instances:
+            raise Conflict(f"an instance with id {id!r} already exists", instanceId=id)
+        rec = InstanceRecord(
+            id=id, name=name, webhook_url=webhook_url, webhook_events=list(webhook_events),
+            webhook_secret=webhook_secret, state=state, state_since=now, state_reason=None,
+            restricted_until=None, phone=None, push_name=None, limit_per_minute=None, limit_per_hour=None,
+            send_interval_ms=None, last_error=None, created_at=now)
+        self._instances[id] = rec
+        return self._copy_instance(rec)
+
+    async def get_instance(self, instance_id: str) -> InstanceRecord | None:
+        """The instance, or None."""
+        rec = self._instances.get(instance_id)
+        return self._copy_instance(rec) if rec else None
+
+    async def list_instances(self) -> list[InstanceRecord]:
+        """Every instance, oldest first."""
+        recs = sorted(self._instances.values(), key=lambda r: (r.created_at, r.id))
+        return [self._copy_instance(r) for r in recs]
+
+    async def update_instance(self, instance_id: str, **values: Any) -> None:
+        """Set fields of an instance (``webhook_events`` as a list).
+
+        Raises :class:`NotFound`, or ``TypeError`` for a name that is not a field.
+        """
+        rec = self._instances.get(instance_id)
+        if rec is None:
+            raise NotFound(f"instance {instance_id} not found")
+        if "webhook_events" in values:
+            values["webhook_events"] = list(values["webhook_events"])
+        self._instances[instance_id] = replace(rec, **values)
+
+    async def delete_instance(self, instance_id: str) -> bool:
+        """Delete an instance and everything recorded for it; True when it existed."""
+        def mine(key: tuple[str, ...]) -> bool:
+            return key[0] == instance_id
+
+        self._outbox = {s: r for s, r in self._outbox.items() if r["instance_id"] != instance_id}
+        self._send_log = [r for r in self._send_log if r["instance_id"] != instance_id]
+        self._events = {s: r for s, r in self._events.items() if r["instance_id"] != instance_id}
+        self._polls = {k: v for k, v in self._polls.items() if not mine(k)}
+        self._votes = {k: v for k, v in self._votes.items() if not mine(k)}
+        self._inbound_seen = {k: v for k, v in self._inbound_seen.items() if not mine(k)}
+        self._transitions = [x for x in self._transitions if x[0] != instance_id]
+        self._restarts = [x for x in self._restarts if x[0] != instance_id]
+        return self._instances.pop(instance_id, None) is not None
+
+    async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,
+                                now: int, events: Sequence[EventDraft] = (), **instance_values: Any) -> None:
+        """Move an instance to ``to_state`` and store its webhook events in one step."""
+        rec = self._instances.get(instance_id)
+        if rec is not None:
+            self._instances[instance_id] = replace(rec, state=to_state, state_since=now, state_reason=reason,
+                                                   **instance_values)
+        self._transitions.append((instance_id, Transition(now, from_state, to_state, reason)))
+        self._add_events(events, now)
+
+    async def transitions(self, instance_id: str, limit: int = 20) -> list[Transition]:
+        """The most recent transitions, newest first."""
+        mine = [tr for iid, tr in self._transitions if iid == instance_id]
+        return mine[::-1][:limit]
+
+    async def count_transitions_to(self, instance_id: str, to_state: str, since: int) -> int:
+        """How many times the instance entered ``to_state`` since ``since`` (epoch ms)."""
+        return sum(1 for iid, tr in self._transitions
+                   if iid == instance_id and tr.to_state == to_state and tr.at > since)
+
+    async def record_restart(self, instance_id: str, *, kind: str, reason: str | None, now: int) -> None:
+        """Count one restart against the instance's budget."""
+        self._restarts.append((instance_id, now))
+
+    async def restarts_since(self, instance_id: str, since: int) -> list[int]:
+        """Times (epoch ms, ascending) of restarts after ``since``."""
+        return sorted(at for iid, at in self._restarts if iid == instance_id and at > since)

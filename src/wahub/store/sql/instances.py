@@ -1,0 +1,112 @@
+"""Instance rows, transitions and restarts on SQL (instances and lifecycle ports)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from wahub.domain.errors import Conflict, NotFound
+from wahub.store import tables as t
+from wahub.store.records import (
+    EventDraft,
+    InstanceRecord,
+    Transition,
+    dump_json,
+)
+from wahub.store.sql.connection import (
+    SqlBase,
+    _instance,
+)
+
+
+class InstancesSql(SqlBase):
+    """Instance rows, transitions and restarts on SQL (instances and lifecycle ports)."""
+
+    # -- instances -------------------------------------------------------------------------------
+    async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
+                              webhook_events: list[str], webhook_secret: str | None, now: int,
+                              state: str = "initializing") -> InstanceRecord:
+        """Insert an instance. Raises :class:`Conflict` when the id exists."""
+        try:
+            async with self._tx() as conn:
+                await conn.execute(t.instances.insert().values(
+                    id=id, name=name, webhook_url=webhook_url, webhook_events=dump_json(webhook_events),
+                    webhook_secret=webhook_secret, state=state, state_since=now, created_at=now))
+        except IntegrityError as exc:
+            raise Conflict(f"an instance with id {id!r} already exists", instanceId=id) from exc
+        rec = await self.get_instance(id)
+        assert rec is not None
+        return rec
+
+    async def get_instance(self, instance_id: str) -> InstanceRecord | None:
+        """The instance, or None."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(t.instances.select().where(t.instances.c.id == instance_id))).first()
+        return _instance(row) if row else None
+
+    async def list_instances(self) -> list[InstanceRecord]:
+        """Every instance, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(t.instances.select().order_by(t.instances.c.created_at,
+                                                                     t.instances.c.id))).all()
+        return [_instance(r) for r in rows]
+
+    async def update_instance(self, instance_id: str, **values: Any) -> None:
+        """Set columns of an instance (``webhook_events`` as a list). Raises :class:`NotFound`."""
+        if "webhook_events" in values:
+            values["webhook_events"] = dump_json(values["webhook_events"])
+        async with self._tx() as conn:
+            res = await conn.execute(t.instances.update().where(t.instances.c.id == instance_id).values(**values))
+        if res.rowcount == 0:
+            raise NotFound(f"instance {instance_id} not found")
+
+    async def delete_instance(self, instance_id: str) -> bool:
+        """Delete an instance and everything recorded for it; True when it existed."""
+        async with self._tx() as conn:
+            for table in (t.outbox, t.send_log, t.events, t.polls, t.votes, t.inbound_seen,
+                          t.transitions, t.restarts):
+                await conn.execute(table.delete().where(table.c.instance_id == instance_id))
+            res = await conn.execute(t.instances.delete().where(t.instances.c.id == instance_id))
+        return bool(res.rowcount)
+
+    async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,
+                                now: int, events: Sequence[EventDraft] = (), **instance_values: Any) -> None:
+        """Move an instance to ``to_state`` and store its webhook events in one transaction."""
+        async with self._tx() as conn:
+            await conn.execute(t.instances.update().where(t.instances.c.id == instance_id).values(
+                state=to_state, state_since=now, state_reason=reason, **instance_values))
+            await conn.execute(t.transitions.insert().values(
+                instance_id=instance_id, at=now, from_state=from_state, to_state=to_state, reason=reason))
+            await self._add_events(conn, events, now)
+
+    async def transitions(self, instance_id: str, limit: int = 20) -> list[Transition]:
+        """The most recent transitions, newest first."""
+        q = (sa.select(t.transitions).where(t.transitions.c.instance_id == instance_id)
+             .order_by(t.transitions.c.id.desc()).limit(limit))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [Transition(r.at, r.from_state, r.to_state, r.reason) for r in rows]
+
+    async def count_transitions_to(self, instance_id: str, to_state: str, since: int) -> int:
+        """How many times the instance entered ``to_state`` since ``since`` (epoch ms)."""
+        q = sa.select(sa.func.count()).select_from(t.transitions).where(
+            t.transitions.c.instance_id == instance_id, t.transitions.c.to_state == to_state,
+            t.transitions.c.at > since)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
+    async def record_restart(self, instance_id: str, *, kind: str, reason: str | None, now: int) -> None:
+        """Count one restart against the instance's budget."""
+        async with self._tx() as conn:
+            await conn.execute(t.restarts.insert().values(instance_id=instance_id, at=now, kind=kind,
+                                                          reason=reason))
+
+    async def restarts_since(self, instance_id: str, since: int) -> list[int]:
+        """Times (epoch ms, ascending) of restarts after ``since``."""
+        q = (sa.select(t.restarts.c.at).where(t.restarts.c.instance_id == instance_id, t.restarts.c.at > since)
+             .order_by(t.restarts.c.at))
+        async with self.engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(q)).all()]

@@ -1,0 +1,331 @@
+"""The outbox on SQL: enqueue with group commit, claim, hand-over and outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wahub.domain.errors import StoreUnavailable
+from wahub.domain.outbox import ItemKind, OutboxItem
+from wahub.domain.outbox import ItemStatus as St
+from wahub.store import tables as t
+from wahub.store.base import QueueFullSignal
+from wahub.store.records import (
+    EventDraft,
+    dump_json,
+)
+from wahub.store.sql.connection import (
+    SqlBase,
+    _Inserted,
+    _item,
+    _new_item,
+    _NewItem,
+)
+
+
+class OutboxSql(SqlBase):
+    """The outbox on SQL: enqueue with group commit, claim, hand-over and outcomes."""
+
+    # -- outbox: enqueue -----------------------------------------------------------------------
+    async def find_item_by_key(self, instance_id: str, key: str) -> OutboxItem | None:
+        """The item stored under an idempotency key, or None."""
+        q = t.outbox.select().where(t.outbox.c.instance_id == instance_id, t.outbox.c.idempotency_key == key)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        return _item(row) if row else None
+
+    async def latest_derived(self, instance_id: str, fingerprint: str) -> OutboxItem | None:
+        """The newest item with a derived key and this fingerprint, or None."""
+        q = (t.outbox.select().where(t.outbox.c.instance_id == instance_id, t.outbox.c.fingerprint == fingerprint,
+                                     t.outbox.c.key_source == "derived").order_by(t.outbox.c.seq.desc()).limit(1))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        return _item(row) if row else None
+
+    async def insert_item(self, *, queue_id: str, instance_id: str, idempotency_key: str, key_source: str,
+                          kind: str, chat_id: str, payload: dict[str, Any], fingerprint: str, now: int,
+                          max_open: int) -> tuple[OutboxItem, bool, int]:
+        """Insert a queued item unless its key exists.
+
+        Returns ``(item, created, open_count)``; when the key already exists the stored item is
+        returned with ``created=False`` (the caller decides replay or conflict). When the instance
+        already holds ``max_open`` open items (and the key is new) nothing is inserted and
+        :class:`QueueFullSignal` is raised.
+
+        Concurrent calls are group-committed (:meth:`_insert_batch`); the call returns once the
+        row is committed.
+        """
+        return await self._enqueue.submit(_NewItem(
+            queue_id=queue_id, instance_id=instance_id, idempotency_key=idempotency_key,
+            key_source=key_source, kind=kind, chat_id=chat_id, payload=payload, fingerprint=fingerprint,
+            now=now, max_open=max_open))
+
+    async def _insert_batch(self, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
+        """Group commit of :meth:`insert_item`: one transaction, four statements, for any number of calls.
+
+        Requests are decided in arrival order against the stored rows and against each other:
+        an existing key (stored, or created earlier in the batch) is a replay, a full queue is a
+        :class:`QueueFullSignal` for that request only. The insert still goes through the
+        ``(instance_id, idempotency_key)`` constraint (``ON CONFLICT DO NOTHING``), so a row
+        that another writer (another node on PostgreSQL) inserted between our read and our
+        insert is read back and reported as existing: a key still yields one item. When the
+        batch's transaction fails on a constraint, each request is retried on its own so one bad
+        request cannot fail the others.
+        """
+        try:
+            return await self._insert_batch_tx(reqs)
+        except IntegrityError:
+            results: list[_Inserted | BaseException] = []
+            for req in reqs:
+                try:
+                    results.append(await self._insert_one(req))
+                except (QueueFullSignal, IntegrityError, StoreUnavailable) as exc:
+                    results.append(exc)
+            return results
+
+    async def _insert_batch_tx(self, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
+        o = t.outbox
+        keys = list(dict.fromkeys((r.instance_id, r.idempotency_key) for r in reqs))
+        instance_ids = list(dict.fromkeys(r.instance_id for r in reqs))
+        async with self._tx() as conn:
+            stored = await self._items_by_keys(conn, keys)
+            counts: dict[str, int] = {row[0]: int(row[1]) for row in (await conn.execute(
+                sa.select(o.c.instance_id, sa.func.count()).where(
+                    o.c.instance_id.in_(instance_ids), o.c.status.in_((St.QUEUED.value, St.SENDING.value)))
+                .group_by(o.c.instance_id))).all()}
+            decided: list[tuple[str, tuple[str, str], int] | BaseException] = []
+            new_rows: dict[tuple[str, str], dict[str, Any]] = {}
+            for r in reqs:
+                key = (r.instance_id, r.idempotency_key)
+                count = counts.get(r.instance_id, 0)
+                if key in stored or key in new_rows:
+                    decided.append(("existing", key, count))
+                elif count >= r.max_open:
+                    decided.append(QueueFullSignal(count))
+                else:
+                    new_rows[key] = {
+                        "queue_id": r.queue_id, "instance_id": r.instance_id,
+                        "idempotency_key": r.idempotency_key, "key_source": r.key_source, "kind": r.kind,
+                        "chat_id": r.chat_id,
+                        "payload": dump_json(r.payload), "fingerprint": r.fingerprint, "status": St.QUEUED.value,
+                        "attempts": 0, "next_attempt_at": r.now, "created_at": r.now, "updated_at": r.now}
+                    counts[r.instance_id] = count + 1
+                    decided.append(("created", key, count + 1))
+            created: dict[tuple[str, str], OutboxItem] = {}
+            if new_rows:
+                stmt = (self._insert(o)
+                        .on_conflict_do_nothing(index_elements=["instance_id", "idempotency_key"])
+                        .returning(o.c.seq, o.c.instance_id, o.c.idempotency_key))
+                for seq, instance_id, key in (await conn.execute(stmt, list(new_rows.values()))).all():
+                    created[(instance_id, key)] = _new_item(seq, new_rows[(instance_id, key)])
+                lost = [k for k in new_rows if k not in created]
+                if lost:  # inserted by another writer since our read: theirs is the item
+                    stored.update(await self._items_by_keys(conn, lost))
+        results: list[_Inserted | BaseException] = []
+        for d in decided:
+            if isinstance(d, BaseException):
+                results.append(d)
+                continue
+            how, key, count = d
+            if how == "created" and key in created:
+                results.append((created[key], True, count))
+            elif key in stored:
+                results.append((stored[key], False, count if how == "existing" else count - 1))
+            else:  # an earlier request of this batch created it
+                results.append((created[key], False, count))
+        return results
+
+    async def _items_by_keys(self, conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> dict[
+            tuple[str, str], OutboxItem]:
+        # Two plain IN lists (cached statement, both columns of the unique index) rather than a
+        # row-value IN; pairs that only match across instances are dropped below.
+        wanted = set(keys)
+        found: dict[tuple[str, str], OutboxItem] = {}
+        for start in range(0, len(keys), 400):
+            chunk = keys[start:start + 400]
+            rows = (await conn.execute(t.outbox.select().where(
+                t.outbox.c.instance_id.in_(list({k[0] for k in chunk})),
+                t.outbox.c.idempotency_key.in_(list({k[1] for k in chunk}))))).all()
+            for row in rows:
+                if (row.instance_id, row.idempotency_key) in wanted:
+                    item = _item(row)
+                    found[(item.instance_id, item.idempotency_key)] = item
+        return found
+
+    async def _insert_one(self, r: _NewItem) -> _Inserted:
+        """:meth:`insert_item` in a transaction of its own (the fallback of a failed batch)."""
+        instance_id, idempotency_key, max_open = r.instance_id, r.idempotency_key, r.max_open
+        queue_id, key_source, kind, chat_id = r.queue_id, r.key_source, r.kind, r.chat_id
+        payload, fingerprint, now = r.payload, r.fingerprint, r.now
+        async with self._tx() as conn:
+            existing = (await conn.execute(t.outbox.select().where(
+                t.outbox.c.instance_id == instance_id, t.outbox.c.idempotency_key == idempotency_key))).first()
+            open_count = int((await conn.execute(
+                sa.select(sa.func.count()).select_from(t.outbox).where(
+                    t.outbox.c.instance_id == instance_id,
+                    t.outbox.c.status.in_((St.QUEUED.value, St.SENDING.value))))).scalar_one())
+            if existing is not None:
+                return _item(existing), False, open_count
+            if open_count >= max_open:
+                raise QueueFullSignal(open_count)
+            stmt = self._insert(t.outbox).values(
+                queue_id=queue_id, instance_id=instance_id, idempotency_key=idempotency_key,
+                key_source=key_source, kind=kind, chat_id=chat_id, payload=dump_json(payload),
+                fingerprint=fingerprint, status=St.QUEUED.value, attempts=0, next_attempt_at=now,
+                created_at=now, updated_at=now,
+            ).on_conflict_do_nothing(index_elements=["instance_id", "idempotency_key"])
+            res = await conn.execute(stmt)
+            row = (await conn.execute(t.outbox.select().where(
+                t.outbox.c.instance_id == instance_id, t.outbox.c.idempotency_key == idempotency_key))).first()
+            created = bool(res.rowcount)
+            return _item(row), created, open_count + (1 if created else 0)
+
+    # -- outbox: drain -------------------------------------------------------------------------
+    async def claim_next(self, instance_id: str, now: int) -> OutboxItem | None:
+        """Move the first due queued item (FIFO by enqueue order) to ``sending`` and return it.
+
+        None when nothing is due or an item of the instance is already ``sending``.
+        """
+        due = (sa.select(t.outbox.c.seq).where(
+            t.outbox.c.instance_id == instance_id, t.outbox.c.status == St.QUEUED.value,
+            t.outbox.c.next_attempt_at <= now).order_by(t.outbox.c.seq).limit(1))
+        try:
+            async with self._tx() as conn:
+                seq = (await conn.execute(due)).scalar()
+                if seq is None:
+                    return None
+                res = await conn.execute(t.outbox.update().where(
+                    t.outbox.c.seq == seq, t.outbox.c.status == St.QUEUED.value).values(
+                    status=St.SENDING.value, updated_at=now))
+                if res.rowcount != 1:
+                    return None
+                row = (await conn.execute(t.outbox.select().where(t.outbox.c.seq == seq))).first()
+                return _item(row)
+        except IntegrityError:
+            return None  # another claim holds the instance's one `sending` slot
+
+    async def next_due_at(self, instance_id: str) -> int | None:
+        """Smallest ``next_attempt_at`` among queued items (epoch ms), or None when none is queued."""
+        q = sa.select(sa.func.min(t.outbox.c.next_attempt_at)).where(
+            t.outbox.c.instance_id == instance_id, t.outbox.c.status == St.QUEUED.value)
+        async with self.engine.connect() as conn:
+            v = (await conn.execute(q)).scalar()
+        return int(v) if v is not None else None
+
+    async def send_history(self, instance_id: str, since: int) -> list[int]:
+        """Send instants (epoch ms, ascending) of the instance's sends after ``since``."""
+        q = (sa.select(t.send_log.c.at).where(t.send_log.c.instance_id == instance_id, t.send_log.c.at > since)
+             .order_by(t.send_log.c.at))
+        async with self.engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(q)).all()]
+
+    async def release(self, seq: int, *, next_attempt_at: int, now: int, error: str | None = None,
+                      reason: str | None = None, count_attempt: bool = False, unlog: bool = False) -> None:
+        """Return a ``sending`` item to ``queued`` (deferral, disconnect or transient error).
+
+        ``unlog`` removes the item's send-log row when the engine proved nothing went out
+        (e.g. not connected), so the rolling windows do not count a send that never happened.
+        """
+        values: dict[str, Any] = {"status": St.QUEUED.value, "next_attempt_at": next_attempt_at, "updated_at": now,
+                                  "handed_over_at": None}
+        if error is not None:
+            values["last_error"] = error
+            values["error_reason"] = reason
+        if count_attempt:
+            values["attempts"] = t.outbox.c.attempts + 1
+        async with self._tx() as conn:
+            row = (await conn.execute(sa.select(t.outbox.c.queue_id).where(t.outbox.c.seq == seq))).first()
+            await conn.execute(t.outbox.update().where(t.outbox.c.seq == seq,
+                                                       t.outbox.c.status == St.SENDING.value).values(**values))
+            if unlog and row is not None:
+                await conn.execute(t.send_log.delete().where(t.send_log.c.queue_id == row[0]))
+
+    async def mark_handed_over(self, item: OutboxItem, now: int, *, chosen_message_id: str | None = None) -> None:
+        """Record that the item is about to reach the engine (and log the send for the windows).
+
+        ``chosen_message_id`` is the id the engine will send under, kept as evidence for
+        reconciling an ``uncertain`` outcome. The logged time is provisional: :meth:`stamp_send`
+        replaces it with the engine-call instant.
+        """
+        async with self._tx() as conn:
+            await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(
+                handed_over_at=now, updated_at=now, chosen_message_id=chosen_message_id))
+            await conn.execute(t.send_log.insert().values(instance_id=item.instance_id, at=now,
+                                                          queue_id=item.queue_id))
+
+    async def stamp_send(self, queue_id: str, at: int) -> None:
+        """Set the logged time of the item's send to the engine-call instant ``at``."""
+        async with self._tx() as conn:
+            await conn.execute(t.send_log.update().where(t.send_log.c.queue_id == queue_id).values(at=at))
+
+    async def latest_send_at(self) -> int | None:
+        """The newest send instant of any instance (epoch ms), or None."""
+        async with self.engine.connect() as conn:
+            v = (await conn.execute(sa.select(sa.func.max(t.send_log.c.at)))).scalar()
+        return int(v) if v is not None else None
+
+    async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int, sent_at: int | None = None,
+                        events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = (St.SENDING.value,)) -> bool:
+        """Record a successful send (and, for a poll, the poll itself) with its webhook events.
+
+        Only while the item is in ``from_statuses`` (the guard makes a reconciliation and the send
+        loop's own outcome exclusive). Returns True when the item changed.
+        """
+        async with self._tx() as conn:
+            res = await conn.execute(t.outbox.update().where(
+                t.outbox.c.seq == item.seq, t.outbox.c.status.in_(list(from_statuses))).values(
+                status=St.SENT.value, sent_at=sent_at if sent_at is not None else now, message_id=message_id,
+                updated_at=now, attempts=t.outbox.c.attempts + 1, ack="server", last_error=None,
+                error_reason=None))
+            if res.rowcount != 1:
+                return False
+            if item.kind == ItemKind.POLL:
+                await conn.execute(self._insert(t.polls).values(
+                    instance_id=item.instance_id, message_id=message_id, queue_id=item.queue_id,
+                    chat_id=item.chat_id, idempotency_key=item.idempotency_key,
+                    caption=item.payload["caption"], options=dump_json(item.payload["options"]),
+                    multiple=1 if item.payload.get("multipleAnswers") else 0, created_at=now,
+                ).on_conflict_do_nothing())
+            await self._add_events(conn, events, now)
+        return True
+
+    async def mark_failed(self, item: OutboxItem, *, error: str, reason: str, now: int, count_attempt: bool,
+                          events: Sequence[EventDraft] = (), unlog: bool = False) -> None:
+        """Record a final failure with its webhook events (``unlog`` as in :meth:`release`)."""
+        values: dict[str, Any] = {"status": St.FAILED.value, "last_error": error, "error_reason": reason,
+                                  "updated_at": now}
+        if count_attempt:
+            values["attempts"] = t.outbox.c.attempts + 1
+        async with self._tx() as conn:
+            await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(**values))
+            if unlog:
+                await conn.execute(t.send_log.delete().where(t.send_log.c.queue_id == item.queue_id))
+            await self._add_events(conn, events, now)
+
+    async def recover_in_flight(self, now: int) -> tuple[int, list[OutboxItem]]:
+        """Start-up recovery of ``sending`` items left by a crash.
+
+        Items never handed over go back to ``queued``; handed-over ones become ``uncertain`` and
+        are returned (as stored now, status ``uncertain``) so the runtime can report them.
+        Returns ``(requeued, uncertain_items)``.
+        """
+        async with self._tx() as conn:
+            res = await conn.execute(t.outbox.update().where(
+                t.outbox.c.status == St.SENDING.value, t.outbox.c.handed_over_at.is_(None)).values(
+                status=St.QUEUED.value, updated_at=now))
+            requeued = res.rowcount
+            seqs = (await conn.execute(sa.select(t.outbox.c.seq).where(
+                t.outbox.c.status == St.SENDING.value))).scalars().all()
+            if not seqs:
+                return requeued, []
+            await conn.execute(t.outbox.update().where(t.outbox.c.seq.in_(seqs)).values(
+                status=St.UNCERTAIN.value, updated_at=now,
+                last_error="process stopped after handing the item to the engine; delivery unknown",
+                error_reason="uncertain"))
+            rows = (await conn.execute(t.outbox.select().where(t.outbox.c.seq.in_(seqs))
+                                       .order_by(t.outbox.c.seq))).all()
+        return requeued, [_item(r) for r in rows]

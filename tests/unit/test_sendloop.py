@@ -1,0 +1,298 @@
+"""The send loop's promises, asserted on the sandbox's own delivery stamps (fake clock, no I/O).
+
+Each test drives the real hub (built by the composition root), send loop, store fake and sandbox
+engine; only time is fake, and the sandbox stamps a delivery when the engine call arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from tests.support.fakehub import HOOK_URL, FakeHub, build
+from wahub.domain import ratelimit
+from wahub.domain.errors import ShuttingDown
+from wahub.domain.lifecycle import State
+from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
+from wahub.engines import base as eng
+from wahub.runtime.clock import FakeClock, SystemClock
+from wahub.store.memory import MemoryStore
+
+SEC = 1000
+MIN = 60 * SEC
+HOUR = 60 * MIN
+
+
+class SlowCommitStore(MemoryStore):
+    """A store whose commits take a variable time on the fake clock (like a loaded database)."""
+
+    def __init__(self, seed: int = 7) -> None:
+        super().__init__()
+        self.clock: FakeClock | None = None
+        self.rng = random.Random(seed)
+
+    async def _commit(self) -> None:
+        assert self.clock is not None
+        await self.clock.sleep(self.rng.choice([0, 3, 17, 45, 90, 140]))
+
+    async def mark_handed_over(self, item: OutboxItem, now: int, *, chosen_message_id: str | None = None) -> None:
+        await self._commit()
+        await super().mark_handed_over(item, now, chosen_message_id=chosen_message_id)
+
+    async def claim_next(self, instance_id: str, now: int) -> OutboxItem | None:
+        await self._commit()
+        return await super().claim_next(instance_id, now)
+
+    async def stamp_send(self, queue_id: str, at: int) -> None:
+        await self._commit()
+        await super().stamp_send(queue_id, at)
+
+
+async def ready(fh: FakeHub, name: str = "shop", *, start: bool = True) -> str:
+    if start:
+        await fh.hub.start(restore=False)
+    rt = await fh.hub.create_instance(name, HOOK_URL, [])
+    await fh.link(rt.id)
+    assert fh.state(rt.id) == State.READY
+    return rt.id
+
+
+async def enqueue(fh: FakeHub, iid: str, n: int, prefix: str = "m") -> None:
+    for i in range(n):
+        await fh.hub.outbox.enqueue(iid, ItemKind.TEXT, {"chatId": "201000000001", "message": f"{prefix}{i}"},
+                                    header_key=f"{prefix}-{i}")
+
+
+def stamps(fh: FakeHub, iid: str) -> list[int]:
+    """The sandbox's own record of when each send reached it (epoch ms)."""
+    return [d.at_ms for d in fh.world.phones[iid].deliveries]
+
+
+def assert_paced(times: list[int], per_minute: int, interval_ms: int) -> None:
+    assert ratelimit.max_in_any_window(times, MIN) <= per_minute, times
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert not gaps or min(gaps) >= interval_ms, gaps
+
+
+async def test_windows_and_interval_hold_on_engine_stamps_when_commits_take_variable_time() -> None:
+    store = SlowCommitStore()
+    fh = build(None, store=store)
+    store.clock = fh.clock
+    iid = await ready(fh)
+    await enqueue(fh, iid, 30)
+    for _ in range(6 * 60):
+        await fh.advance(SEC)
+    times = stamps(fh, iid)
+    assert len(times) == 30
+    assert_paced(times, 6, 500)
+    # the persisted send instants are the engine's stamps, not the hand-over times
+    assert sorted(await store.send_history(iid, 0)) == times
+
+
+def _stepped_clock(step: dict[str, int]) -> Any:
+    def make(true: FakeClock) -> SystemClock:
+        return SystemClock(wall_ns=lambda: (true.now_ms() + step["ms"]) * 1_000_000,
+                           mono_ns=lambda: true.now_ms() * 1_000_000, sleeper=true.sleep)
+    return make
+
+
+async def test_wall_clock_steps_while_running_neither_burst_nor_stall() -> None:
+    step = {"ms": 0}
+    fh = build(None, hub_clock=_stepped_clock(step))
+    iid = await ready(fh)
+    await enqueue(fh, iid, 24)
+    await fh.advance(30 * SEC)
+    step["ms"] = HOUR  # the wall clock jumps forward
+    await fh.advance(90 * SEC)
+    step["ms"] = -HOUR  # ...and back
+    for _ in range(4 * 60):
+        await fh.advance(SEC)
+    times = stamps(fh, iid)
+    assert len(times) == 24
+    assert_paced(times, 6, 500)
+    # no stall: after the first minute the sends come one minute-window after another
+    starts = times[::6]
+    assert all(b - a <= MIN + SEC for a, b in zip(starts, starts[1:], strict=False)), starts
+
+
+async def test_a_backward_step_across_a_restart_costs_at_most_one_interval() -> None:
+    store = MemoryStore()
+    true = FakeClock()
+    fh = build(None, store=store, clock=true)
+    iid = await ready(fh)
+    await enqueue(fh, iid, 6)
+    await fh.advance(10 * SEC)
+    first = stamps(fh, iid)
+    assert len(first) == 6
+    await fh.hub.stop()  # the fake store keeps its rows across the "restart"
+
+    # restart with the wall clock one hour behind; same store, same simulated phone
+    step = {"ms": -HOUR}
+    fh2 = build(None, store=store, clock=true, hub_clock=_stepped_clock(step))
+    fh2.world.phones = fh.world.phones
+    await fh2.hub.start(restore=True)
+    await fh2.advance(5 * SEC)
+    assert fh2.state(iid) == State.READY
+    await enqueue(fh2, iid, 6, prefix="after")
+    for _ in range(3 * 60):
+        await fh2.advance(SEC)
+    times = stamps(fh2, iid)
+    assert len(times) == 12
+    assert_paced(times, 6, 500)
+    # the 7th send waited for the rolling minute of the first six, not for an hour
+    assert times[6] - times[0] <= MIN + 11 * SEC
+
+
+async def test_maybe_sent_errors_become_uncertain_and_are_never_sent_twice() -> None:
+    fh = build(None)
+    iid = await ready(fh)
+    await fh.world.fault(iid, "send_error", {"mode": "answer_lost", "count": 1})
+    await enqueue(fh, iid, 1)
+    await fh.advance(10 * MIN)
+    assert len(stamps(fh, iid)) == 1
+    items, _ = await fh.hub.outbox.list_items(iid)
+    assert items[0].status == ItemStatus.UNCERTAIN
+    assert fh.hooks.names("message_uncertain") == ["message_uncertain"]
+
+
+async def test_an_unknown_engine_error_after_the_call_started_is_uncertain_not_retried() -> None:
+    fh = build(None)
+    iid = await ready(fh)
+    calls: list[str] = []
+
+    async def explode(_iid: str, _chat: str, text: str) -> None:
+        calls.append(text)
+        raise RuntimeError("engine bug")
+
+    fh.spy.on_send = explode
+    await enqueue(fh, iid, 1)
+    await fh.advance(10 * MIN)
+    assert calls == ["m0"]
+    items, _ = await fh.hub.outbox.list_items(iid)
+    assert items[0].status == ItemStatus.UNCERTAIN
+
+
+async def test_an_uncertain_send_is_reconciled_by_a_receipt_for_its_chosen_id() -> None:
+    fh = build(None)
+    fh.spy.choose_ids = True
+    iid = await ready(fh)
+    await fh.world.fault(iid, "send_error", {"mode": "answer_lost", "count": 1})
+    await enqueue(fh, iid, 1)
+    await fh.advance(5 * SEC)
+    items, _ = await fh.hub.outbox.list_items(iid)
+    assert items[0].status == ItemStatus.UNCERTAIN
+    delivered = fh.world.phones[iid].deliveries
+    assert len(delivered) == 1 and delivered[0].message_id == items[0].chosen_message_id
+    await fh.world.inject_ack(iid, [delivered[0].message_id], "read")
+    await fh.advance(10 * MIN)
+    item = await fh.hub.outbox.get_item(iid, items[0].queue_id)
+    assert item.status == ItemStatus.SENT and item.message_id == delivered[0].message_id
+    sent = fh.hooks.of("message_sent")
+    assert len(sent) == 1 and sent[0]["data"]["reconciled"] is True
+    assert fh.hooks.names("message_uncertain") == []  # evidence came inside the window
+    assert len(stamps(fh, iid)) == 1
+
+
+async def test_without_evidence_an_uncertain_send_is_reported_when_the_window_ends() -> None:
+    fh = build(None, uncertain_evidence_window_seconds=120)
+    fh.spy.choose_ids = True
+    iid = await ready(fh)
+    await fh.world.fault(iid, "send_error", {"mode": "answer_lost", "count": 1})
+    await enqueue(fh, iid, 1)
+    await fh.advance(60 * SEC)
+    assert fh.hooks.names("message_uncertain") == []
+    await fh.advance(70 * SEC)
+    assert fh.hooks.names("message_uncertain") == ["message_uncertain"]
+    # evidence after the window changes nothing
+    mid = fh.world.phones[iid].deliveries[0].message_id
+    await fh.world.inject_ack(iid, [mid], "delivered")
+    await fh.advance(SEC)
+    items, _ = await fh.hub.outbox.list_items(iid)
+    assert items[0].status == ItemStatus.UNCERTAIN
+
+
+async def test_a_transient_error_is_still_retried() -> None:
+    fh = build(None)
+    iid = await ready(fh)
+    await fh.world.fault(iid, "send_error", {"mode": "transient", "count": 1})
+    await enqueue(fh, iid, 1)
+    await fh.advance(2 * MIN)
+    items, _ = await fh.hub.outbox.list_items(iid)
+    assert items[0].status == ItemStatus.SENT and items[0].attempts == 2
+
+
+async def test_a_keyless_retry_across_a_window_boundary_is_the_same_item() -> None:
+    window = 600 * SEC
+    boundary = (1_767_225_600_000 // window + 1) * window
+    fh = build(None, start_ms=boundary - 40 * SEC)
+    iid = await ready(fh)
+    await fh.advance(boundary - 1_500 - fh.clock.now_ms())
+    body = {"chatId": "+20 100 000 0001", "message": "your order #1001"}
+    a = await fh.hub.outbox.enqueue(iid, ItemKind.TEXT, dict(body), header_key=None)
+    await fh.advance(3 * SEC)
+    assert fh.clock.now_ms() == boundary + 1_500
+    b = await fh.hub.outbox.enqueue(iid, ItemKind.TEXT, dict(body), header_key=None)
+    assert b.item.queue_id == a.item.queue_id and b.replay
+    await fh.advance(MIN)
+    assert len(stamps(fh, iid)) == 1
+    # the same text well after the window is a new message on purpose
+    await fh.advance(window)
+    c = await fh.hub.outbox.enqueue(iid, ItemKind.TEXT, dict(body), header_key=None)
+    assert c.item.queue_id != a.item.queue_id
+
+
+async def test_a_slow_engine_call_does_not_delay_another_instances_pacing() -> None:
+    fh = build(None)
+    slow = await ready(fh, "slow")
+    fast = await ready(fh, "fast", start=False)
+    await fh.world.fault(slow, "slow_send", {"latency_ms": 50_000})
+    await enqueue(fh, slow, 3, prefix="s")
+    await enqueue(fh, fast, 6, prefix="f")
+    await fh.advance(10 * SEC)
+    fast_times = stamps(fh, fast)
+    assert len(fast_times) == 6
+    assert fast_times[-1] - fast_times[0] <= 5 * 500 + 100  # paced by its own interval only
+    assert [i for i, _, _ in fh.spy.calls].count(slow) == 1  # the slow one is still inside its first call
+
+
+async def test_a_stop_refuses_new_sends_and_lets_the_call_in_flight_finish() -> None:
+    fh = build(None, shutdown_grace_ms=60_000)
+    iid = await ready(fh)
+    await fh.world.fault(iid, "slow_send", {"latency_ms": 3_000})
+    await enqueue(fh, iid, 2)
+    await fh.advance(1_000)  # the first call is in flight
+    stopping = asyncio.ensure_future(fh.hub.stop())
+    await asyncio.sleep(0)
+    with pytest.raises(ShuttingDown) as refused:
+        await fh.hub.outbox.enqueue(iid, ItemKind.TEXT, {"chatId": "201000000001", "message": "late"},
+                                    header_key="late")
+    assert refused.value.status_code == 503 and refused.value.retry_after_s > 0
+    await fh.advance(3_000)
+    await stopping
+    items, _ = await fh.store.list_items(iid, statuses=None, limit=10, offset=0)
+    assert [i.status for i in items] == [ItemStatus.SENT, ItemStatus.QUEUED]  # nothing uncertain
+    assert len(stamps(fh, iid)) == 1
+
+
+async def test_a_from_me_echo_reconciles_a_send_whose_answer_is_still_out() -> None:
+    fh = build(None, shutdown_grace_ms=0)
+    fh.spy.choose_ids = True
+    iid = await ready(fh)
+    await fh.world.fault(iid, "slow_send", {"latency_ms": 100_000})  # the answer is slow to come back
+    await enqueue(fh, iid, 1)
+    await fh.advance(1_000)
+    items, _ = await fh.hub.outbox.list_items(iid)
+    chosen = items[0].chosen_message_id
+    assert items[0].status == ItemStatus.SENDING and chosen
+    await fh.hub.inbound.on_event(fh.hub.get(iid), eng.InboundMessage(
+        message_id=chosen, chat_id="201000000001@c.us", sender="me@c.us", text="m0", timestamp=0, from_me=True))
+    item = await fh.hub.outbox.get_item(iid, items[0].queue_id)
+    assert item.status == ItemStatus.SENT and item.message_id == chosen
+    await fh.advance(110_000)  # the call's own answer arrives later: still one sent item, one event
+    item = await fh.hub.outbox.get_item(iid, items[0].queue_id)
+    assert item.status == ItemStatus.SENT
+    assert fh.hooks.names("message_uncertain") == []
+    assert [b["data"].get("reconciled") for b in fh.hooks.of("message_sent")] == [True]
