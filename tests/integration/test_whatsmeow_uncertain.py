@@ -40,7 +40,7 @@ async def test_deliver_then_timeout_is_uncertain_with_one_delivery(hub: Hub) -> 
     await engine.control(action="scan", phone="201000000099")
     await until(lambda: rt.state == State.READY)
     await engine.control(action="deliver_then_timeout")
-    lost = await hub.enqueue(rt.id, ItemKind.TEXT, {"chatId": CUSTOMER, "message": "Order #7 confirmed"},
+    lost = await hub.outbox.enqueue(rt.id, ItemKind.TEXT, {"chatId": CUSTOMER, "message": "Order #7 confirmed"},
                              header_key="order:7")
 
     async def status(queue_id: str, wanted: ItemStatus) -> Any:
@@ -49,7 +49,7 @@ async def test_deliver_then_timeout_is_uncertain_with_one_delivery(hub: Hub) -> 
 
     item = await until(lambda: status(lost.item.queue_id, ItemStatus.UNCERTAIN))
     assert item.last_error and "deadline exceeded" in item.last_error
-    after = await hub.enqueue(rt.id, ItemKind.TEXT, {"chatId": CUSTOMER, "message": "next"}, header_key="n")
+    after = await hub.outbox.enqueue(rt.id, ItemKind.TEXT, {"chatId": CUSTOMER, "message": "next"}, header_key="n")
     await until(lambda: status(after.item.queue_id, ItemStatus.SENT))
     sent = [s["message"]["conversation"] for s in (await engine.control(action="sent"))["sent"]]
     assert sent == ["Order #7 confirmed", "next"]  # once, never retried
