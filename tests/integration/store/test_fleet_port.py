@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_store_contract import (  # noqa: F401 - fixtures
-    IMPLEMENTATIONS,
-    T0,
-    draft,
-    enqueue,
-    fresh_store,
-    send,
-    store,
-)
+from tests.integration.store.conftest import IMPLEMENTATIONS, T0, draft, enqueue, send
 from wahub.store.base import Store
 
 pytestmark = [pytest.mark.parametrize("fresh_store", IMPLEMENTATIONS, indirect=True), pytest.mark.timeout(60)]
 
 
-async def test_fleet_figures_match_the_per_instance_reads(store: Store) -> None:  # noqa: F811
+async def test_fleet_figures_match_the_per_instance_reads(store: Store) -> None:
     sent_item, _, _ = await enqueue(store, "k1", now=T0)
     await enqueue(store, "k2", now=T0 + 5)
     await enqueue(store, "k3", now=T0 + 9)
@@ -53,7 +45,7 @@ async def test_fleet_figures_match_the_per_instance_reads(store: Store) -> None:
     assert await store.fleet_figures(["nobody"], sent_since=T0) == {}
 
 
-async def test_get_event_returns_payload_and_last_answer_of_that_instance_only(store: Store) -> None:  # noqa: F811
+async def test_get_event_returns_payload_and_last_answer_of_that_instance_only(store: Store) -> None:
     ev = draft("a", event="message", body='{"event":"message","instanceId":"a","data":{}}')
     await store.add_events([ev], T0)
     head = await store.head_event("a")
