@@ -47,7 +47,7 @@ def test_sigterm_with_a_send_in_flight_finishes_it_and_leaves_nothing_uncertain(
         server.start()
         item = server.client.get(f"/instances/{iid}/messages/{queue_id}").json()["item"]
         assert item["status"] == "sent", item
-        uncertain = server.client.get(f"/instances/{iid}/queue", params={"status": "uncertain"}).json()
+        uncertain = server.client.get(f"/instances/{iid}/outbox", params={"status": "uncertain"}).json()
         assert uncertain["total"] == 0
         deliveries = _deliveries(log)
         assert [d["text"] for d in deliveries] == ["order 1001 confirmed"]

@@ -151,7 +151,7 @@ async def test_delivery_payload_and_response_and_dead_letters_in_pages(hub_clien
         iid = await create(c, "dead-shop", webhook={"url": rx.url, "events": ["message"]})
         rt = hub.get(iid)
         for n in range(26):
-            await hub.store_events(rt, hub.event_drafts(rt, "message", {"message": {"body": f"order {n}"}}))
+            await hub.events.emit(rt.record, "message", {"message": {"body": f"order {n}"}})
 
         async def all_dead() -> bool:
             return bool((await c.get(f"/instances/{iid}/status")).json()["webhook"]["dead"] == 26)

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextvars
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +24,7 @@ from tests.conftest import HubClient
 from tests.support.polling import until
 from tests.support.receiver import Receiver
 from tests.support.server import API_KEY
+from wahub.api import presenters
 from wahub.runtime.hub import Hub
 
 pytestmark = pytest.mark.timeout(90)
@@ -34,16 +35,21 @@ async def sign_in(c: httpx.AsyncClient) -> None:
     assert r.status_code == 303, r.text
 
 
+_COUNTING: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("counting", default=None)
+
+
 @contextmanager
 def statements_of_this_task(hub: Hub) -> Iterator[list[str]]:
     """SQL statements executed on behalf of the current task (a request served through ASGITransport
-    runs in the caller's task), so background loops of the hub do not count."""
-    mine = asyncio.current_task()
+    runs in the caller's task; the store runs each call in a task of its own, which inherits the
+    caller's context), so background loops of the hub, started in other contexts, do not count."""
     seen: list[str] = []
+    token = _COUNTING.set(seen)
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if asyncio.current_task() is mine:
-            seen.append(statement)
+        counting = _COUNTING.get()
+        if counting is not None:
+            counting.append(statement)
 
     engine = hub.store.engine.sync_engine  # type: ignore[attr-defined]
     sa.event.listen(engine, "before_cursor_execute", record)
@@ -51,6 +57,7 @@ def statements_of_this_task(hub: Hub) -> Iterator[list[str]]:
         yield seen
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
+        _COUNTING.reset(token)
 
 
 async def create(c: httpx.AsyncClient, *names: str, **body: Any) -> list[str]:
@@ -148,14 +155,14 @@ async def test_degraded_and_store_fault_render_when_the_status_has_them(hub_clie
     assert 'data-testid="degraded"' not in plain and 'data-testid="store-fault"' not in plain
     assert 'data-testid="last-error"' in plain
 
-    original = hub_client.hub.status
+    original = presenters.status
 
-    async def status_with_conditions(instance_id: str) -> dict[str, Any]:
-        doc = await original(instance_id)
+    async def status_with_conditions(hub: Any, instance_id: str) -> dict[str, Any]:
+        doc = await original(hub, instance_id)
         return {**doc, "degraded": {"reason": "5 sends without a receipt"},
                 "storeFault": {"error": "database is locked"}, "lastError": "lookup web.whatsapp.com: no such host"}
 
-    monkeypatch.setattr(hub_client.hub, "status", status_with_conditions)
+    monkeypatch.setattr(presenters, "status", status_with_conditions)
     page = (await c.get(f"/dashboard/instances/{iid}")).text
     assert 'data-testid="degraded"' in page and "5 sends without a receipt" in page
     assert 'data-testid="store-fault"' in page and "database is locked" in page

@@ -44,7 +44,7 @@ async def test_deliver_then_timeout_is_uncertain_with_one_delivery(hub: Hub) -> 
                              header_key="order:7")
 
     async def status(queue_id: str, wanted: ItemStatus) -> Any:
-        item = await hub.get_item(rt.id, queue_id)
+        item = await hub.outbox.get_item(rt.id, queue_id)
         return item if item.status == wanted else None
 
     item = await until(lambda: status(lost.item.queue_id, ItemStatus.UNCERTAIN))
@@ -53,4 +53,4 @@ async def test_deliver_then_timeout_is_uncertain_with_one_delivery(hub: Hub) -> 
     await until(lambda: status(after.item.queue_id, ItemStatus.SENT))
     sent = [s["message"]["conversation"] for s in (await engine.control(action="sent"))["sent"]]
     assert sent == ["Order #7 confirmed", "next"]  # once, never retried
-    assert (await hub.get_item(rt.id, lost.item.queue_id)).status == ItemStatus.UNCERTAIN
+    assert (await hub.outbox.get_item(rt.id, lost.item.queue_id)).status == ItemStatus.UNCERTAIN

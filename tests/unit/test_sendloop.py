@@ -179,7 +179,7 @@ async def test_an_uncertain_send_is_reconciled_by_a_receipt_for_its_chosen_id() 
     fh = build(None)
     fh.spy.choose_ids = True
     iid = await ready(fh)
-    await fh.world.fault(iid, "send_error", {"mode": "answer_lost", "count": 1})
+    await fh.world.fault(iid, "send_error", {"mode": "answer_lost_silent", "count": 1})
     await enqueue(fh, iid, 1)
     await fh.advance(5 * SEC)
     items, _ = await fh.hub.outbox.list_items(iid)
@@ -200,7 +200,7 @@ async def test_without_evidence_an_uncertain_send_is_reported_when_the_window_en
     fh = build(None, uncertain_evidence_window_seconds=120)
     fh.spy.choose_ids = True
     iid = await ready(fh)
-    await fh.world.fault(iid, "send_error", {"mode": "answer_lost", "count": 1})
+    await fh.world.fault(iid, "send_error", {"mode": "answer_lost_silent", "count": 1})
     await enqueue(fh, iid, 1)
     await fh.advance(60 * SEC)
     assert fh.hooks.names("message_uncertain") == []

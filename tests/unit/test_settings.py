@@ -79,20 +79,20 @@ def test_env_example_documents_every_setting() -> None:
 ])
 def test_the_existing_wa_hub_s_names_are_honoured(monkeypatch: pytest.MonkeyPatch, old: str, field: str,
                                                   value: object) -> None:
-    monkeypatch.setenv("API_KEY", "k" * 12)
+    monkeypatch.setenv("API_KEY", "k" * 16)
     monkeypatch.setenv(old, {"LOG_LEVEL": "WARN"}.get(old, str(value).lower() if value is True else str(value)))
     assert getattr(config.Settings(), field) == value
 
 
 def test_the_new_name_wins_over_the_old_alias(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("API_KEY", "k" * 12)
+    monkeypatch.setenv("API_KEY", "k" * 16)
     monkeypatch.setenv("WEBHOOK_SECRET", "new")
     monkeypatch.setenv("MAIN_APP_WEBHOOK_SECRET", "old")
     assert config.Settings().webhook_secret == "new"
 
 
 def test_unused_names_are_warned_about_once_each(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("API_KEY", "k" * 12)
+    monkeypatch.setenv("API_KEY", "k" * 16)
     env = {"QR_TTL_MS": "1", "WAHUB_ENGIN": "sandbox", "WAAPI_ENVELOPE": "true", "MAIN_APP_WEBHOOK_SECRET": "x",
            "NODE_ENV": "production", "CHROME_PATH": "/usr/bin/chromium", "LAUNCHPAD_ZONE": "x", "HOME": "/root"}
     for k, v in env.items():
@@ -115,7 +115,7 @@ def test_a_dot_env_file_in_the_working_directory_is_read_and_the_environment_win
 
 
 def test_log_level_warn_starts(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "API_KEY": "k" * 12, "LOG_LEVEL": "warn", "PORT": "0", "HOST": "nowhere.invalid",
+    env = {"PATH": "/usr/bin:/bin", "API_KEY": "k" * 16, "LOG_LEVEL": "warn", "PORT": "0", "HOST": "nowhere.invalid",
            "DATA_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "wahub.cli", "serve"], env=env, capture_output=True, text=True,
                           timeout=60)

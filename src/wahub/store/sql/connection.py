@@ -95,7 +95,7 @@ class SqlBase:
                 connect_args={"timeout": 30})
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=4,
+            self.engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=8, max_overflow=4,
                                               pool_pre_ping=True)
         self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(self._insert_batch)
         self._inflight: set[asyncio.Task[Any]] = set()
