@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from wahub.api import schemas
 from wahub.api.auth import require_key
 from wahub.api.waapi import check_text, hub_of, ok
 from wahub.domain import chatid
@@ -109,7 +110,8 @@ def _location(value: Any) -> dict[str, Any]:
 
 
 @router.post("/instances/{instance_id}/messages", summary="Inject an inbound message of any kind")
-async def inject_message(request: Request, instance_id: str) -> JSONResponse:
+async def inject_message(request: Request, instance_id: str,
+                         body: schemas.SandboxMessage | None = None) -> JSONResponse:
     """``type`` (default ``chat``) is a whatsapp-web.js message type; ``text`` is required for ``chat``.
 
     Media kinds take ``caption``, ``mimetype``, ``filename`` (``hasMedia`` defaults to true);
@@ -137,7 +139,8 @@ async def inject_message(request: Request, instance_id: str) -> JSONResponse:
 
 
 @router.post("/instances/{instance_id}/reactions", summary="Inject a reaction to a message")
-async def inject_reaction(request: Request, instance_id: str) -> JSONResponse:
+async def inject_reaction(request: Request, instance_id: str,
+                          body: schemas.SandboxReaction | None = None) -> JSONResponse:
     """``reaction`` is the emoji; ``""`` removes the sender's reaction from ``messageId``."""
     world, iid = _world(request, instance_id)
     data = await _body(request)
@@ -151,7 +154,7 @@ async def inject_reaction(request: Request, instance_id: str) -> JSONResponse:
 
 
 @router.post("/instances/{instance_id}/edits", summary="Inject an edit of an inbound message")
-async def inject_edit(request: Request, instance_id: str) -> JSONResponse:
+async def inject_edit(request: Request, instance_id: str, body: schemas.SandboxChange | None = None) -> JSONResponse:
     world, iid = _world(request, instance_id)
     data = await _body(request)
     sender = chatid.normalize(data.get("from"), field="from")
@@ -163,7 +166,8 @@ async def inject_edit(request: Request, instance_id: str) -> JSONResponse:
 
 
 @router.post("/instances/{instance_id}/revokes", summary="Inject a delete-for-everyone of an inbound message")
-async def inject_revoke(request: Request, instance_id: str) -> JSONResponse:
+async def inject_revoke(request: Request, instance_id: str,
+                        body: schemas.SandboxChange | None = None) -> JSONResponse:
     world, iid = _world(request, instance_id)
     data = await _body(request)
     sender = chatid.normalize(data.get("from"), field="from")
@@ -174,7 +178,7 @@ async def inject_revoke(request: Request, instance_id: str) -> JSONResponse:
 
 
 @router.post("/instances/{instance_id}/votes", summary="Inject a poll vote (decryptFailed: one that cannot be read)")
-async def inject_vote(request: Request, instance_id: str) -> JSONResponse:
+async def inject_vote(request: Request, instance_id: str, body: schemas.SandboxVote | None = None) -> JSONResponse:
     world, iid = _world(request, instance_id)
     data = await _body(request)
     poll_id = data.get("pollMessageId")
