@@ -5,8 +5,9 @@ inbound message or a vote carrying both). Every such pair is remembered per inst
 so a later event under either id can name the other one (``fromAlt``, ``voterPhone``) and votes
 under both ids count as one voter's.
 
-A bounded in-process map of pairs already seen saves the store a write per message of a known
-person and a read per message of a known lid; it is only a shortcut, the store stays the truth.
+A bounded in-process map of the ids already looked up (pairs, and ids without a known pair) saves
+the store a write per message of a known person and a read per message; it is only a shortcut,
+valid because pairs are learnt only here (one process per database) and dropped with the instance.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Identities:
         self.store = store
         self.clock = clock
         self.cache_size = cache_size
-        self._known: OrderedDict[tuple[str, str], str] = OrderedDict()  # (instance, id) -> the other id
+        self._known: OrderedDict[tuple[str, str], str] = OrderedDict()  # (instance, id) -> other id, "" = none
 
     async def other(self, instance_id: str, jid: str, alt: str | None) -> str | None:
         """The person's other id: ``alt`` when the engine told it (and then remembered), else the stored pair.
@@ -48,9 +49,11 @@ class Identities:
         cached = self._known.get((instance_id, jid))
         if cached is not None:
             self._known.move_to_end((instance_id, jid))
-            return cached
+            return cached or None
         found = await self.store.find_identity(instance_id, jid)
         if found is None:
+            self._known[(instance_id, jid)] = ""  # not known yet; learning a pair replaces this
+            self._trim()
             return None
         self._keep(instance_id, *found)
         lid, phone = found
@@ -64,10 +67,16 @@ class Identities:
         log.info("identity_learned", instance_id=instance_id)
 
     def _keep(self, instance_id: str, lid: str, phone: str) -> None:
+        before = self._known.get((instance_id, lid))
+        if before and before != phone:  # the lid moved to another phone: the old phone no longer names it
+            self._known.pop((instance_id, before), None)
         self._known[(instance_id, lid)] = phone
         self._known[(instance_id, phone)] = lid
         self._known.move_to_end((instance_id, lid))
         self._known.move_to_end((instance_id, phone))
+        self._trim()
+
+    def _trim(self) -> None:
         while len(self._known) > self.cache_size:
             self._known.popitem(last=False)
 
