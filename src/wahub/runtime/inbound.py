@@ -81,7 +81,7 @@ class Inbound:
         if isinstance(ev, eng.Reaction):
             await self._once(rt, ev.message_id, "message_reaction", shapes.reaction(ev, alt))
         elif isinstance(ev, eng.MessageEdit):
-            key = _key("edit", ev.chat_id, ev.original_message_id, str(ev.timestamp))
+            key = _key("edit", ev.chat_id, ev.original_message_id, str(ev.timestamp), ev.text)
             await self._once(rt, key, "message_edit", shapes.edit(ev, alt))
         else:
             await self._once(rt, _key("revoke", ev.chat_id, ev.original_message_id), "message_revoke",
