@@ -15,3 +15,15 @@ async def test_docs_page_and_assets_are_local(hub_client: HubClient) -> None:
     assert js.status_code == 200 and len(js.content) > 100_000
     spec = (await c.get("/openapi.json", headers={"authorization": ""})).json()
     assert "/instances/{instance_id}/client/action/send-message" in spec["paths"]
+
+
+async def test_openapi_describes_the_inbound_events_and_the_sandbox_injections(hub_client: HubClient) -> None:
+    spec = (await hub_client.client.get("/openapi.json", headers={"authorization": ""})).json()
+    assert {"message", "message_reaction", "message_edit", "message_revoke", "vote_update"} <= set(spec["webhooks"])
+    schemas = spec["components"]["schemas"]
+    assert {"type", "hasMedia", "mimetype", "caption", "filename", "location", "vCards", "quotedMsgId",
+            "quotedMsgBody", "fromAlt"} <= set(schemas["InboundMessage"]["properties"])
+    assert {"decryptFailed", "voterLid", "voterPhone"} <= set(schemas["VoteUpdateData"]["properties"])
+    assert {"msgId", "reaction"} <= set(schemas["InboundReaction"]["properties"])
+    for path in ("messages", "reactions", "edits", "revokes", "votes"):
+        assert "requestBody" in spec["paths"][f"/sandbox/instances/{{instance_id}}/{path}"]["post"], path

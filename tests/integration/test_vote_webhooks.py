@@ -121,3 +121,70 @@ async def test_hashed_lid_and_unknown_poll_votes_are_delivered_with_what_is_know
         assert latest == {lid: ["Cancel"], f"{CUSTOMER}@c.us": ["Confirm"]}
         r = await hc.client.get(f"/instances/{iid}/polls/3EB0000000000000DEAD/votes")
         assert r.status_code == 404, r.text
+
+
+@pytest.mark.hub_settings(webhook_retry_base_ms=50)
+async def test_an_undecryptable_vote_is_announced_and_never_retracts_the_known_choice(
+        hub_client: HubClient) -> None:
+    """Report: a vote that failed to decrypt was dropped with a traceback, the app never learnt the
+    customer had voted again. Read as an empty selection it would have retracted the customer's
+    Confirm. Now: one ``vote_update`` with ``decryptFailed: true``, the poll's id, order key and
+    chat, ``selectedOptions: null``; the latest vote stays Confirm; a copy or an older one is dropped."""
+    hc = hub_client
+    with Receiver() as rx:
+        iid = await create(hc, "undecryptable", rx.url, events=["vote_update"])
+        await link(hc, iid)
+        queue_id, poll_id = await _poll(hc, iid)
+        t0 = 1_767_225_600_000
+        await vote(hc, iid, poll_id, CUSTOMER, ["Confirm"], t0, asHashes=True)
+        await vote(hc, iid, poll_id, CUSTOMER, [], t0 + 1000, decryptFailed=True)
+        await vote(hc, iid, poll_id, CUSTOMER, [], t0 + 1000, decryptFailed=True)  # redelivered
+        await vote(hc, iid, poll_id, CUSTOMER, [], t0 - 1000, decryptFailed=True)  # older than the Confirm
+
+        await until(lambda: settled(hc, iid))
+        assert len(await deliveries(hc, iid)) == 2
+        confirm, failed = _votes(rx)
+        assert confirm["vote"]["selectedOptions"] == ["Confirm"] and confirm["decryptFailed"] is False
+        assert failed["decryptFailed"] is True and failed["vote"]["selectedOptions"] is None
+        assert failed["vote"]["pollMessageId"] == poll_id and failed["vote"]["timestamp"] == t0 + 1000
+        assert failed["idempotencyKey"] == ORDER_KEY and failed["queueId"] == queue_id
+        assert failed["chatId"] == f"{CUSTOMER}@c.us" and failed["pollKnown"] is True
+
+        r = await hc.client.get(f"/instances/{iid}/polls/{poll_id}/votes")
+        assert [(v["selectedOptions"], v["timestamp"]) for v in r.json()["votes"]] == [(["Confirm"], t0)]
+
+        await vote(hc, iid, poll_id, CUSTOMER, ["Cancel"], t0 + 2000)  # asked again, the answer reads
+        await received(rx, lambda got: len(got) == 3)
+        assert _votes(rx)[-1]["vote"]["selectedOptions"] == ["Cancel"]
+
+
+@pytest.mark.hub_settings(webhook_retry_base_ms=50)
+async def test_a_persons_phone_and_lid_are_one_voter(hub_client: HubClient) -> None:
+    """Report: a Confirm as the phone, a Cancel as the hidden-number id (telling the phone), then a
+    late Confirm as the phone gave three webhooks and two "latest" votes. Now: two webhooks, the
+    late Confirm is stale, and the one latest vote is the Cancel."""
+    hc = hub_client
+    lid = "99887766554433@lid"
+    with Receiver() as rx:
+        iid = await create(hc, "one-voter", rx.url, events=["vote_update"])
+        await link(hc, iid)
+        _, poll_id = await _poll(hc, iid)
+        t0 = 1_767_225_600_000
+        await vote(hc, iid, poll_id, CUSTOMER, ["Confirm"], t0)
+        await vote(hc, iid, poll_id, lid, ["Cancel"], t0 + 1000, asHashes=True, voterAlt=CUSTOMER)
+        await vote(hc, iid, poll_id, CUSTOMER, ["Confirm"], t0 + 500)  # late: cast before the Cancel
+
+        await until(lambda: settled(hc, iid))
+        assert len(await deliveries(hc, iid)) == 2
+        confirm, cancel = _votes(rx)
+        assert cancel["vote"]["selectedOptions"] == ["Cancel"]
+        assert cancel["voterLid"] == lid and cancel["voterPhone"] == CUSTOMER
+        r = await hc.client.get(f"/instances/{iid}/polls/{poll_id}/votes")
+        assert [(v["voter"], v["selectedOptions"], v["voterAlt"]) for v in r.json()["votes"]] == [
+            (lid, ["Cancel"], f"{CUSTOMER}@c.us")]
+
+        await vote(hc, iid, poll_id, CUSTOMER, [], t0 + 2000)  # later, as the phone alone: still that person
+        await received(rx, lambda got: len(got) == 3)
+        assert _votes(rx)[-1]["voterLid"] == lid
+        r = await hc.client.get(f"/instances/{iid}/polls/{poll_id}/votes")
+        assert [(v["voter"], v["selectedOptions"]) for v in r.json()["votes"]] == [(f"{CUSTOMER}@c.us", [])]

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wahub import __version__
-from wahub.api import auth, brakes, errors, legacy, native, sandbox, waapi
+from wahub.api import auth, brakes, errors, legacy, native, sandbox, waapi, webhookdocs
 from wahub.domain.brake import FailureBrake
 from wahub.runtime.hub import Hub
 
@@ -50,6 +50,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> FastAPI:
     app.include_router(legacy.router)
     app.include_router(native.router)
     app.include_router(sandbox.router)
+    webhookdocs.install(app)
     try:
         from wahub.dashboard import routes as dashboard_routes
 

@@ -1,4 +1,5 @@
-"""Controls of the sandbox engine: scan the QR, inject messages/votes/acks, script faults."""
+"""Controls of the sandbox engine: scan the QR, inject every inbound kind (messages, reactions, edits,
+deletes, votes, acks), script faults."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from wahub.api import schemas
 from wahub.api.auth import require_key
 from wahub.api.waapi import check_text, hub_of, ok
 from wahub.domain import chatid
 from wahub.domain.errors import InvalidInput, NotFound
+from wahub.runtime.inboundshapes import MESSAGE_TYPES
 
 router = APIRouter(prefix="/sandbox", dependencies=[Depends(require_key)], tags=["sandbox"])
 
@@ -55,35 +58,145 @@ async def scan(request: Request, instance_id: str) -> JSONResponse:
     return ok({"scanned": True, "instanceId": iid})
 
 
-@router.post("/instances/{instance_id}/messages", summary="Inject an inbound text message")
-async def inject_message(request: Request, instance_id: str) -> JSONResponse:
+def _str(data: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    """An optional (or required) string field; InvalidInput naming it otherwise."""
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise InvalidInput(f"{name} is required (a string)" if required else f"{name} must be a string")
+    return value
+
+
+def _content(data: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The ``InboundMessage`` fields of a message of ``kind`` from the request (whatsapp-web.js names)."""
+    content: dict[str, Any] = {"kind": kind}
+    for field, name in (("caption", "caption"), ("mimetype", "mimetype"), ("filename", "filename"),
+                        ("quoted_message_id", "quotedMsgId"), ("quoted_body", "quotedMsgBody")):
+        value = _str(data, name)
+        if value is not None:
+            content[field] = value
+    if data.get("quotedParticipant") is not None:
+        content["quoted_participant"] = chatid.normalize(data["quotedParticipant"], field="quotedParticipant")
+    if "hasMedia" in data:
+        if not isinstance(data["hasMedia"], bool):
+            raise InvalidInput("hasMedia must be true or false")
+        content["has_media"] = data["hasMedia"]
+    if kind == "location":
+        content.update(_location(data.get("location")))
+    vcards = data.get("vCards")
+    if kind in ("vcard", "multi_vcard") or vcards is not None:
+        if not isinstance(vcards, list) or not vcards or not all(isinstance(v, str) and v for v in vcards):
+            raise InvalidInput("vCards must be a non-empty list of vCard texts")
+        content["vcards"] = tuple(vcards)
+    return content
+
+
+def _location(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput("location is required for type location: {latitude, longitude, name?, address?}")
+    out: dict[str, Any] = {}
+    for name, bound in (("latitude", 90), ("longitude", 180)):
+        number = value.get(name)
+        if not isinstance(number, (int, float)) or isinstance(number, bool) or not -bound <= number <= bound:
+            raise InvalidInput(f"location.{name} must be a number from -{bound} to {bound}")
+        out[name] = float(number)
+    for name, field in (("name", "location_name"), ("address", "location_address")):
+        if value.get(name) is not None:
+            if not isinstance(value[name], str):
+                raise InvalidInput(f"location.{name} must be a string")
+            out[field] = value[name]
+    return out
+
+
+@router.post("/instances/{instance_id}/messages", summary="Inject an inbound message of any kind")
+async def inject_message(request: Request, instance_id: str,
+                         body: schemas.SandboxMessage | None = None) -> JSONResponse:
+    """``type`` (default ``chat``) is a whatsapp-web.js message type; ``text`` is required for ``chat``.
+
+    Media kinds take ``caption``, ``mimetype``, ``filename`` (``hasMedia`` defaults to true);
+    ``location`` takes ``location{latitude, longitude, name, address}``; ``vcard`` and
+    ``multi_vcard`` take ``vCards``; any kind may quote a message (``quotedMsgId``, ``quotedMsgBody``).
+    """
     world, iid = _world(request, instance_id)
     data = await _body(request)
     sender = chatid.normalize(data.get("from"), field="from")
+    kind = data.get("type", "chat")
+    if kind not in MESSAGE_TYPES:
+        raise InvalidInput(f"type must be one of {', '.join(MESSAGE_TYPES)}")
     text = data.get("text")
-    if not isinstance(text, str):
+    if kind == "chat" and not isinstance(text, str):
         raise InvalidInput("text is required (a string)")
-    mid = await world.inject_message(iid, sender, text, message_id=data.get("messageId"),
-                                     sender_alt=_optional_chat(data, "fromAlt"))
+    if text is not None and not isinstance(text, str):
+        raise InvalidInput("text must be a string")
+    content = _content(data, kind)
+    if text is None:  # the body of media is its caption, of a contact card the card (whatsapp-web.js)
+        text = content.get("caption") or (content["vcards"][0] if kind == "vcard" else "")
+    mid = await world.inject_message(iid, sender, text, message_id=_str(data, "messageId"),
+                                     sender_alt=_optional_chat(data, "fromAlt"),
+                                     chat_id=_optional_chat(data, "chatId"), **content)
     return ok({"messageId": mid})
 
 
-@router.post("/instances/{instance_id}/votes", summary="Inject a poll vote")
-async def inject_vote(request: Request, instance_id: str) -> JSONResponse:
+@router.post("/instances/{instance_id}/reactions", summary="Inject a reaction to a message")
+async def inject_reaction(request: Request, instance_id: str,
+                          body: schemas.SandboxReaction | None = None) -> JSONResponse:
+    """``reaction`` is the emoji; ``""`` removes the sender's reaction from ``messageId``."""
+    world, iid = _world(request, instance_id)
+    data = await _body(request)
+    sender = chatid.normalize(data.get("from"), field="from")
+    target = _str(data, "messageId", required=True)
+    emoji = data.get("reaction")
+    if not isinstance(emoji, str) or len(emoji) > 32:
+        raise InvalidInput('reaction must be an emoji ("" removes the reaction)')
+    mid = await world.inject_reaction(iid, sender, target, emoji, chat_id=_optional_chat(data, "chatId"))
+    return ok({"messageId": mid})
+
+
+@router.post("/instances/{instance_id}/edits", summary="Inject an edit of an inbound message")
+async def inject_edit(request: Request, instance_id: str, body: schemas.SandboxChange | None = None) -> JSONResponse:
+    world, iid = _world(request, instance_id)
+    data = await _body(request)
+    sender = chatid.normalize(data.get("from"), field="from")
+    original = _str(data, "messageId", required=True)
+    text = _str(data, "text", required=True)
+    assert original is not None and text is not None
+    await world.inject_edit(iid, sender, original, text, chat_id=_optional_chat(data, "chatId"))
+    return ok({"injected": True})
+
+
+@router.post("/instances/{instance_id}/revokes", summary="Inject a delete-for-everyone of an inbound message")
+async def inject_revoke(request: Request, instance_id: str,
+                        body: schemas.SandboxChange | None = None) -> JSONResponse:
+    world, iid = _world(request, instance_id)
+    data = await _body(request)
+    sender = chatid.normalize(data.get("from"), field="from")
+    original = _str(data, "messageId", required=True)
+    assert original is not None
+    await world.inject_revoke(iid, sender, original, chat_id=_optional_chat(data, "chatId"))
+    return ok({"injected": True})
+
+
+@router.post("/instances/{instance_id}/votes", summary="Inject a poll vote (decryptFailed: one that cannot be read)")
+async def inject_vote(request: Request, instance_id: str, body: schemas.SandboxVote | None = None) -> JSONResponse:
     world, iid = _world(request, instance_id)
     data = await _body(request)
     poll_id = data.get("pollMessageId")
     if not isinstance(poll_id, str) or not poll_id:
         raise InvalidInput("pollMessageId is required")
     voter = chatid.normalize(data.get("voter"), field="voter")
-    selected = data.get("selectedOptions")
+    decrypt_failed = data.get("decryptFailed", False)
+    if not isinstance(decrypt_failed, bool):
+        raise InvalidInput("decryptFailed must be true or false")
+    selected = data.get("selectedOptions", [] if decrypt_failed else None)
     if not isinstance(selected, list) or not all(isinstance(s, str) for s in selected):
         raise InvalidInput("selectedOptions must be a list of option names ([] retracts the vote)")
     ts = data.get("timestamp")
     if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
         raise InvalidInput("timestamp must be epoch milliseconds")
     await world.inject_vote(iid, poll_id, voter, selected, timestamp=ts,
-                            voter_alt=_optional_chat(data, "voterAlt"), as_hashes=bool(data.get("asHashes")))
+                            voter_alt=_optional_chat(data, "voterAlt"), as_hashes=bool(data.get("asHashes")),
+                            decrypt_failed=decrypt_failed)
     return ok({"injected": True})
 
 

@@ -85,3 +85,63 @@ class PollVotes(_Body):
     """``get-poll-votes``."""
 
     messageId: Any = None
+
+
+class SandboxLocation(_Body):
+    """A shared location."""
+
+    latitude: Any = Field(None, examples=[30.0444])
+    longitude: Any = Field(None, examples=[31.2357])
+    name: Any = Field(None, examples=["Tahrir Square"])
+    address: Any = Field(None, examples=["Cairo"])
+
+
+class SandboxMessage(_Body):
+    """Inject an inbound message of any kind (sandbox engine)."""
+
+    from_: Any = Field(None, alias="from", examples=["201000000001"], description="the sender")
+    fromAlt: Any = Field(None, description="the sender's other id (the phone behind an @lid)")
+    chatId: Any = Field(None, description="the chat (default: the sender's)")
+    type: Any = Field("chat", description="chat, image, video, audio, ptt, document, sticker, vcard, multi_vcard, "
+                                          "location")
+    text: Any = Field(None, description="body; required for chat (media default to their caption)")
+    messageId: Any = None
+    caption: Any = None
+    mimetype: Any = Field(None, examples=["image/jpeg"])
+    filename: Any = None
+    hasMedia: Any = Field(None, description="default: true for media types")
+    location: SandboxLocation | None = Field(None, description="required for type location")
+    vCards: Any = Field(None, description="vCard texts; required for vcard and multi_vcard")
+    quotedMsgId: Any = Field(None, description="the message this one replies to")
+    quotedMsgBody: Any = None
+    quotedParticipant: Any = None
+
+
+class SandboxReaction(_Body):
+    """Inject a reaction (sandbox engine)."""
+
+    from_: Any = Field(None, alias="from", examples=["201000000001"])
+    messageId: Any = Field(None, description="the message reacted to")
+    reaction: Any = Field(None, examples=["👍"], description='the emoji; "" removes the reaction')
+    chatId: Any = None
+
+
+class SandboxChange(_Body):
+    """Inject an edit (``text`` = the new body) or a delete-for-everyone of ``messageId`` (sandbox engine)."""
+
+    from_: Any = Field(None, alias="from", examples=["201000000001"])
+    messageId: Any = Field(None, description="the edited or deleted message")
+    text: Any = Field(None, description="edits only: the new text")
+    chatId: Any = None
+
+
+class SandboxVote(_Body):
+    """Inject a poll vote (sandbox engine)."""
+
+    pollMessageId: Any = None
+    voter: Any = Field(None, examples=["201000000001"])
+    voterAlt: Any = Field(None, description="the voter's other id (the phone behind an @lid)")
+    selectedOptions: Any = Field(None, examples=[["Confirm"]], description="[] retracts the vote")
+    timestamp: Any = Field(None, description="the vote's time, epoch ms")
+    asHashes: Any = Field(False, description="send the options as SHA-256 hashes, as whatsmeow reports them")
+    decryptFailed: Any = Field(False, description="a vote whose choice could not be read (selectedOptions ignored)")

@@ -131,6 +131,7 @@ class Hub:
             self.sandbox.forget(instance_id)
         self.metrics.forget(instance_id)
         self.dispatcher.forget(instance_id)
+        self.inbound.forget(instance_id)
 
     def _add_runtime(self, rec: InstanceRecord) -> InstanceRuntime:
         rt = InstanceRuntime(record=rec, state=State(rec.state), state_since=rec.state_since,

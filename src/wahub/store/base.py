@@ -30,6 +30,8 @@ AckRule = Callable[[str | None, str], bool]
 """Whether an ack moves a stored one forward (:func:`wahub.domain.acks.advances`)."""
 
 EventBuilder = Callable[[OutboxItem], EventDraft | None]
+VoteRule = Callable[[int, Sequence[int]], bool]
+"""``supersedes(timestamp, stored_timestamps)``: whether a vote replaces the person's stored votes."""
 """Builds the webhook event stored with an ack change (None: no event)."""
 
 
@@ -221,9 +223,21 @@ class InboundPort(Protocol):
         ...
 
     async def record_vote(self, instance_id: str, poll_message_id: str, voter: str, *, timestamp: int,
-                          selected: list[str], voter_alt: str | None, now: int,
-                          event: EventDraft | None) -> bool:
-        """Store a voter's latest vote and its event; False for a duplicate or stale vote."""
+                          selected: list[str], voter_alt: str | None, now: int, event: EventDraft | None,
+                          supersedes: VoteRule, aliases: Sequence[str] = ()) -> bool:
+        """Store a person's latest vote and its event; False for a duplicate or stale vote.
+
+        ``aliases`` are the person's other ids: their stored votes count for ``supersedes`` and are
+        replaced by this one (one latest vote per person).
+        """
+        ...
+
+    async def remember_identity(self, instance_id: str, lid: str, phone: str, *, now: int) -> None:
+        """Remember that ``lid`` (``…@lid``) and ``phone`` (``…@c.us``) are one person."""
+        ...
+
+    async def find_identity(self, instance_id: str, jid: str) -> tuple[str, str] | None:
+        """``(lid, phone)`` of the person known under ``jid`` (either form), or None."""
         ...
 
     async def latest_votes(self, instance_id: str, poll_message_id: str) -> list[VoteRecord]:

@@ -166,6 +166,18 @@ inbound_seen = Table(
     Column("seen_at", BigInteger, nullable=False),
 )
 
+identities = Table(
+    "identities", metadata,
+    # One person, two ids: the hidden-number id WhatsApp names many users by and their phone id,
+    # learned from an inbound message or vote that carried both. Lets a later event under one id
+    # be matched to the other (``fromAlt``, one voter per person).
+    Column("instance_id", String(120), primary_key=True),
+    Column("lid", String(120), primary_key=True),
+    Column("phone", String(120), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_identities_phone", "instance_id", "phone"),
+)
+
 transitions = Table(
     "transitions", metadata,
     Column("id", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),

@@ -23,7 +23,7 @@ from wahub.store.sql import SqlStore
 
 PG_URL = os.environ.get("WAHUB_TEST_PG_URL")
 T0 = 1_700_000_000_000
-TABLES = {"instances", "outbox", "send_log", "webhook_events", "polls", "votes", "inbound_seen",
+TABLES = {"instances", "outbox", "send_log", "webhook_events", "polls", "votes", "inbound_seen", "identities",
           "transitions", "restarts", "alembic_version"}
 
 _: type[Store] = MemoryStore  # both implementations satisfy the protocol (checked by mypy)

@@ -9,6 +9,7 @@ import pytest
 
 from tests.integration.store.conftest import IMPLEMENTATIONS, T0, draft, enqueue, send
 from wahub.domain import acks
+from wahub.domain import votes as vote_rules
 from wahub.domain.outbox import OutboxItem
 from wahub.store.base import Store
 from wahub.store.records import EventDraft
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.parametrize("fresh_store", IMPLEMENTATIONS, indirect=Tr
 async def test_record_vote_drops_duplicates_and_stale_votes(store: Store) -> None:
     def vote(ts: int, selected: list[str], voter: str = "201000000002@c.us") -> Any:
         return store.record_vote("a", "wamid.poll", voter, timestamp=ts, selected=selected,
-                                 voter_alt="123@lid", now=T0 + ts, event=draft("a", "vote_update"))
+                                 voter_alt="123@lid", now=T0 + ts, event=draft("a", "vote_update"),
+                                 supersedes=vote_rules.supersedes)
 
     assert await vote(100, ["Yes"]) is True
     assert await vote(100, ["Yes"]) is False  # duplicate
@@ -37,9 +39,48 @@ async def test_record_vote_drops_duplicates_and_stale_votes(store: Store) -> Non
 async def test_concurrent_identical_votes_are_recorded_once(store: Store) -> None:
     results = await asyncio.gather(*(
         store.record_vote("a", "wamid.poll", "201000000002@c.us", timestamp=100, selected=["Yes"],
-                          voter_alt=None, now=T0, event=draft("a", "vote_update")) for _ in range(6)))
+                          voter_alt=None, now=T0, event=draft("a", "vote_update"), supersedes=vote_rules.supersedes)
+        for _ in range(6)))
     assert sorted(results) == [False] * 5 + [True]
     assert len(await store.list_events("a", status=None, limit=10)) == 1
+
+
+async def test_votes_under_a_persons_phone_and_lid_are_one_voter(store: Store) -> None:
+    """Confirm as the phone, Cancel as the lid, then a late copy of the Confirm as the phone: the
+    Cancel replaces the Confirm (one row for the person), the late Confirm is stale."""
+    phone, lid = "201000000002@c.us", "99887766554433@lid"
+
+    async def vote(voter: str, ts: int, selected: list[str], aliases: tuple[str, ...]) -> bool:
+        return await store.record_vote("a", "wamid.poll", voter, timestamp=ts, selected=selected, voter_alt=None,
+                                       now=T0 + ts, event=draft("a", "vote_update"), supersedes=vote_rules.supersedes,
+                                       aliases=aliases)
+
+    assert await vote(phone, 100, ["Confirm"], ()) is True  # the pair is not known yet
+    assert await vote(lid, 200, ["Cancel"], (phone,)) is True
+    assert await vote(phone, 100, ["Confirm"], (lid,)) is False  # late copy: stale for the person
+    assert await vote(phone, 200, ["Cancel"], (lid,)) is False  # same instant under the other id: a copy
+    latest = await store.latest_votes("a", "wamid.poll")
+    assert [(v.voter, v.selected, v.timestamp) for v in latest] == [(lid, ["Cancel"], 200)]
+    assert await vote(phone, 300, [], (lid,)) is True  # a newer retraction as the phone replaces the lid's row
+    latest = await store.latest_votes("a", "wamid.poll")
+    assert [(v.voter, v.selected, v.timestamp) for v in latest] == [(phone, [], 300)]
+    assert len(await store.list_events("a", status=None, limit=10)) == 3
+
+
+async def test_identities_are_remembered_per_instance_newest_pair_first(store: Store) -> None:
+    lid, phone = "99887766554433@lid", "201000000002@c.us"
+    assert await store.find_identity("a", lid) is None
+    await store.remember_identity("a", lid, phone, now=T0)
+    await store.remember_identity("a", lid, phone, now=T0 + 1)  # seen again: nothing changes
+    assert await store.find_identity("a", lid) == (lid, phone)
+    assert await store.find_identity("a", phone) == (lid, phone)
+    assert await store.find_identity("b", lid) is None  # per instance
+    await store.remember_identity("a", "11122233344455@lid", phone, now=T0 + 2)  # WhatsApp gave a new lid
+    assert await store.find_identity("a", phone) == ("11122233344455@lid", phone)
+    await store.remember_identity("a", lid, "201000000003@c.us", now=T0 + 3)  # the lid moved to another phone
+    assert await store.find_identity("a", lid) == (lid, "201000000003@c.us")
+    assert await store.delete_instance("a") is True
+    assert await store.find_identity("a", lid) is None
 
 
 async def test_inbound_messages_are_deduplicated_with_their_event(store: Store) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 
 from wahub.domain.outbox import OutboxItem
-from wahub.store.base import AckRule, EventBuilder
+from wahub.store.base import AckRule, EventBuilder, VoteRule
 from wahub.store.memory.state import MemoryBase, _item
 from wahub.store.records import (
     EventDraft,
@@ -26,19 +27,21 @@ class InboundMemory(MemoryBase):
         return replace(poll, options=list(poll.options)) if poll else None
 
     async def record_vote(self, instance_id: str, poll_message_id: str, voter: str, *, timestamp: int,
-                          selected: list[str], voter_alt: str | None, now: int,
-                          event: EventDraft | None) -> bool:
-        """Store a voter's latest vote and its event; False for a duplicate or stale vote.
+                          selected: list[str], voter_alt: str | None, now: int, event: EventDraft | None,
+                          supersedes: VoteRule, aliases: Sequence[str] = ()) -> bool:
+        """Store a person's latest vote and its event; False for a duplicate or stale vote.
 
-        A vote is a duplicate when the stored one has the same timestamp, and stale when it is
-        older than the stored one (votes can arrive out of order after reconnects).
+        ``supersedes`` decides against the person's stored votes under ``voter`` and ``aliases``
+        (their other ids), which an accepted vote replaces: one latest vote per person.
         """
-        key = (instance_id, poll_message_id, voter)
-        stored = self._votes.get(key)
-        if stored is not None and timestamp <= stored["timestamp"]:
+        keys = [(instance_id, poll_message_id, v) for v in (voter, *[a for a in aliases if a != voter])]
+        stored = [self._votes[k]["timestamp"] for k in keys if k in self._votes]
+        if not supersedes(timestamp, stored):
             return False
-        self._votes[key] = {"timestamp": timestamp, "selected": dump_json(selected), "voter_alt": voter_alt,
-                            "updated_at": now}
+        for key in keys[1:]:
+            self._votes.pop(key, None)
+        self._votes[keys[0]] = {"timestamp": timestamp, "selected": dump_json(selected), "voter_alt": voter_alt,
+                                "updated_at": now}
         if event is not None:
             self._add_events([event], now)
         return True
@@ -77,3 +80,16 @@ class InboundMemory(MemoryBase):
         if ev is not None:
             self._add_events([ev], now)
         return item
+
+    # -- identities ---------------------------------------------------------------------------------
+    async def remember_identity(self, instance_id: str, lid: str, phone: str, *, now: int) -> None:
+        """Remember that ``lid`` (``…@lid``) and ``phone`` (``…@c.us``) are one person (the newest pair wins)."""
+        stored = self._identities.get((instance_id, lid))
+        if stored is None or stored[0] != phone:
+            self._identities[(instance_id, lid)] = (phone, now)
+
+    async def find_identity(self, instance_id: str, jid: str) -> tuple[str, str] | None:
+        """``(lid, phone)`` of the person known under ``jid`` (either form; the newest pair), or None."""
+        found = sorted((-at, lid, phone) for (iid, lid), (phone, at) in self._identities.items()
+                       if iid == instance_id and jid in (lid, phone))
+        return (found[0][1], found[0][2]) if found else None

@@ -48,6 +48,7 @@ class MemoryBase:
         self._polls: dict[tuple[str, str], PollRecord] = {}
         self._votes: dict[tuple[str, str, str], Row] = {}
         self._inbound_seen: dict[tuple[str, str], int] = {}
+        self._identities: dict[tuple[str, str], tuple[str, int]] = {}  # (instance_id, lid) -> (phone, updated_at)
         self._transitions: list[tuple[str, Transition]] = []  # (instance_id, transition), oldest first
         self._restarts: list[tuple[str, int]] = []  # (instance_id, at)
 

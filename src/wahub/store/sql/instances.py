@@ -66,7 +66,7 @@ class InstancesSql(SqlBase):
     async def delete_instance(self, instance_id: str) -> bool:
         """Delete an instance and everything recorded for it; True when it existed."""
         async with self._tx() as conn:
-            for table in (t.outbox, t.send_log, t.events, t.polls, t.votes, t.inbound_seen,
+            for table in (t.outbox, t.send_log, t.events, t.polls, t.votes, t.inbound_seen, t.identities,
                           t.transitions, t.restarts):
                 await conn.execute(table.delete().where(table.c.instance_id == instance_id))
             res = await conn.execute(t.instances.delete().where(t.instances.c.id == instance_id))
