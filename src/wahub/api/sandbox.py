@@ -11,6 +11,7 @@ from wahub.api.auth import require_key
 from wahub.api.waapi import check_text, hub_of, ok
 from wahub.domain import chatid
 from wahub.domain.errors import InvalidInput, NotFound
+from wahub.runtime.sandboxport import SandboxControl
 
 router = APIRouter(prefix="/sandbox", dependencies=[Depends(require_key)], tags=["sandbox"])
 
@@ -37,7 +38,7 @@ def _optional_chat(data: dict[str, Any], name: str) -> str | None:
     return None if value is None else chatid.normalize(value, field=name)
 
 
-def _world(request: Request, instance_id: str) -> tuple[Any, str]:
+def _world(request: Request, instance_id: str) -> tuple[SandboxControl, str]:
     hub = hub_of(request)
     if hub.sandbox is None:
         raise NotFound("the sandbox engine is not in use (WAHUB_ENGINE=sandbox enables it)")
@@ -51,6 +52,8 @@ async def scan(request: Request, instance_id: str) -> JSONResponse:
     phone = data.get("phone")
     if phone is not None:
         phone = chatid.phone_number(chatid.normalize(phone, field="phone"))
+    if data.get("pushName") is not None and not isinstance(data["pushName"], str):
+        raise InvalidInput("pushName must be a string")
     await world.scan(iid, phone=phone, push_name=data.get("pushName"))
     return ok({"scanned": True, "instanceId": iid})
 
@@ -63,6 +66,8 @@ async def inject_message(request: Request, instance_id: str) -> JSONResponse:
     text = data.get("text")
     if not isinstance(text, str):
         raise InvalidInput("text is required (a string)")
+    if data.get("messageId") is not None and not isinstance(data["messageId"], str):
+        raise InvalidInput("messageId must be a string")
     mid = await world.inject_message(iid, sender, text, message_id=data.get("messageId"),
                                      sender_alt=_optional_chat(data, "fromAlt"))
     return ok({"messageId": mid})
@@ -82,6 +87,8 @@ async def inject_vote(request: Request, instance_id: str) -> JSONResponse:
     ts = data.get("timestamp")
     if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
         raise InvalidInput("timestamp must be epoch milliseconds")
+    if not isinstance(data.get("asHashes", False), bool):
+        raise InvalidInput("asHashes must be true or false")
     await world.inject_vote(iid, poll_id, voter, selected, timestamp=ts,
                             voter_alt=_optional_chat(data, "voterAlt"), as_hashes=bool(data.get("asHashes")))
     return ok({"injected": True})
