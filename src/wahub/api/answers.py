@@ -249,9 +249,85 @@ class Replayed(_Answer):
     status: Success
 
 
-class Document(_Answer):
-    """A status or diagnostics document (see docs/compatibility.md for every field)."""
+class StatusDocument(_Answer):
+    """``GET .../status``: the native status document plus the existing wa-hub's fields (times epoch ms,
+    ``*At`` strings ISO where the old hub had them; see docs/compatibility.md)."""
 
+    instance: dict[str, Any]
+    client: dict[str, Any]
+    transitions: list[dict[str, Any]] = Field(description="newest first: {at, from, to, reason}")
+    queue: dict[str, Any]
+    rateLimits: dict[str, Any]
+    counters: dict[str, Any]
+    reconnection: dict[str, Any]
+    webhook: dict[str, Any]
+    lastError: str | None
+    status: Success
+
+
+class Diagnostics(_Answer):
+    """``GET .../diagnostics`` (existing wa-hub route): state, queue, transitions and process resources."""
+
+    instanceId: str
+    state: StateName
+    lastError: str | None
+    stateSince: str | None = Field(description="ISO-8601")
+    stateReason: str | None
+    queueDepth: int
+    transitions: list[dict[str, Any]]
+    webhook: dict[str, Any]
+    process: dict[str, Any]
+    status: Success
+
+
+class SystemStatus(_Answer):
+    """``GET /system/status`` (existing wa-hub route): every instance's state and queue."""
+
+    mode: str
+    queuedOutboundCount: int
+    queuedOutboundByInstance: dict[str, int]
+    instances: list[dict[str, Any]]
+    perInstanceStates: list[dict[str, Any]]
+    status: Success
+
+
+class PendingQueue(_Answer):
+    """``GET .../queue`` (existing wa-hub shape): the pending items; ``age``/``nextAttemptIn`` in ms."""
+
+    depth: int
+    sendLoopRunning: bool
+    instanceState: StateName
+    eligibleCount: int
+    items: list[dict[str, Any]]
+    status: Success
+
+
+class Triggered(_Answer):
+    """``POST .../queue/trigger``: the send loop was woken."""
+
+    success: bool
+    message: str
+    instanceId: str
+    instanceState: StateName
+    queueDepth: int
+    status: Success
+
+
+class RetryStarted(_Answer):
+    """``POST .../retry``: a hard restart of a stopped or failed instance began."""
+
+    message: str
+    instanceId: str
+    status: Success
+
+
+class InfoRaw(_Answer):
+    """``GET .../client/info-raw``: what the engine knows (``info`` null unless ready)."""
+
+    instanceId: str
+    state: StateName
+    engine: str
+    info: dict[str, Any] | None
     status: Success
 
 

@@ -74,7 +74,7 @@ ROUTES: dict[tuple[str, str], Doc] = {
     ("post", I + "/client/action/request-pairing-code"): _ok(a.DataAnswer, 400, 404, 409, 413),
     ("post", I + "/client/action/is-registered-user"): _ok(a.DataAnswer, 400, 404, 409, 413),
     ("post", I + "/client/action/get-poll-votes"): _ok(a.DataAnswer, 400, 404, 413),
-    ("get", I + "/status"): _ok(a.Document, 404),
+    ("get", I + "/status"): _ok(a.StatusDocument, 404),
     ("post", I + "/restart"): _ok(a.Restarted, 400, 404, 409, 413),
     ("get", I + "/outbox"): _ok((a.OutboxPage, a.ItemAnswer), 400, 404),
     ("delete", I + "/queue"): _ok(a.QueueCleared, 404),
@@ -84,12 +84,12 @@ ROUTES: dict[tuple[str, str], Doc] = {
     ("get", I + "/webhooks/deliveries"): _ok(a.EventList, 400, 404),
     ("get", I + "/webhooks/dead-letters"): _ok(a.EventList, 400, 404),
     ("post", I + "/webhooks/replay"): _ok(a.Replayed, 400, 404, 413),
-    ("post", I + "/queue/trigger"): _ok(a.Document, 404),
-    ("post", I + "/retry"): _ok(a.Document, 400, 404, 409),
-    ("get", I + "/diagnostics"): _ok(a.Document, 404),
-    ("get", "/system/status"): _ok(a.Document),
-    ("get", I + "/client/info-raw"): _ok(a.Document, 404),
-    ("get", I + "/queue"): _ok((a.Document, a.ItemAnswer), 400, 404),
+    ("post", I + "/queue/trigger"): _ok(a.Triggered, 404),
+    ("post", I + "/retry"): _ok(a.RetryStarted, 400, 404, 409),
+    ("get", I + "/diagnostics"): _ok(a.Diagnostics, 404),
+    ("get", "/system/status"): _ok(a.SystemStatus),
+    ("get", I + "/client/info-raw"): _ok(a.InfoRaw, 404),
+    ("get", I + "/queue"): _ok((a.PendingQueue, a.ItemAnswer), 400, 404),
 }
 _CHAT = {"type": "string", "minLength": 1, "examples": ["201000000001@c.us"]}
 #: The sandbox routes read their bodies themselves (free-form fault parameters); documented here.
@@ -189,4 +189,7 @@ def _responses(doc: Doc, refs: dict[Any, Any], error_ref: dict[str, Any], method
     for code in doc.errors:
         if str(code) not in out:
             out[str(code)] = {"description": WHY[code], "content": {"application/json": {"schema": error_ref}}}
+            if code in (429, 503):
+                out[str(code)]["headers"] = {"Retry-After": {"description": "seconds to wait before trying again",
+                                                             "schema": {"type": "integer", "minimum": 1}}}
     return out
