@@ -25,3 +25,13 @@ def test_every_refusal_has_its_status_from_the_one_table() -> None:
                                   else c("x", retry_after_s=1)) for c in _refusals()} == expected
     assert set(STATUS) <= set(_refusals())
     assert status_of(WebhookRejected("forged signature")) == 403  # an engine's refusal, by its meaning
+
+
+def test_the_documented_state_names_are_the_lifecycle_states() -> None:
+    from typing import get_args
+
+    from wahub.api.answers import ExternalStatus, StateName
+    from wahub.domain.lifecycle import State
+
+    assert set(get_args(StateName)) == {s.value for s in State}
+    assert set(get_args(ExternalStatus)) == {s.value for s in State} | {"qr"}
