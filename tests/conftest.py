@@ -13,9 +13,9 @@ import pytest
 
 from tests.support.server import API_KEY
 from wahub import config
-from wahub.api.app import create_app
 from wahub.runtime.compose import build_hub
 from wahub.runtime.hub import Hub
+from wahub.web.app import create_app
 
 PG_URL = os.environ.get("WAHUB_TEST_PG_URL")
 

@@ -55,8 +55,8 @@ def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> N
                       secrets=(settings.api_key, settings.webhook_secret, settings.webhook_auth_token))
     import uvicorn
 
-    from wahub.api.app import create_app
     from wahub.runtime.compose import build_hub
+    from wahub.web.app import create_app
 
     hub = build_hub(settings)
     app = create_app(hub)

@@ -148,8 +148,8 @@ async def test_full_queue_is_a_429_with_retry_after(tmp_path: Any, settings_fact
     import httpx
 
     from tests.support.server import API_KEY
-    from wahub.api.app import create_app
     from wahub.runtime.compose import build_hub
+    from wahub.web.app import create_app
 
     hub = build_hub(settings_factory(max_queue_size=3))
     await hub.start()

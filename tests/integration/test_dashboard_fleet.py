@@ -24,7 +24,7 @@ from tests.conftest import HubClient
 from tests.support.polling import until
 from tests.support.receiver import Receiver
 from tests.support.server import API_KEY
-from wahub.api import presenters
+from wahub.edge import presenters
 from wahub.runtime.hub import Hub
 
 pytestmark = pytest.mark.timeout(90)

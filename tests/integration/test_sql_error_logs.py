@@ -21,9 +21,9 @@ import structlog
 from tests.conftest import make_settings
 from tests.support.server import API_KEY
 from wahub import observability
-from wahub.api.app import create_app
 from wahub.runtime.compose import build_hub
 from wahub.store.sql import SqlStore
+from wahub.web.app import create_app
 
 PG_URL = os.environ.get("WAHUB_TEST_PG_URL")
 SECRET = "whsec-sentinel-8f3a1c"

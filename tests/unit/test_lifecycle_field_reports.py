@@ -9,10 +9,10 @@ import asyncio
 from pathlib import Path
 
 from tests.support.fakehub import HOOK_URL, FakeHub, build
-from wahub.api import presenters
 from wahub.domain import ratelimit
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind
+from wahub.edge import presenters
 
 SEC = 1000
 MIN = 60 * SEC

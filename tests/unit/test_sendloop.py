@@ -17,6 +17,7 @@ from wahub.domain import ratelimit
 from wahub.domain.errors import ShuttingDown
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
+from wahub.edge.status import status_of
 from wahub.engines import base as eng
 from wahub.runtime.clock import FakeClock, SystemClock
 from wahub.store.memory import MemoryStore
@@ -269,7 +270,7 @@ async def test_a_stop_refuses_new_sends_and_lets_the_call_in_flight_finish() -> 
     with pytest.raises(ShuttingDown) as refused:
         await fh.hub.outbox.enqueue(iid, ItemKind.TEXT, {"chatId": "201000000001", "message": "late"},
                                     header_key="late")
-    assert refused.value.status_code == 503 and refused.value.retry_after_s > 0
+    assert status_of(refused.value) == 503 and refused.value.retry_after_s > 0
     await fh.advance(3_000)
     await stopping
     items, _ = await fh.store.list_items(iid, statuses=None, limit=10, offset=0)

@@ -2,6 +2,8 @@
 
 The existing wa-hub's error body: ``status`` is the HTTP status code as a number, so a client that
 reads ``body.status`` sees the same value as the response line. Extra context fields follow.
+:data:`~wahub.edge.status.STATUS` is the one place where a domain error becomes an HTTP status code; request
+validation failures are 400 like every other bad input (never FastAPI's 422).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wahub.domain.errors import ApiError, StoreUnavailable
+from wahub.edge.status import STATUS, status_of
+
+__all__ = ["STATUS", "error_body", "error_response", "install", "status_of"]
 
 log = structlog.get_logger("wahub.api")
 
@@ -42,7 +47,7 @@ def _describe(errors: list[Any]) -> tuple[int, str]:
         if err.get("type") in ("model_attributes_type", "dict_type") and not loc:
             return 400, "request body must be a JSON object"
         parts.append(f"{field}: {err.get('msg')}" if field else str(err.get("msg")))
-    return 422, "; ".join(parts) or "invalid request"
+    return 400, "; ".join(parts) or "invalid request"
 
 
 def install(app: FastAPI) -> None:
@@ -52,7 +57,7 @@ def install(app: FastAPI) -> None:
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         retry_after = getattr(exc, "retry_after_s", None)  # QueueFull (429), ShuttingDown (503)
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-        return error_response(exc.status_code, exc.message, headers, **exc.extra)
+        return error_response(status_of(exc), exc.message, headers, **exc.extra)
 
     @app.exception_handler(StoreUnavailable)
     async def _store_down(_request: Request, exc: StoreUnavailable) -> JSONResponse:

@@ -18,11 +18,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from wahub.api import presenters
 from wahub.api.auth import require_key
 from wahub.domain import lifecycle
 from wahub.domain.errors import InvalidInput, NotFound
 from wahub.domain.lifecycle import State
+from wahub.edge import presenters
 from wahub.runtime.hub import Hub
 from wahub.runtime.registry import InstanceRuntime
 
@@ -67,6 +67,8 @@ async def recreate(hub: Hub, rt: InstanceRuntime, webhook: dict[str, Any]) -> JS
         kwargs: dict[str, Any] = {"webhook_url": webhook["url"]}
         if "events" in webhook:
             kwargs["events"] = webhook["events"] if webhook["events"] is not None else []
+        if "secret" in webhook:  # validated like any update (a string of at most 512 characters)
+            kwargs["webhook_secret"] = webhook["secret"]
         await hub.update_instance(rt.id, **kwargs)
     state = rt.state
     if state == State.READY:

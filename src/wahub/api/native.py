@@ -9,11 +9,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from wahub.api import legacy, presenters, schemas
+from wahub.api import legacy, schemas
 from wahub.api.auth import require_key
 from wahub.api.waapi import _dump, hub_of, ok
 from wahub.domain.errors import InvalidInput, NotFound
 from wahub.domain.outbox import ItemStatus, OutboxItem
+from wahub.edge import presenters
 from wahub.runtime.hub import Hub
 
 router = APIRouter(dependencies=[Depends(require_key)], tags=["native"])

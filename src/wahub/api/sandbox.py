@@ -14,6 +14,7 @@ from wahub.api.waapi import check_text, hub_of, ok
 from wahub.domain import chatid
 from wahub.domain.errors import InvalidInput, NotFound
 from wahub.runtime.inboundshapes import MESSAGE_TYPES
+from wahub.runtime.sandboxport import SandboxControl
 
 router = APIRouter(prefix="/sandbox", dependencies=[Depends(require_key)], tags=["sandbox"])
 
@@ -40,7 +41,7 @@ def _optional_chat(data: dict[str, Any], name: str) -> str | None:
     return None if value is None else chatid.normalize(value, field=name)
 
 
-def _world(request: Request, instance_id: str) -> tuple[Any, str]:
+def _world(request: Request, instance_id: str) -> tuple[SandboxControl, str]:
     hub = hub_of(request)
     if hub.sandbox is None:
         raise NotFound("the sandbox engine is not in use (WAHUB_ENGINE=sandbox enables it)")
@@ -54,8 +55,17 @@ async def scan(request: Request, instance_id: str) -> JSONResponse:
     phone = data.get("phone")
     if phone is not None:
         phone = chatid.phone_number(chatid.normalize(phone, field="phone"))
+    if data.get("pushName") is not None and not isinstance(data["pushName"], str):
+        raise InvalidInput("pushName must be a string")
     await world.scan(iid, phone=phone, push_name=data.get("pushName"))
     return ok({"scanned": True, "instanceId": iid})
+
+
+def _required(data: dict[str, Any], name: str) -> str:
+    """A required, non-empty string field; InvalidInput naming it otherwise."""
+    value = _str(data, name, required=True)
+    assert value is not None  # _str raised otherwise
+    return value
 
 
 def _str(data: dict[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -145,7 +155,7 @@ async def inject_reaction(request: Request, instance_id: str,
     world, iid = _world(request, instance_id)
     data = await _body(request)
     sender = chatid.normalize(data.get("from"), field="from")
-    target = _str(data, "messageId", required=True)
+    target = _required(data, "messageId")
     emoji = data.get("reaction")
     if not isinstance(emoji, str) or len(emoji) > 32:
         raise InvalidInput('reaction must be an emoji ("" removes the reaction)')
@@ -158,7 +168,7 @@ async def inject_edit(request: Request, instance_id: str, body: schemas.SandboxC
     world, iid = _world(request, instance_id)
     data = await _body(request)
     sender = chatid.normalize(data.get("from"), field="from")
-    original = _str(data, "messageId", required=True)
+    original = _required(data, "messageId")
     text = _str(data, "text", required=True)
     assert original is not None and text is not None
     await world.inject_edit(iid, sender, original, text, chat_id=_optional_chat(data, "chatId"))
@@ -171,7 +181,7 @@ async def inject_revoke(request: Request, instance_id: str,
     world, iid = _world(request, instance_id)
     data = await _body(request)
     sender = chatid.normalize(data.get("from"), field="from")
-    original = _str(data, "messageId", required=True)
+    original = _required(data, "messageId")
     assert original is not None
     await world.inject_revoke(iid, sender, original, chat_id=_optional_chat(data, "chatId"))
     return ok({"injected": True})
@@ -194,6 +204,8 @@ async def inject_vote(request: Request, instance_id: str, body: schemas.SandboxV
     ts = data.get("timestamp")
     if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
         raise InvalidInput("timestamp must be epoch milliseconds")
+    if not isinstance(data.get("asHashes", False), bool):
+        raise InvalidInput("asHashes must be true or false")
     await world.inject_vote(iid, poll_id, voter, selected, timestamp=ts,
                             voter_alt=_optional_chat(data, "voterAlt"), as_hashes=bool(data.get("asHashes")),
                             decrypt_failed=decrypt_failed)

@@ -8,11 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from wahub.api import legacy, presenters, schemas
+from wahub.api import legacy, schemas
 from wahub.api.auth import require_key
 from wahub.domain import chatid, lifecycle, webhookurl
 from wahub.domain.errors import Conflict, InvalidInput, NotFound
 from wahub.domain.outbox import ItemKind, ItemStatus
+from wahub.edge import presenters
 from wahub.runtime.hub import Hub
 from wahub.runtime.registry import InstanceRuntime
 
@@ -182,6 +183,8 @@ def _queued_message(state: lifecycle.State) -> str:
 async def _enqueue(request: Request, instance_id: str, kind: ItemKind, data: dict[str, Any],
                    header_key: str | None) -> JSONResponse:
     hub = hub_of(request)
+    if data.get("retry") is not None and not isinstance(data["retry"], bool):
+        raise InvalidInput("retry must be true or false")
     retry = data.get("retry") is True or request.query_params.get("retry") in ("1", "true")
     result = await hub.outbox.enqueue(instance_id, kind, data, header_key=header_key, retry=retry)
     rt = hub.get(instance_id)

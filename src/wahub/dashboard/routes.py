@@ -18,13 +18,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from wahub.api import brakes
-from wahub.api.auth import key_matches
 from wahub.dashboard import session as sessions
 from wahub.dashboard import views
 from wahub.domain import chatid
 from wahub.domain.errors import ApiError
 from wahub.domain.outbox import ItemKind
+from wahub.edge import brakes
+from wahub.edge.auth import key_matches
+from wahub.edge.status import status_of
 from wahub.runtime.events import WEBHOOK_EVENTS
 from wahub.runtime.hub import Hub
 
@@ -173,7 +174,7 @@ async def create_instance(request: Request) -> Response:
     try:
         rt = await _hub(request).create_instance(name, url or None, events, secret)
     except ApiError as exc:
-        return _page(request, "new.html", status_code=exc.status_code, events=WEBHOOK_EVENTS, values=values,
+        return _page(request, "new.html", status_code=status_of(exc), events=WEBHOOK_EVENTS, values=values,
                      error=exc.message)
     return _see_other(_instance_path(rt.id), done="created")
 
@@ -185,7 +186,7 @@ async def _instance_page(request: Request, instance_id: str, *, status: str | No
     try:
         context = await views.instance_context(hub, instance_id, status, dead_page)
     except ApiError as exc:
-        return _page(request, "missing.html", status_code=exc.status_code, error=exc.message)
+        return _page(request, "missing.html", status_code=status_of(exc), error=exc.message)
     return _page(request, "instance.html", status_code=status_code, **{**context, **extra})
 
 
@@ -236,7 +237,7 @@ async def item_action(request: Request, instance_id: str, queue_id: str, action:
         rt = hub.get(instance_id)
         await calls[action](rt.id, queue_id)
     except ApiError as exc:
-        return await _instance_page(request, instance_id, status=status, status_code=exc.status_code,
+        return await _instance_page(request, instance_id, status=status, status_code=status_of(exc),
                                     error=exc.message)
     log.info("dashboard_item_action", instance_id=rt.id, queue_id=queue_id, action=action)
     return _see_other(_instance_path(rt.id), status=status or "", done=ITEM_ACTIONS[action])
@@ -250,7 +251,7 @@ async def replay(request: Request, instance_id: str) -> Response:
     try:
         n = await hub.replay_events(instance_id, event_id)
     except ApiError as exc:
-        return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message)
+        return await _instance_page(request, instance_id, status_code=status_of(exc), error=exc.message)
     log.info("dashboard_replay", instance_id=hub.get(instance_id).id, event_id=event_id, replayed=n)
     return _see_other(_instance_path(hub.get(instance_id).id), done="replayed")
 
@@ -262,7 +263,7 @@ async def restart(request: Request, instance_id: str) -> Response:
     try:
         rt = await _hub(request).restart(instance_id, kind)
     except ApiError as exc:
-        return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message)
+        return await _instance_page(request, instance_id, status_code=status_of(exc), error=exc.message)
     log.info("dashboard_restart", instance_id=rt.id, kind=kind)
     return _see_other(_instance_path(rt.id), done="restarted")
 
@@ -272,7 +273,7 @@ async def logout_instance(request: Request, instance_id: str) -> Response:
     try:
         rt = await _hub(request).logout(instance_id)
     except ApiError as exc:
-        return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message)
+        return await _instance_page(request, instance_id, status_code=status_of(exc), error=exc.message)
     log.info("dashboard_instance_logout", instance_id=rt.id)
     return _see_other(_instance_path(rt.id), done="logged_out")
 
@@ -284,7 +285,7 @@ async def pairing_code(request: Request, instance_id: str) -> Response:
     try:
         code = await _hub(request).request_pairing_code(instance_id, phone)
     except ApiError as exc:
-        return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message,
+        return await _instance_page(request, instance_id, status_code=status_of(exc), error=exc.message,
                                     phone=phone)
     return await _instance_page(request, instance_id, pairing_code=code, phone=phone)
 
@@ -294,7 +295,7 @@ async def delivery_page(request: Request, instance_id: str, event_id: str) -> Re
     try:
         context = await views.delivery_context(_hub(request), instance_id, event_id)
     except ApiError as exc:
-        return _page(request, "missing.html", status_code=exc.status_code, error=exc.message)
+        return _page(request, "missing.html", status_code=status_of(exc), error=exc.message)
     return _page(request, "delivery.html", **context)
 
 
@@ -316,7 +317,7 @@ async def edit_webhook(request: Request, instance_id: str) -> Response:
             changes["webhook_secret"] = secret
         await hub.update_instance(rt.id, **changes)
     except ApiError as exc:
-        return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message)
+        return await _instance_page(request, instance_id, status_code=status_of(exc), error=exc.message)
     log.info("dashboard_webhook_saved", instance_id=rt.id, url_changed="webhook_url" in changes,
              secret_changed="webhook_secret" in changes)
     return _see_other(_instance_path(rt.id), done="webhook_saved")
@@ -340,7 +341,7 @@ async def test_send(request: Request, instance_id: str, kind: str) -> Response:
         result = await hub.outbox.enqueue(rt.id, ItemKind.TEXT if kind == "message" else ItemKind.POLL, body,
                                    header_key=None)
     except ApiError as exc:
-        return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message)
+        return await _instance_page(request, instance_id, status_code=status_of(exc), error=exc.message)
     log.info("dashboard_test_send", instance_id=rt.id, queue_id=result.item.queue_id, kind=kind)
     return _see_other(_instance_path(rt.id), done=f"test_{kind}")
 
@@ -358,7 +359,7 @@ async def sandbox_scan(request: Request, instance_id: str) -> Response:
         digits = chatid.phone_number(chatid.normalize(phone, field="phone")) if phone else None
         await hub.sandbox.scan(rt.id, phone=digits)
     except ApiError as exc:
-        return await _instance_page(request, instance_id, status_code=exc.status_code, error=exc.message)
+        return await _instance_page(request, instance_id, status_code=status_of(exc), error=exc.message)
     log.info("dashboard_sandbox_scan", instance_id=rt.id)
     return _see_other(_instance_path(rt.id), done="scanned")
 
@@ -368,7 +369,7 @@ async def delete_form(request: Request, instance_id: str) -> Response:
     try:
         rt = _hub(request).get(instance_id)
     except ApiError as exc:
-        return _page(request, "missing.html", status_code=exc.status_code, error=exc.message)
+        return _page(request, "missing.html", status_code=status_of(exc), error=exc.message)
     return _page(request, "delete.html", instance_id=rt.id, name=rt.record.name)
 
 

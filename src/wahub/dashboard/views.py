@@ -12,10 +12,10 @@ from urllib.parse import urlencode
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from wahub import __version__
-from wahub.api import presenters
 from wahub.domain import lifecycle, webhookurl
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemStatus, OutboxItem
+from wahub.edge import presenters
 from wahub.runtime.events import WEBHOOK_EVENTS
 from wahub.runtime.hub import Hub
 

@@ -9,13 +9,17 @@
     ├── EngineError                    an engine call other than a send failed
     ├── StoreError                     the database failed
     │   └── StoreUnavailable           the database cannot be reached (API answers 503)
-    └── ApiError                       a request the API must refuse, with its HTTP status
-        ├── InvalidInput       400
-        ├── NotFound           404
-        ├── Conflict           409
-        ├── QueueFull          429 (with ``retry_after_s``)
-        └── ServiceUnavailable 503
-            └── ShuttingDown       503 with Retry-After
+    └── ApiError                       a request refused for a reason the caller can act on
+        ├── InvalidInput               the input is malformed or invalid (the message names the field)
+        ├── Unauthenticated            no credentials were presented
+        ├── Forbidden                  the credentials (key, signature, token) are wrong
+        ├── NotFound                   the addressed thing does not exist
+        ├── Conflict                   the request contradicts stored state
+        ├── QueueFull                  the instance's outbox is full (with ``retry_after_s``)
+        └── ServiceUnavailable         the store or the engines are not available
+            └── ShuttingDown           wa-hub is stopping (with ``retry_after_s``)
+
+The errors carry meaning only; ``wahub.api.errors.STATUS`` maps them to HTTP status codes.
 """
 
 from __future__ import annotations
@@ -67,9 +71,7 @@ class StoreUnavailable(StoreError):
 
 
 class ApiError(WaHubError):
-    """A request the API refuses; carries the HTTP status and optional extra JSON fields."""
-
-    status_code = 400
+    """A request refused for a reason the caller can act on; ``extra`` are context fields for the answer."""
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -78,27 +80,28 @@ class ApiError(WaHubError):
 
 
 class InvalidInput(ApiError):
-    """Malformed or invalid input (400); the message names the field."""
+    """Malformed or invalid input; the message names the field."""
 
-    status_code = 400
+
+class Unauthenticated(ApiError):
+    """No credentials were presented (no API key)."""
+
+
+class Forbidden(ApiError):
+    """The credentials presented are wrong (API key, webhook signature, verify token)."""
 
 
 class NotFound(ApiError):
-    """The addressed instance, item or event does not exist (404)."""
-
-    status_code = 404
+    """The addressed instance, item or event does not exist."""
 
 
 class Conflict(ApiError):
-    """The request conflicts with stored state, e.g. an idempotency key reused with another payload (409)."""
-
-    status_code = 409
+    """The request conflicts with stored state, e.g. an idempotency key reused with another payload."""
 
 
 class QueueFull(ApiError):
-    """The instance's outbox holds ``MAX_QUEUE_SIZE`` open items (429)."""
+    """The instance's outbox holds ``MAX_QUEUE_SIZE`` open items."""
 
-    status_code = 429
 
     def __init__(self, message: str, *, retry_after_s: int, **extra: Any) -> None:
         super().__init__(message, **extra)
@@ -106,13 +109,11 @@ class QueueFull(ApiError):
 
 
 class ServiceUnavailable(ApiError):
-    """The store or the engines are not available (503)."""
-
-    status_code = 503
+    """The store or the engines are not available."""
 
 
 class ShuttingDown(ServiceUnavailable):
-    """wa-hub is stopping and takes no new sends (503 with ``Retry-After``)."""
+    """wa-hub is stopping and takes no new sends (``retry_after_s``)."""
 
     def __init__(self, message: str, *, retry_after_s: int, **extra: Any) -> None:
         super().__init__(message, **extra)

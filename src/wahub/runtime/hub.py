@@ -29,6 +29,7 @@ from wahub.runtime.inbound import Inbound
 from wahub.runtime.instances import Instances
 from wahub.runtime.outbox import InstanceOutcomes, Outbox, limits_for
 from wahub.runtime.registry import InstanceRuntime, Registry
+from wahub.runtime.sandboxport import SandboxControl
 from wahub.runtime.sendloop import SendLoop, SendPolicy
 from wahub.runtime.supervisor import LifecyclePolicy, Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
@@ -43,14 +44,14 @@ class Hub:
     """Composition of store, engines, send loops, supervisors and webhook dispatcher."""
 
     def __init__(self, settings: Settings, store: Store, engine_factory: EngineFactory, *,
-                 clock: Clock, rng: random.Random | None = None, sandbox: Any = None,
+                 clock: Clock, rng: random.Random | None = None, sandbox: SandboxControl | None = None,
                  http_client: Any = None) -> None:
         self.settings = settings
         self.store = store
         self.engine_factory = engine_factory
         self.clock = clock
         self.rng = rng or random.Random()
-        self.sandbox = sandbox
+        self.sandbox = sandbox  # the simulated WhatsApp's controls, None with a real engine
         self.metrics = Metrics()
         self.instances = Registry()
         self.url_guard = urlguard.UrlGuard(webhookurl.parse_policy(settings.webhook_allowed_networks))

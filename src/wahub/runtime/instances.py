@@ -172,8 +172,8 @@ class Instances:
         """Whether a number is on WhatsApp (needs a ready instance)."""
         rt = self.registry.get_rt(instance_id)
         chat = chatid.normalize(contact, field="contactId")
-        if rt.state != State.READY or rt.engine is None:
-            raise ServiceUnavailable(f"instance is {rt.state.value}, not ready")
+        if rt.state != State.READY or rt.engine is None:  # the instance's state, not the server's health
+            raise Conflict(f"instance is {rt.state.value}, not ready")
         try:
             return await rt.engine.is_registered(chat)
         except EngineError as exc:

@@ -49,9 +49,9 @@ import enum
 from dataclasses import dataclass
 
 from wahub.domain.errors import (
-    ApiError,
     DisconnectedError,
     EngineError,
+    Forbidden,
     PermanentSendError,
     SendError,
     TransientSendError,
@@ -128,10 +128,8 @@ class OutsideServiceWindow(PermanentSendError):
                          reason=OUTSIDE_SERVICE_WINDOW)
 
 
-class WebhookRejected(ApiError):
+class WebhookRejected(Forbidden):
     """A webhook call the hub refuses: forged or missing signature, wrong verify token (403)."""
-
-    status_code = 403
 
 
 def classify(code: int, *, http_status: int = 0, on_check: bool = False) -> Verdict:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import structlog
 from starlette.types import Scope
 
-from wahub.api import auth
 from wahub.domain.brake import FailureBrake
+from wahub.edge import auth
 
 log = structlog.get_logger("wahub.auth")
 

@@ -1,0 +1,50 @@
+"""The API key at the edge: where a request carries it, constant-time comparison, which paths are public.
+
+Shared by the API (its guard and route dependency) and the dashboard (its login form). Framework
+free apart from raw ASGI headers, so neither side imports the other.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+MISSING = 'API key required: send "Authorization: Bearer <API_KEY>" or "X-API-Key"'
+WRONG = "Invalid API key"
+# Paths that do not take the API key: liveness/readiness, the API docs, the dashboard (its own
+# session login) and /metrics (which checks the key itself unless METRICS_REQUIRE_AUTH=false).
+PUBLIC_PREFIXES = ("/health", "/ready", "/docs", "/redoc", "/openapi.json", "/dashboard", "/metrics",
+                   "/favicon.ico")
+
+
+def key_matches(expected: str | None, given: str | None) -> bool:
+    """Constant-time comparison; with no key configured (insecure dev mode) everything passes."""
+    if expected is None:
+        return True
+    if given is None:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def refusal(expected: str | None, given: str | None) -> str | None:
+    """Why a request with key ``given`` is refused: :data:`MISSING`, :data:`WRONG` or None (it may pass)."""
+    if expected is None:
+        return None
+    if given is None:
+        return MISSING
+    if not key_matches(expected, given):
+        return WRONG
+    return None
+
+
+def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
+    """The key raw ASGI headers carry, from ``Authorization: Bearer`` or ``X-API-Key``."""
+    auth = headers.get(b"authorization", b"").decode("latin-1")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    key = headers.get(b"x-api-key")
+    return key.decode("latin-1") if key is not None else None
+
+
+def is_public(path: str) -> bool:
+    """True for paths that do not take the API key."""
+    return path == "/" or any(path == p or path.startswith(p + "/") for p in PUBLIC_PREFIXES)
