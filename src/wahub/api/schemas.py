@@ -26,6 +26,11 @@ class CreateInstance(_Body):
     name: Any = Field(None, description="instance name; the id is the sanitised name",
                       examples=["WASP-shop.myshopify.com"])
     webhook: WebhookConfig | None = None
+    engine: Any = Field(None, description='"cloud" (Meta\'s Cloud API), or the hub\'s WAHUB_ENGINE (the default)',
+                        examples=["cloud"])
+    cloud: Any = Field(None, description="engine cloud: phoneNumberId, wabaId, accessToken, appSecret, verifyToken "
+                                         "(stored encrypted, never shown again), optional pollTemplate "
+                                         "{name, language} and listButton")
 
 
 class UpdateInstance(_Body):
@@ -53,6 +58,9 @@ class CreatePoll(_Body):
     caption: Any = Field(None, examples=["Confirm your order #1001?"])
     options: Any = Field(None, examples=[["Confirm", "Cancel"]])
     multipleAnswers: Any = False
+    template: Any = Field(None, description="cloud instances: an approved template {name, language, bodyParameters} "
+                                            "with one quick-reply button per option (reaches a chat outside the "
+                                            "24-hour window); other engines ignore it")
     idempotencyKey: Any = Field(None, examples=["order:shop:1001:confirmPoll:v1"])
     retry: Any = None
 

@@ -13,6 +13,7 @@
         ├── InvalidInput       400
         ├── NotFound           404
         ├── Conflict           409
+        ├── Unprocessable      422 (well-formed, but cannot be sent: e.g. outside the service window)
         ├── QueueFull          429 (with ``retry_after_s``)
         └── ServiceUnavailable 503
             └── ShuttingDown       503 with Retry-After
@@ -93,6 +94,13 @@ class Conflict(ApiError):
     """The request conflicts with stored state, e.g. an idempotency key reused with another payload (409)."""
 
     status_code = 409
+
+
+class Unprocessable(ApiError):
+    """A well-formed request that cannot be carried out as asked (422), e.g. a free-form message to a
+    Cloud API chat whose 24-hour service window is closed; ``reason`` names why."""
+
+    status_code = 422
 
 
 class QueueFull(ApiError):
