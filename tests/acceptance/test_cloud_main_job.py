@@ -66,7 +66,8 @@ def test_cloud_instance_poll_button_reply_and_webhooks(tmp_path: Path) -> None:
         assert (shake.status_code, shake.text) == (200, "8675309")
 
         poll_body = {"chatId": "+20 100 000 0001", "caption": CAPTION, "options": ["Confirm", "Cancel"]}
-        outside = c.post(f"/instances/{iid}/client/action/create-poll", json=poll_body, headers={"Idempotency-Key": KEY})
+        outside = c.post(f"/instances/{iid}/client/action/create-poll", json=poll_body,
+                         headers={"Idempotency-Key": KEY})
         assert outside.status_code == 422 and outside.json()["reason"] == "outside_service_window"
 
         assert _meta(hub, iid, fx.text("Hi, I just ordered")).status_code == 200
