@@ -171,6 +171,18 @@ async def test_a_cloud_and_a_sandbox_instance_run_side_by_side_and_secrets_never
     assert (await env.client.get("/instances/shop-two")).status_code == 404
 
 
+async def test_renewed_credentials_are_used_from_the_next_start(env: Setup) -> None:
+    iid = await _create_cloud(env)
+    renewed = await env.client.post("/instances", json={"name": "shop-cloud", "engine": "cloud",
+                                                        "cloud": {**CLOUD, "accessToken": "EAArenewed456"}})
+    assert renewed.status_code == 200 and "EAArenewed456" not in renewed.text
+    bad = await env.client.post("/instances", json={"name": "shop-cloud", "cloud": {**CLOUD, "wabaId": ""}})
+    assert bad.status_code == 400 and "cloud.wabaId" in bad.json()["error"]
+    assert (await env.client.post(f"/instances/{iid}/restart", json={"type": "hard"})).status_code in (200, 202)
+    await until(lambda: _async(env.graph.requests[-1].headers["authorization"] == "Bearer EAArenewed456"))
+    await _ready(env, iid)
+
+
 async def test_outside_the_window_only_a_template_poll_is_accepted_and_a_reply_opens_it(env: Setup) -> None:
     iid = await _create_cloud(env)
     send = f"/instances/{iid}/client/action/send-message"

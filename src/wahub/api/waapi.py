@@ -92,6 +92,8 @@ async def create_instance(request: Request, body: schemas.CreateInstance | None 
         raise InvalidInput("Webhook URL is required (webhook.url)")
     existing = hub.instances.get(chatid.instance_id_from_name(data["name"]))
     if existing is not None and existing.record.name == data["name"].strip():
+        if data.get("cloud") is not None:  # renewed Cloud API credentials, read at the engine's next start
+            await hub.replace_cloud_credentials(existing.id, data["cloud"])
         return await legacy.recreate(hub, existing, webhook)
     rt = await hub.create_instance(data["name"], webhook.get("url"), webhook.get("events"), webhook.get("secret"),
                                    engine=data.get("engine"), cloud=data.get("cloud"))

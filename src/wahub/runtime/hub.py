@@ -213,6 +213,15 @@ class Hub:
             raise InvalidInput('cloud is only for engine "cloud"')
         return await self.admin.create(name, webhook_url, events, webhook_secret, engine=engine, after_insert=save)
 
+    async def replace_cloud_credentials(self, instance_id: str, cloud: Any) -> InstanceRuntime:
+        """Store new credentials for a cloud instance (e.g. a renewed token); the engine reads them at
+        its next start. Raises NotFound, InvalidInput (not a cloud instance, bad field) or Conflict."""
+        rt = self.get(instance_id)
+        if rt.record.engine != "cloud":
+            raise InvalidInput(f'cloud is only for engine "cloud"; instance {rt.id} runs {rt.record.engine}')
+        await self.cloud.save(rt.id, self.cloud.parse(cloud))
+        return rt
+
     async def update_instance(self, instance_id: str, **changes: Any) -> InstanceRuntime:
         """Change name, webhook settings or per-instance limits (see :meth:`Instances.update`)."""
         return await self.admin.update(instance_id, **changes)
