@@ -332,7 +332,7 @@ def import_node(directory: Path, data_dir: str) -> None:
 
     async def run() -> nodeimport.ImportReport:
         try:
-            return await nodeimport.import_node(store, SystemClock(), files)
+            return await nodeimport.import_node(store, SystemClock(), files, engine=settings.engine)
         finally:
             await store.close()
 

@@ -10,6 +10,7 @@ each variable it does not use: an unknown ``WA*``/``WAHUB*`` name or a name of t
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -106,6 +107,13 @@ class Settings(BaseSettings):
     sandbox_delivery_log: Path | None = Field(default=None, alias="SANDBOX_DELIVERY_LOG")
     sandbox_auto_ack: bool = Field(default=True, alias="SANDBOX_AUTO_ACK")
 
+    # cloud engine (Meta's WhatsApp Cloud API)
+    cloud_credentials_key: str | None = Field(default=None, alias="WAHUB_CLOUD_CREDENTIALS_KEY")
+    cloud_graph_url: str = Field(default="https://graph.facebook.com", alias="WAHUB_CLOUD_GRAPH_URL")
+    cloud_graph_timeout_ms: int = Field(default=15000, ge=100, le=600_000, alias="WAHUB_CLOUD_GRAPH_TIMEOUT_MS")
+    cloud_webhook_max_bytes: int = Field(default=512 * 1024, ge=1024, le=64 * 1024 * 1024,
+                                         alias="WAHUB_CLOUD_WEBHOOK_MAX_BYTES")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _log_level(cls, v: object) -> object:
@@ -125,6 +133,30 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_optional(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("cloud_credentials_key", mode="before")
+    @classmethod
+    def _fernet_keys(cls, v: object) -> object:
+        """Blank = unset; otherwise comma-separated Fernet keys (32 bytes, url-safe base64 each)."""
+        if not isinstance(v, str) or not v.strip():
+            return None if isinstance(v, str) else v
+        for part in (p.strip() for p in v.split(",")):
+            try:
+                raw = base64.urlsafe_b64decode(part.encode("ascii"))
+            except (ValueError, UnicodeEncodeError):
+                raw = b""
+            if len(raw) != 32 or len(part) != 44:
+                raise ValueError("must be Fernet keys (44 characters of url-safe base64 each), comma-separated; "
+                                 "generate one with `python -c \"from cryptography.fernet import Fernet; "
+                                 "print(Fernet.generate_key().decode())\"`")
+        return v.strip()
+
+    @field_validator("cloud_graph_url")
+    @classmethod
+    def _graph_url(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as https://graph.facebook.com")
+        return v.rstrip("/")
 
     @field_validator("webhook_allowed_networks")
     @classmethod

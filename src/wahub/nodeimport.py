@@ -110,14 +110,15 @@ def read_files(instances_file: Path, idempotency_file: Path) -> NodeFiles:
     return NodeFiles(_read_array(instances_file, "instance list"), records, notes)
 
 
-async def import_node(store: Store, clock: Clock, files: NodeFiles) -> ImportReport:
-    """Import the parsed files into ``store`` (migrated first); returns what was done."""
+async def import_node(store: Store, clock: Clock, files: NodeFiles, *, engine: str = "whatsmeow") -> ImportReport:
+    """Import the parsed files into ``store`` (migrated first) as instances of ``engine`` (``WAHUB_ENGINE``);
+    returns what was done."""
     report = ImportReport(notes=list(files.notes))
     await store.migrate()
     now = clock.now_ms()
     names: dict[str, str] = {}  # old id, old name and sanitised name → our id
     for old in files.instances:
-        iid = await _import_instance(store, old, now, report)
+        iid = await _import_instance(store, old, now, report, engine)
         if iid is not None:
             for alias in (old.get("id"), old.get("name"), iid):
                 if isinstance(alias, str):
@@ -127,7 +128,8 @@ async def import_node(store: Store, clock: Clock, files: NodeFiles) -> ImportRep
     return report
 
 
-async def _import_instance(store: Store, old: dict[str, Any], now: int, report: ImportReport) -> str | None:
+async def _import_instance(store: Store, old: dict[str, Any], now: int, report: ImportReport,
+                           engine: str) -> str | None:
     name = old.get("name") if isinstance(old.get("name"), str) else old.get("id")
     if not isinstance(name, str) or not name.strip():
         report.notes.append(f"skipped an instance without id or name: {json.dumps(old)[:120]}")
@@ -148,7 +150,7 @@ async def _import_instance(store: Store, old: dict[str, Any], now: int, report: 
     try:
         await store.create_instance(id=iid, name=name.strip(), webhook_url=url,
                                     webhook_events=[e for e in events if e in WEBHOOK_EVENTS], webhook_secret=None,
-                                    now=_ms(old.get("createdAt"), now), state="initializing")
+                                    now=_ms(old.get("createdAt"), now), state="initializing", engine=engine)
     except Conflict:
         report.instances_kept.append(iid)
         return iid

@@ -33,7 +33,7 @@ OLD_KEYS = [
 
 
 def import_node(old: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATA_DIR": str(data_dir)}
+    env = {**os.environ, "DATA_DIR": str(data_dir), "WAHUB_ENGINE": "sandbox"}  # the settings `serve` runs with
     env.pop("API_KEY", None)
     return subprocess.run([sys.executable, "-m", "wahub.cli", "import-node", str(old)], env=env,
                           capture_output=True, text=True, timeout=60)

@@ -71,9 +71,9 @@ class SpyFactory(EngineFactory):
             return await original_text(chat_id, text, message_id=message_id)
 
         async def send_poll(chat_id: str, caption: str, options: list[str], multiple: bool, *,
-                            message_id: str | None = None) -> SendResult:
+                            message_id: str | None = None, template: Any = None) -> SendResult:
             spy._record(instance_id)
-            return await original_poll(chat_id, caption, options, multiple, message_id=message_id)
+            return await original_poll(chat_id, caption, options, multiple, message_id=message_id, template=template)
 
         def new_message_id() -> str | None:
             return self.inner.world.new_message_id() if spy.choose_ids else None

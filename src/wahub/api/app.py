@@ -9,6 +9,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from wahub.api import cloud as cloud_api
 from wahub.api import errors, legacy, native, openapi, sandbox, waapi, webhookdocs
 from wahub.runtime.hub import Hub
 
@@ -30,6 +31,7 @@ def install(app: FastAPI, hub: Hub) -> None:
     metrics_need_key = hub.settings.metrics_require_auth and hub.settings.api_key is not None
     app.openapi = lambda: openapi.document(  # type: ignore[method-assign]
         app, metrics_need_key=metrics_need_key, waapi_envelope=hub.settings.waapi_envelope)
+    app.include_router(cloud_api.router(hub.cloud_webhooks, max_body_bytes=hub.settings.cloud_webhook_max_bytes))
 
 
 SWAGGER = Path(__file__).parent / "static" / "swagger"

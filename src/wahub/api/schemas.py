@@ -81,6 +81,11 @@ class CreateInstance(_Body):
     name: Any = _f({**_TEXT, "maxLength": 100, "examples": ["WASP-shop.myshopify.com"]},
                    "instance name; the id is the sanitised name")
     webhook: WebhookConfig | None = None
+    engine: Any = Field(None, description='"cloud" (Meta\'s Cloud API), or the hub\'s WAHUB_ENGINE (the default)',
+                        examples=["cloud"])
+    cloud: Any = Field(None, description="engine cloud: phoneNumberId, wabaId, accessToken, appSecret, verifyToken "
+                                         "(stored encrypted, never shown again), optional pollTemplate "
+                                         "{name, language} and listButton")
 
 
 class UpdateInstance(_Body):
@@ -124,6 +129,9 @@ class CreatePoll(_Body):
     options: Any = _f({"type": "array", "minItems": 2, "maxItems": 12, "uniqueItems": True,
                        "items": {**_TEXT, "maxLength": 100}, "examples": [["Confirm", "Cancel"]]})
     multipleAnswers: Any = _f(_BOOL_OR_NULL, default=False)
+    template: Any = _f({"type": ["object", "null"]},
+                       "cloud instances: an approved template {name, language, bodyParameters} with one quick-reply "
+                       "button per option (reaches a chat outside the 24-hour window); other engines ignore it")
     idempotencyKey: Any = _f(_KEY)
     retry: Any = _f(_BOOL_OR_NULL)
 

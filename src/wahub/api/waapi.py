@@ -36,7 +36,7 @@ def instance_brief(rt: InstanceRuntime) -> dict[str, Any]:
     return {"id": rt.id, "name": rt.record.name,
             "status": lifecycle.external_status(rt.state, rt.qr is not None), "state": rt.state.value,
             "phoneNumber": rt.phone, "webhookUrl": webhookurl.redact(rt.record.webhook_url),
-            "webhookEvents": rt.record.webhook_events, "lastError": rt.last_error}
+            "webhookEvents": rt.record.webhook_events, "lastError": rt.last_error, "engine": rt.record.engine}
 
 
 def _dump(body: Any) -> dict[str, Any]:
@@ -93,8 +93,11 @@ async def create_instance(request: Request, body: schemas.CreateInstance | None 
         raise InvalidInput("Webhook URL is required (webhook.url)")
     existing = hub.instances.get(chatid.instance_id_from_name(data["name"]))
     if existing is not None and existing.record.name == data["name"].strip():
+        if data.get("cloud") is not None:  # renewed Cloud API credentials, read at the engine's next start
+            await hub.replace_cloud_credentials(existing.id, data["cloud"])
         return await legacy.recreate(hub, existing, webhook)
-    rt = await hub.create_instance(data["name"], webhook.get("url"), webhook.get("events"), webhook.get("secret"))
+    rt = await hub.create_instance(data["name"], webhook.get("url"), webhook.get("events"), webhook.get("secret"),
+                                   engine=data.get("engine"), cloud=data.get("cloud"))
     return ok({"instance": instance_brief(rt)})
 
 

@@ -15,6 +15,7 @@
         ├── Forbidden                  the credentials (key, signature, token) are wrong
         ├── NotFound                   the addressed thing does not exist
         ├── Conflict                   the request contradicts stored state
+        ├── Unprocessable              well-formed, but cannot be sent (e.g. outside the service window)
         ├── QueueFull                  the instance's outbox is full (with ``retry_after_s``)
         └── ServiceUnavailable         the store or the engines are not available
             └── ShuttingDown           wa-hub is stopping (with ``retry_after_s``)
@@ -97,6 +98,11 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     """The request conflicts with stored state, e.g. an idempotency key reused with another payload."""
+
+
+class Unprocessable(ApiError):
+    """A well-formed request that cannot be carried out as asked (422), e.g. a free-form message to a
+    Cloud API chat whose 24-hour service window is closed; ``reason`` names why."""
 
 
 class QueueFull(ApiError):

@@ -11,9 +11,10 @@ import hmac
 MISSING = 'API key required: send "Authorization: Bearer <API_KEY>" or "X-API-Key"'
 WRONG = "Invalid API key"
 # Paths that do not take the API key: liveness/readiness, the API docs, the dashboard (its own
-# session login) and /metrics (which checks the key itself unless METRICS_REQUIRE_AUTH=false).
+# session login), /metrics (which checks the key itself unless METRICS_REQUIRE_AUTH=false) and /cloud
+# (Meta's webhook calls: each is signed with the app secret and checked by the route).
 PUBLIC_PREFIXES = ("/health", "/ready", "/docs", "/redoc", "/openapi.json", "/dashboard", "/metrics",
-                   "/favicon.ico")
+                   "/favicon.ico", "/cloud")
 
 
 def key_matches(expected: str | None, given: str | None) -> bool:

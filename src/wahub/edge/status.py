@@ -11,11 +11,13 @@ from wahub.domain.errors import (
     QueueFull,
     ServiceUnavailable,
     Unauthenticated,
+    Unprocessable,
 )
 
 #: Domain refusal → HTTP status; a subclass takes its nearest listed ancestor's code.
 STATUS: dict[type[ApiError], int] = {
-    InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409, QueueFull: 429,
+    InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409, Unprocessable: 422,
+    QueueFull: 429,
     ServiceUnavailable: 503, ApiError: 400,
 }
 

@@ -12,8 +12,9 @@ them with ``maybe_sent=True`` when the message may already have reached WhatsApp
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from wahub.domain.errors import EngineError
 
@@ -262,8 +263,11 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool, *,
-                        message_id: str | None = None) -> SendResult:
+                        message_id: str | None = None, template: Mapping[str, Any] | None = None) -> SendResult:
         """Send a poll (under ``message_id`` when given); votes arrive later as :class:`PollVote`.
+
+        ``template`` is the send's approved message template ``{"name", "language", "bodyParameters"}``
+        for engines that have templates (the Cloud API); the others ignore it.
 
         Raises the ``SendError`` family.
         """

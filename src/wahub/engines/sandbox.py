@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from wahub.domain.errors import (
@@ -234,7 +234,7 @@ class SandboxEngine(Engine):
         return SendResult(message_id=mid, timestamp=now)
 
     async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool, *,
-                        message_id: str | None = None) -> SendResult:
+                        message_id: str | None = None, template: Mapping[str, Any] | None = None) -> SendResult:
         now = self.world.clock.now_ms()  # the send reached "WhatsApp" now; the answer takes the latency
         await self._before_send(chat_id)
         mid = message_id or self.world.new_message_id()

@@ -15,7 +15,7 @@ import structlog
 from wahub.config import Settings
 from wahub.domain import ratelimit, webhookurl
 from wahub.domain.clock import Clock
-from wahub.domain.errors import NotFound
+from wahub.domain.errors import InvalidInput, NotFound
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import (
     ItemStatus,
@@ -24,6 +24,7 @@ from wahub.domain.outbox import (
 from wahub.engines.base import EngineFactory
 from wahub.observability import Metrics
 from wahub.runtime import urlguard
+from wahub.runtime.cloud import CloudRoom
 from wahub.runtime.events import Events
 from wahub.runtime.inbound import Inbound
 from wahub.runtime.instances import Instances
@@ -37,6 +38,7 @@ from wahub.store.base import Store
 from wahub.store.records import EventRecord, FleetFigures, InstanceRecord, PollRecord, VoteRecord
 
 log = structlog.get_logger("wahub.hub")
+ENGINES = ("sandbox", "whatsmeow", "cloud")
 
 
 
@@ -69,6 +71,10 @@ class Hub:
         self.events = Events(store, clock, self.dispatcher.notify)
         self.outbox = Outbox(settings, store, clock, self.events, self.metrics, self.instances, self._spawn)
         self.inbound = Inbound(store, store, clock, self.events, self.outbox)
+        self.cloud = CloudRoom(store, store, clock, self.instances, self.events, self.inbound,
+                               credentials_key=settings.cloud_credentials_key)
+        self.cloud_webhooks = self.cloud.receiver  # the /cloud/{id}/webhook route's port
+        self.outbox.screen = self.cloud
         self.admin = Instances(store, clock, self.instances, engine_factory, add_runtime=self._add_runtime,
                                notify=self.dispatcher.notify, forget=self._forget, url_guard=self.url_guard)
         self.lifecycle_policy = LifecyclePolicy.from_settings(settings)
@@ -133,6 +139,7 @@ class Hub:
         self.metrics.forget(instance_id)
         self.dispatcher.forget(instance_id)
         self.inbound.forget(instance_id)
+        self.cloud.forget(instance_id)
 
     def _add_runtime(self, rec: InstanceRecord) -> InstanceRuntime:
         rt = InstanceRuntime(record=rec, state=State(rec.state), state_since=rec.state_since,
@@ -185,9 +192,37 @@ class Hub:
         return self.instances.get_rt(instance_id)
 
     async def create_instance(self, name: str, webhook_url: str | None, events: list[str] | None,
-                              webhook_secret: str | None = None) -> InstanceRuntime:
-        """Create and start an instance (see :meth:`Instances.create`)."""
-        return await self.admin.create(name, webhook_url, events, webhook_secret)
+                              webhook_secret: str | None = None, *, engine: Any = None,
+                              cloud: Any = None) -> InstanceRuntime:
+        """Create and start an instance (see :meth:`Instances.create`) driven by ``engine``
+        (default ``WAHUB_ENGINE``); ``cloud`` holds a cloud instance's credentials (never logged).
+
+        Raises InvalidInput naming the field (unknown engine, bad credentials, no credentials key).
+        """
+        default = getattr(self.engine_factory, "default", self.settings.engine)
+        engine = default if engine is None else engine
+        offers = getattr(self.engine_factory, "offers", lambda e: e == default)
+        if not isinstance(engine, str) or engine not in ENGINES or not offers(engine):
+            known = [e for e in ENGINES if offers(e)]
+            raise InvalidInput(f"engine must be one of {', '.join(known)} (default {default})")
+        save = None
+        if engine == "cloud":
+            account = self.cloud.parse(cloud)
+
+            async def save(instance_id: str) -> None:
+                await self.cloud.save(instance_id, account)
+        elif cloud is not None:
+            raise InvalidInput('cloud is only for engine "cloud"')
+        return await self.admin.create(name, webhook_url, events, webhook_secret, engine=engine, after_insert=save)
+
+    async def replace_cloud_credentials(self, instance_id: str, cloud: Any) -> InstanceRuntime:
+        """Store new credentials for a cloud instance (e.g. a renewed token); the engine reads them at
+        its next start. Raises NotFound, InvalidInput (not a cloud instance, bad field) or Conflict."""
+        rt = self.get(instance_id)
+        if rt.record.engine != "cloud":
+            raise InvalidInput(f'cloud is only for engine "cloud"; instance {rt.id} runs {rt.record.engine}')
+        await self.cloud.save(rt.id, self.cloud.parse(cloud))
+        return rt
 
     async def update_instance(self, instance_id: str, **changes: Any) -> InstanceRuntime:
         """Change name, webhook settings or per-instance limits (see :meth:`Instances.update`)."""

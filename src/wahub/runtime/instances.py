@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -59,8 +59,11 @@ class Instances:
                 log.exception("restore_failed", instance_id=rt.id)
 
     async def create(self, name: str, webhook_url: str | None, events: list[str] | None,
-                     webhook_secret: str | None = None) -> InstanceRuntime:
-        """Create and start an instance. Raises InvalidInput (bad name/url/events) or Conflict (exists)."""
+                     webhook_secret: str | None = None, *, engine: str = "whatsmeow",
+                     after_insert: Callable[[str], Awaitable[None]] | None = None) -> InstanceRuntime:
+        """Create and start an instance driven by ``engine``. Raises InvalidInput (bad name/url/events)
+        or Conflict (exists). ``after_insert(id)`` stores what belongs with the row (cloud credentials);
+        when it raises, the row is deleted again and nothing is left half-written."""
         instance_id = chatid.instance_id_from_name(name)
         url = await self.url_guard.checked(webhook_url)
         evs = _check_events(events)
@@ -71,9 +74,15 @@ class Instances:
                            f"{existing.record.name!r}", instanceId=instance_id)
         rec = await self.store.create_instance(id=instance_id, name=name.strip(), webhook_url=url,
                                                webhook_events=evs, webhook_secret=webhook_secret,
-                                               now=self.clock.now_ms())
+                                               now=self.clock.now_ms(), engine=engine)
+        if after_insert is not None:
+            try:
+                await after_insert(instance_id)
+            except BaseException:
+                await self.store.delete_instance(instance_id)
+                raise
         rt = self.add_runtime(rec)
-        log.info("instance_created", instance_id=instance_id)
+        log.info("instance_created", instance_id=instance_id, engine=engine)
         await rt.supervisor.boot("created")
         return rt
 

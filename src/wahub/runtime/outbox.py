@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -38,6 +38,23 @@ def limits_for(settings: Settings, rec: InstanceRecord) -> ratelimit.Limits:
         interval_ms=rec.send_interval_ms if rec.send_interval_ms is not None else settings.send_interval_ms)
 
 
+class Screen(Protocol):
+    """Engine-specific checks at enqueue (implemented by the cloud room)."""
+
+    def screens(self, rt: InstanceRuntime) -> bool:
+        """Whether the instance's sends are admitted by :meth:`admit` (costs one key lookup)."""
+        ...
+
+    async def prepare(self, rt: InstanceRuntime, kind: ItemKind, body: dict[str, Any],
+                      fields: dict[str, Any]) -> dict[str, Any]:
+        """The fields to store (and fingerprint) for the send. Raises ``ApiError``."""
+        ...
+
+    async def admit(self, rt: InstanceRuntime, kind: ItemKind, chat: str, fields: dict[str, Any]) -> None:
+        """Refuse a new send the instance's engine could not deliver. Raises ``ApiError``."""
+        ...
+
+
 class Outbox:
     """Enqueue, outcomes and operator actions on outbox items."""
 
@@ -52,6 +69,7 @@ class Outbox:
         self.spawn = spawn
         self.accepting = True
         self.after_sent: Callable[[InstanceRuntime, str, int], Any] | None = None  # early receipts (inbound)
+        self.screen: Screen | None = None  # engine-specific admission (the cloud room's service window)
 
     # -- enqueue -------------------------------------------------------------------------------
     async def enqueue(self, instance_id: str, kind: ItemKind, body: dict[str, Any], *,
@@ -66,6 +84,8 @@ class Outbox:
             raise ShuttingDown("wa-hub is shutting down; send again shortly", retry_after_s=5)
         chat = chatid.normalize(body.get("chatId"), field="chatId")
         fields = content.validate(kind, body)
+        if self.screen is not None:
+            fields = await self.screen.prepare(rt, kind, body, fields)
         fp = idempotency.fingerprint(kind.value, chat, fields)
         now = self.clock.now_ms()
         if header_key is not None:
@@ -80,6 +100,9 @@ class Outbox:
             key = idempotency.derived_key(rt.id, fp, (prev.idempotency_key, prev.created_at) if prev else None,
                                           now, self.settings.auto_idempotency_window_seconds)
             source = "derived"
+        screen = self.screen
+        if screen is not None and screen.screens(rt) and await self.store.find_item_by_key(rt.id, key) is None:
+            await screen.admit(rt, kind, chat, fields)  # a replay of a known key is answered as always
         try:
             item, created, depth = await self.store.insert_item(
                 queue_id=uuid.uuid4().hex, instance_id=rt.id, idempotency_key=key, key_source=source,

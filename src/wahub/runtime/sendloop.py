@@ -241,7 +241,8 @@ class SendLoop:
                 if item.kind == ItemKind.POLL:
                     result = await engine.send_poll(item.chat_id, item.payload["caption"],
                                                     list(item.payload["options"]),
-                                                    bool(item.payload.get("multipleAnswers")), message_id=chosen)
+                                                    bool(item.payload.get("multipleAnswers")), message_id=chosen,
+                                                    template=item.payload.get("template"))
                 else:
                     result = await engine.send_text(item.chat_id, item.payload["message"], message_id=chosen)
         except asyncio.CancelledError:

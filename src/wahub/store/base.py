@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from wahub.domain.outbox import ItemStatus as St
 from wahub.domain.outbox import OutboxItem
 from wahub.store.records import (
+    CloudCredentials,
     EventDraft,
     EventRecord,
     FleetFigures,
@@ -68,8 +69,8 @@ class InstancesPort(Protocol):
 
     async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
                               webhook_events: list[str], webhook_secret: str | None, now: int,
-                              state: str = "initializing") -> InstanceRecord:
-        """Insert an instance. Raises :class:`~wahub.domain.errors.Conflict` when the id exists."""
+                              state: str = "initializing", engine: str = "whatsmeow") -> InstanceRecord:
+        """Insert an instance driven by ``engine``. Raises :class:`~wahub.domain.errors.Conflict` when the id exists."""
         ...
 
     async def get_instance(self, instance_id: str) -> InstanceRecord | None:
@@ -309,5 +310,30 @@ class FleetPort(Protocol):
         ...
 
 
-class Store(AdminPort, InstancesPort, LifecyclePort, OutboxPort, InboundPort, EventsPort, FleetPort, Protocol):
+class CloudPort(Protocol):
+    """Cloud API instances: sealed credentials and each chat's last inbound time (the cloud room)."""
+
+    async def put_cloud_credentials(self, instance_id: str, *, sealed: str, phone_number_id: str, now: int) -> None:
+        """Store (or replace) an instance's sealed credentials.
+
+        Raises :class:`~wahub.domain.errors.Conflict` when another instance has ``phone_number_id``
+        and :class:`~wahub.domain.errors.NotFound` when the instance does not exist.
+        """
+        ...
+
+    async def get_cloud_credentials(self, instance_id: str) -> CloudCredentials | None:
+        """The instance's sealed credentials, or None."""
+        ...
+
+    async def note_chat_inbound(self, instance_id: str, chat_id: str, at: int) -> None:
+        """Record that ``chat_id`` wrote at ``at`` (epoch ms); an older time never replaces a newer one."""
+        ...
+
+    async def last_chat_inbound(self, instance_id: str, chat_id: str) -> int | None:
+        """When ``chat_id`` last wrote to the instance (epoch ms), or None."""
+        ...
+
+
+class Store(AdminPort, InstancesPort, LifecyclePort, OutboxPort, InboundPort, EventsPort, FleetPort, CloudPort,
+            Protocol):
     """Every port at once: what a backend implements (the composition root hands out the parts)."""

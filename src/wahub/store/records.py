@@ -31,6 +31,17 @@ class InstanceRecord:
     send_interval_ms: int | None
     last_error: str | None
     created_at: int
+    engine: str = "whatsmeow"  # sandbox | whatsmeow | cloud, fixed at creation
+
+
+@dataclass(frozen=True)
+class CloudCredentials:
+    """A cloud instance's sealed credentials row (``sealed`` opens with ``WAHUB_CLOUD_CREDENTIALS_KEY``)."""
+
+    instance_id: str
+    sealed: str
+    phone_number_id: str
+    updated_at: int
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ ITEM_STATUSES = tuple(s.value for s in ItemStatus)
 STATES = ("initializing", "connecting", "needs_qr", "ready", "disconnected", "restricted",
           "error", "logged_out", "stopped")
 EVENT_STATUSES = ("pending", "delivered", "dead")
+ENGINES = ("sandbox", "whatsmeow", "cloud")
 
 instances = Table(
     "instances", metadata,
@@ -54,7 +55,11 @@ instances = Table(
     Column("send_interval_ms", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # Which engine drives the instance, fixed at creation (WAHUB_ENGINE, or the request's choice):
+    # the composite engine factory routes by it, so one hub runs several engines at once.
+    Column("engine", Text, nullable=False),
     CheckConstraint(f"state IN {STATES!r}", name="state_known"),
+    CheckConstraint(f"engine IN {ENGINES!r}", name="engine_known"),
 )
 
 outbox = Table(
@@ -199,3 +204,26 @@ restarts = Table(
     Column("reason", Text, nullable=True),
 )
 Index("ix_restarts_instance_at", restarts.c.instance_id, restarts.c.at)
+
+cloud_credentials = Table(
+    "cloud_credentials", metadata,
+    # One sealed credentials value per cloud instance. The cascade deletes the secrets with their
+    # instance, so a deleted shop's token can never be opened again.
+    Column("instance_id", String(120), ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True),
+    # Fernet token of the account (access token, app secret, verify token inside): opaque and
+    # authenticated, so a database dump shows no secret and a tampered value refuses to open.
+    Column("sealed", Text, nullable=False),
+    # Unique: Meta's webhook calls for a phone number reach exactly one instance, and two shops can
+    # never send as the same number (and share its rate limits) by mistake.
+    Column("phone_number_id", Text, nullable=False, unique=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+cloud_chat_inbound = Table(
+    "cloud_chat_inbound", metadata,
+    # When each chat last wrote to a cloud instance (message or button reply): the 24-hour service
+    # window is judged from it before a free-form send is accepted. Cascaded with the instance.
+    Column("instance_id", String(120), ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True),
+    Column("chat_id", String(120), primary_key=True),
+    Column("last_inbound_at", BigInteger, nullable=False),
+)

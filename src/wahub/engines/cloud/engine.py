@@ -22,7 +22,9 @@ Message ids are assigned by Meta (``wamid.…``): :meth:`CloudEngine.new_message
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import structlog
@@ -121,12 +123,19 @@ class CloudEngine(base.Engine):
         return await self._send(chat_id, graph.text_message(text))
 
     async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool, *,
-                        message_id: str | None = None, template: polls.PollTemplate | None = None) -> base.SendResult:
-        """Send a poll as buttons, a list or a template (``template`` overrides the instance's default).
+                        message_id: str | None = None,
+                        template: polls.PollTemplate | Mapping[str, Any] | None = None) -> base.SendResult:
+        """Send a poll as buttons, a list or a template (``template`` overrides the instance's default;
+        a mapping is the stored ``{"name", "language", "bodyParameters"}`` shape).
 
         Raises ``OutsideServiceWindow`` (closed window, no template) and the ``SendError`` family.
         """
         account = self._require_account()
+        if template is not None and not isinstance(template, polls.PollTemplate):
+            try:
+                template = polls.PollTemplate.from_json(dict(template))
+            except ValueError as exc:
+                raise PermanentSendError(f"template: {exc}", reason="invalid_poll") from exc
         chosen = template or account.poll_template
         window = await self._require_window(chat_id, template=chosen)
         content = polls.poll_message(caption, options, template=chosen, window=window, list_button=account.list_button)

@@ -180,7 +180,7 @@ class WhatsmeowEngine(base.Engine):
         return await self._send("send_text", {"chat_id": chat_id, "text": text, "message_id": message_id})
 
     async def send_poll(self, chat_id: str, caption: str, options: list[str], multiple: bool, *,
-                        message_id: str | None = None) -> base.SendResult:
+                        message_id: str | None = None, template: Mapping[str, Any] | None = None) -> base.SendResult:
         args = {"chat_id": chat_id, "caption": caption, "options": list(options), "multiple": multiple,
                 "message_id": message_id}
         return await self._send("send_poll", args)

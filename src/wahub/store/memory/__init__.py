@@ -14,6 +14,7 @@ never mutate stored state through a returned record.
 
 from __future__ import annotations
 
+from wahub.store.memory.cloud import CloudMemory
 from wahub.store.memory.events import EventsMemory
 from wahub.store.memory.fleet import FleetMemory
 from wahub.store.memory.inbound import InboundMemory
@@ -25,5 +26,6 @@ from wahub.store.memory.state import UNCERTAIN_ERROR, MemoryBase
 __all__ = ["UNCERTAIN_ERROR", "MemoryStore"]
 
 
-class MemoryStore(InstancesMemory, OutboxMemory, ItemsMemory, InboundMemory, EventsMemory, FleetMemory, MemoryBase):
+class MemoryStore(InstancesMemory, OutboxMemory, ItemsMemory, InboundMemory, EventsMemory, FleetMemory, CloudMemory,
+                  MemoryBase):
     """All persistence of wa-hub in dictionaries; lost when the object goes away."""

@@ -21,7 +21,7 @@ class InstancesMemory(MemoryBase):
     # -- instances -------------------------------------------------------------------------------
     async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
                               webhook_events: list[str], webhook_secret: str | None, now: int,
-                              state: str = "initializing") -> InstanceRecord:
+                              state: str = "initializing", engine: str = "whatsmeow") -> InstanceRecord:
         """Insert an instance. Raises :class:`Conflict` when the id exists."""
         if id in self._instances:
             raise Conflict(f"an instance with id {id!r} already exists", instanceId=id)
@@ -29,7 +29,7 @@ class InstancesMemory(MemoryBase):
             id=id, name=name, webhook_url=webhook_url, webhook_events=list(webhook_events),
             webhook_secret=webhook_secret, state=state, state_since=now, state_reason=None,
             restricted_until=None, phone=None, push_name=None, limit_per_minute=None, limit_per_hour=None,
-            send_interval_ms=None, last_error=None, created_at=now)
+            send_interval_ms=None, last_error=None, created_at=now, engine=engine)
         self._instances[id] = rec
         return self._copy_instance(rec)
 
@@ -69,6 +69,8 @@ class InstancesMemory(MemoryBase):
         self._identities = {k: v for k, v in self._identities.items() if not mine(k)}
         self._transitions = [x for x in self._transitions if x[0] != instance_id]
         self._restarts = [x for x in self._restarts if x[0] != instance_id]
+        self._cloud_credentials.pop(instance_id, None)  # ON DELETE CASCADE in SQL
+        self._chat_inbound = {k: v for k, v in self._chat_inbound.items() if not mine(k)}
         return self._instances.pop(instance_id, None) is not None
 
     async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,

@@ -10,6 +10,7 @@ from typing import Any
 from wahub.domain.outbox import ItemStatus as St
 from wahub.domain.outbox import OutboxItem
 from wahub.store.records import (
+    CloudCredentials,
     EventDraft,
     EventRecord,
     InstanceRecord,
@@ -51,6 +52,8 @@ class MemoryBase:
         self._identities: dict[tuple[str, str], tuple[str, int]] = {}  # (instance_id, lid) -> (phone, updated_at)
         self._transitions: list[tuple[str, Transition]] = []  # (instance_id, transition), oldest first
         self._restarts: list[tuple[str, int]] = []  # (instance_id, at)
+        self._cloud_credentials: dict[str, CloudCredentials] = {}
+        self._chat_inbound: dict[tuple[str, str], int] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def migrate(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 
+from wahub.store.sql.cloud import CloudSql
 from wahub.store.sql.connection import SqlBase, _whole
 from wahub.store.sql.events import EventsSql
 from wahub.store.sql.fleet import FleetSql
@@ -27,7 +28,7 @@ from wahub.store.sql.outbox import OutboxSql
 __all__ = ["SqlStore"]
 
 
-class SqlStore(InstancesSql, OutboxSql, ItemsSql, InboundSql, EventsSql, FleetSql, SqlBase):
+class SqlStore(InstancesSql, OutboxSql, ItemsSql, InboundSql, EventsSql, FleetSql, CloudSql, SqlBase):
     """All persistence of wa-hub behind the store ports (:mod:`wahub.store.base`)."""
 
 

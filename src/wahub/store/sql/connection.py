@@ -40,6 +40,7 @@ def _instance(row: Any) -> InstanceRecord:
         restricted_until=m["restricted_until"], phone=m["phone"], push_name=m["push_name"],
         limit_per_minute=m["limit_per_minute"], limit_per_hour=m["limit_per_hour"],
         send_interval_ms=m["send_interval_ms"], last_error=m["last_error"], created_at=m["created_at"],
+        engine=m["engine"],
     )
 
 
@@ -86,8 +87,9 @@ def _new_item(seq: int, v: dict[str, Any]) -> OutboxItem:
 class SqlBase:
     """The connection: engine, transactions and the dialect's insert; the port mixins build on it."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, default_engine: str | None = None) -> None:
         self.url = url
+        self.default_engine = default_engine  # what a migration gives existing instances (WAHUB_ENGINE)
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.engine: AsyncEngine = create_async_engine(
@@ -106,7 +108,7 @@ class SqlBase:
         from wahub.store import migrate
 
         async with self.engine.begin() as conn:
-            await conn.run_sync(migrate.upgrade_connection)
+            await conn.run_sync(migrate.upgrade_connection, self.default_engine)
 
     async def close(self) -> None:
         """Let every query in progress finish (see :func:`_whole`), finish the enqueue batches, then

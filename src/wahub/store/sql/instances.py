@@ -28,13 +28,13 @@ class InstancesSql(SqlBase):
     # -- instances -------------------------------------------------------------------------------
     async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
                               webhook_events: list[str], webhook_secret: str | None, now: int,
-                              state: str = "initializing") -> InstanceRecord:
+                              state: str = "initializing", engine: str = "whatsmeow") -> InstanceRecord:
         """Insert an instance. Raises :class:`Conflict` when the id exists."""
         try:
             async with self._tx() as conn:
                 await conn.execute(t.instances.insert().values(
                     id=id, name=name, webhook_url=webhook_url, webhook_events=dump_json(webhook_events),
-                    webhook_secret=webhook_secret, state=state, state_since=now, created_at=now))
+                    webhook_secret=webhook_secret, state=state, state_since=now, created_at=now, engine=engine))
         except IntegrityError as exc:
             raise Conflict(f"an instance with id {id!r} already exists", instanceId=id) from exc
         rec = await self.get_instance(id)
@@ -67,7 +67,7 @@ class InstancesSql(SqlBase):
         """Delete an instance and everything recorded for it; True when it existed."""
         async with self._tx() as conn:
             for table in (t.outbox, t.send_log, t.events, t.polls, t.votes, t.inbound_seen, t.identities,
-                          t.transitions, t.restarts):
+                          t.transitions, t.restarts, t.cloud_credentials, t.cloud_chat_inbound):
                 await conn.execute(table.delete().where(table.c.instance_id == instance_id))
             res = await conn.execute(t.instances.delete().where(t.instances.c.id == instance_id))
         return bool(res.rowcount)
