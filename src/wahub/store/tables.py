@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -54,6 +55,11 @@ instances = Table(
     Column("send_interval_ms", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # Send settings (0003): country code completing national numbers (digits); typing indicator
+    # (NULL = TYPING_INDICATOR_ENABLED) and the existing wa-hub's applyTypingTo (JSON list, kept as given).
+    Column("default_country_code", String(4), nullable=True),
+    Column("typing_indicator_enabled", Boolean, nullable=True),
+    Column("apply_typing_to", Text, nullable=True),
     CheckConstraint(f"state IN {STATES!r}", name="state_known"),
 )
 
