@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from wahub.api import legacy, presenters, schemas
 from wahub.api.auth import require_key
-from wahub.domain import chatid, lifecycle, webhookurl
+from wahub.domain import chatid, lifecycle, sendsettings, webhookurl
 from wahub.domain.errors import Conflict, InvalidInput, NotFound
 from wahub.domain.outbox import ItemKind, ItemStatus
 from wahub.runtime.hub import Hub
@@ -35,7 +35,9 @@ def instance_brief(rt: InstanceRuntime) -> dict[str, Any]:
     return {"id": rt.id, "name": rt.record.name,
             "status": lifecycle.external_status(rt.state, rt.qr is not None), "state": rt.state.value,
             "phoneNumber": rt.phone, "webhookUrl": webhookurl.redact(rt.record.webhook_url),
-            "webhookEvents": rt.record.webhook_events, "lastError": rt.last_error}
+            "webhookEvents": rt.record.webhook_events, "lastError": rt.last_error,
+            "defaultCountryCode": rt.record.default_country_code,
+            "typingIndicatorEnabled": rt.record.typing_indicator_enabled, "applyTypingTo": rt.record.apply_typing_to}
 
 
 def _dump(body: Any) -> dict[str, Any]:
@@ -92,8 +94,9 @@ async def create_instance(request: Request, body: schemas.CreateInstance | None 
         raise InvalidInput("Webhook URL is required (webhook.url)")
     existing = hub.instances.get(chatid.instance_id_from_name(data["name"]))
     if existing is not None and existing.record.name == data["name"].strip():
-        return await legacy.recreate(hub, existing, webhook)
-    rt = await hub.create_instance(data["name"], webhook.get("url"), webhook.get("events"), webhook.get("secret"))
+        return await legacy.recreate(hub, existing, webhook, sendsettings.pick(data))
+    rt = await hub.create_instance(data["name"], webhook.get("url"), webhook.get("events"), webhook.get("secret"),
+                                   sendsettings.pick(data))
     return ok({"instance": instance_brief(rt)})
 
 
@@ -122,6 +125,7 @@ async def update_instance(request: Request, instance_id: str, body: schemas.Upda
         if unknown:
             raise InvalidInput(f"limits has unknown keys {sorted(unknown)}; known: perMinute, perHour, intervalMs")
         kwargs["limits"] = {names[k]: v for k, v in limits.items()}
+    kwargs["settings"] = sendsettings.pick(data)  # defaultCountryCode, typingIndicatorEnabled, applyTypingTo
     rt = await hub_of(request).update_instance(instance_id, **kwargs)
     return ok({"instance": instance_brief(rt)})
 
