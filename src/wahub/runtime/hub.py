@@ -191,7 +191,7 @@ class Hub:
         return await self.admin.create(name, webhook_url, events, webhook_secret, settings)
 
     async def update_instance(self, instance_id: str, **changes: Any) -> InstanceRuntime:
-        """Change name, webhook settings or per-instance limits (see :meth:`Instances.update`)."""
+        """Change name, webhook settings, per-instance limits or send settings (see :meth:`Instances.update`)."""
         return await self.admin.update(instance_id, **changes)
 
     async def delete_instance(self, instance_id: str) -> int | None:
