@@ -9,10 +9,12 @@ The old hub keeps two JSON files in its working directory (names from ``INSTANCE
   createdAt, updatedAt, sentAt, providerMessageId, error}`` (ISO times, status ``QUEUED`` / ``SENT`` /
   ``FAILED`` / ``SKIPPED``).
 
-Every instance is created in ``initializing``, so the hub boots it on its next start and shows a QR:
-whatsapp-web.js sessions cannot move to this engine, each phone links again. Every ``SENT`` key is
-stored as an already-sent outbox item (``key_source="imported"``, the old message id), so a send
-with that key is never sent again. The import is idempotent: instances and keys that exist are kept.
+Every instance is created in ``initializing`` with its typing settings, so the hub boots it on its
+next start and shows a QR: whatsapp-web.js sessions cannot move to this engine, each phone links
+again. Every ``SENT`` key is stored in one step as an already-sent outbox item
+(``key_source="imported"``, the old message id; :meth:`~wahub.store.base.ImportPort.insert_sent_item`),
+so any send with that key answers as a replay and is never sent again. The import is idempotent:
+instances and keys that exist are kept.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from wahub.config import Settings
-from wahub.domain import chatid
+from wahub.domain import chatid, sendsettings
+from wahub.domain.answer import IMPORTED
 from wahub.domain.clock import Clock
-from wahub.domain.errors import Conflict
+from wahub.domain.errors import Conflict, InvalidInput
 from wahub.runtime.events import WEBHOOK_EVENTS
 from wahub.store.base import Store
 
-IMPORTED = "imported"
+__all__ = ["IMPORTED", "ImportReport", "NodeFiles", "import_node", "read_files", "source_paths"]
 
 
 @dataclass
@@ -143,14 +146,17 @@ async def _import_instance(store: Store, old: dict[str, Any], now: int, report: 
     unknown = [e for e in events if e not in WEBHOOK_EVENTS]
     if unknown:
         report.notes.append(f"{iid}: webhook events {unknown} do not exist here and were dropped")
-    if old.get("typingIndicatorEnabled") is not None or old.get("applyTypingTo"):
-        report.notes.append(f"{iid}: typing settings (typingIndicatorEnabled={old.get('typingIndicatorEnabled')}, "
-                            f"applyTypingTo={old.get('applyTypingTo')}) are not stored per instance here; "
-                            "TYPING_INDICATOR_ENABLED applies to every instance")
+    typing: dict[str, Any] = {}
+    for field_name in ("typingIndicatorEnabled", "applyTypingTo"):
+        try:
+            typing.update(sendsettings.columns({field_name: old.get(field_name)}))
+        except InvalidInput as exc:
+            report.notes.append(f"{iid}: {exc}; not imported")
     try:
         await store.create_instance(id=iid, name=name.strip(), webhook_url=url,
                                     webhook_events=[e for e in events if e in WEBHOOK_EVENTS], webhook_secret=None,
-                                    now=_ms(old.get("createdAt"), now), state="initializing", engine=engine)
+                                    now=_ms(old.get("createdAt"), now), state="initializing", engine=engine,
+                                    **typing)
     except Conflict:
         report.instances_kept.append(iid)
         return iid
@@ -174,16 +180,12 @@ async def _import_key(store: Store, rec: dict[str, Any], names: dict[str, str], 
     if iid is None:
         skip("instance not in the instance list")
         return
-    if await store.find_item_by_key(iid, key) is not None:
-        report.keys_kept += 1
-        return
     created = _ms(rec.get("createdAt"), now)
-    item, fresh, _ = await store.insert_item(
+    fresh = await store.insert_sent_item(
         queue_id=uuid.uuid4().hex, instance_id=iid, idempotency_key=key, key_source=IMPORTED, kind="text",
         chat_id="", payload={"importedFrom": "existing wa-hub", "oldQueueItemId": rec.get("queueItemId")},
-        fingerprint=IMPORTED, now=created, max_open=1_000_000_000)
+        fingerprint=IMPORTED, message_id=message_id, created_at=created, sent_at=_ms(rec.get("sentAt"), created))
     if fresh:
-        await store.mark_sent(item, message_id=message_id, now=_ms(rec.get("sentAt"), created))
         report.keys_imported += 1
     else:
         report.keys_kept += 1

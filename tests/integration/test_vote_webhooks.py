@@ -12,9 +12,8 @@ import pytest
 
 from tests.conftest import HubClient
 from tests.integration.webhook_helpers import (
-    create,
+    create_linked,
     deliveries,
-    link,
     received,
     settled,
     until,
@@ -55,8 +54,7 @@ async def test_vote_copy_change_retraction_and_late_copy_give_exactly_three_webh
     had cancelled. Now: exactly three, Confirm, Cancel and the empty selection, in that order."""
     hc = hub_client
     with Receiver() as rx:
-        iid = await create(hc, "votes", rx.url, events=["vote_update"])
-        await link(hc, iid)
+        iid = await create_linked(hc, "votes", rx.url, events=["vote_update"])
         queue_id, poll_id = await _poll(hc, iid)
         t0 = 1_767_225_600_000
         for selected, ts in ((["Confirm"], t0), (["Confirm"], t0), (["Cancel"], t0 + 1000),
@@ -93,8 +91,7 @@ async def test_hashed_lid_and_unknown_poll_votes_are_delivered_with_what_is_know
     hc = hub_client
     lid = "123456789012345@lid"
     with Receiver() as rx:
-        iid = await create(hc, "hashed", rx.url, events=["vote_update"])
-        await link(hc, iid)
+        iid = await create_linked(hc, "hashed", rx.url, events=["vote_update"])
         _, poll_id = await _poll(hc, iid)
         t0 = 1_767_225_600_000
         await vote(hc, iid, poll_id, lid, ["Cancel"], t0, asHashes=True,
@@ -132,8 +129,7 @@ async def test_an_undecryptable_vote_is_announced_and_never_retracts_the_known_c
     chat, ``selectedOptions: null``; the latest vote stays Confirm; a copy or an older one is dropped."""
     hc = hub_client
     with Receiver() as rx:
-        iid = await create(hc, "undecryptable", rx.url, events=["vote_update"])
-        await link(hc, iid)
+        iid = await create_linked(hc, "undecryptable", rx.url, events=["vote_update"])
         queue_id, poll_id = await _poll(hc, iid)
         t0 = 1_767_225_600_000
         await vote(hc, iid, poll_id, CUSTOMER, ["Confirm"], t0, asHashes=True)
@@ -166,8 +162,7 @@ async def test_a_persons_phone_and_lid_are_one_voter(hub_client: HubClient) -> N
     hc = hub_client
     lid = "99887766554433@lid"
     with Receiver() as rx:
-        iid = await create(hc, "one-voter", rx.url, events=["vote_update"])
-        await link(hc, iid)
+        iid = await create_linked(hc, "one-voter", rx.url, events=["vote_update"])
         _, poll_id = await _poll(hc, iid)
         t0 = 1_767_225_600_000
         await vote(hc, iid, poll_id, CUSTOMER, ["Confirm"], t0)

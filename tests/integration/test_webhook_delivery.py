@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import HubClient
 from tests.integration.webhook_helpers import (
     create,
+    create_linked,
     deliveries,
     inbound,
     link,
@@ -38,8 +39,7 @@ async def test_receiver_that_answers_only_after_the_timeout_gets_at_most_one_cop
     hc = hub_client
     with Receiver() as rx:
         rx.script = [Reply(200, delay_s=2.5) for _ in range(5)]
-        iid = await create(hc, "slow", rx.url, events=["message"])
-        await link(hc, iid)
+        iid = await create_linked(hc, "slow", rx.url, events=["message"])
         await inbound(hc, iid, "hello")
 
         dead = await until(lambda: deliveries(hc, iid, "dead"))
@@ -60,8 +60,7 @@ async def test_receiver_slow_once_gets_the_same_event_once_more_and_it_is_delive
     hc = hub_client
     with Receiver() as rx:
         rx.script = [Reply(200, delay_s=2.5)]
-        iid = await create(hc, "slow-once", rx.url, events=["message"])
-        await link(hc, iid)
+        iid = await create_linked(hc, "slow-once", rx.url, events=["message"])
         await inbound(hc, iid, "hello")
 
         await until(lambda: settled(hc, iid))
@@ -83,8 +82,7 @@ async def test_receiver_failing_three_times_gets_the_event_on_the_fourth_try_wit
     hc = hub_client
     with Receiver() as rx:
         rx.script = [Reply(500), Reply(500), Reply(500)]
-        iid = await create(hc, "flaky", rx.url, events=["message"])
-        await link(hc, iid)
+        iid = await create_linked(hc, "flaky", rx.url, events=["message"])
         await inbound(hc, iid, "hello")
 
         await until(lambda: settled(hc, iid))
@@ -112,8 +110,7 @@ async def test_receiver_answering_404_gets_no_retry_and_a_replay_reaches_the_fix
     ``PUT /instances/{id}``, replaying it delivers it exactly once."""
     hc = hub_client
     with Receiver(default_status=404) as old, Receiver() as new:
-        iid = await create(hc, "moved", old.url, events=["message"])
-        await link(hc, iid)
+        iid = await create_linked(hc, "moved", old.url, events=["message"])
         await inbound(hc, iid, "order 1001: please confirm")
 
         [dead] = await until(lambda: deliveries(hc, iid, "dead"))
@@ -223,8 +220,7 @@ async def test_message_ack_only_moves_forward_and_is_never_repeated(hub_client: 
     exactly two ``message_ack`` webhooks, delivered then read."""
     hc = hub_client
     with Receiver() as rx:
-        iid = await create(hc, "acks", rx.url, events=["message_ack"])
-        await link(hc, iid)
+        iid = await create_linked(hc, "acks", rx.url, events=["message_ack"])
         mid = await sent_message_id(hc, iid, await send_text(hc, iid, "your order shipped"))
         await received(rx, lambda got: len(got) == 1)
         for ack in ("read", "delivered", "read"):
@@ -243,9 +239,8 @@ async def test_event_filter_is_per_instance_and_changes_with_put(hub_client: Hub
     filter receives everything; after ``PUT`` with ``["message_sent"]`` only that event comes."""
     hc = hub_client
     with Receiver() as rx_only, Receiver() as rx_all:
-        only = await create(hc, "only-messages", rx_only.url, events=["message"])
+        only = await create_linked(hc, "only-messages", rx_only.url, events=["message"])
         every = await create(hc, "everything", rx_all.url)
-        await link(hc, only)
         await link(hc, every)
         for iid in (only, every):
             await inbound(hc, iid, "hi")

@@ -22,7 +22,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.conftest import HubClient
-from tests.integration.webhook_helpers import create, inbound, link, of_event, received, sent_message_id
+from tests.integration.webhook_helpers import create_linked, inbound, of_event, received, sent_message_id
 from tests.support.receiver import Receiver
 from wahub.runtime import signing
 
@@ -54,8 +54,7 @@ async def test_arabic_and_emoji_body_is_byte_identical_and_every_signature_verif
     parsed body, and as a Standard Webhooks signature; the bearer token comes along."""
     hc = hub_client
     with Receiver() as rx:
-        iid = await create(hc, "arabic", rx.url, events=["message"])
-        await link(hc, iid)
+        iid = await create_linked(hc, "arabic", rx.url, events=["message"])
         await inbound(hc, iid, TEXT)
         [req] = await received(rx, lambda got: len(got) == 1)
 
@@ -84,8 +83,7 @@ async def test_node_reserialisation_of_a_vote_with_arabic_options_verifies(hub_c
     hc = hub_client
     options = ["تأكيد ✅", "إلغاء ❌"]
     with Receiver() as rx:
-        iid = await create(hc, "arabic-poll", rx.url, events=["vote_update"], secret="per-instance")
-        await link(hc, iid)
+        iid = await create_linked(hc, "arabic-poll", rx.url, events=["vote_update"], secret="per-instance")
         r = await hc.client.post(f"/instances/{iid}/client/action/create-poll",
                                  json={"chatId": "201000000001", "caption": TEXT, "options": options})
         assert r.status_code == 202, r.text
@@ -111,11 +109,10 @@ async def test_per_instance_secret_overrides_the_global_one(hub_client: HubClien
     ``Authorization`` header."""
     hc = hub_client
     with Receiver() as rx_global, Receiver() as rx_own, Receiver() as rx_whsec:
-        plain = await create(hc, "global-secret", rx_global.url, events=["message"])
-        own = await create(hc, "own-secret", rx_own.url, events=["message"], secret="instance-secret")
-        std = await create(hc, "whsec-secret", rx_whsec.url, events=["message"], secret=WHSEC)
+        plain = await create_linked(hc, "global-secret", rx_global.url, events=["message"])
+        own = await create_linked(hc, "own-secret", rx_own.url, events=["message"], secret="instance-secret")
+        std = await create_linked(hc, "whsec-secret", rx_whsec.url, events=["message"], secret=WHSEC)
         for iid in (plain, own, std):
-            await link(hc, iid)
             await inbound(hc, iid, TEXT)
         [g] = await received(rx_global, lambda got: len(got) == 1)
         [o] = await received(rx_own, lambda got: len(got) == 1)

@@ -49,6 +49,28 @@ async def create(hc: HubClient, name: str, url: str | None, events: list[str] | 
     return str(r.json()["instance"]["id"])
 
 
+async def create_linked(hc: HubClient, name: str, url: str, events: list[str] | None = None,
+                        secret: str | None = None) -> str:
+    """Create and link an instance, then point its webhook at ``url``; returns its id.
+
+    ``authenticated`` and ``ready`` pass every event filter (as in the existing wa-hub), so a
+    receiver attached before linking gets them too; attaching it afterwards keeps a test's
+    receiver to the events the test is about.
+    """
+    r = await hc.client.post("/instances", json={"name": name})
+    assert r.status_code == 200, r.text
+    iid = str(r.json()["instance"]["id"])
+    await link(hc, iid)
+    webhook: dict[str, Any] = {"url": url}
+    if events is not None:
+        webhook["events"] = events
+    if secret is not None:
+        webhook["secret"] = secret
+    r = await hc.client.put(f"/instances/{iid}", json={"webhook": webhook})
+    assert r.status_code == 200, r.text
+    return iid
+
+
 
 
 

@@ -138,7 +138,7 @@ async def test_temporary_ban_stops_sending_and_shows_expiry(tmp_path: Path) -> N
     assert len(fh.spy.calls) == calls
     status = await presenters.status(fh.hub, iid)
     assert status["instance"]["state"] == "restricted"
-    assert status["instance"]["restrictedUntil"] == fh.hooks.of("restricted")[0]["data"]["restrictedUntil"]
+    assert status["instance"]["restrictedUntil"] == fh.hooks.of("restricted")[0]["data"]["restrictedUntilMs"]
     assert status["queue"]["depth"] == 3
     assert await fh.store.restarts_since(iid, 0) == []
 

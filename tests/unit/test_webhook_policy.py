@@ -14,9 +14,9 @@ NOW = 1_767_225_600_000
 
 
 @pytest.mark.parametrize(("status", "kind"), [
-    (200, "delivered"), (204, "delivered"), (301, "dead"), (400, "dead"), (401, "dead"), (404, "dead"),
-    (410, "dead"), (422, "dead"), (408, "retry"), (429, "retry"), (500, "retry"), (502, "retry"),
-    (503, "retry"),
+    (200, "delivered"), (204, "delivered"), (301, "dead"), (400, "dead"), (404, "dead"),
+    (410, "dead"), (422, "dead"), (401, "retry"), (403, "retry"), (408, "retry"), (429, "retry"), (500, "retry"),
+    (502, "retry"), (503, "retry"),
 ])
 def test_status_codes_map_to_delivered_retry_or_dead(status: int, kind: str) -> None:
     assert classify(status, None, None, NOW).kind == kind

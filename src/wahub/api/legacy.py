@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import resource
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from wahub.api.auth import require_key
-from wahub.domain import lifecycle
+from wahub.domain import lifecycle, sendsettings
 from wahub.domain.errors import InvalidInput, NotFound
 from wahub.domain.lifecycle import State
 from wahub.edge import presenters
+from wahub.runtime.events import iso
 from wahub.runtime.hub import Hub
 from wahub.runtime.registry import InstanceRuntime
+
+__all__ = ["iso", "router"]
 
 router = APIRouter(dependencies=[Depends(require_key)], tags=["existing wa-hub"])
 _STARTED = time.monotonic()
@@ -42,13 +44,6 @@ def _ok(payload: dict[str, Any], status_code: int = 200) -> JSONResponse:
     return JSONResponse({**payload, "status": "success"}, status_code=status_code)
 
 
-def iso(ms: int | None) -> str | None:
-    """Epoch ms as an ISO-8601 UTC string (``2026-01-01T00:00:00.000Z``), as Node's ``toISOString``."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
 def _brief(rt: InstanceRuntime) -> dict[str, Any]:
     return {"id": rt.id, "name": rt.record.name,
             "status": lifecycle.external_status(rt.state, rt.qr is not None), "state": rt.state.value,
@@ -56,19 +51,23 @@ def _brief(rt: InstanceRuntime) -> dict[str, Any]:
             "webhookEvents": rt.record.webhook_events, "lastError": rt.last_error}
 
 
-async def recreate(hub: Hub, rt: InstanceRuntime, webhook: dict[str, Any]) -> JSONResponse:
+async def recreate(hub: Hub, rt: InstanceRuntime, webhook: dict[str, Any],
+                   settings: dict[str, Any] | None = None) -> JSONResponse:
     """``POST /instances`` for an id that exists: 200, and reconnect or relink as the existing wa-hub did.
 
-    A given ``webhook`` replaces the stored one first. ``ready`` → "already connected";
-    ``disconnected`` → soft restart; ``logged_out``/``error``/``stopped``/``needs_qr`` → hard restart
-    (a fresh QR); any other state (connecting, restricted…) is left alone and named.
+    A given ``webhook`` replaces the stored one first, given send ``settings`` (API names) too.
+    ``ready`` → "already connected"; ``disconnected`` → soft restart;
+    ``logged_out``/``error``/``stopped``/``needs_qr`` → hard restart (a fresh QR); any other state
+    (connecting, restricted…) is left alone and named.
     """
+    kwargs: dict[str, Any] = {"settings": sendsettings.pick(settings or {})}
     if webhook.get("url"):
-        kwargs: dict[str, Any] = {"webhook_url": webhook["url"]}
+        kwargs["webhook_url"] = webhook["url"]
         if "events" in webhook:
             kwargs["events"] = webhook["events"] if webhook["events"] is not None else []
         if "secret" in webhook:  # validated like any update (a string of at most 512 characters)
             kwargs["webhook_secret"] = webhook["secret"]
+    if webhook.get("url") or kwargs["settings"]:
         await hub.update_instance(rt.id, **kwargs)
     state = rt.state
     if state == State.READY:
@@ -88,24 +87,24 @@ async def delete(hub: Hub, instance_id: str) -> dict[str, Any]:
     """Delete (idempotent) in the existing wa-hub's shape plus ``droppedFromOutbound``.
 
     ``{message, deleted, purged, purgedPaths, droppedFromOutbound}``: ``droppedFromOutbound`` counts
-    the open (queued or sending) items deleted with the instance, so nothing is dropped silently.
+    the open (queued or sending) items the deletion removed (counted by the deletion itself), so
+    nothing is dropped silently.
     """
     try:
         rt: InstanceRuntime | None = hub.get(instance_id)
     except NotFound:
         rt = None
-    dropped = 0
     session: Path | None = None
     if rt is not None:
-        dropped = (await hub.outbox.queue_stats(rt.id)).depth
         sessions_dir = getattr(hub.engine_factory, "sessions_dir", None)
         if isinstance(sessions_dir, Path) and (sessions_dir / rt.id).exists():
             session = sessions_dir / rt.id
-    deleted = await hub.delete_instance(instance_id)
+    dropped = await hub.delete_instance(instance_id)
+    deleted = dropped is not None
     purged_paths = [str(session)] if session is not None and not session.exists() else []
     name = rt.id if rt is not None else instance_id
     return {"message": f"Instance {name} deleted successfully" if deleted else f"Instance {name} not found",
-            "deleted": deleted, "purged": deleted, "purgedPaths": purged_paths, "droppedFromOutbound": dropped}
+            "deleted": deleted, "purged": deleted, "purgedPaths": purged_paths, "droppedFromOutbound": dropped or 0}
 
 
 def _last(transitions: list[dict[str, Any]], to: str) -> dict[str, Any] | None:
@@ -181,7 +180,7 @@ def rss_bytes() -> int:
 async def trigger(request: Request, instance_id: str) -> JSONResponse:
     hub = _hub(request)
     rt = hub.get(instance_id)
-    rt.sendloop.poke()
+    hub.outbox.trigger_send(rt.id)
     depth = (await hub.outbox.queue_stats(rt.id)).depth
     return _ok({"success": True, "message": "Send loop triggered", "instanceId": rt.id,
                 "instanceState": rt.state.value, "queueDepth": depth})
@@ -261,5 +260,6 @@ async def queue(request: Request, instance_id: str, idempotencyKey: str | None =
              "status": i.status.value, "chatId": i.chat_id, "idempotencyKey": i.idempotency_key}
             for i in items]
     depth = (await hub.outbox.queue_stats(rt.id)).depth  # all open items, even beyond the 500 listed
-    return _ok({"depth": depth, "sendLoopRunning": rt.sendloop.running, "instanceState": rt.state.value,
+    return _ok({"depth": depth, "sendLoopRunning": hub.outbox.send_loop_running(rt.id),
+                "instanceState": rt.state.value,
                 "eligibleCount": sum(1 for r in rows if r["isEligible"]), "items": rows})

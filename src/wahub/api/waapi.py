@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from wahub.api import legacy, schemas
 from wahub.api.auth import require_key
-from wahub.domain import chatid, lifecycle, webhookurl
+from wahub.domain import chatid, lifecycle, sendsettings, webhookurl
 from wahub.domain.errors import Conflict, InvalidInput, NotFound
 from wahub.domain.outbox import ItemKind, ItemStatus
 from wahub.edge import presenters
@@ -36,7 +36,9 @@ def instance_brief(rt: InstanceRuntime) -> dict[str, Any]:
     return {"id": rt.id, "name": rt.record.name,
             "status": lifecycle.external_status(rt.state, rt.qr is not None), "state": rt.state.value,
             "phoneNumber": rt.phone, "webhookUrl": webhookurl.redact(rt.record.webhook_url),
-            "webhookEvents": rt.record.webhook_events, "lastError": rt.last_error, "engine": rt.record.engine}
+            "webhookEvents": rt.record.webhook_events, "lastError": rt.last_error, "engine": rt.record.engine,
+            "defaultCountryCode": rt.record.default_country_code,
+            "typingIndicatorEnabled": rt.record.typing_indicator_enabled, "applyTypingTo": rt.record.apply_typing_to}
 
 
 def _dump(body: Any) -> dict[str, Any]:
@@ -95,9 +97,9 @@ async def create_instance(request: Request, body: schemas.CreateInstance | None 
     if existing is not None and existing.record.name == data["name"].strip():
         if data.get("cloud") is not None:  # renewed Cloud API credentials, read at the engine's next start
             await hub.replace_cloud_credentials(existing.id, data["cloud"])
-        return await legacy.recreate(hub, existing, webhook)
+        return await legacy.recreate(hub, existing, webhook, sendsettings.pick(data))
     rt = await hub.create_instance(data["name"], webhook.get("url"), webhook.get("events"), webhook.get("secret"),
-                                   engine=data.get("engine"), cloud=data.get("cloud"))
+                                   sendsettings.pick(data), engine=data.get("engine"), cloud=data.get("cloud"))
     return ok({"instance": instance_brief(rt)})
 
 
@@ -126,6 +128,7 @@ async def update_instance(request: Request, instance_id: str, body: schemas.Upda
         if unknown:
             raise InvalidInput(f"limits has unknown keys {sorted(unknown)}; known: perMinute, perHour, intervalMs")
         kwargs["limits"] = {names[k]: v for k, v in limits.items()}
+    kwargs["settings"] = sendsettings.pick(data)  # defaultCountryCode, typingIndicatorEnabled, applyTypingTo
     rt = await hub_of(request).update_instance(instance_id, **kwargs)
     return ok({"instance": instance_brief(rt)})
 

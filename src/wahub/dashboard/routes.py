@@ -376,7 +376,7 @@ async def delete_form(request: Request, instance_id: str) -> Response:
 @guarded.post("/instances/{instance_id}/delete")
 async def delete_instance(request: Request, instance_id: str) -> Response:
     deleted = await _hub(request).delete_instance(instance_id)
-    if not deleted:
+    if deleted is None:
         return _page(request, "missing.html", status_code=404, error=f"instance {instance_id} not found")
     log.info("dashboard_instance_deleted", instance_id=instance_id)
     return _see_other(PREFIX, done="deleted")

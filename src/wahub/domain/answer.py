@@ -22,10 +22,15 @@ class Answer(enum.Enum):
 
 
 REQUEUEABLE = frozenset({ItemStatus.FAILED, ItemStatus.CANCELED, ItemStatus.UNCERTAIN})
+# key_source of an item moved from the existing wa-hub (``wa-hub import-node``): sent there, and
+# its payload was never kept, so there is no fingerprint to compare: any send under its key replays it.
+IMPORTED = "imported"
 
 
 def for_existing(item: OutboxItem, fingerprint: str, *, retry: bool) -> Answer:
     """The answer for a send whose key already names ``item``."""
+    if item.key_source == IMPORTED and item.status == ItemStatus.SENT:
+        return Answer.REPLAY_SENT
     if item.fingerprint != fingerprint:
         return Answer.CONFLICT_PAYLOAD
     if item.status in REQUEUEABLE:

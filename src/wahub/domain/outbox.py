@@ -41,7 +41,7 @@ class OutboxItem:
     queue_id: str
     instance_id: str
     idempotency_key: str
-    key_source: str  # "header" | "body" | "derived"
+    key_source: str  # "header" | "body" | "derived" | "imported"
     kind: ItemKind
     chat_id: str
     payload: dict[str, Any]

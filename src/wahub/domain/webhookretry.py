@@ -1,7 +1,12 @@
 """Webhook retry classification (DESIGN §4): which attempt results are retried, and when.
 
-2xx delivered; network errors, 408, 429 (honouring ``Retry-After``) and 5xx retried; any other
-status is a dead letter at once; a response timeout is retried once, a second one is dead.
+2xx delivered; network errors, 401, 403, 408, 429 (honouring ``Retry-After``) and 5xx retried;
+any other status is a dead letter at once; a response timeout is retried once, a second one is dead.
+
+401 and 403 are retried because they usually come from a protection layer in front of the
+receiver (a deployment's access protection, an expired bypass token, a proxy rotating
+credentials), not from the receiver judging the event: the event is retried with backoff until
+``WEBHOOK_MAX_ATTEMPTS`` and then dead-lettered, replayable once the access is fixed.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import email.utils
 from dataclasses import dataclass
 
 RESPONSE_TIMEOUT = "response timeout"
+RETRIED_STATUSES = frozenset({401, 403, 408, 429})  # plus every 5xx
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ def classify(status_code: int | None, error: str | None, retry_after: str | None
         return Outcome("retry", None, error or "network error")
     if 200 <= status_code < 300:
         return Outcome("delivered", status_code, None)
-    if status_code in (408, 429) or status_code >= 500:
+    if status_code in RETRIED_STATUSES or status_code >= 500:
         return Outcome("retry", status_code, f"HTTP {status_code}", _retry_after_ms(retry_after, now_ms))
     return Outcome("dead", status_code, f"HTTP {status_code} (not retried)")
 

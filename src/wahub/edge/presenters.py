@@ -58,7 +58,7 @@ async def status(hub: Hub, instance_id: str) -> dict[str, Any]:
                   "oldestQueuedAt": stats.oldest_queued_at,
                   "oldestAgeMs": now - stats.oldest_queued_at if stats.oldest_queued_at else None,
                   "uncertain": stats.by_status.get("uncertain", 0),
-                  "sendLoopRunning": rt.sendloop.running},
+                  "sendLoopRunning": hub.outbox.send_loop_running(rt.id)},
         "rateLimits": {
             "sendsPerMinute": {"current": per_min, "max": limits.per_minute,
                                "limited": per_min >= limits.per_minute},

@@ -62,7 +62,8 @@ class Hub:
             DispatchPolicy(timeout_ms=settings.webhook_timeout_ms, base_ms=settings.webhook_retry_base_ms,
                            max_ms=settings.webhook_retry_max_ms, max_attempts=settings.webhook_max_attempts,
                            max_in_flight_per_url=settings.webhook_max_in_flight_per_url,
-                           auth_token=settings.webhook_auth_token),
+                           auth_token=settings.webhook_auth_token,
+                           protection_bypass=settings.webhook_protection_bypass),
             self._target_for, rng=self.rng, on_attempt=self.metrics.webhook_attempt,
             client=http_client or urlguard.guarded_client(self.url_guard.policy, settings.webhook_timeout_ms / 1000))
         self._background: set[asyncio.Task[Any]] = set()
@@ -76,7 +77,8 @@ class Hub:
         self.cloud_webhooks = self.cloud.receiver  # the /cloud/{id}/webhook route's port
         self.outbox.screen = self.cloud
         self.admin = Instances(store, clock, self.instances, engine_factory, add_runtime=self._add_runtime,
-                               notify=self.dispatcher.notify, forget=self._forget, url_guard=self.url_guard)
+                               notify=self.dispatcher.notify, forget=self._forget, url_guard=self.url_guard,
+                               allow_status_broadcast=settings.allow_status_broadcast)
         self.lifecycle_policy = LifecyclePolicy.from_settings(settings)
         self.send_policy = SendPolicy(max_attempts=settings.max_send_attempts,
                                       retry_base_ms=settings.retry_base_backoff_ms,
@@ -192,10 +194,11 @@ class Hub:
         return self.instances.get_rt(instance_id)
 
     async def create_instance(self, name: str, webhook_url: str | None, events: list[str] | None,
-                              webhook_secret: str | None = None, *, engine: Any = None,
-                              cloud: Any = None) -> InstanceRuntime:
+                              webhook_secret: str | None = None, settings: dict[str, Any] | None = None, *,
+                              engine: Any = None, cloud: Any = None) -> InstanceRuntime:
         """Create and start an instance (see :meth:`Instances.create`) driven by ``engine``
-        (default ``WAHUB_ENGINE``); ``cloud`` holds a cloud instance's credentials (never logged).
+        (default ``WAHUB_ENGINE``) with its send ``settings`` (API names); ``cloud`` holds a cloud
+        instance's credentials (never logged).
 
         Raises InvalidInput naming the field (unknown engine, bad credentials, no credentials key).
         """
@@ -213,7 +216,8 @@ class Hub:
                 await self.cloud.save(instance_id, account)
         elif cloud is not None:
             raise InvalidInput('cloud is only for engine "cloud"')
-        return await self.admin.create(name, webhook_url, events, webhook_secret, engine=engine, after_insert=save)
+        return await self.admin.create(name, webhook_url, events, webhook_secret, settings, engine=engine,
+                                       after_insert=save)
 
     async def replace_cloud_credentials(self, instance_id: str, cloud: Any) -> InstanceRuntime:
         """Store new credentials for a cloud instance (e.g. a renewed token); the engine reads them at
@@ -225,11 +229,12 @@ class Hub:
         return rt
 
     async def update_instance(self, instance_id: str, **changes: Any) -> InstanceRuntime:
-        """Change name, webhook settings or per-instance limits (see :meth:`Instances.update`)."""
+        """Change name, webhook settings, per-instance limits or send settings (see :meth:`Instances.update`)."""
         return await self.admin.update(instance_id, **changes)
 
-    async def delete_instance(self, instance_id: str) -> bool:
-        """Log out, stop and delete an instance (see :meth:`Instances.delete`)."""
+    async def delete_instance(self, instance_id: str) -> int | None:
+        """Log out, stop and delete an instance; open items deleted with it, None if unknown (see
+        :meth:`Instances.delete`)."""
         return await self.admin.delete(instance_id)
 
     async def logout(self, instance_id: str) -> InstanceRuntime:

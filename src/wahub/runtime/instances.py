@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from wahub.domain import chatid, ladder
+from wahub.domain import chatid, ladder, sendsettings
 from wahub.domain.clock import Clock
 from wahub.domain.errors import Conflict, EngineError, InvalidInput, ServiceUnavailable
 from wahub.domain.lifecycle import State
@@ -31,8 +31,10 @@ class Instances:
 
     def __init__(self, store: InstancesPort, clock: Clock, registry: Registry, engines: eng.EngineFactory, *,
                  add_runtime: Callable[[InstanceRecord], InstanceRuntime], notify: Callable[[str], None],
-                 forget: Callable[[str], None], url_guard: urlguard.UrlGuard) -> None:
+                 forget: Callable[[str], None], url_guard: urlguard.UrlGuard,
+                 allow_status_broadcast: bool = False) -> None:
         self.store = store
+        self.allow_status_broadcast = allow_status_broadcast
         self.url_guard = url_guard
         self.clock = clock
         self.registry = registry
@@ -59,14 +61,17 @@ class Instances:
                 log.exception("restore_failed", instance_id=rt.id)
 
     async def create(self, name: str, webhook_url: str | None, events: list[str] | None,
-                     webhook_secret: str | None = None, *, engine: str = "whatsmeow",
+                     webhook_secret: str | None = None, settings: dict[str, Any] | None = None, *,
+                     engine: str = "whatsmeow",
                      after_insert: Callable[[str], Awaitable[None]] | None = None) -> InstanceRuntime:
-        """Create and start an instance driven by ``engine``. Raises InvalidInput (bad name/url/events)
-        or Conflict (exists). ``after_insert(id)`` stores what belongs with the row (cloud credentials);
-        when it raises, the row is deleted again and nothing is left half-written."""
+        """Create and start an instance driven by ``engine`` (``settings``: API-named send settings,
+        :mod:`wahub.domain.sendsettings`). Raises InvalidInput (bad name/url/events/settings) or Conflict
+        (exists). ``after_insert(id)`` stores what belongs with the row (cloud credentials); when it
+        raises, the row is deleted again and nothing is left half-written."""
         instance_id = chatid.instance_id_from_name(name)
         url = await self.url_guard.checked(webhook_url)
         evs = _check_events(events)
+        columns = sendsettings.columns(settings or {})
         webhook_secret = _check_secret(webhook_secret)
         existing = self.registry.get(instance_id)
         if existing is not None:
@@ -74,7 +79,7 @@ class Instances:
                            f"{existing.record.name!r}", instanceId=instance_id)
         rec = await self.store.create_instance(id=instance_id, name=name.strip(), webhook_url=url,
                                                webhook_events=evs, webhook_secret=webhook_secret,
-                                               now=self.clock.now_ms(), engine=engine)
+                                               now=self.clock.now_ms(), engine=engine, **columns)
         if after_insert is not None:
             try:
                 await after_insert(instance_id)
@@ -88,8 +93,9 @@ class Instances:
 
     async def update(self, instance_id: str, *, name: str | None = None, webhook_url: Any = ...,
                      events: list[str] | None = None, webhook_secret: Any = ...,
-                     limits: dict[str, int | None] | None = None) -> InstanceRuntime:
-        """Change name, webhook settings or per-instance limits."""
+                     limits: dict[str, int | None] | None = None,
+                     settings: dict[str, Any] | None = None) -> InstanceRuntime:
+        """Change name, webhook settings, per-instance limits or send settings (API names)."""
         rt = self.registry.get_rt(instance_id)
         values: dict[str, Any] = {}
         if name is not None:
@@ -102,6 +108,7 @@ class Instances:
             values["webhook_events"] = _check_events(events)
         if webhook_secret is not ...:
             values["webhook_secret"] = _check_secret(webhook_secret)
+        values.update(sendsettings.columns(settings or {}))
         for key, value in (limits or {}).items():
             if key not in LIMIT_FIELDS:
                 raise InvalidInput(f"unknown limit {key!r}")
@@ -121,21 +128,24 @@ class Instances:
                 self.notify(rt.id)
         return rt
 
-    async def delete(self, instance_id: str) -> bool:
-        """Log out, stop and delete an instance with all its records and session files."""
+    async def delete(self, instance_id: str) -> int | None:
+        """Log out, stop and delete an instance with all its records and session files.
+
+        Returns how many open (queued or sending) items were deleted with it; None for an unknown id.
+        """
         rt = self.registry.lookup(instance_id)
         if rt is None:
-            return False
+            return None
         self.registry.pop(rt.id, None)
         engine = rt.engine
         await rt.supervisor.shutdown()
         if engine is not None:
             with contextlib.suppress(Exception):
                 await engine.logout()
-        await self.store.delete_instance(rt.id)
+        dropped = await self.store.delete_instance(rt.id)
         self.forget(rt.id)
-        log.info("instance_deleted", instance_id=rt.id)
-        return True
+        log.info("instance_deleted", instance_id=rt.id, dropped_open_items=dropped)
+        return dropped or 0
 
     async def logout(self, instance_id: str) -> InstanceRuntime:
         """End the WhatsApp session (session files removed); the instance and its queue stay."""
@@ -168,7 +178,8 @@ class Instances:
     async def request_pairing_code(self, instance_id: str, phone: str) -> str:
         """Pairing code for phone-number login. Raises InvalidInput or EngineError."""
         rt = self.registry.get_rt(instance_id)
-        digits = chatid.phone_number(chatid.normalize(phone, field="phoneNumber"))
+        digits = chatid.phone_number(chatid.normalize(phone, field="phoneNumber",
+                                                      default_country_code=rt.record.default_country_code))
         if digits is None:
             raise InvalidInput("phoneNumber must be a phone number")
         if rt.state == State.READY:
@@ -180,7 +191,8 @@ class Instances:
     async def is_registered(self, instance_id: str, contact: Any) -> bool:
         """Whether a number is on WhatsApp (needs a ready instance)."""
         rt = self.registry.get_rt(instance_id)
-        chat = chatid.normalize(contact, field="contactId")
+        chat = chatid.normalize(contact, field="contactId", default_country_code=rt.record.default_country_code,
+                                allow_status_broadcast=self.allow_status_broadcast)
         if rt.state != State.READY or rt.engine is None:  # the instance's state, not the server's health
             raise Conflict(f"instance is {rt.state.value}, not ready")
         try:

@@ -76,13 +76,17 @@ class Outbox:
                       header_key: str | None, retry: bool = False) -> EnqueueResult:
         """Validate and enqueue a send (DESIGN §3.1); never waits for WhatsApp.
 
+        An item imported from the existing wa-hub answers any send under its key as a replay of a
+        sent message (see :data:`wahub.domain.answer.IMPORTED`).
+
         Raises InvalidInput (400), NotFound (404), Conflict (409: key reused with another payload,
         or the keyed item failed and ``retry`` was not asked), QueueFull (429), ShuttingDown (503).
         """
         rt = self.registry.get_rt(instance_id)
         if not self.accepting:
             raise ShuttingDown("wa-hub is shutting down; send again shortly", retry_after_s=5)
-        chat = chatid.normalize(body.get("chatId"), field="chatId")
+        chat = chatid.normalize(body.get("chatId"), field="chatId", default_country_code=rt.record.default_country_code,
+                                allow_status_broadcast=self.settings.allow_status_broadcast)
         fields = content.validate(kind, body)
         if self.screen is not None:
             fields = await self.screen.prepare(rt, kind, body, fields)
@@ -257,6 +261,15 @@ class Outbox:
         fresh = await self.store.get_item(queue_id)
         assert fresh is not None
         return fresh
+
+    # -- the send loop, seen from outside -----------------------------------------------------------
+    def trigger_send(self, instance_id: str) -> None:
+        """Wake the instance's send loop now (it sends only while the instance is ready). Raises NotFound."""
+        self.registry.get_rt(instance_id).sendloop.poke()
+
+    def send_loop_running(self, instance_id: str) -> bool:
+        """True while the instance's send loop task is alive. Raises NotFound."""
+        return self.registry.get_rt(instance_id).sendloop.running
 
     # -- queries -------------------------------------------------------------------------------
     async def get_item(self, instance_id: str, queue_id: str) -> OutboxItem:

@@ -44,6 +44,11 @@ class InstanceRuntime:
         """The instance id."""
         return self.record.id
 
+    @property
+    def typing(self) -> bool | None:
+        """The instance's own typing-indicator setting (None: ``TYPING_INDICATOR_ENABLED`` decides)."""
+        return self.record.typing_indicator_enabled
+
 
 class Registry(dict[str, InstanceRuntime]):
     """Instance id → runtime, with the API's lookup rules."""

@@ -215,7 +215,8 @@ class SendLoop:
         if link.state != State.READY or engine is None or self._draining:
             await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms())
             return
-        if self.policy.typing and item.kind == ItemKind.TEXT:
+        own = getattr(link, "typing", None)  # the instance's own typing setting; None: the policy's
+        if item.kind == ItemKind.TEXT and (self.policy.typing if own is None else own):
             with contextlib.suppress(Exception):
                 await engine.send_typing(item.chat_id)
         chosen: str | None = None

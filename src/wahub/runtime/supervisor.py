@@ -35,7 +35,7 @@ from wahub.domain.errors import Conflict
 from wahub.domain.lifecycle import State
 from wahub.engines import base as eng
 from wahub.observability import Metrics
-from wahub.runtime.events import Events, qr_png_b64
+from wahub.runtime.events import Events, qr_png_b64, restricted_data, wa_state
 from wahub.runtime.registry import InstanceRuntime
 from wahub.store.base import LifecyclePort
 
@@ -128,7 +128,7 @@ class Supervisor:
             return False
         now = self.clock.now_ms()
         drafts = self.events.drafts(rt.record, "change_state", {
-            "status": lifecycle.external_status(to, rt.qr is not None), "state": to.value,
+            "status": wa_state(to, rt.qr is not None), "state": to.value,
             "previousState": src.value, "reason": reason, "at": now})
         if event is not None:
             drafts += self.events.drafts(rt.record, event, data or {})
@@ -316,7 +316,7 @@ class Supervisor:
         elif isinstance(ev, eng.Authenticated):
             self._cancel("qr_window")
             rt.qr = None
-            await self.events.store_drafts(rt.id, self.events.drafts(rt.record, "authenticated", {}))
+            await self.events.authenticated(rt.record)
             if rt.state in (State.INITIALIZING, State.DISCONNECTED):
                 await self.transition(State.CONNECTING, "authenticated")
             self._arm("ready_probe", self.policy.ready_probe_timeout_ms, self._ready_probe)
@@ -345,7 +345,7 @@ class Supervisor:
             await self._terminal(State.LOGGED_OUT, ev.reason, "auth_failure", {"message": ev.reason},
                                  last_error=f"logged out: {ev.reason}")
         elif isinstance(ev, eng.TemporaryBan):
-            data = {"reason": f"temporary ban (code {ev.code})", "code": ev.code, "restrictedUntil": ev.expires_at}
+            data = restricted_data(ev.code, ev.expires_at)
             await self._terminal(State.RESTRICTED, f"temporary ban code {ev.code}", "restricted", data,
                                  restricted_until=ev.expires_at, last_error=f"temporarily banned (code {ev.code})")
             resume_at = ladder.resume_at(State.RESTRICTED, ev.expires_at, self.policy.restricted_auto_resume)
@@ -378,6 +378,7 @@ class Supervisor:
         if ok:
             await self.on_event(eng.Ready(phone=rt.phone, push_name=rt.push_name))
         else:
+            await self.events.ready_timeout(rt.record, rt.state)
             await self.transition(State.DISCONNECTED, "authenticated but never ready", event="disconnected",
                                   data={"reason": "ready_timeout"})
             self._schedule_reconnect("authenticated but never ready")

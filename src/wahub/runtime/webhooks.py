@@ -8,9 +8,14 @@ run concurrently. A per-URL semaphore caps requests in flight to one receiver. N
 awaited by the send loop or the lifecycle: they only store events and call :meth:`notify`.
 
 Retry policy (pure, in :func:`wahub.domain.webhookretry.classify`): 2xx delivered; network errors (refused, reset,
-connect timeout), 408, 429 (honouring ``Retry-After``) and 5xx retried with exponential backoff
-and jitter; any other status (other 4xx, 3xx: redirects are not followed) is a dead letter at
-once; after ``WEBHOOK_MAX_ATTEMPTS`` attempts the event is dead.
+connect timeout), 401/403 (a protection layer in front of the receiver), 408, 429 (honouring
+``Retry-After``) and 5xx retried with exponential backoff and jitter; any other status (other 4xx,
+3xx: redirects are not followed) is a dead letter at once; after ``WEBHOOK_MAX_ATTEMPTS`` attempts
+the event is dead.
+
+Headers: besides the signatures (:func:`wahub.runtime.signing.headers`), every attempt carries
+``x-vercel-protection-bypass`` when ``WEBHOOK_PROTECTION_BYPASS`` is set, as the existing wa-hub
+did, so a receiver behind Vercel deployment protection accepts the events.
 
 Response timeouts are special: the receiver accepted the connection and the whole body, so it
 has probably processed the event and is merely slow to answer. Retrying such an event again and
@@ -42,6 +47,7 @@ from wahub.store.base import EventsPort
 from wahub.store.records import EventRecord
 
 log = structlog.get_logger("wahub.webhooks")
+PROTECTION_BYPASS_HEADER = "x-vercel-protection-bypass"
 
 @dataclass(frozen=True)
 class Target:
@@ -61,6 +67,7 @@ class DispatchPolicy:
     max_attempts: int
     max_in_flight_per_url: int
     auth_token: str | None
+    protection_bypass: str | None = None  # sent as x-vercel-protection-bypass when set
 
 
 @dataclass
@@ -180,6 +187,8 @@ class Dispatcher:
         body = ev.body.encode("utf-8")
         headers = signing.headers(secret=target.secret, auth_token=self.policy.auth_token,
                                   event_id=ev.event_id, timestamp_s=now // 1000, body=body)
+        if self.policy.protection_bypass:
+            headers[PROTECTION_BYPASS_HEADER] = self.policy.protection_bypass
         slot = self._url_slots.setdefault(target.url, asyncio.Semaphore(self.policy.max_in_flight_per_url))
         status: int | None = None
         error: str | None = None

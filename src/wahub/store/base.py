@@ -69,8 +69,12 @@ class InstancesPort(Protocol):
 
     async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
                               webhook_events: list[str], webhook_secret: str | None, now: int,
-                              state: str = "initializing", engine: str = "whatsmeow") -> InstanceRecord:
-        """Insert an instance driven by ``engine``. Raises :class:`~wahub.domain.errors.Conflict` when the id exists."""
+                              state: str = "initializing", engine: str = "whatsmeow",
+                              default_country_code: str | None = None, typing_indicator_enabled: bool | None = None,
+                              apply_typing_to: list[str] | None = None) -> InstanceRecord:
+        """Insert an instance driven by ``engine`` with its optional send settings (``default_country_code``
+        digits, ``typing_indicator_enabled`` None = the setting, ``apply_typing_to`` as given).
+        Raises :class:`~wahub.domain.errors.Conflict` when the id exists."""
         ...
 
     async def get_instance(self, instance_id: str) -> InstanceRecord | None:
@@ -85,8 +89,9 @@ class InstancesPort(Protocol):
         """Set columns of an instance. Raises :class:`~wahub.domain.errors.NotFound`."""
         ...
 
-    async def delete_instance(self, instance_id: str) -> bool:
-        """Delete an instance and everything recorded for it; True when it existed."""
+    async def delete_instance(self, instance_id: str) -> int | None:
+        """Delete an instance and everything recorded for it in one step; returns how many open
+        (queued or sending) items were deleted with it, None when there was no such instance."""
         ...
 
 
@@ -216,6 +221,21 @@ class OutboxPort(Protocol):
         ...
 
 
+class ImportPort(Protocol):
+    """Records moved in from another system (``wa-hub import-node``)."""
+
+    async def insert_sent_item(self, *, queue_id: str, instance_id: str, idempotency_key: str, key_source: str,
+                               kind: str, chat_id: str, payload: dict[str, Any], fingerprint: str, message_id: str,
+                               created_at: int, sent_at: int) -> bool:
+        """Store an item that was already sent elsewhere (``sent``, with its message id) in one step.
+
+        For moving records from another system: nothing is logged as a send (no rate-limit
+        history), no webhook event is stored. Returns False (and changes nothing) when the key
+        is already taken on the instance.
+        """
+        ...
+
+
 class InboundPort(Protocol):
     """Inbound messages, polls, votes and acks (the inbound room)."""
 
@@ -334,6 +354,7 @@ class CloudPort(Protocol):
         ...
 
 
-class Store(AdminPort, InstancesPort, LifecyclePort, OutboxPort, InboundPort, EventsPort, FleetPort, CloudPort,
+class Store(AdminPort, InstancesPort, LifecyclePort, OutboxPort, ImportPort, InboundPort, EventsPort, FleetPort,
+            CloudPort,
             Protocol):
     """Every port at once: what a backend implements (the composition root hands out the parts)."""

@@ -31,6 +31,9 @@ class InstanceRecord:
     send_interval_ms: int | None
     last_error: str | None
     created_at: int
+    default_country_code: str | None = None  # digits completing a national number (``20``)
+    typing_indicator_enabled: bool | None = None  # None: TYPING_INDICATOR_ENABLED
+    apply_typing_to: list[str] | None = None  # the existing wa-hub's applyTypingTo, kept as given
     engine: str = "whatsmeow"  # sandbox | whatsmeow | cloud, fixed at creation
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -58,6 +59,11 @@ instances = Table(
     # Which engine drives the instance, fixed at creation (WAHUB_ENGINE, or the request's choice):
     # the composite engine factory routes by it, so one hub runs several engines at once.
     Column("engine", Text, nullable=False),
+    # Send settings (0003): country code completing national numbers (digits); typing indicator
+    # (NULL = TYPING_INDICATOR_ENABLED) and the existing wa-hub's applyTypingTo (JSON list, kept as given).
+    Column("default_country_code", String(4), nullable=True),
+    Column("typing_indicator_enabled", Boolean, nullable=True),
+    Column("apply_typing_to", Text, nullable=True),
     CheckConstraint(f"state IN {STATES!r}", name="state_known"),
     CheckConstraint(f"engine IN {ENGINES!r}", name="engine_known"),
 )

@@ -32,10 +32,54 @@ async def test_instance_create_read_update_delete(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.update_instance("nope", name="x")
 
-    assert await store.delete_instance("c") is True
+    assert await store.delete_instance("c") == 0  # existed, no open items
     assert await store.get_instance("c") is None
-    assert await store.delete_instance("c") is False
+    assert await store.delete_instance("c") is None
     assert [r.id for r in await store.list_instances()] == ["a", "b"]
+
+
+async def test_send_settings_are_stored_on_create_and_update(store: Store) -> None:
+    rec = await store.create_instance(id="d", name="D", webhook_url=None, webhook_events=[], webhook_secret=None,
+                                      now=T0, typing_indicator_enabled=False, apply_typing_to=["customer"])
+    assert (rec.default_country_code, rec.typing_indicator_enabled, rec.apply_typing_to) == (
+        None, False, ["customer"])
+    await store.update_instance("d", default_country_code="20", typing_indicator_enabled=True,
+                                apply_typing_to=["customer", "merchant"])
+    got = await store.get_instance("d")
+    assert got is not None
+    assert (got.default_country_code, got.typing_indicator_enabled, got.apply_typing_to) == (
+        "20", True, ["customer", "merchant"])
+    await store.update_instance("d", default_country_code=None, typing_indicator_enabled=None, apply_typing_to=None)
+    got = await store.get_instance("d")
+    assert got is not None
+    assert (got.default_country_code, got.typing_indicator_enabled, got.apply_typing_to) == (None, None, None)
+    plain = await store.get_instance("a")
+    assert plain is not None and (plain.default_country_code, plain.typing_indicator_enabled) == (None, None)
+
+
+async def test_delete_counts_the_open_items_it_deleted(store: Store) -> None:
+    for key in ("k1", "k2", "k3"):
+        await enqueue(store, key, instance="a")
+    claimed = await store.claim_next("a", T0)  # one sending, two queued
+    assert claimed is not None
+    await enqueue(store, "kb", instance="b")
+    assert await store.delete_instance("a") == 3
+    assert await store.delete_instance("b") == 1
+
+
+async def test_a_sent_item_is_imported_in_one_step_and_only_once(store: Store) -> None:
+    kwargs = {"instance_id": "a", "idempotency_key": "order:1:v1", "key_source": "imported", "kind": "text",
+              "chat_id": "", "payload": {"oldQueueItemId": "q-1"}, "fingerprint": "imported",
+              "message_id": "true_1@c.us_OLD", "created_at": T0 - 10_000, "sent_at": T0 - 9_000}
+    assert await store.insert_sent_item(queue_id="q1", **kwargs) is True
+    assert await store.insert_sent_item(queue_id="q2", **{**kwargs, "message_id": "other"}) is False
+    item = await store.find_item_by_key("a", "order:1:v1")
+    assert item is not None
+    assert (item.queue_id, item.status.value, item.message_id, item.sent_at, item.key_source) == (
+        "q1", "sent", "true_1@c.us_OLD", T0 - 9_000, "imported")
+    assert await store.claim_next("a", T0 + 1) is None  # never offered to the send loop
+    assert await store.send_history("a", 0) == []  # an old send is no part of this hub's rate windows
+    assert (await store.queue_stats("a")).depth == 0
 
 
 async def test_duplicate_instance_id_is_a_conflict(store: Store) -> None:
@@ -56,7 +100,7 @@ async def test_delete_instance_removes_everything_it_recorded(store: Store) -> N
         await store.record_restart(inst, kind="soft", reason=None, now=T0)
         await store.record_transition(inst, from_state="initializing", to_state="connecting", reason=None,
                                       now=T0)
-    assert await store.delete_instance("a") is True
+    assert await store.delete_instance("a") == 0  # its one item was sent: nothing open was dropped
     assert await store.find_item_by_key("a", "k1") is None
     assert await store.send_history("a", 0) == []
     assert await store.list_events("a", status=None, limit=10) == []

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from wahub.domain.errors import Conflict, NotFound
-from wahub.store.memory.state import MemoryBase
+from wahub.store.memory.state import _OPEN, MemoryBase
 from wahub.store.records import (
     EventDraft,
     InstanceRecord,
@@ -21,15 +21,19 @@ class InstancesMemory(MemoryBase):
     # -- instances -------------------------------------------------------------------------------
     async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
                               webhook_events: list[str], webhook_secret: str | None, now: int,
-                              state: str = "initializing", engine: str = "whatsmeow") -> InstanceRecord:
-        """Insert an instance. Raises :class:`Conflict` when the id exists."""
+                              state: str = "initializing", engine: str = "whatsmeow",
+                              default_country_code: str | None = None, typing_indicator_enabled: bool | None = None,
+                              apply_typing_to: list[str] | None = None) -> InstanceRecord:
+        """Insert an instance (with its optional send settings). Raises :class:`Conflict` when the id exists."""
         if id in self._instances:
             raise Conflict(f"an instance with id {id!r} already exists", instanceId=id)
         rec = InstanceRecord(
             id=id, name=name, webhook_url=webhook_url, webhook_events=list(webhook_events),
             webhook_secret=webhook_secret, state=state, state_since=now, state_reason=None,
             restricted_until=None, phone=None, push_name=None, limit_per_minute=None, limit_per_hour=None,
-            send_interval_ms=None, last_error=None, created_at=now, engine=engine)
+            send_interval_ms=None, last_error=None, created_at=now, engine=engine,
+            default_country_code=default_country_code, typing_indicator_enabled=typing_indicator_enabled,
+            apply_typing_to=list(apply_typing_to) if apply_typing_to is not None else None)
         self._instances[id] = rec
         return self._copy_instance(rec)
 
@@ -51,15 +55,15 @@ class InstancesMemory(MemoryBase):
         rec = self._instances.get(instance_id)
         if rec is None:
             raise NotFound(f"instance {instance_id} not found")
-        if "webhook_events" in values:
-            values["webhook_events"] = list(values["webhook_events"])
-        self._instances[instance_id] = replace(rec, **values)
+        self._instances[instance_id] = replace(rec, **_copied(values))
 
-    async def delete_instance(self, instance_id: str) -> bool:
-        """Delete an instance and everything recorded for it; True when it existed."""
+    async def delete_instance(self, instance_id: str) -> int | None:
+        """Delete an instance and everything recorded for it; how many open items went with it
+        (None: no such instance)."""
         def mine(key: tuple[str, ...]) -> bool:
             return key[0] == instance_id
 
+        open_items = sum(1 for r in self._outbox.values() if r["instance_id"] == instance_id and r["status"] in _OPEN)
         self._outbox = {s: r for s, r in self._outbox.items() if r["instance_id"] != instance_id}
         self._send_log = [r for r in self._send_log if r["instance_id"] != instance_id]
         self._events = {s: r for s, r in self._events.items() if r["instance_id"] != instance_id}
@@ -71,7 +75,7 @@ class InstancesMemory(MemoryBase):
         self._restarts = [x for x in self._restarts if x[0] != instance_id]
         self._cloud_credentials.pop(instance_id, None)  # ON DELETE CASCADE in SQL
         self._chat_inbound = {k: v for k, v in self._chat_inbound.items() if not mine(k)}
-        return self._instances.pop(instance_id, None) is not None
+        return open_items if self._instances.pop(instance_id, None) is not None else None
 
     async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,
                                 now: int, events: Sequence[EventDraft] = (), **instance_values: Any) -> None:
@@ -100,3 +104,8 @@ class InstancesMemory(MemoryBase):
     async def restarts_since(self, instance_id: str, since: int) -> list[int]:
         """Times (epoch ms, ascending) of restarts after ``since``."""
         return sorted(at for iid, at in self._restarts if iid == instance_id and at > since)
+
+
+def _copied(values: dict[str, Any]) -> dict[str, Any]:
+    """Values with their lists copied (the caller keeps no handle on stored state)."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in values.items()}

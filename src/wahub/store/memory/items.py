@@ -3,18 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from wahub.domain.outbox import ItemStatus, OutboxItem
+from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
 from wahub.domain.outbox import ItemStatus as St
-from wahub.store.memory.state import _FINAL_PURGEABLE, _OPEN, MemoryBase, _item
+from wahub.store.memory.state import _FINAL_PURGEABLE, _OPEN, MemoryBase, Row, _item
 from wahub.store.records import (
     EventDraft,
     QueueStats,
+    dump_json,
 )
 
 
 class ItemsMemory(MemoryBase):
     """Outbox queries and operator actions in memory."""
+
+    async def insert_sent_item(self, *, queue_id: str, instance_id: str, idempotency_key: str, key_source: str,
+                               kind: str, chat_id: str, payload: dict[str, Any], fingerprint: str, message_id: str,
+                               created_at: int, sent_at: int) -> bool:
+        """Store an item that was already sent elsewhere (``sent``, with its message id) in one step.
+
+        For moving records from another system: nothing is logged as a send (no rate-limit
+        history), no webhook event is stored. Returns False (and changes nothing) when the key
+        is already taken on the instance.
+        """
+        if self._by_key(instance_id, idempotency_key) is not None:
+            return False
+        seq = next(self._seq)
+        row: Row = {
+            "seq": seq, "queue_id": queue_id, "instance_id": instance_id, "idempotency_key": idempotency_key,
+            "key_source": key_source, "kind": ItemKind(kind).value, "chat_id": chat_id,
+            "payload": dump_json(payload), "fingerprint": fingerprint, "status": St.SENT.value, "attempts": 1,
+            "next_attempt_at": created_at, "created_at": created_at, "updated_at": sent_at, "handed_over_at": None,
+            "sent_at": sent_at, "message_id": message_id, "ack": None, "last_error": None, "error_reason": None,
+            "chosen_message_id": None,
+        }
+        self._outbox[seq] = row
+        return True
 
     # -- outbox: queries and operator actions ---------------------------------------------------
     async def get_item(self, queue_id: str) -> OutboxItem | None:

@@ -69,7 +69,8 @@ class MemoryBase:
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod
     def _copy_instance(rec: InstanceRecord) -> InstanceRecord:
-        return replace(rec, webhook_events=list(rec.webhook_events))
+        return replace(rec, webhook_events=list(rec.webhook_events),
+                       apply_typing_to=list(rec.apply_typing_to) if rec.apply_typing_to is not None else None)
 
     def _by_key(self, instance_id: str, key: str) -> Row | None:
         return next((r for r in self._outbox.values()

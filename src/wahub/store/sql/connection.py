@@ -41,6 +41,9 @@ def _instance(row: Any) -> InstanceRecord:
         limit_per_minute=m["limit_per_minute"], limit_per_hour=m["limit_per_hour"],
         send_interval_ms=m["send_interval_ms"], last_error=m["last_error"], created_at=m["created_at"],
         engine=m["engine"],
+        default_country_code=m["default_country_code"],
+        typing_indicator_enabled=None if m["typing_indicator_enabled"] is None else bool(m["typing_indicator_enabled"]),
+        apply_typing_to=json.loads(m["apply_typing_to"]) if m["apply_typing_to"] is not None else None,
     )
 
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from wahub.domain.errors import Conflict, NotFound
+from wahub.domain.outbox import ItemStatus as St
 from wahub.store import tables as t
 from wahub.store.records import (
     EventDraft,
@@ -28,13 +29,17 @@ class InstancesSql(SqlBase):
     # -- instances -------------------------------------------------------------------------------
     async def create_instance(self, *, id: str, name: str, webhook_url: str | None,
                               webhook_events: list[str], webhook_secret: str | None, now: int,
-                              state: str = "initializing", engine: str = "whatsmeow") -> InstanceRecord:
-        """Insert an instance. Raises :class:`Conflict` when the id exists."""
+                              state: str = "initializing", engine: str = "whatsmeow",
+                              default_country_code: str | None = None, typing_indicator_enabled: bool | None = None,
+                              apply_typing_to: list[str] | None = None) -> InstanceRecord:
+        """Insert an instance (with its optional send settings). Raises :class:`Conflict` when the id exists."""
         try:
             async with self._tx() as conn:
                 await conn.execute(t.instances.insert().values(
                     id=id, name=name, webhook_url=webhook_url, webhook_events=dump_json(webhook_events),
-                    webhook_secret=webhook_secret, state=state, state_since=now, created_at=now, engine=engine))
+                    webhook_secret=webhook_secret, state=state, state_since=now, created_at=now, engine=engine,
+                    default_country_code=default_country_code, typing_indicator_enabled=typing_indicator_enabled,
+                    apply_typing_to=dump_json(apply_typing_to) if apply_typing_to is not None else None))
         except IntegrityError as exc:
             raise Conflict(f"an instance with id {id!r} already exists", instanceId=id) from exc
         rec = await self.get_instance(id)
@@ -55,22 +60,28 @@ class InstancesSql(SqlBase):
         return [_instance(r) for r in rows]
 
     async def update_instance(self, instance_id: str, **values: Any) -> None:
-        """Set columns of an instance (``webhook_events`` as a list). Raises :class:`NotFound`."""
-        if "webhook_events" in values:
-            values["webhook_events"] = dump_json(values["webhook_events"])
+        """Set columns of an instance (``webhook_events``, ``apply_typing_to`` as lists). Raises :class:`NotFound`."""
+        values = _columns(values)
         async with self._tx() as conn:
             res = await conn.execute(t.instances.update().where(t.instances.c.id == instance_id).values(**values))
         if res.rowcount == 0:
             raise NotFound(f"instance {instance_id} not found")
 
-    async def delete_instance(self, instance_id: str) -> bool:
-        """Delete an instance and everything recorded for it; True when it existed."""
+    async def delete_instance(self, instance_id: str) -> int | None:
+        """Delete an instance and everything recorded for it, in one transaction.
+
+        Returns how many open (queued or sending) items were deleted with it, or None when there
+        was no such instance.
+        """
         async with self._tx() as conn:
+            open_items = int((await conn.execute(sa.select(sa.func.count()).select_from(t.outbox).where(
+                t.outbox.c.instance_id == instance_id,
+                t.outbox.c.status.in_((St.QUEUED.value, St.SENDING.value))))).scalar_one())
             for table in (t.outbox, t.send_log, t.events, t.polls, t.votes, t.inbound_seen, t.identities,
                           t.transitions, t.restarts, t.cloud_credentials, t.cloud_chat_inbound):
                 await conn.execute(table.delete().where(table.c.instance_id == instance_id))
             res = await conn.execute(t.instances.delete().where(t.instances.c.id == instance_id))
-        return bool(res.rowcount)
+        return open_items if res.rowcount else None
 
     async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,
                                 now: int, events: Sequence[EventDraft] = (), **instance_values: Any) -> None:
@@ -110,3 +121,12 @@ class InstancesSql(SqlBase):
              .order_by(t.restarts.c.at))
         async with self.engine.connect() as conn:
             return [r[0] for r in (await conn.execute(q)).all()]
+
+
+def _columns(values: dict[str, Any]) -> dict[str, Any]:
+    """Instance values as column values: the JSON lists serialised."""
+    out = dict(values)
+    for key in ("webhook_events", "apply_typing_to"):
+        if out.get(key) is not None:
+            out[key] = dump_json(out[key])
+    return out

@@ -13,6 +13,7 @@ from wahub.store import tables as t
 from wahub.store.records import (
     EventDraft,
     QueueStats,
+    dump_json,
 )
 from wahub.store.sql.connection import (
     SqlBase,
@@ -22,6 +23,24 @@ from wahub.store.sql.connection import (
 
 class ItemsSql(SqlBase):
     """Outbox queries and operator actions on SQL."""
+
+    async def insert_sent_item(self, *, queue_id: str, instance_id: str, idempotency_key: str, key_source: str,
+                               kind: str, chat_id: str, payload: dict[str, Any], fingerprint: str, message_id: str,
+                               created_at: int, sent_at: int) -> bool:
+        """Store an item that was already sent elsewhere (``sent``, with its message id) in one step.
+
+        For moving records from another system: nothing is logged as a send (no rate-limit
+        history), no webhook event is stored. Returns False (and changes nothing) when the key
+        is already taken on the instance.
+        """
+        async with self._tx() as conn:
+            res = await conn.execute(self._insert(t.outbox).values(
+                queue_id=queue_id, instance_id=instance_id, idempotency_key=idempotency_key, key_source=key_source,
+                kind=kind, chat_id=chat_id, payload=dump_json(payload), fingerprint=fingerprint,
+                status=St.SENT.value, attempts=1, next_attempt_at=created_at, created_at=created_at,
+                updated_at=sent_at, sent_at=sent_at, message_id=message_id,
+            ).on_conflict_do_nothing(index_elements=["instance_id", "idempotency_key"]))
+        return bool(res.rowcount)
 
     # -- outbox: queries and operator actions ---------------------------------------------------
     async def get_item(self, queue_id: str) -> OutboxItem | None:
