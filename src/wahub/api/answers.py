@@ -335,3 +335,10 @@ class SandboxAnswer(_Answer):
     """A sandbox control's result."""
 
     status: Success
+
+
+class CloudReceived(_Answer):
+    """``POST /cloud/{id}/webhook``: a signed notification from Meta was taken (``events`` delivered)."""
+
+    status: Success
+    events: int

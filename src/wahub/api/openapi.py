@@ -96,14 +96,39 @@ _CHAT = {"type": "string", "minLength": 1, "examples": ["201000000001@c.us"]}
 SANDBOX_BODIES: dict[str, dict[str, Any]] = {
     "/scan": {"type": "object", "properties": {"phone": {"type": ["string", "null"], "examples": ["201000000001"]},
                                                "pushName": {"type": ["string", "null"]}}, "examples": [{}]},
-    "/messages": {"type": "object", "required": ["from", "text"], "properties": {
-        "from": _CHAT, "text": {"type": "string"}, "messageId": {"type": ["string", "null"]},
-        "fromAlt": {"type": ["string", "null"]}}, "examples": [{"from": "201000000001@c.us", "text": "Hello"}]},
+    "/messages": {"type": "object", "required": ["from"], "properties": {
+        "from": _CHAT, "text": {"type": ["string", "null"], "description": "required for type chat"},
+        "type": {"type": "string", "enum": ["chat", "image", "video", "audio", "ptt", "document", "sticker",
+                                            "vcard", "multi_vcard", "location"]},
+        "messageId": {"type": ["string", "null"]}, "fromAlt": {"type": ["string", "null"]},
+        "chatId": {"type": ["string", "null"]}, "caption": {"type": ["string", "null"]},
+        "mimetype": {"type": ["string", "null"]}, "filename": {"type": ["string", "null"]},
+        "hasMedia": {"type": ["boolean", "null"]},
+        "location": {"type": ["object", "null"], "properties": {
+            "latitude": {"type": "number"}, "longitude": {"type": "number"},
+            "name": {"type": ["string", "null"]}, "address": {"type": ["string", "null"]}}},
+        "vCards": {"type": ["array", "null"], "items": {"type": "string"}},
+        "quotedMsgId": {"type": ["string", "null"]}, "quotedMsgBody": {"type": ["string", "null"]},
+        "quotedParticipant": {"type": ["string", "null"]}},
+        "examples": [{"from": "201000000001@c.us", "text": "Hello"}]},
+    "/reactions": {"type": "object", "required": ["from", "messageId", "reaction"], "properties": {
+        "from": _CHAT, "messageId": {"type": "string", "minLength": 1},
+        "reaction": {"type": "string", "maxLength": 32, "description": '"" removes the reaction'},
+        "chatId": {"type": ["string", "null"]}},
+        "examples": [{"from": "201000000001@c.us", "messageId": "3EB0C767D26A1D2E8F4B", "reaction": "👍"}]},
+    "/edits": {"type": "object", "required": ["from", "messageId", "text"], "properties": {
+        "from": _CHAT, "messageId": {"type": "string", "minLength": 1}, "text": {"type": "string"},
+        "chatId": {"type": ["string", "null"]}},
+        "examples": [{"from": "201000000001@c.us", "messageId": "3EB0C767D26A1D2E8F4B", "text": "CANCEL my order"}]},
+    "/revokes": {"type": "object", "required": ["from", "messageId"], "properties": {
+        "from": _CHAT, "messageId": {"type": "string", "minLength": 1}, "chatId": {"type": ["string", "null"]}},
+        "examples": [{"from": "201000000001@c.us", "messageId": "3EB0C767D26A1D2E8F4B"}]},
     "/votes": {"type": "object", "required": ["pollMessageId", "voter", "selectedOptions"], "properties": {
         "pollMessageId": {"type": "string", "minLength": 1}, "voter": _CHAT,
         "selectedOptions": {"type": "array", "items": {"type": "string"}},
         "timestamp": {"type": ["integer", "null"], "description": "epoch ms"},
-        "voterAlt": {"type": ["string", "null"]}, "asHashes": {"type": "boolean"}},
+        "voterAlt": {"type": ["string", "null"]}, "asHashes": {"type": "boolean"},
+        "decryptFailed": {"type": "boolean", "description": "a vote whose choice cannot be read"}},
         "examples": [{"pollMessageId": "3EB0C767D26A1D2E8F4B", "voter": "201000000001@c.us",
                       "selectedOptions": ["Confirm"]}]},
     "/acks": {"type": "object", "required": ["messageIds", "ack"], "properties": {
@@ -119,7 +144,12 @@ ROUTES.update({("post", "/sandbox" + I + s): Doc({200: a.SandboxAnswer}, (400, 4
                                                  {"body": body}) for s, body in SANDBOX_BODIES.items()})
 ROUTES[("get", "/sandbox" + I + "/sent")] = _ok(a.SandboxAnswer, 404)
 ROUTES[("get", "/instances")] = Doc({200: a.InstanceBrief}, AUTH, {"array": True})
-PUBLIC = {("get", "/health"), ("get", "/ready")}
+# Meta's calls to a cloud instance: no API key, signed with the app secret (403 when the signature
+# or the verify token is wrong); the challenge answer is plain text.
+ROUTES[("get", "/cloud/{instance_id}/webhook")] = Doc({}, (403, 404))
+ROUTES[("post", "/cloud/{instance_id}/webhook")] = Doc({200: a.CloudReceived}, (400, 403, 404, 413))
+PUBLIC = {("get", "/health"), ("get", "/ready"), ("get", "/cloud/{instance_id}/webhook"),
+          ("post", "/cloud/{instance_id}/webhook")}
 
 
 #: Path parameters: what a user would send (and what the routes accept).
@@ -179,6 +209,9 @@ def _responses(doc: Doc, refs: dict[Any, Any], error_ref: dict[str, Any], method
     if path == "/metrics":
         out["200"] = {"description": "Prometheus text exposition",
                       "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}
+    if (method, path) == ("get", "/cloud/{instance_id}/webhook"):
+        out["200"] = {"description": "the hub.challenge, echoed (Meta's subscription handshake)",
+                      "content": {"text/plain": {"schema": {"type": "string"}}}}
     for code, models in doc.ok.items():
         group = models if isinstance(models, tuple) else (models,)
         schemas = [refs[(m, "serialization")] for m in group]

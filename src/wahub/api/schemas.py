@@ -81,11 +81,14 @@ class CreateInstance(_Body):
     name: Any = _f({**_TEXT, "maxLength": 100, "examples": ["WASP-shop.myshopify.com"]},
                    "instance name; the id is the sanitised name")
     webhook: WebhookConfig | None = None
-    engine: Any = Field(None, description='"cloud" (Meta\'s Cloud API), or the hub\'s WAHUB_ENGINE (the default)',
-                        examples=["cloud"])
-    cloud: Any = Field(None, description="engine cloud: phoneNumberId, wabaId, accessToken, appSecret, verifyToken "
-                                         "(stored encrypted, never shown again), optional pollTemplate "
-                                         "{name, language} and listButton")
+    engine: Any = _f({"type": ["string", "null"], "enum": ["sandbox", "whatsmeow", "cloud", None],
+                      "examples": ["cloud"]}, '"cloud" (Meta\'s Cloud API), or the hub\'s WAHUB_ENGINE (the default)')
+    cloud: Any = _f({"type": ["object", "null"]}, "engine cloud: phoneNumberId, wabaId, accessToken, appSecret, "
+                    "verifyToken (stored encrypted, never shown again), optional pollTemplate {name, language} and "
+                    "listButton")
+    defaultCountryCode: Any = _f({"type": ["string", "integer", "null"], "pattern": "^(\\+?[1-9][0-9]{0,2})?$",
+                                  "minimum": 1, "maximum": 999, "examples": ["20"]},
+                                 "country calling code completing a national number (e.g. 20); empty or null: none")
 
 
 class UpdateInstance(_Body):

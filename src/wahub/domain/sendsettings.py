@@ -45,7 +45,7 @@ def country_code(value: Any) -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    match = _COUNTRY_CODE.fullmatch(value.strip()) if isinstance(value, str) else None
+    match = _COUNTRY_CODE.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise InvalidInput("defaultCountryCode must be a country calling code of 1 to 3 digits (e.g. \"20\" for "
                            "Egypt), or null")
