@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     ready_probe_timeout_ms: int = Field(default=60000, ge=1, alias="READY_PROBE_TIMEOUT_MS")
     qr_window_ms: int = Field(default=160000, ge=1, alias="QR_WINDOW_MS")
     restore_stagger_ms: int = Field(default=2000, ge=0, alias="RESTORE_STAGGER_MS")
+    # at most this many instances connecting at once during boot restore; starts are spread
+    # RESTORE_STAGGER_MS / RESTORE_CONCURRENCY apart (1 = the old one-by-one restore)
+    restore_concurrency: int = Field(default=25, ge=1, le=1000, alias="RESTORE_CONCURRENCY")
+    # zombie session: degraded after this many sends, or this many minutes after a send, without
+    # any server ack or receipt (0 turns a rule off)
+    degraded_after_sends: int = Field(default=10, ge=0, le=100_000, alias="DEGRADED_AFTER_SENDS")
+    degraded_after_minutes: float = Field(default=10, ge=0, le=10_080, alias="DEGRADED_AFTER_MINUTES")
     restricted_auto_resume: bool = Field(default=False, alias="RESTRICTED_AUTO_RESUME")
     disable_auto_reconnect: bool = Field(default=False, alias="DISABLE_AUTO_RECONNECT")
     min_disconnect_cooldown_ms: int = Field(default=0, ge=0, le=86_400_000, alias="MIN_DISCONNECT_COOLDOWN_MS")

@@ -22,7 +22,8 @@ from wahub.store.base import EventsPort
 from wahub.store.records import EventDraft, InstanceRecord
 
 WEBHOOK_EVENTS = ("qr", "authenticated", "ready", "disconnected", "change_state", "auth_failure", "restricted",
-                  "message", "vote_update", "message_ack", "message_sent", "message_failed", "message_uncertain")
+                  "message", "vote_update", "message_ack", "message_sent", "message_failed", "message_uncertain",
+                  "degraded")
 
 
 class Events:
