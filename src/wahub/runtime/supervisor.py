@@ -45,6 +45,7 @@ from wahub.observability import Metrics
 from wahub.runtime.eventhold import EventHold
 from wahub.runtime.events import Events, qr_png_b64
 from wahub.runtime.registry import InstanceRuntime
+from wahub.runtime.timers import Timers
 from wahub.store.base import LifecyclePort
 
 log = structlog.get_logger("wahub.supervisor")
@@ -101,36 +102,19 @@ class Supervisor:
         self._discarded = False  # the stale session was discarded in this ladder run
         self.settled = asyncio.Event()  # set once the current attempt is resolved (restore waits on it)
         self.settled.set()
-        self._timers: dict[str, asyncio.Task[None]] = {}
+        self.timers = Timers(clock, rt.id)
         self._qr_started: int | None = None
         self._lock = asyncio.Lock()
 
-    # -- timers ----------------------------------------------------------------------------------
     def _arm(self, name: str, ms: int, fn: Any) -> None:
-        self._cancel(name)
-
-        async def fire() -> None:
-            structlog.contextvars.clear_contextvars()
-            await self.clock.sleep(ms)
-            self._timers.pop(name, None)
-            try:
-                await fn()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("supervisor_timer_error", instance_id=self.rt.id, timer=name)
-
-        self._timers[name] = asyncio.ensure_future(fire())
+        self.timers.arm(name, ms, fn)
 
     def _cancel(self, name: str) -> None:
-        task = self._timers.pop(name, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        self.timers.cancel(name)
 
     def cancel_all(self) -> None:
         """Stop every pending timer (instance deleted or hub stopping)."""
-        for name in list(self._timers):
-            self._cancel(name)
+        self.timers.cancel_all()
 
     # -- transitions -----------------------------------------------------------------------------
     async def transition(self, to: State, reason: str | None, *, event: str | None = None,
@@ -215,7 +199,7 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         """Stop timers, the send loop and the engine (hub stopping or instance deleted)."""
-        pending = [t for t in self._timers.values() if t is not asyncio.current_task()]
+        pending = self.timers.pending()
         self.cancel_all()
         if self._restart is not None and self._restart is not asyncio.current_task():
             self._restart.cancel()
@@ -462,7 +446,7 @@ class Supervisor:
                                   data={"reason": f"connect_failed_{ev.reason}", "detail": ev.detail},
                                   last_error=message)
         rt.last_error = message
-        if "backoff" not in self._timers:  # one failed attempt per attempt, however often the engine retries
+        if not self.timers.armed("backoff"):  # one failed attempt per attempt, however often the engine retries
             self._schedule_reconnect(f"connect failed: {ev.reason}")
 
     async def _qr_window_over(self) -> None:
