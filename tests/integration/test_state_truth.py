@@ -160,6 +160,11 @@ async def test_zombie_session_is_degraded_until_the_next_receipt(tmp_path: Path)
         metrics = (await c.get("/metrics")).text
         assert f'wahub_instance_degraded{{instance="{iid}"}} 1.0' in metrics
         assert len(fh.hooks.of("degraded")) == 1
+        assert (await c.post("/dashboard/login", data={"api_key": API_KEY})).status_code == 303
+        page = (await c.get(f"/dashboard/instances/{iid}")).text
+        assert 'data-testid="degraded"' in page and "no server ack" in page
+        listing = (await c.get("/dashboard")).text
+        assert 'data-testid="degraded"' in listing
 
         last = fh.world.phone(iid).deliveries[-1]
         await fh.world.inject_ack(iid, [last.message_id], "delivered")
@@ -248,7 +253,7 @@ async def test_disable_auto_reconnect_and_cooldown(tmp_path: Path) -> None:
 
 
 def _hold_exclusive(path: Path) -> sqlite3.Connection:
-    outside = sqlite3.connect(path, isolation_level=None)
+    outside = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     outside.execute("BEGIN EXCLUSIVE")
     return outside
 
@@ -266,6 +271,8 @@ async def test_locked_store_holds_engine_events_and_answers_503(tmp_path: Path) 
             assert (await c.get("/ready")).status_code == 503
             st = await status(c, iid)
             assert st["storeFault"] is not None and st["storeFault"]["reason"] == "locked"
+            assert (await c.post("/dashboard/login", data={"api_key": API_KEY})).status_code == 303
+            assert 'data-testid="store-fault"' in (await c.get(f"/dashboard/instances/{iid}")).text
             assert "wahub_engine_events_held 1.0" in (await c.get("/metrics")).text
         finally:
             await asyncio.to_thread(outside.rollback)
