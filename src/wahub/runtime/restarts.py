@@ -121,6 +121,13 @@ class Restarts:
         return self._restart
 
     async def _do_restart(self, kind: str, reason: str, manual: bool, override: bool = False) -> None:
+        try:
+            await self._restart_now(kind, reason, manual, override)
+        except BaseException:
+            self._settle()  # a failed restart (store fault, engine error) must not hold later requests
+            raise
+
+    async def _restart_now(self, kind: str, reason: str, manual: bool, override: bool) -> None:
         async with self._lock:
             rt = self.rt
             over, used, _ = await self._over_budget()

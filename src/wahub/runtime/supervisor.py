@@ -139,6 +139,8 @@ class Supervisor(Restarts):
         rt.state = to
         rt.state_since = now
         rt.state_reason = reason
+        if to == State.READY or to in lifecycle.TERMINAL:
+            self._settle()  # the attempt is resolved, however it got there (also logout by request)
         for key, value in values.items():
             if hasattr(rt, key):
                 setattr(rt, key, value)
