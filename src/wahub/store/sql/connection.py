@@ -174,6 +174,7 @@ def _whole(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     (aiosqlite) or the connection would later answer into an event loop that may be closed by then,
     and a half-used connection would escape :meth:`SqlBase.close`. So each call runs in its own
     task, shielded from the caller's cancellation, and ``close`` waits for the ones in flight.
+    Operational failures of reads become :class:`StoreUnavailable` here, as writes do in ``_tx``.
     """
 
     @functools.wraps(fn)
@@ -181,7 +182,10 @@ def _whole(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         task = asyncio.ensure_future(fn(self, *args, **kwargs))
         self._inflight.add(task)
         task.add_done_callback(_settled(self._inflight))
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except (OperationalError, OSError) as exc:  # a read that failed for the store's sake (writes: _tx)
+            raise StoreUnavailable(f"store cannot read: {fault_reason(exc)}") from exc
 
     return whole
 
