@@ -48,6 +48,7 @@ def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> N
         sock = serving.bind(settings.host, settings.port)
         serving.prepare_data_dir(settings.data_dir)
         lock = serving.lock_data_dir(settings.data_dir)
+        serving.check_database(settings.data_dir, settings.resolved_database_url)
     except serving.StartupError as exc:
         click.echo(f"wa-hub: {exc}", err=True)
         sys.exit(1)
@@ -238,7 +239,8 @@ def status(url: str, api_key: str | None) -> None:
     rows = [("ID", "STATE", "PHONE", "QUEUE", "SENT1H", "LAST ERROR")]
     for inst in api.call("GET", "/instances"):
         st = api.call("GET", f"/instances/{inst['id']}/status")
-        rows.append((inst["id"], st["instance"]["state"], st["client"]["phoneNumber"] or "-",
+        state = st["instance"]["state"] + (" (degraded)" if st.get("degraded") else "")
+        rows.append((inst["id"], state, st["client"]["phoneNumber"] or "-",
                      str(st["queue"]["depth"]), str(st["counters"]["sent1h"]), (st.get("lastError") or "-")[:40]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     ready_probe_timeout_ms: int = Field(default=60000, ge=1, alias="READY_PROBE_TIMEOUT_MS")
     qr_window_ms: int = Field(default=160000, ge=1, alias="QR_WINDOW_MS")
     restore_stagger_ms: int = Field(default=2000, ge=0, alias="RESTORE_STAGGER_MS")
+    # at most this many instances connecting at once during boot restore; starts are spread
+    # RESTORE_STAGGER_MS / RESTORE_CONCURRENCY apart (1 = the old one-by-one restore)
+    restore_concurrency: int = Field(default=25, ge=1, le=1000, alias="RESTORE_CONCURRENCY")
+    # zombie session: degraded after this many sends, or this many minutes after a send, without
+    # any server ack or receipt (0 turns a rule off)
+    degraded_after_sends: int = Field(default=10, ge=0, le=100_000, alias="DEGRADED_AFTER_SENDS")
+    degraded_after_minutes: float = Field(default=10, ge=0, le=10_080, alias="DEGRADED_AFTER_MINUTES")
     restricted_auto_resume: bool = Field(default=False, alias="RESTRICTED_AUTO_RESUME")
     disable_auto_reconnect: bool = Field(default=False, alias="DISABLE_AUTO_RECONNECT")
     min_disconnect_cooldown_ms: int = Field(default=0, ge=0, le=86_400_000, alias="MIN_DISCONNECT_COOLDOWN_MS")
@@ -292,7 +299,7 @@ NODE_NAMES: dict[str, str] = {
     **dict.fromkeys(("MARK_SEEN_AFTER_SEND", "MARK_SEEN_ON_RELEVANT_INCOMING", "MARK_SEEN_PROBABILITY_INCOMING",
                      "MARK_SEEN_AFTER_SEND_DELAY_MIN_MS", "MARK_SEEN_AFTER_SEND_DELAY_MAX_MS",
                      "READING_DELAY_MIN_MS", "READING_DELAY_MAX_MS"), _SEEN),
-    **dict.fromkeys(("RESTORE_CONCURRENCY", "RESTORE_COOLDOWN_MS", "RESTORE_MIN_FREE_MEM_MB", "RESTORE_MAX_ATTEMPTS",
+    **dict.fromkeys(("RESTORE_COOLDOWN_MS", "RESTORE_MIN_FREE_MEM_MB", "RESTORE_MAX_ATTEMPTS",
                      "RESTORE_BACKOFF_BASE_MS"), _RESTORE),
     **dict.fromkeys(("SENTRY_DSN", "SENTRY_ENVIRONMENT", "SENTRY_RELEASE", "SENTRY_TRACES_SAMPLE_RATE",
                      "SENTRY_PROFILES_SAMPLE_RATE", "WA_HUB_INSTANCE_ID", "WA_HUB_INSTANCE_NAME"), _SENTRY),

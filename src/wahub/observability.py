@@ -13,7 +13,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from wahub import logredact
 
@@ -112,6 +112,13 @@ class Metrics:
                                      registry=r)
         self.http_latency = Histogram("wahub_http_request_seconds", "HTTP request latency", ["method", "route"],
                                       registry=r)
+        self.degraded = Gauge("wahub_instance_degraded", "1 while sends get no server ack or receipt (zombie session)",
+                              ["instance"], registry=r)
+        self.store_fault = Gauge("wahub_store_fault", "1 while the store cannot write", registry=r)
+        self.held_events = Gauge("wahub_engine_events_held", "Engine events held until the store takes them",
+                                 registry=r)
+        self.store_retries = Counter("wahub_store_retries_total", "Engine-event writes retried after a store fault",
+                                     registry=r)
         self._states: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._queues: dict[str, tuple[dict[str, int], tuple[str, ...], float]] = {}
         self._labels: dict[str, str] = {}
@@ -144,7 +151,7 @@ class Metrics:
         self._queues.pop(instance_id, None)
         self._labels.pop(instance_id, None)
         for metric in (self.sends, self.deferrals, self.disconnects, self.restarts, self.webhooks,
-                       self.webhook_latency):
+                       self.webhook_latency, self.degraded):
             for labels in list(metric._metrics):  # prometheus_client keeps children by label tuple
                 if labels and labels[0] == instance_id:
                     metric.remove(*labels)

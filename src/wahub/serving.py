@@ -9,7 +9,10 @@ Order (each step fails with one line that says what is wrong and how to fix it, 
    directory (whatsmeow session files, the SQLite file). The kernel drops the lock when the process
    dies, even on SIGKILL, so a crash never leaves a stale lock behind;
 3. the listening socket is bound before the hub is built: a second hub on a busy port stops here,
-   before any engine worker starts on the live session directory.
+   before any engine worker starts on the live session directory;
+4. a SQLite database file that is missing while a previous run left traces (session files, the
+   sandbox's linked sessions, or the run marker ``<DATA_DIR>/wa-hub.run``) is refused instead of
+   silently starting empty: every instance and its history would be gone.
 
 Header limits: requests whose head (request line + headers) exceeds :data:`MAX_HEADER_BYTES` or that
 carry more than :data:`MAX_HEADER_COUNT` headers are answered ``431`` and the connection is closed,
@@ -18,6 +21,7 @@ before authentication and before any of it reaches the app.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -30,6 +34,7 @@ MAX_HEADER_BYTES = 32 * 1024
 #: Most header lines accepted in one request.
 MAX_HEADER_COUNT = 100
 LOCK_NAME = "wa-hub.lock"
+RUN_MARKER = "wa-hub.run"  # written once a database exists: a later start without it is refused
 
 
 class StartupError(Exception):
@@ -53,6 +58,31 @@ def prepare_data_dir(path: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise StartupError(f"the data directory {path} is not writable ({_reason(exc)}): {hint}") from None
+
+
+def check_database(data_dir: Path, database_url: str) -> None:
+    """Refuse a missing SQLite file where a previous run left traces; mark the run otherwise.
+
+    Raises StartupError (one line). PostgreSQL is not checked here (its server answers for itself).
+    """
+    prefix = "sqlite+aiosqlite:///"
+    if not database_url.startswith(prefix) or database_url.endswith(":memory:"):
+        return
+    db = Path(database_url[len(prefix):])
+    marker = data_dir / RUN_MARKER
+    if db.exists():
+        with contextlib.suppress(OSError):
+            marker.touch(exist_ok=True)
+        return
+    sessions = data_dir / "sessions"
+    traces = [p for p in (marker, data_dir / "sandbox" / "sessions.json") if p.exists()]
+    if sessions.is_dir() and any(sessions.iterdir()):
+        traces.append(sessions)
+    if traces:
+        raise StartupError(f"the database {db} is missing but a previous run left {traces[0]}: restore the "
+                           f"database from a backup, or remove {traces[0]} to start empty on purpose")
+    with contextlib.suppress(OSError):  # a first start: the database is created right after this
+        marker.touch(exist_ok=True)
 
 
 def lock_data_dir(path: Path) -> IO[str]:

@@ -198,7 +198,8 @@ async def test_restart_with_thirty_instances_restores_one_by_one(tmp_path: Path)
                                     payload={"chatId": "201000000001@c.us", "message": f"m{j}"},
                                     fingerprint=f"fp{j}", now=first.clock.now_ms(), max_open=200)
 
-    second = build(tmp_path, store=store, start_ms=first.clock.now_ms() + MIN, restore_stagger_ms=2 * SEC)
+    second = build(tmp_path, store=store, start_ms=first.clock.now_ms() + MIN, restore_stagger_ms=2 * SEC,
+                   restore_concurrency=1)
     await second.hub.start()
     await second.advance(30 * 2 * SEC + 10 * MIN)
     assert all(second.state(i) == State.READY for i in ids)

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from wahub.domain.errors import ApiError, StoreUnavailable
+from wahub.domain.errors import ApiError, EngineError, StoreUnavailable
 from wahub.edge.status import STATUS, status_of
 
 __all__ = ["STATUS", "error_body", "error_response", "install", "status_of"]
@@ -61,7 +61,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StoreUnavailable)
     async def _store_down(_request: Request, exc: StoreUnavailable) -> JSONResponse:
-        return error_response(503, "store unavailable, try again shortly", {"Retry-After": "5"})
+        # every store fault (locked, disk full, gone) arrives here as StoreUnavailable: nothing was written
+        return error_response(503, f"{exc}; nothing was stored, try again shortly", {"Retry-After": "5"})
+
+    @app.exception_handler(EngineError)
+    async def _engine_error(_request: Request, exc: EngineError) -> JSONResponse:
+        # the runtime turns an engine's state conflict into Conflict (409); any other engine refusal
+        # is a temporary 503, never a 500
+        return error_response(503, f"the WhatsApp connection could not do this now: {exc}", {"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

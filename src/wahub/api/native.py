@@ -28,7 +28,7 @@ def item_json(item: OutboxItem) -> dict[str, Any]:
             "keySource": item.key_source, "kind": item.kind.value, "chatId": item.chat_id,
             "payload": item.payload, "status": item.status.value, "attempts": item.attempts,
             "nextAttemptAt": item.next_attempt_at, "createdAt": item.created_at, "updatedAt": item.updated_at,
-            "sentAt": item.sent_at, "messageId": item.message_id, "lastError": item.last_error,
+            "sentAt": item.sent_at, "messageId": item.message_id, "ack": item.ack, "lastError": item.last_error,
             "errorReason": item.error_reason}
 
 

@@ -12,12 +12,13 @@ STABLE_READY_MS = 60_000  # uninterrupted `ready` this long resets the ladder
 MAX_BACKOFF_MS = 300_000
 
 
-def next_rung(failures: int, base_ms: int) -> tuple[int, Literal["soft", "hard"]]:
+def next_rung(failures: int, base_ms: int, cooldown_ms: int = 0) -> tuple[int, Literal["soft", "hard"]]:
     """Wait (ms) and restart kind after the ``failures``-th consecutive failed attempt (1-based).
 
-    ``base_ms * 2**(failures-1)`` capped at :data:`MAX_BACKOFF_MS`; a soft restart first, hard after.
+    ``base_ms * 2**(failures-1)`` capped at :data:`MAX_BACKOFF_MS`, but never less than
+    ``cooldown_ms`` (``MIN_DISCONNECT_COOLDOWN_MS``); a soft restart first, hard after.
     """
-    delay = min(MAX_BACKOFF_MS, base_ms * 2 ** (max(1, failures) - 1))
+    delay = max(cooldown_ms, min(MAX_BACKOFF_MS, base_ms * 2 ** (max(1, failures) - 1)))
     return delay, "soft" if failures <= 1 else "hard"
 
 

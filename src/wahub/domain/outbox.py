@@ -57,6 +57,7 @@ class OutboxItem:
     last_error: str | None
     error_reason: str | None
     chosen_message_id: str | None = None  # the id the engine was asked to use, stored before the call
+    ack: str | None = None  # the furthest receipt stored: server | delivered | read | played
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,11 @@ async def summary(hub: Hub, instance_id: str) -> dict[str, Any]:
             "lastError": rt.last_error, "dead": events["dead"]}
 
 async def status(hub: Hub, instance_id: str) -> dict[str, Any]:
-    """The native status document (DESIGN §5), counters derived from persisted records."""
+    """The native status document (DESIGN §5), counters derived from persisted records.
+
+    ``degraded`` (zombie session) and ``storeFault`` (the store cannot write) are ``{since, reason}``
+    or None.
+    """
     rt = hub.get(instance_id)
     now = hub.clock.now_ms()
     store = hub.store
@@ -72,6 +76,8 @@ async def status(hub: Hub, instance_id: str) -> dict[str, Any]:
                          "consecutiveFailures": rt.supervisor.failures},
         "webhook": await _webhook_status(hub, rt, events, now),
         "lastError": rt.last_error,
+        "degraded": rt.watch.state,
+        "storeFault": hub.store_health.fault,
     }
 
 async def _webhook_status(hub: Hub, rt: InstanceRuntime, stats: dict[str, Any], now: int) -> dict[str, Any]:

@@ -12,7 +12,10 @@ Faults (:meth:`SandboxWorld.fault`): ``disconnect``, ``auth_failure`` (logged ou
 ``temporary_ban`` (with ``expires_in_ms``), ``send_error`` (``transient``/``permanent``/
 ``disconnect``/``answer_lost``/``answer_lost_silent`` for the next ``count`` sends), ``slow_send``
 (``latency_ms``), ``drop_after_ready`` (disconnect ``after_ms`` after every ready, ``count`` times),
-``never_ready`` (authenticate but never become ready), ``unregistered`` (a chat id that is not on WhatsApp).
+``never_ready`` (authenticate but never become ready), ``unregistered`` (a chat id that is not on WhatsApp),
+``stale_session`` (a linked session that says nothing on start: no QR, no ready; discarding it shows
+a QR), ``unreachable`` (``reason`` dns|tls|refused|timeout|network: every start reports
+``ConnectFailed``; ``null`` clears).
 
 ``answer_lost`` and ``answer_lost_silent`` deliver the message (it is in the delivery log under the
 caller's id) and then fail the send with ``maybe_sent=True``, as a timeout after the write does on
@@ -41,6 +44,7 @@ from wahub.domain.errors import (
 from wahub.engines.base import (
     Authenticated,
     Capabilities,
+    ConnectFailed,
     Disconnected,
     Engine,
     EngineEvent,
@@ -88,10 +92,20 @@ class SandboxEngine(Engine):
 
     async def start(self) -> None:
         self._closed = False
-        if self.phone.linked:
+        if self.phone.unreachable is not None:
+            self._spawn(self._unreachable)
+        elif self.phone.linked and self.phone.stale_session:
+            return  # the stale session neither logs in nor asks for a QR
+        elif self.phone.linked:
             self._spawn(self._come_online)
         else:
             self._spawn(self._show_qr_loop)
+
+    async def _unreachable(self) -> None:
+        await self.world.clock.sleep(1)
+        reason = self.phone.unreachable
+        if not self._closed and reason is not None:
+            await self.emit(ConnectFailed(reason, f"sandbox: web.whatsapp.com unreachable ({reason})"))
 
     async def _come_online(self) -> None:
         await self.world.clock.sleep(1)
@@ -178,6 +192,7 @@ class SandboxEngine(Engine):
     async def discard_session(self) -> None:
         """Forget the linked session (the next start shows a QR) and stop."""
         self.phone.linked = False
+        self.phone.stale_session = False
         self.world._save_sessions()
         await self.stop()
 

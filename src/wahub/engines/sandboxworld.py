@@ -71,6 +71,8 @@ class Phone:
     drop_after_ready_ms: int | None = None
     drop_count: int = 0
     never_ready: bool = False
+    stale_session: bool = False  # a linked session that no longer logs in: no QR, no ready, no error
+    unreachable: str | None = None  # WhatsApp cannot be reached: every start reports ConnectFailed(reason)
     unregistered: set[str] = field(default_factory=set)
     deliveries: list[Delivery] = field(default_factory=list)
     engine: SandboxEngine | None = None
@@ -247,6 +249,13 @@ class SandboxWorld:
             p.drop_count = _int(params, "count", 10, 0, 1000)
         elif kind == "never_ready":
             p.never_ready = bool(params.get("enabled", True))
+        elif kind == "stale_session":
+            p.stale_session = bool(params.get("enabled", True))
+        elif kind == "unreachable":
+            reason = params.get("reason", "dns")
+            if reason not in ("dns", "tls", "refused", "timeout", "network", None):
+                raise InvalidInput("reason must be one of dns, tls, refused, timeout, network (or null to clear)")
+            p.unreachable = reason
         elif kind == "unregistered":
             from wahub.domain import chatid
 
@@ -256,6 +265,8 @@ class SandboxWorld:
             p.send_latency_ms = 0
             p.drop_after_ready_ms = None
             p.never_ready = False
+            p.stale_session = False
+            p.unreachable = None
         else:
             raise InvalidInput(f"unknown fault kind {kind!r}")
 

@@ -30,7 +30,8 @@ from wahub.store.records import EventDraft, InstanceRecord
 
 WEBHOOK_EVENTS = ("qr", "authenticated", "ready", "disconnected", "change_state", "auth_failure", "restricted",
                   "message", "vote_update", "message_ack", "message_sent", "message_failed", "message_uncertain",
-                  "message_reaction", "message_edit", "message_revoke", "ready_timeout")
+                  "message_reaction", "message_edit", "message_revoke", "ready_timeout",
+                  "degraded")
 # Delivered whatever an instance's event filter says: the existing wa-hub always sent these.
 ALWAYS_SENT = frozenset({"authenticated", "ready", "ready_timeout"})
 

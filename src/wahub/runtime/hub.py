@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from wahub.config import Settings
-from wahub.domain import ratelimit, webhookurl
+from wahub.domain import ladder, ratelimit, webhookurl
 from wahub.domain.clock import Clock
 from wahub.domain.errors import InvalidInput, NotFound
 from wahub.domain.lifecycle import State
@@ -21,10 +21,13 @@ from wahub.domain.outbox import (
     ItemStatus,
     OutboxItem,
 )
+from wahub.engines import base as eng
 from wahub.engines.base import EngineFactory
 from wahub.observability import Metrics
 from wahub.runtime import urlguard
 from wahub.runtime.cloud import CloudRoom
+from wahub.runtime.degraded import DegradedWatch
+from wahub.runtime.eventhold import EventHold
 from wahub.runtime.events import Events
 from wahub.runtime.inbound import Inbound
 from wahub.runtime.instances import Instances
@@ -32,6 +35,7 @@ from wahub.runtime.outbox import InstanceOutcomes, Outbox, limits_for
 from wahub.runtime.registry import InstanceRuntime, Registry
 from wahub.runtime.sandboxport import SandboxControl
 from wahub.runtime.sendloop import SendLoop, SendPolicy
+from wahub.runtime.storehealth import StoreHealth
 from wahub.runtime.supervisor import LifecyclePolicy, Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
 from wahub.store.base import Store
@@ -55,6 +59,8 @@ class Hub:
         self.rng = rng or random.Random()
         self.sandbox = sandbox  # the simulated WhatsApp's controls, None with a real engine
         self.metrics = Metrics()
+        self.store_health = StoreHealth(clock, self.metrics)
+        store.watch_faults(self.store_health.report)
         self.instances = Registry()
         self.url_guard = urlguard.UrlGuard(webhookurl.parse_policy(settings.webhook_allowed_networks))
         self.dispatcher = Dispatcher(
@@ -95,7 +101,7 @@ class Hub:
         now = self.clock.now_ms()
         requeued, uncertain = await self.store.recover_in_flight(now)
         for rec in await self.store.list_instances():
-            self._add_runtime(rec)
+            self._add_runtime(rec, booting=True)
         for item in uncertain:
             rt = self.instances.get(item.instance_id)
             if rt is not None:
@@ -107,7 +113,8 @@ class Hub:
         self._started = True
         self._spawn(self._purge_loop())
         if restore:
-            self._spawn(self.admin.restore_all(self.settings.restore_stagger_ms, self.settings.restricted_auto_resume))
+            self._spawn(self.admin.restore_all(self.settings.restore_stagger_ms, self.settings.restricted_auto_resume,
+                                               self.settings.restore_concurrency))
 
     async def stop(self) -> None:
         """Stop gracefully: refuse new sends (503), let engine calls in flight finish (at most
@@ -123,6 +130,7 @@ class Hub:
         # thread would answer into a closed event loop).
         await asyncio.gather(*background, return_exceptions=True)
         for rt in list(self.instances.values()):
+            rt.watch.stop()
             await rt.supervisor.shutdown()
         await self.dispatcher.close()
         await self.engine_factory.close()
@@ -143,19 +151,35 @@ class Hub:
         self.inbound.forget(instance_id)
         self.cloud.forget(instance_id)
 
-    def _add_runtime(self, rec: InstanceRecord) -> InstanceRuntime:
-        rt = InstanceRuntime(record=rec, state=State(rec.state), state_since=rec.state_since,
-                             state_reason=rec.state_reason, phone=rec.phone, push_name=rec.push_name,
+    def _add_runtime(self, rec: InstanceRecord, *, booting: bool = False) -> InstanceRuntime:
+        """The runtime of an instance row. At a process start (``booting``) no engine runs yet, so a
+        running state read from the store is shown as ``initializing`` until the engine reports again."""
+        state = State(rec.state)
+        reason = rec.state_reason
+        if booting and ladder.may_restore(state, rec.restricted_until, self.clock.now_ms(), False):
+            state, reason = State.INITIALIZING, "process start: waiting for the engine"
+        rt = InstanceRuntime(record=rec, state=state, state_since=rec.state_since if state.value == rec.state
+                             else self.clock.now_ms(), state_reason=reason, phone=rec.phone, push_name=rec.push_name,
                              last_error=rec.last_error, restricted_until=rec.restricted_until)
+        rt.watch = DegradedWatch(rt, self.clock, self.events, self.metrics,
+                                 after_sends=self.settings.degraded_after_sends,
+                                 after_ms=int(self.settings.degraded_after_minutes * 60_000))
         rt.sendloop = SendLoop(rt, self.store, self.clock, self.send_policy,
-                               lambda: limits_for(self.settings, rt.record), InstanceOutcomes(self.outbox, rt),
+                               lambda: limits_for(self.settings, rt.record), _WatchedOutcomes(self.outbox, rt),
                                self.rng)
+        hold = EventHold(rec.id, self.clock, self.metrics)
         rt.supervisor = Supervisor(rt, self.store, self.clock, self.lifecycle_policy, self.events,
                                    self.engine_factory, self.metrics, on_transition=self.on_transition,
-                                   data_events=self.inbound.on_event)
+                                   data_events=self._data_events, hold=hold)
         self.instances[rec.id] = rt
         self.metrics.set_state(rec.id, rt.state.value, [s.value for s in State])
         return rt
+
+    async def _data_events(self, rt: InstanceRuntime, event: eng.EngineEvent) -> bool:
+        """Data events go to the inbound room; any receipt also tells the degraded watch the session lives."""
+        if isinstance(event, eng.Receipt):
+            rt.watch.receipt()
+        return await self.inbound.on_event(rt, event)
 
     async def _purge_loop(self) -> None:
         interval = int(self.settings.purge_interval_minutes * 60_000)
@@ -258,8 +282,8 @@ class Hub:
         return await self.inbound.poll_votes(self.get(instance_id), message_id)
 
     async def store_reachable(self) -> bool:
-        """True when the database answers."""
-        return await self.store.ping()
+        """True when the database answers and no write is failing (see :class:`StoreHealth`)."""
+        return self.store_health.fault is None and await self.store.ping()
 
     def limits_for(self, rec: InstanceRecord) -> ratelimit.Limits:
         """Effective limits of an instance (its overrides, else the settings)."""
@@ -301,7 +325,8 @@ class Hub:
         """List figures of many instances (None: all) from ONE aggregate store read; unknown ids are left out.
 
         Shape per id: ``{"depth", "uncertain", "sent1h", "byStatus", "oldestQueuedAt" (epoch ms | None),
-        "deadLetters", "webhookBacklog", "webhookFailing", "lastError"}``. ``webhookFailing`` follows
+        "deadLetters", "webhookBacklog", "webhookFailing", "lastError", "degraded"
+        ({since, reason} | None)}``. ``webhookFailing`` follows
         the same rule as the status document's ``webhook.failing``.
         """
         now = self.clock.now_ms()
@@ -318,7 +343,7 @@ class Hub:
                         "sent1h": f.sent, "byStatus": f.by_status, "oldestQueuedAt": f.oldest_open_at,
                         "deadLetters": f.events_dead, "webhookBacklog": f.events_pending,
                         "webhookFailing": health is not None and health.consecutive_failures > 0,
-                        "lastError": rt.last_error}
+                        "lastError": rt.last_error, "degraded": rt.watch.state}
         return out
 
     async def get_event(self, instance_id: str, event_id: str) -> EventRecord:
@@ -328,3 +353,12 @@ class Hub:
         if ev is None:
             raise NotFound(f"no webhook event {event_id} on instance {rt.id}")
         return ev
+
+
+class _WatchedOutcomes(InstanceOutcomes):
+    """The outbox's outcomes, also telling the instance's degraded watch about every accepted send."""
+
+    async def sent(self, item: OutboxItem, message_id: str, at: int) -> None:
+        """The engine accepted the item at instant ``at`` (epoch ms)."""
+        await super().sent(item, message_id, at)
+        await self.rt.watch.sent(at)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,22 +43,40 @@ class Instances:
         self.notify = notify
         self.forget = forget
 
-    async def restore_all(self, stagger_ms: int, auto_resume: bool) -> None:
-        """Bring back every instance that was running, one at a time, ``stagger_ms`` apart (boot)."""
-        first = True
-        for rt in list(self.registry.values()):
-            if not ladder.may_restore(rt.state, rt.restricted_until, self.clock.now_ms(),
-                                      auto_resume):
-                continue
-            if not first and stagger_ms:
-                await self.clock.sleep(stagger_ms)
-            first = False
-            if rt.id not in self.registry:
-                continue
+    async def restore_all(self, stagger_ms: int, auto_resume: bool, concurrency: int = 1) -> None:
+        """Bring back every instance that was running (boot), at most ``concurrency`` connecting at once.
+
+        A slot is held from an instance's start until its attempt is resolved (ready, a QR shown, a
+        failure or the watchdog). Starts are spread ``stagger_ms / concurrency`` apart, so WhatsApp
+        never sees a burst of logins; with ``concurrency`` 1 this is the old one-by-one restore.
+        """
+        slots = asyncio.Semaphore(max(1, concurrency))
+        gap_ms = stagger_ms // max(1, concurrency)
+        started: list[asyncio.Task[None]] = []
+
+        async def one(rt: InstanceRuntime) -> None:
             try:
-                await rt.supervisor.boot("process start")
+                if rt.id in self.registry:
+                    await rt.supervisor.boot("process start")
+                    await rt.supervisor.settled.wait()
             except Exception:
                 log.exception("restore_failed", instance_id=rt.id)
+            finally:
+                slots.release()
+
+        try:
+            for rt in list(self.registry.values()):
+                if not ladder.may_restore(rt.state, rt.restricted_until, self.clock.now_ms(), auto_resume):
+                    continue
+                if started and gap_ms:
+                    await self.clock.sleep(gap_ms)
+                await slots.acquire()
+                started.append(asyncio.ensure_future(one(rt)))
+            await asyncio.gather(*started, return_exceptions=True)
+        finally:
+            for task in started:
+                task.cancel()
+            await asyncio.gather(*started, return_exceptions=True)
 
     async def create(self, name: str, webhook_url: str | None, events: list[str] | None,
                      webhook_secret: str | None = None, settings: dict[str, Any] | None = None, *,
@@ -138,27 +156,40 @@ class Instances:
             return None
         self.registry.pop(rt.id, None)
         engine = rt.engine
+        rt.watch.stop()
         await rt.supervisor.shutdown()
-        if engine is not None:
-            with contextlib.suppress(Exception):
-                await engine.logout()
+        await self._end_session(rt.id, engine)
         dropped = await self.store.delete_instance(rt.id)
         self.forget(rt.id)
         log.info("instance_deleted", instance_id=rt.id, dropped_open_items=dropped)
         return dropped or 0
+
+    async def _end_session(self, instance_id: str, engine: eng.Engine | None, *, purge: bool = True) -> None:
+        """Log out on WhatsApp when an engine runs; in every state, delete the local session files.
+
+        A ``restricted``, ``logged_out`` or ``error`` instance has no engine: its session is removed
+        through the factory, so the same name created again asks for a QR instead of coming back linked.
+        ``purge`` (delete) also removes it after a successful logout; otherwise the factory's removal
+        is only the fallback.
+        """
+        if engine is not None:
+            try:
+                await engine.logout()
+                if not purge:
+                    return
+            except Exception:
+                log.warning("logout_failed", instance_id=instance_id, exc_info=True)
+        try:
+            await self.engines.remove_session(instance_id)
+        except Exception:
+            log.exception("remove_session_failed", instance_id=instance_id)
 
     async def logout(self, instance_id: str) -> InstanceRuntime:
         """End the WhatsApp session (session files removed); the instance and its queue stay."""
         rt = self.registry.get_rt(instance_id)
         engine = rt.engine
         rt.supervisor.cancel_all()
-        if engine is not None:
-            with contextlib.suppress(Exception):
-                await engine.logout()
-        else:
-            tmp = self.engines.create(rt.id, _ignore_events)
-            with contextlib.suppress(Exception):
-                await tmp.logout()
+        await self._end_session(rt.id, engine, purge=False)
         rt.engine = None
         if rt.state != State.LOGGED_OUT:
             await rt.supervisor.transition(State.LOGGED_OUT, "logout requested", event="auth_failure",
@@ -186,7 +217,12 @@ class Instances:
             raise Conflict("instance is already linked")
         if rt.engine is None:
             raise Conflict(f"instance is {rt.state.value}; restart it before requesting a pairing code")
-        return await rt.engine.request_pairing_code(digits)
+        try:
+            return await rt.engine.request_pairing_code(digits)
+        except eng.EngineStateConflict as exc:
+            raise Conflict(f"{exc}; restart the instance (POST /instances/{rt.id}/restart "
+                           '{"type": "hard"}) and request the code while it shows a QR',
+                           reason=exc.reason, instanceState=rt.state.value) from exc
 
     async def is_registered(self, instance_id: str, contact: Any) -> bool:
         """Whether a number is on WhatsApp (needs a ready instance)."""
@@ -199,10 +235,6 @@ class Instances:
             return await rt.engine.is_registered(chat)
         except EngineError as exc:
             raise ServiceUnavailable(str(exc)) from exc
-
-
-async def _ignore_events(_event: eng.EngineEvent) -> None:
-    return None
 
 
 def _check_secret(secret: Any) -> str | None:

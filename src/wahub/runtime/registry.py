@@ -13,6 +13,7 @@ from wahub.engines import base as eng
 from wahub.store.records import InstanceRecord
 
 if TYPE_CHECKING:
+    from wahub.runtime.degraded import DegradedWatch
     from wahub.runtime.sendloop import SendLoop
     from wahub.runtime.supervisor import Supervisor
 
@@ -38,6 +39,7 @@ class InstanceRuntime:
     pending_acks: dict[str, tuple[str, int]] = field(default_factory=dict)
     sendloop: SendLoop = field(init=False)
     supervisor: Supervisor = field(init=False)
+    watch: DegradedWatch = field(init=False)
 
     @property
     def id(self) -> str:

@@ -8,7 +8,14 @@ transition with its webhook events in one transaction, and runs the reconnection
   restart for the first attempt and hard restarts after it;
 * every restart, automatic or manual, is first checked against the persisted budget
   (``MAX_RESTARTS_PER_WINDOW`` in ``RESTART_WINDOW_MINUTES``); over budget → ``error``;
-* restarts are single-flight: requests that arrive while one runs join it;
+* restarts are single-flight *including their budget check and charge*: requests that arrive while
+  one is being admitted, runs, or its attempt is still unresolved join it and get the same answer;
+* a connect failure (:class:`~wahub.engines.base.ConnectFailed`: DNS, TLS, refused, timeout) is
+  ``lastError`` at once and a failed attempt of the ladder; ``DISABLE_AUTO_RECONNECT`` leaves a
+  dropped instance ``disconnected`` until a restart; ``MIN_DISCONNECT_COOLDOWN_MS`` is the least wait;
+* an attempt that hears nothing (no QR, no login, no failure) on a stored session is a stale
+  session: one hard restart that discards it (``engine.discard_session``) follows, and a second
+  silent attempt ends in ``needs_qr``;
 * each attempt has a watchdog (``SOFT_/HARD_RESTART_TIMEOUT_MS``): neither ``ready`` nor a QR in
   time is a failed attempt; ``authenticated`` without ``ready`` is resolved by a readiness probe
   after ``READY_PROBE_TIMEOUT_MS``;
@@ -31,12 +38,14 @@ import structlog
 from wahub.config import Settings
 from wahub.domain import ladder, lifecycle
 from wahub.domain.clock import Clock
-from wahub.domain.errors import Conflict
 from wahub.domain.lifecycle import State
 from wahub.engines import base as eng
 from wahub.observability import Metrics
+from wahub.runtime.eventhold import EventHold
 from wahub.runtime.events import Events, qr_png_b64, restricted_data, wa_state
 from wahub.runtime.registry import InstanceRuntime
+from wahub.runtime.restarts import Restarts
+from wahub.runtime.timers import Timers
 from wahub.store.base import LifecyclePort
 
 log = structlog.get_logger("wahub.supervisor")
@@ -55,6 +64,8 @@ class LifecyclePolicy:
     ready_probe_timeout_ms: int
     qr_window_ms: int
     restricted_auto_resume: bool
+    disable_auto_reconnect: bool = False
+    min_disconnect_cooldown_ms: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LifecyclePolicy:
@@ -66,12 +77,12 @@ OnTransition = Callable[[InstanceRuntime, State, State], None]
 DataEvents = Callable[[InstanceRuntime, eng.EngineEvent], Awaitable[bool]]
 
 
-class Supervisor:
+class Supervisor(Restarts):
     """Drives one instance's engine through the lifecycle."""
 
     def __init__(self, rt: InstanceRuntime, store: LifecyclePort, clock: Clock, policy: LifecyclePolicy,
                  events: Events, engines: eng.EngineFactory, metrics: Metrics, *, on_transition: OnTransition,
-                 data_events: DataEvents) -> None:
+                 data_events: DataEvents, hold: EventHold | None = None) -> None:
         self.rt = rt
         self.store = store
         self.clock = clock
@@ -81,38 +92,29 @@ class Supervisor:
         self.metrics = metrics
         self.on_transition = on_transition
         self.data_events = data_events
+        self.hold = hold or EventHold(rt.id, clock, metrics)
         self.failures = 0
         self._restart: asyncio.Task[None] | None = None
-        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._admission: asyncio.Future[asyncio.Task[None]] | None = None
+        self._attempt_open = False  # a restart's attempt is not resolved yet (ready, QR, failure)
+        self._heard = False  # the current attempt produced any connection event
+        self._discard_next = False  # the next hard restart discards the stored session first
+        self._discarded = False  # the stale session was discarded in this ladder run
+        self.settled = asyncio.Event()  # set once the current attempt is resolved (restore waits on it)
+        self.settled.set()
+        self.timers = Timers(clock, rt.id)
         self._qr_started: int | None = None
         self._lock = asyncio.Lock()
 
-    # -- timers ----------------------------------------------------------------------------------
     def _arm(self, name: str, ms: int, fn: Any) -> None:
-        self._cancel(name)
-
-        async def fire() -> None:
-            structlog.contextvars.clear_contextvars()
-            await self.clock.sleep(ms)
-            self._timers.pop(name, None)
-            try:
-                await fn()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("supervisor_timer_error", instance_id=self.rt.id, timer=name)
-
-        self._timers[name] = asyncio.ensure_future(fire())
+        self.timers.arm(name, ms, fn)
 
     def _cancel(self, name: str) -> None:
-        task = self._timers.pop(name, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        self.timers.cancel(name)
 
     def cancel_all(self) -> None:
         """Stop every pending timer (instance deleted or hub stopping)."""
-        for name in list(self._timers):
-            self._cancel(name)
+        self.timers.cancel_all()
 
     # -- transitions -----------------------------------------------------------------------------
     async def transition(self, to: State, reason: str | None, *, event: str | None = None,
@@ -137,6 +139,8 @@ class Supervisor:
         rt.state = to
         rt.state_since = now
         rt.state_reason = reason
+        if to == State.READY or to in lifecycle.TERMINAL:
+            self._settle()  # the attempt is resolved, however it got there (also logout by request)
         for key, value in values.items():
             if hasattr(rt, key):
                 setattr(rt, key, value)
@@ -150,9 +154,15 @@ class Supervisor:
     async def boot(self, reason: str) -> None:
         """Start the engine for an instance that should run (creation or process start); no budget."""
         async with self._lock:
+            self.settled.clear()
             if self.rt.state != State.INITIALIZING:
                 await self.transition(State.INITIALIZING, reason)
             await self._build_and_start(self.policy.hard_restart_timeout_ms)
+
+    def _settle(self) -> None:
+        """The current attempt is resolved: later restart requests start a new one."""
+        self._attempt_open = False
+        self.settled.set()
 
     async def _build_and_start(self, timeout_ms: int) -> None:
         rt = self.rt
@@ -163,10 +173,8 @@ class Supervisor:
             # Events from an engine that was replaced (hard restart) or stopped are dropped.
             if not built or rt.engine is not built[0]:
                 return
-            try:
-                if await self.data_events(rt, event):  # data events go straight to inbound
-                    return
-                await self.on_event(event)
+            try:  # a failing store holds the event (in order) and retries it: never dropped
+                await self.hold.deliver(event, self._handle)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -176,8 +184,13 @@ class Supervisor:
         built.append(engine)
         rt.engine = engine
         self._qr_started = None
+        self._heard = False
         await engine.start()
         self._arm("watchdog", timeout_ms, self._watchdog)
+
+    async def _handle(self, event: eng.EngineEvent) -> None:
+        if not await self.data_events(self.rt, event):  # data events go straight to inbound
+            await self.on_event(event)
 
     async def _stop_engine(self) -> None:
         engine = self.rt.engine
@@ -188,85 +201,26 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         """Stop timers, the send loop and the engine (hub stopping or instance deleted)."""
-        pending = [t for t in self._timers.values() if t is not asyncio.current_task()]
+        pending = self.timers.pending()
         self.cancel_all()
         if self._restart is not None and self._restart is not asyncio.current_task():
             self._restart.cancel()
             pending.append(self._restart)
         await asyncio.gather(*pending, return_exceptions=True)
+        self.hold.stop()
+        self._settle()
         await self.rt.sendloop.stop()
         await self._stop_engine()
 
-    # -- restarts --------------------------------------------------------------------------------
-    async def budget(self) -> tuple[list[int], int]:
-        """Restart times inside the current window and the window length (ms)."""
-        window = int(self.policy.restart_window_minutes * 60_000)
-        used = await self.store.restarts_since(self.rt.id, self.clock.now_ms() - window)
-        return used, window
-
-    async def _over_budget(self) -> tuple[bool, list[int], int]:
-        """The one budget check (:func:`wahub.domain.ladder.over_budget`) with the restarts it counted."""
-        used, window = await self.budget()
-        return ladder.over_budget(used, self.policy.max_restarts_per_window), used, window
-
-    async def request_restart(self, kind: str, reason: str, *, manual: bool) -> asyncio.Task[None]:
-        """Start a restart, or join the one already running (single-flight).
-
-        Manual restarts count against the budget like automatic ones. Over budget, a manual restart
-        of a running instance is refused (:class:`Conflict`, so an app cannot hammer ``reboot``),
-        but one of an instance in a terminal state is the human intervention that state waits for
-        and always goes ahead.
-        """
-        if self._restart is not None and not self._restart.done():
-            return self._restart
-        override = False
-        if manual:
-            over, used, window = await self._over_budget()
-            override = self.rt.state in lifecycle.TERMINAL
-            if over and not override:
-                frees = ladder.budget_frees_at(used, window)
-                raise Conflict(f"restart budget exhausted ({len(used)} restarts in the last "
-                               f"{self.policy.restart_window_minutes:g} minutes); frees at {frees}",
-                               budgetFreesAt=frees)
-            self.failures = 0
-        self._restart = asyncio.ensure_future(self._do_restart(kind, reason, manual, override))
-        return self._restart
-
-    async def _do_restart(self, kind: str, reason: str, manual: bool, override: bool = False) -> None:
-        async with self._lock:
-            rt = self.rt
-            over, used, _ = await self._over_budget()
-            if over and not override:
-                self.cancel_all()
-                await self._stop_engine()
-                await self.transition(State.ERROR, f"restart budget exhausted ({len(used)} restarts in "
-                                      f"{self.policy.restart_window_minutes:g} min)",
-                                      last_error="restart budget exhausted")
-                return
-            now = self.clock.now_ms()
-            await self.store.record_restart(rt.id, kind=kind, reason=reason, now=now)
-            self.metrics.restarts.labels(rt.id, kind).inc()
-            self._cancel("backoff")
-            self._cancel("watchdog")
-            self._cancel("ready_probe")
-            await self.transition(State.INITIALIZING, f"{kind} restart: {reason}")
-            rt.qr = None
-            log.info("restart", instance_id=rt.id, kind=kind, reason=reason, manual=manual,
-                     budget_used=len(used) + 1)
-            if kind == "soft" and rt.engine is not None:
-                self._qr_started = None
-                try:
-                    await rt.engine.reconnect()
-                except Exception:
-                    log.exception("soft_restart_failed", instance_id=rt.id)
-                self._arm("watchdog", self.policy.soft_restart_timeout_ms, self._watchdog)
-            else:
-                await self._build_and_start(self.policy.hard_restart_timeout_ms)
-
     def _schedule_reconnect(self, why: str) -> None:
-        """Next rung of the ladder after a failed or lost connection."""
+        """Next rung of the ladder after a failed or lost connection (unless auto-reconnect is off)."""
+        self._settle()
+        if self.policy.disable_auto_reconnect:
+            log.info("auto_reconnect_disabled", instance_id=self.rt.id, reason=why)
+            return
         self.failures += 1
-        delay, kind = ladder.next_rung(self.failures, self.policy.restart_backoff_ms)
+        delay, kind = ladder.next_rung(self.failures, self.policy.restart_backoff_ms,
+                                       self.policy.min_disconnect_cooldown_ms)
         log.info("reconnect_scheduled", instance_id=self.rt.id, delay_ms=delay, kind=kind, attempt=self.failures,
                  reason=why)
 
@@ -281,7 +235,18 @@ class Supervisor:
         rt = self.rt
         if rt.state == State.READY or rt.state in lifecycle.TERMINAL or rt.qr is not None:
             return
-        log.warning("restart_attempt_timed_out", instance_id=rt.id, state=rt.state.value)
+        log.warning("restart_attempt_timed_out", instance_id=rt.id, state=rt.state.value, heard=self._heard)
+        if not self._heard and rt.state == State.INITIALIZING:  # no QR, no login, no failure: a stale session
+            if self._discarded:
+                await self._terminal(State.NEEDS_QR, "stored session discarded; a new QR scan is needed", None, {},
+                                     last_error="the stored session was stale; restart and scan a new QR code")
+                return
+            self._discarded = self._discard_next = True
+            await self.transition(State.DISCONNECTED, "stale session: neither QR nor ready", event="disconnected",
+                                  data={"reason": "stale_session"}, last_error="stale session discarded")
+            self._settle()
+            await self.request_restart("hard", "stale session: discard it and show a QR", manual=False)
+            return
         if rt.state != State.DISCONNECTED:
             await self.transition(State.DISCONNECTED, "attempt timed out without ready", event="disconnected",
                                   data={"reason": "timeout"})
@@ -290,6 +255,7 @@ class Supervisor:
     async def _terminal(self, to: State, reason: str, event: str | None, data: dict[str, Any],
                         **values: Any) -> None:
         self.cancel_all()
+        self._settle()
         await self.transition(to, reason, event=event, data=data, **values)
         await self._stop_engine()
 
@@ -297,9 +263,11 @@ class Supervisor:
     async def on_event(self, ev: eng.EngineEvent) -> None:
         """Handle one connection event (QR, ready, disconnect, ban); data events go to inbound."""
         rt = self.rt
+        self._heard = True
         if isinstance(ev, eng.QrCode):
             if rt.state == State.READY or rt.state in lifecycle.TERMINAL:
                 return  # a QR while ready is noise; a terminal instance waits for a human
+            self._settle()  # a shown QR waits for a human, not for this attempt
             now = self.clock.now_ms()
             if self._qr_started is None:
                 self._qr_started = now
@@ -325,6 +293,7 @@ class Supervisor:
                 self._cancel(name)
             rt.qr = None
             self._qr_started = None
+            self._discarded = False
             values: dict[str, Any] = {"last_error": None}
             if ev.phone:
                 values["phone"] = ev.phone
@@ -333,7 +302,10 @@ class Supervisor:
             await self.transition(State.READY, "connected", event="ready",
                                   data={"status": "ready", "phoneNumber": ev.phone, "pushName": ev.push_name},
                                   **values)
+            self._settle()
             self._arm("stable", ladder.STABLE_READY_MS, self._stable)
+        elif isinstance(ev, eng.ConnectFailed):
+            await self._connect_failed(ev)
         elif isinstance(ev, eng.Disconnected):
             if rt.state in lifecycle.TERMINAL or rt.state in (State.DISCONNECTED, State.INITIALIZING):
                 return  # already handled, or a restart is under way (its watchdog judges the attempt)
@@ -359,6 +331,23 @@ class Supervisor:
                 self._arm("ban_expiry", wait, resume)
         elif isinstance(ev, eng.QrTimeout):
             await self._qr_window_over()
+
+    async def _connect_failed(self, ev: eng.ConnectFailed) -> None:
+        """WhatsApp unreachable: ``lastError`` names the reason at once and the ladder counts a failed attempt."""
+        rt = self.rt
+        if rt.state in lifecycle.TERMINAL:
+            return
+        message = f"WhatsApp unreachable ({ev.reason}): {ev.detail}".rstrip(": ")
+        self._cancel("watchdog")
+        self._cancel("stable")
+        log.warning("connect_failed", instance_id=rt.id, reason=ev.reason, detail=ev.detail)
+        if rt.state != State.DISCONNECTED:
+            await self.transition(State.DISCONNECTED, f"connect failed: {ev.reason}", event="disconnected",
+                                  data={"reason": f"connect_failed_{ev.reason}", "detail": ev.detail},
+                                  last_error=message)
+        rt.last_error = message
+        if not self.timers.armed("backoff"):  # one failed attempt per attempt, however often the engine retries
+            self._schedule_reconnect(f"connect failed: {ev.reason}")
 
     async def _qr_window_over(self) -> None:
         rt = self.rt

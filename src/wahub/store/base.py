@@ -59,6 +59,11 @@ class AdminPort(Protocol):
         """True when the store answers."""
         ...
 
+    def watch_faults(self, listener: Callable[[str | None], None]) -> None:
+        """Call ``listener(reason)`` when a write fails for the store's sake and ``listener(None)`` when
+        one succeeds again (the runtime's store-fault condition)."""
+        ...
+
     async def purge(self, older_than: int) -> dict[str, int]:
         """Delete old final records; returns how many rows per table."""
         ...

@@ -145,6 +145,7 @@ def outbox_item(m: Mapping[str, Any]) -> OutboxItem:
         created_at=m["created_at"], updated_at=m["updated_at"], handed_over_at=m["handed_over_at"],
         sent_at=m["sent_at"], message_id=m["message_id"], last_error=m["last_error"],
         error_reason=m["error_reason"], chosen_message_id=m.get("chosen_message_id"),
+        ack=m.get("ack"),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -65,6 +65,9 @@ class MemoryBase:
     async def ping(self) -> bool:
         """Always reachable."""
         return True
+
+    def watch_faults(self, listener: Callable[[str | None], None]) -> None:
+        """The fake never fails a write: nothing to report."""
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod

@@ -57,6 +57,8 @@ def _event(row: Any) -> EventRecord:
     )
 
 
+BUSY_TIMEOUT_MS = 5_000  # a locked SQLite write waits this long, then the API answers 503 + Retry-After
+
 _Inserted = tuple[OutboxItem, bool, int]  # insert_item's answer: (item, created, open_count)
 
 
@@ -90,15 +92,18 @@ def _new_item(seq: int, v: dict[str, Any]) -> OutboxItem:
 class SqlBase:
     """The connection: engine, transactions and the dialect's insert; the port mixins build on it."""
 
-    def __init__(self, url: str, *, echo: bool = False, default_engine: str | None = None) -> None:
+    def __init__(self, url: str, *, echo: bool = False, default_engine: str | None = None,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.url = url
         self.default_engine = default_engine  # what a migration gives existing instances (WAHUB_ENGINE)
         self.is_sqlite = url.startswith("sqlite")
+        self._fault_listener: Callable[[str | None], None] | None = None
+        self._faulted = False
         if self.is_sqlite:
             self.engine: AsyncEngine = create_async_engine(
                 url, echo=echo, hide_parameters=True, pool_size=1, max_overflow=0, pool_timeout=60,
-                connect_args={"timeout": 30})
-            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+                connect_args={"timeout": busy_timeout_ms / 1000})
+            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
         else:
             self.engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=8, max_overflow=4,
                                               pool_pre_ping=True)
@@ -130,15 +135,28 @@ class SqlBase:
         except (OSError, DBAPIError):
             return False
 
+    def watch_faults(self, listener: Callable[[str | None], None]) -> None:
+        """Call ``listener(reason)`` when a write fails for the store's sake, ``listener(None)`` when one
+        succeeds again."""
+        self._fault_listener = listener
+
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction. Every operational failure (locked, disk full, I/O error, connection lost)
+        becomes :class:`StoreUnavailable`, the one error the API answers with 503 + ``Retry-After``."""
         try:
             async with self.engine.begin() as conn:
                 yield conn
         except (OperationalError, OSError) as exc:
-            if isinstance(exc, OperationalError) and "locked" not in str(exc) and "connect" not in str(exc):
-                raise
-            raise StoreUnavailable(f"database unavailable: {exc.__class__.__name__}") from exc
+            reason = fault_reason(exc)
+            self._faulted = True
+            if self._fault_listener is not None:
+                self._fault_listener(reason)
+            raise StoreUnavailable(f"store cannot write: {reason}") from exc
+        if self._faulted:
+            self._faulted = False
+            if self._fault_listener is not None:
+                self._fault_listener(None)
 
     def _insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
@@ -162,6 +180,7 @@ def _whole(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     (aiosqlite) or the connection would later answer into an event loop that may be closed by then,
     and a half-used connection would escape :meth:`SqlBase.close`. So each call runs in its own
     task, shielded from the caller's cancellation, and ``close`` waits for the ones in flight.
+    Operational failures of reads become :class:`StoreUnavailable` here, as writes do in ``_tx``.
     """
 
     @functools.wraps(fn)
@@ -169,7 +188,10 @@ def _whole(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         task = asyncio.ensure_future(fn(self, *args, **kwargs))
         self._inflight.add(task)
         task.add_done_callback(_settled(self._inflight))
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except (OperationalError, OSError) as exc:  # a read that failed for the store's sake (writes: _tx)
+            raise StoreUnavailable(f"store cannot read: {fault_reason(exc)}") from exc
 
     return whole
 
@@ -183,10 +205,26 @@ def _settled(inflight: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], 
     return done
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+def fault_reason(exc: BaseException) -> str:
+    """A short operator-facing reason for a store failure: ``locked``, ``disk full``, ``read-only``,
+    ``database missing``, ``unreachable`` or ``I/O error``."""
+    text = str(exc).lower()
+    for needle, reason in (("locked", "locked"), ("busy", "locked"), ("disk is full", "disk full"),
+                           ("no space", "disk full"), ("readonly", "read-only"), ("read-only", "read-only"),
+                           ("unable to open", "database missing"), ("no such table", "database missing"),
+                           ("connect", "unreachable"), ("closed", "unreachable")):
+        if needle in text:
+            return reason
+    return "I/O error"
+
+
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def apply(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.close()
+
+    return apply
