@@ -23,13 +23,13 @@ from tests.conftest import make_settings
 from tests.support import cloud_payloads as fx
 from tests.support.polling import until
 from tests.support.server import API_KEY
-from wahub.api.app import create_app
 from wahub.engines.cloud.crypto import generate_key
 from wahub.engines.cloud.engine import CloudEngine
 from wahub.engines.sandbox import SandboxEngine
 from wahub.runtime.compose import build_hub
 from wahub.runtime.hub import Hub
 from wahub.store.sql import SqlStore
+from wahub.web.app import create_app
 
 pytestmark = pytest.mark.timeout(60)
 

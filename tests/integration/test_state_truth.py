@@ -20,9 +20,9 @@ import pytest
 from tests.support.fakehub import HOOK_URL, FakeHub, build
 from tests.support.polling import until
 from tests.support.server import API_KEY
-from wahub.api.app import create_app
 from wahub.domain.lifecycle import State
 from wahub.store.sql import SqlStore
+from wahub.web.app import create_app
 
 pytestmark = pytest.mark.timeout(60)
 
