@@ -95,8 +95,11 @@ class SqlBase:
                 connect_args={"timeout": 30})
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=4,
-                                              pool_pre_ping=True)
+            # No pool_pre_ping: it costs a round trip before every checkout, i.e. before every batch.
+            # A connection the server closed (restart, idle timeout, pg_terminate_backend) is noticed
+            # by asyncpg when the socket closes; _pg_alive drops it at checkout without a round trip.
+            self.engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=4)
+            sa.event.listen(self.engine.sync_engine, "checkout", _pg_alive)
         self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(self._insert_batch)
         self._inflight: set[asyncio.Task[Any]] = set()
 
@@ -176,6 +179,14 @@ def _settled(inflight: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], 
             task.exception()  # retrieved: a caller that was cancelled no longer awaits it
 
     return done
+
+
+def _pg_alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout: refuse a connection whose socket asyncpg already saw closed (no round trip)."""
+    raw = getattr(dbapi_conn, "driver_connection", None)
+    is_closed = getattr(raw, "is_closed", None)
+    if callable(is_closed) and is_closed():
+        raise sa.exc.DisconnectionError("connection closed by the server")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
