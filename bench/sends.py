@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -47,7 +48,7 @@ def pct(values: list[float], p: float) -> float:
 async def populate(url: str, instances: int, per_instance: int) -> None:
     """Create the instances and queue ``per_instance`` messages on each, 16 requests at a time."""
     headers = {"authorization": f"Bearer {API_KEY}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as c:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as c:
         sem = asyncio.Semaphore(16)
 
         async def one(method: str, path: str, body: dict[str, Any], key: str | None = None) -> None:
@@ -99,33 +100,34 @@ def main() -> None:
     total = args.instances * args.per_instance
     env = {"MAX_SENDS_PER_MINUTE_PER_INSTANCE": "60", "MAX_SENDS_PER_HOUR_PER_INSTANCE": "3600",
            "SEND_INTERVAL_MS": str(args.interval_ms), "SANDBOX_SEND_LATENCY_MS": "0", "SANDBOX_AUTO_ACK": "false",
-           "MAX_QUEUE_SIZE": "100000"}
+           "MAX_QUEUE_SIZE": "100000", "SANDBOX_QR_REFRESH_MS": "3600000"}
     if args.pythonpath:
         env["PYTHONPATH"] = args.pythonpath
-    with tempfile.TemporaryDirectory(prefix="wahub-sends-") as tmp:
-        data = Path(tmp)
-        hub = Hub(data, None, env)
-        hub.start()
-        t = time.monotonic()
-        asyncio.run(populate(hub.url, args.instances, args.per_instance))
-        print(f"created {args.instances} instances and queued {total} items in {time.monotonic() - t:.0f} s",
-              flush=True)
-        hub.stop()
-        hub.env.update({"SANDBOX_AUTO_LINK_MS": "0", "RESTORE_STAGGER_MS": "0"})
-        load_before = os.getloadavg()[0]
-        hub.start()
-        ready_ms = int(time.time() * 1000)
-        cpu0, t0 = hub.cpu_s(), time.monotonic()
-        db = data / "wa-hub.sqlite3"
-        while sent_count(db) < total:
-            if time.monotonic() - t0 > args.timeout:
-                break
-            time.sleep(0.5)
-        drain_s = time.monotonic() - t0
-        cpu = hub.cpu_s() - cpu0
-        stamps = asyncio.run(deliveries(hub.url, args.instances))
-        load_after = os.getloadavg()[0]
-        hub.stop()
+    tmp = tempfile.mkdtemp(prefix="wahub-sends-")  # kept: the server log is there (removed on success)
+    data = Path(tmp)
+    hub = Hub(data, None, env)
+    hub.start()
+    t = time.monotonic()
+    asyncio.run(populate(hub.url, args.instances, args.per_instance))
+    print(f"created {args.instances} instances and queued {total} items in {time.monotonic() - t:.0f} s",
+          flush=True)
+    hub.stop()
+    hub.env.update({"SANDBOX_AUTO_LINK_MS": "0", "RESTORE_STAGGER_MS": "0"})
+    load_before = os.getloadavg()[0]
+    hub.start()
+    ready_ms = int(time.time() * 1000)
+    cpu0, t0 = hub.cpu_s(), time.monotonic()
+    db = data / "wa-hub.sqlite3"
+    while sent_count(db) < total:
+        if time.monotonic() - t0 > args.timeout:
+            break
+        time.sleep(0.5)
+    drain_s = time.monotonic() - t0
+    cpu = hub.cpu_s() - cpu0
+    stamps = asyncio.run(deliveries(hub.url, args.instances))
+    load_after = os.getloadavg()[0]
+    hub.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
     all_at = sorted(a for v in stamps.values() for a in v)
     late = [float(b - a - args.interval_ms) for v in stamps.values() for a, b in zip(v, v[1:], strict=False)]
     first = [float(v[0] - ready_ms) for v in stamps.values() if v]
