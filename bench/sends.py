@@ -132,10 +132,18 @@ def main() -> None:
     late = [float(b - a - args.interval_ms) for v in stamps.values() for a, b in zip(v, v[1:], strict=False)]
     first = [float(v[0] - ready_ms) for v in stamps.values() if v]
     span_s = (all_at[-1] - all_at[0]) / 1000 if len(all_at) > 1 else float("nan")
+    # Once every instance has sent its first message (all restored and linked): the steady rate.
+    all_ready = max((v[0] for v in stamps.values() if v), default=0)
+    steady = [a for a in all_at if a > all_ready]
+    steady_s = (steady[-1] - all_ready) / 1000 if steady else float("nan")
+    late_steady = [float(b - a - args.interval_ms) for v in stamps.values()
+                   for a, b in zip(v, v[1:], strict=False) if b > all_ready]
     row = {"instances": args.instances, "per_instance": args.per_instance, "interval_ms": args.interval_ms,
            "delivered": len(all_at), "expected": total, "asked_per_s": round(args.instances * 1000 / args.interval_ms),
            "sends_per_s": round(len(all_at) / span_s, 1) if span_s == span_s and span_s > 0 else None,
-           "drain_s": round(drain_s, 1), "hub_cpu_pct": round(100 * cpu / drain_s, 1),
+           "steady_sends_per_s": round(len(steady) / steady_s, 1) if steady and steady_s > 0 else None,
+           "steady_late_p50_ms": pct(late_steady, 50), "steady_late_p99_ms": pct(late_steady, 99),
+           "drain_s": round(drain_s, 1), "hub_cpu_s": round(cpu, 1), "hub_cpu_pct": round(100 * cpu / drain_s, 1),
            "late_p50_ms": pct(late, 50), "late_p99_ms": pct(late, 99), "late_max_ms": max(late, default=None),
            "late_mean_ms": round(statistics.fmean(late), 1) if late else None,
            "first_send_p50_ms": pct(first, 50), "first_send_p99_ms": pct(first, 99),
