@@ -1,18 +1,21 @@
 """The per-instance send loop: drains the outbox one item at a time while the instance is ready.
 
-Each turn reads the persisted send log and asks :func:`wahub.domain.ratelimit.next_allowed`
-when the next send may happen (interval + jitter, rolling minute and hour). If that time or the
-first item's ``next_attempt_at`` lies ahead, the loop sleeps on the injected clock until then or
-until an enqueue wakes it; otherwise it claims the FIFO-first due item (the database allows one
-``sending`` item per instance) and sends it.
+Each turn asks :func:`wahub.domain.ratelimit.next_allowed` when the next send may happen
+(interval + jitter, rolling minute and hour) against the instance's last hour of send instants,
+read from the persisted send log when the loop starts and kept in memory afterwards (this loop is
+the instance's only sender). If that time lies ahead, the loop sleeps on the injected clock until
+then; an enqueue wakes it earlier only when its item could go out sooner (:meth:`SendLoop.poke`).
+Otherwise it claims the FIFO-first due item (the database allows one ``sending`` item per
+instance); when none is due it reads the queue's next due time and sleeps until then.
 
-One instant per send. The item is marked handed over (with the message id the engine will use,
-when it can choose one) in its own transaction; that commit takes a variable time, so the
-decision is taken again afterwards, against the same history (nothing else can send for this
-instance meanwhile), on the clock, with no await between that final decision and the engine
-call. The instant of that decision is the send's time: it is what the sandbox stamps, what is
-persisted in the send log (:meth:`OutboxPort.stamp_send`) and the item's ``sent_at``, and what
-the windows of later decisions count. See ``docs/decisions.md`` ("One instant per send").
+One instant per send. The item is claimed and marked handed over (with the message id the engine
+will use, when it can choose one) in one transaction, committed before the engine call; that commit
+takes a variable time, so the decision is taken again afterwards, against the same history (nothing
+else can send for this instance meanwhile), on the clock, with no await between that final decision
+and the engine call. The instant of that decision is the send's time: it is what the sandbox stamps,
+what is persisted in the send log (with the outcome, :meth:`OutboxPort.mark_sent`) and the item's
+``sent_at``, and what the windows of later decisions count. See ``docs/decisions.md`` ("One instant
+per send") and ``docs/PERFORMANCE.md`` for what each of the four statements of a send guards.
 
 Nothing here reaches back into its owner: the loop receives a store port, a clock, a policy, a
 view of its instance (:class:`Link`) and the outbox's outcome callbacks (:class:`Outcomes`).
