@@ -1,19 +1,20 @@
-"""Enqueue benchmark: ``send-message`` over HTTP against a running ``wa-hub serve``.
+"""Enqueue benchmark: ``send-message`` over HTTP against a running ``wa-hub serve``, as a ratio to a bare app.
 
-For each database (SQLite file, PostgreSQL) and each number of records already stored
-(default 0, 10,000 and 100,000) it:
+For each database (SQLite file, PostgreSQL), each number of records already stored (default 0 and
+100,000) and each instance mode (default ``linked`` then ``unlinked``) it:
 
-1. starts ``wa-hub serve`` as a subprocess on a fresh data directory / database, creates the
-   instances ``bench00``..``bench19`` (never linked, so nothing drains and every enqueue stays
-   an open item) and stops it again;
+1. starts ``wa-hub serve`` (sandbox engine, default log level ``info``) on a fresh data directory /
+   database, creates the instances ``bench00``..``bench19`` and stops it again;
 2. seeds the stored records with direct SQL inserts into the outbox table of the same schema
-   (``sent`` items spread over the instances and the last six days: what a busy hub keeps for
-   the idempotency retention);
-3. starts the server again and runs ``wrk`` (one thread, ``--connections`` connections, a Lua
-   script that puts a new ``Idempotency-Key`` on every request) for a warm-up and a measured
-   run: first unique keys (each request creates an item), then repeated keys (each request is
-   a replay of a queued item);
-4. records throughput, p50/p90/p99 latency, errors and the server's RSS (current and peak).
+   (``sent`` items spread over the instances and the last six days);
+3. starts the server again; ``linked`` instances link at once (``SANDBOX_AUTO_LINK_MS=0``) and send
+   at the default limits while the load runs (the real case), ``unlinked`` ones never send;
+4. runs ``wrk`` (one thread, ``--connections`` connections, ``bench/enqueue.lua``) for a warm-up and
+   a measured run against the bare reference app (``bench/bare_app.py``: one POST route that parses
+   the JSON body and answers 202, same uvicorn/uvloop/httptools setup and GC tuning), then against
+   the hub, in the same minute;
+5. records throughput, p50/p99 latency, errors, server CPU time per request (``/proc/<pid>/stat``),
+   the hub's RSS, the load average, and the hub/bare ratios of throughput, p99 and CPU per request.
 
 Results are printed as a Markdown table and written as JSON (``--out``).
 
@@ -52,6 +53,7 @@ API_KEY = "bench-api-key-0123456789"
 INSTANCES = 20
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "enqueue.lua"
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -71,7 +73,7 @@ class Hub:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "API_KEY": API_KEY, "DATA_DIR": str(data_dir), "PORT": str(self.port),
-                    "HOST": "127.0.0.1", "WAHUB_ENGINE": "sandbox", "LOG_LEVEL": "warning",
+                    "HOST": "127.0.0.1", "WAHUB_ENGINE": "sandbox", "LOG_LEVEL": "info",
                     "LOG_FORMAT": "json", "MAX_QUEUE_SIZE": "10000000", "RESTORE_STAGGER_MS": "0",
                     **extra_env}
         if database_url:
@@ -113,12 +115,62 @@ class Hub:
         peak = int(re.search(r"VmHWM:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
         return cur, peak
 
+    def cpu_s(self) -> float:
+        """User + system CPU time of the server process so far (s)."""
+        assert self.proc is not None
+        return cpu_s(self.proc.pid)
+
+    def wait_linked(self) -> None:
+        """Wait until every instance is ``ready`` (linked by the sandbox)."""
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=self.url, headers={"authorization": f"Bearer {API_KEY}"}, timeout=30) as c:
+            for n in range(INSTANCES):
+                while c.get(f"/instances/bench{n:02d}").json()["instance"]["state"] != "ready":
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"bench{n:02d} did not become ready")
+                    time.sleep(0.1)
+
     def create_instances(self) -> None:
         """Create bench00..bench19 (unlinked: they show a QR and never send)."""
         with httpx.Client(base_url=self.url, headers={"authorization": f"Bearer {API_KEY}"}, timeout=30) as c:
             for n in range(INSTANCES):
                 r = c.post("/instances", json={"name": f"bench{n:02d}"})
                 r.raise_for_status()
+
+
+class Bare:
+    """The bare reference app (``bench/bare_app.py``) as a subprocess."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "bare_app.py"), "--port", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("bare app did not start")
+            time.sleep(0.1)
+
+    def cpu_s(self) -> float:
+        """User + system CPU time of the bare app so far (s)."""
+        return cpu_s(self.proc.pid)
+
+    def stop(self) -> None:
+        """Terminate and wait."""
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (s)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * TICK_S
 
 
 def _seed_rows(count: int, now_ms: int) -> list[tuple[Any, ...]]:
@@ -196,14 +248,30 @@ def run_wrk(url: str, mode: str, seconds: int, connections: int, prefix: str) ->
             "non_2xx": int(non2xx.group(1)) if non2xx else 0}
 
 
-def bench_case(db: str, stored: int, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    """Measure unique and repeated keys for one database and one number of stored records."""
-    data_dir = workdir / f"{db}-{stored}"
+def measured(target: Any, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Warm-up and measured wrk run against ``target`` (a Hub or the Bare app), with its CPU per request."""
+    prefix = f"{mode}-{uuid.uuid4().hex[:8]}"
+    run_wrk(target.url, mode, args.warmup, args.connections, prefix)  # warm-up (creates the repeat keys)
+    before = target.cpu_s()
+    res = run_wrk(target.url, mode, args.seconds, args.connections, prefix)
+    res["cpu_us_per_req"] = round((target.cpu_s() - before) / max(1, res["requests"]) * 1e6)
+    return res
+
+
+def bench_case(db: str, stored: int, linked: bool, bare: Bare, args: argparse.Namespace,
+               workdir: Path) -> list[dict[str, Any]]:
+    """Measure each key mode for one database, number of stored records and instance mode."""
+    label = "linked" if linked else "unlinked"
+    data_dir = workdir / f"{db}-{stored}-{label}"
     data_dir.mkdir(parents=True)
     url = None
     if db == "postgres":
-        url = asyncio.run(fresh_pg_database(args.pg_url, f"wahub_bench_{stored}"))
-    extra = dict(kv.split("=", 1) for kv in args.env)
+        url = asyncio.run(fresh_pg_database(args.pg_url, f"wahub_bench_{stored}_{label}"))
+    extra = {"LOG_LEVEL": args.log_level, **dict(kv.split("=", 1) for kv in args.env)}
+    if args.pythonpath:
+        extra["PYTHONPATH"] = args.pythonpath
+    if linked:
+        extra.setdefault("SANDBOX_AUTO_LINK_MS", "0")
     hub = Hub(data_dir, url, extra)
     hub.start()
     hub.create_instances()
@@ -216,14 +284,19 @@ def bench_case(db: str, stored: int, args: argparse.Namespace, workdir: Path) ->
         asyncio.run(seed_postgres(url.replace("postgresql+asyncpg://", "postgresql://"), stored))
     seeded_s = time.monotonic() - started
     hub.start()
+    if linked:
+        hub.wait_linked()
     results = []
     try:
-        for mode in ("unique", "repeat"):
-            prefix = f"{mode}-{uuid.uuid4().hex[:8]}"
-            run_wrk(hub.url, mode, args.warmup, args.connections, prefix)  # warm-up (creates the repeat keys)
-            res = run_wrk(hub.url, mode, args.seconds, args.connections, prefix)
+        for mode in args.keys.split(","):
+            ref = measured(bare, mode, args)
+            res = measured(hub, mode, args)
             rss, peak = hub.rss_kib()
-            row = {"db": db, "stored": stored, "keys": mode, **res, "rss_mib": round(rss / 1024, 1),
+            row = {"db": db, "stored": stored, "instances": label, "keys": mode, **res,
+                   "bare": ref, "ratio_rps": round(res["rps"] / ref["rps"], 3),
+                   "ratio_p99": round(res["p99_ms"] / max(ref["p99_ms"], 0.001), 2),
+                   "ratio_cpu": round(ref["cpu_us_per_req"] / max(1, res["cpu_us_per_req"]), 3),
+                   "load1": round(os.getloadavg()[0], 2), "rss_mib": round(rss / 1024, 1),
                    "peak_rss_mib": round(peak / 1024, 1), "seed_s": round(seeded_s, 1)}
             print(json.dumps(row), flush=True)
             results.append(row)
@@ -245,25 +318,33 @@ def machine() -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """The results as a Markdown table."""
-    head = ("| database | stored records | keys | enqueues/s | p50 ms | p99 ms | max ms | errors / non-2xx "
-            "| server RSS MiB (peak) |\n|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    """The results as a Markdown table (hub figures, the bare app's beside them, and the ratios)."""
+    head = ("| database | stored | instances | keys | hub req/s | bare req/s | ratio | hub p99 ms | bare p99 ms "
+            "| p99 ratio | hub CPU µs/req | bare CPU µs/req | CPU ratio (bare/hub) | errors / non-2xx | load1 "
+            "| RSS MiB |\n|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
-        lines.append(f"| {r['db']} | {r['stored']:,} | {r['keys']} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {r['max_ms']:.0f} | {r['errors']} / {r['non_2xx']} | "
-                     f"{r['rss_mib']:.0f} ({r['peak_rss_mib']:.0f}) |")
+        b = r["bare"]
+        lines.append(f"| {r['db']} | {r['stored']:,} | {r['instances']} | {r['keys']} | {r['rps']:,.0f} | "
+                     f"{b['rps']:,.0f} | {r['ratio_rps']:.2f} | {r['p99_ms']:.1f} | {b['p99_ms']:.1f} | "
+                     f"{r['ratio_p99']:.1f} | {r['cpu_us_per_req']:,} | {b['cpu_us_per_req']:,} | "
+                     f"{r['ratio_cpu']:.2f} | {r['errors']} / {r['non_2xx']} | {r['load1']} | {r['rss_mib']:.0f} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stored", default="0,10000,100000", help="comma-separated record counts to pre-store")
+    parser.add_argument("--stored", default="0,100000", help="comma-separated record counts to pre-store")
+    parser.add_argument("--instances", default="linked,unlinked",
+                        help="linked (sending, the real case), unlinked (never send), or both")
+    parser.add_argument("--keys", default="unique", help="unique (new items), repeat (replays), or both")
+    parser.add_argument("--log-level", default="info", help="the server's LOG_LEVEL (default: its own default)")
     parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both")
     parser.add_argument("--pg-url", default=None, help="admin URL of a PostgreSQL server (postgres database)")
     parser.add_argument("--seconds", type=int, default=10, help="measured run length (s)")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up run length (s)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections of wrk")
+    parser.add_argument("--pythonpath", default=None, help="run the hub from this source tree (e.g. older code)")
     parser.add_argument("--env", action="append", default=[], help="extra server env VAR=VALUE (repeatable)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -274,10 +355,15 @@ def main() -> None:
         print("no --pg-url: skipping PostgreSQL", file=sys.stderr)
         dbs.remove("postgres")
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="wahub-bench-") as tmp:
-        for db in dbs:
-            for stored in (int(s) for s in args.stored.split(",")):
-                rows.extend(bench_case(db, stored, args, Path(tmp)))
+    bare = Bare()
+    try:
+        with tempfile.TemporaryDirectory(prefix="wahub-bench-") as tmp:
+            for db in dbs:
+                for stored in (int(s) for s in args.stored.split(",")):
+                    for mode in args.instances.split(","):
+                        rows.extend(bench_case(db, stored, mode == "linked", bare, args, Path(tmp)))
+    finally:
+        bare.stop()
     info = machine()
     print(f"\nmachine: nproc={info['nproc']} cpu={info['cpu']} python={info['python']}")
     print(table(rows))

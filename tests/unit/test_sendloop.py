@@ -43,9 +43,10 @@ class SlowCommitStore(MemoryStore):
         await self._commit()
         await super().mark_handed_over(item, now, chosen_message_id=chosen_message_id)
 
-    async def claim_next(self, instance_id: str, now: int) -> OutboxItem | None:
+    async def claim_next(self, instance_id: str, now: int, *, hand_over: bool = False,
+                         chosen_message_id: str | None = None) -> OutboxItem | None:
         await self._commit()
-        return await super().claim_next(instance_id, now)
+        return await super().claim_next(instance_id, now, hand_over=hand_over, chosen_message_id=chosen_message_id)
 
     async def stamp_send(self, queue_id: str, at: int) -> None:
         await self._commit()
@@ -297,3 +298,39 @@ async def test_a_from_me_echo_reconciles_a_send_whose_answer_is_still_out() -> N
     assert item.status == ItemStatus.SENT
     assert fh.hooks.names("message_uncertain") == []
     assert [b["data"].get("reconciled") for b in fh.hooks.of("message_sent")] == [True]
+
+
+class CountingStore(MemoryStore):
+    """Counts the send loop's reads and claims."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def next_due_at(self, instance_id: str) -> int | None:
+        self.calls += 1
+        return await super().next_due_at(instance_id)
+
+    async def send_history(self, instance_id: str, since: int) -> list[int]:
+        self.calls += 1
+        return await super().send_history(instance_id, since)
+
+    async def claim_next(self, instance_id: str, now: int, **kw: Any) -> OutboxItem | None:
+        self.calls += 1
+        return await super().claim_next(instance_id, now, **kw)
+
+
+async def test_enqueues_while_the_next_send_is_an_hour_away_run_no_send_loop_query() -> None:
+    store = CountingStore()
+    fh = build(None, store=store, max_sends_per_minute=1, max_sends_per_hour=1)
+    iid = await ready(fh)
+    await enqueue(fh, iid, 1, prefix="first")
+    await fh.advance(5 * SEC)
+    assert len(stamps(fh, iid)) == 1
+    store.calls = 0
+    await enqueue(fh, iid, 20)
+    await fh.advance(10 * SEC)
+    assert store.calls == 0  # the hour limit is the loop's next wake-up: no enqueue can go out sooner
+    await fh.advance(HOUR)
+    times = stamps(fh, iid)
+    assert len(times) == 2 and times[1] - times[0] >= HOUR  # the queue still drains when the hour is up

@@ -119,7 +119,7 @@ class Outbox:
                             instanceState=rt.state.value, queueDepth=full.open_count) from None
         if created:
             log.info("enqueued", instance_id=rt.id, queue_id=item.queue_id, kind=kind.value, key_source=source)
-            rt.sendloop.poke()
+            rt.sendloop.poke(item.next_attempt_at)
             return EnqueueResult(item, replay=False, queue_depth=depth)
         verdict = answer.for_existing(item, fp, retry=retry)
         if verdict == answer.Answer.CONFLICT_PAYLOAD:

@@ -1,18 +1,21 @@
 """The per-instance send loop: drains the outbox one item at a time while the instance is ready.
 
-Each turn reads the persisted send log and asks :func:`wahub.domain.ratelimit.next_allowed`
-when the next send may happen (interval + jitter, rolling minute and hour). If that time or the
-first item's ``next_attempt_at`` lies ahead, the loop sleeps on the injected clock until then or
-until an enqueue wakes it; otherwise it claims the FIFO-first due item (the database allows one
-``sending`` item per instance) and sends it.
+Each turn asks :func:`wahub.domain.ratelimit.next_allowed` when the next send may happen
+(interval + jitter, rolling minute and hour) against the instance's last hour of send instants,
+read from the persisted send log when the loop starts and kept in memory afterwards (this loop is
+the instance's only sender). If that time lies ahead, the loop sleeps on the injected clock until
+then; an enqueue wakes it earlier only when its item could go out sooner (:meth:`SendLoop.poke`).
+Otherwise it claims the FIFO-first due item (the database allows one ``sending`` item per
+instance); when none is due it reads the queue's next due time and sleeps until then.
 
-One instant per send. The item is marked handed over (with the message id the engine will use,
-when it can choose one) in its own transaction; that commit takes a variable time, so the
-decision is taken again afterwards, against the same history (nothing else can send for this
-instance meanwhile), on the clock, with no await between that final decision and the engine
-call. The instant of that decision is the send's time: it is what the sandbox stamps, what is
-persisted in the send log (:meth:`OutboxPort.stamp_send`) and the item's ``sent_at``, and what
-the windows of later decisions count. See ``docs/decisions.md`` ("One instant per send").
+One instant per send. The item is claimed and marked handed over (with the message id the engine
+will use, when it can choose one) in one transaction, committed before the engine call; that commit
+takes a variable time, so the decision is taken again afterwards, against the same history (nothing
+else can send for this instance meanwhile), on the clock, with no await between that final decision
+and the engine call. The instant of that decision is the send's time: it is what the sandbox stamps,
+what is persisted in the send log (with the outcome, :meth:`OutboxPort.mark_sent`) and the item's
+``sent_at``, and what the windows of later decisions count. See ``docs/decisions.md`` ("One instant
+per send") and ``docs/PERFORMANCE.md`` for what each of the four statements of a send guards.
 
 Nothing here reaches back into its owner: the loop receives a store port, a clock, a policy, a
 view of its instance (:class:`Link`) and the outbox's outcome callbacks (:class:`Outcomes`).
@@ -21,6 +24,7 @@ view of its instance (:class:`Link`) and the outbox's outcome callbacks (:class:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import random
 from collections.abc import Callable
@@ -114,6 +118,9 @@ class SendLoop:
         self._task: asyncio.Task[None] | None = None
         self._jitter_ms = 0
         self._draining = False
+        self._history: list[int] | None = None  # send instants of the last hour; None = read from the store
+        self._not_before = 0  # the pacing decision of the last turn (epoch ms): no send before it
+        self._wake_at: int | None = None  # when the parked loop wakes by itself; None while it works
 
     @property
     def running(self) -> bool:
@@ -125,9 +132,16 @@ class SendLoop:
         if not self.running and not self._draining:
             self._task = asyncio.ensure_future(self._run())
 
-    def poke(self) -> None:
-        """Wake the loop: an item was enqueued or released."""
-        self.wake.set()
+    def poke(self, due_at: int | None = None) -> None:
+        """Wake the loop: an item was enqueued or released.
+
+        With ``due_at`` (epoch ms: a new item that may be sent from then on), a parked loop is woken
+        only when that item could go out before the loop's own planned wake-up; an enqueue to an
+        instance whose next send is hours away then costs no query. Without it the loop always wakes.
+        """
+        wake_at = self._wake_at
+        if due_at is None or wake_at is None or max(due_at, self._not_before) < wake_at:
+            self.wake.set()
 
     async def drain(self, grace_ms: int) -> None:
         """Take no new item; let the loop end on its own (an engine call in flight finishes), for at
@@ -157,24 +171,31 @@ class SendLoop:
 
     async def _run(self) -> None:
         structlog.contextvars.clear_contextvars()
+        self._history = None  # (re)started: the store's send log is the truth
         while self.link.state == State.READY and not self._draining:
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # a stop arrived while a call swallowed it
                 raise asyncio.CancelledError
             self.wake.clear()
+            self._wake_at = None
             try:
                 delay = await self._turn()
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep the loop alive; the item (if any) stays in the store
                 log.exception("send_loop_error", instance_id=self.link.id)
+                self._history = None
                 delay = 1000
             if delay is None:
                 continue
             await self._wait(delay)
+        self._wake_at = None
         log.debug("send_loop_stopped", instance_id=self.link.id, state=self.link.state.value)
 
     async def _wait(self, ms: int | None) -> None:
+        if self.wake.is_set():
+            return
+        self._wake_at = self.clock.now_ms() + (ms if ms is not None else IDLE_MS)
         waiter = asyncio.ensure_future(self.wake.wait())
         tasks: set[asyncio.Future[object]] = {waiter}  # type: ignore[arg-type]
         sleeper = None
@@ -184,45 +205,72 @@ class SendLoop:
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._wake_at = None
             waiter.cancel()
             if sleeper is not None:
                 sleeper.cancel()
 
+    async def _recent_sends(self, now: int) -> list[int]:
+        """The send instants of the last hour, ascending: read once per loop start (or after an
+        outcome that may have removed a logged send), then kept here, since this loop is the only
+        sender of its instance."""
+        if self._history is None:
+            self._history = await self.store.send_history(self.link.id, now - ratelimit.HOUR_MS)
+        history = self._history
+        del history[:bisect.bisect_right(history, now - ratelimit.HOUR_MS)]
+        return history
+
     async def _turn(self) -> int | None:
-        """One step. Returns ms to wait (None = go again now; a very large wait = until poked)."""
+        """One step. Returns ms to wait (None = go again now; a very large wait = until poked).
+
+        The pacing decision comes first and needs no query (the history is kept in memory); the
+        claim is tried only once a send is allowed, and the queue's next due time is read only when
+        nothing was due. A send therefore costs two transactions: the claim with its hand-over,
+        and the outcome (see :meth:`_send`).
+        """
         iid = self.link.id
         now = self.clock.now_ms()
-        due_at = await self.store.next_due_at(iid)
-        if due_at is None:
-            return IDLE_MS
+        history = await self._recent_sends(now)
         limits = self.limits()
-        history = await self.store.send_history(iid, now - ratelimit.HOUR_MS)
         decision = ratelimit.next_allowed(history, now, limits, self._jitter_ms)
-        start_at = max(decision.at_ms, due_at)
-        if start_at > now:
-            self.outcomes.deferred(iid, decision.reason if decision.at_ms >= due_at else "backoff")
-            return start_at - now
-        item = await self.store.claim_next(iid, now)
-        if item is None:
+        self._not_before = decision.at_ms
+        if decision.at_ms > now:
+            self.outcomes.deferred(iid, decision.reason)
+            return decision.at_ms - now
+        engine = self.link.engine
+        if engine is None or self._draining:
             return 200
-        await self._send(item, history, limits)
-        self._jitter_ms = self.rng.randint(0, self.policy.jitter_ms) if self.policy.jitter_ms else 0
-        return None
-
-    async def _send(self, item: OutboxItem, history: list[int], limits: ratelimit.Limits) -> None:
-        link, store, clock = self.link, self.store, self.clock
-        engine = link.engine
-        if link.state != State.READY or engine is None or self._draining:
-            await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms())
-            return
-        own = getattr(link, "typing", None)  # the instance's own typing setting; None: the policy's
-        if item.kind == ItemKind.TEXT and (self.policy.typing if own is None else own):
-            with contextlib.suppress(Exception):
-                await engine.send_typing(item.chat_id)
         chosen: str | None = None
         with contextlib.suppress(Exception):
             chosen = engine.new_message_id()
-        await store.mark_handed_over(item, clock.now_ms(), chosen_message_id=chosen)
+        # Typing goes out between the claim and the hand-over, so only then are they two transactions.
+        own = getattr(self.link, "typing", None)  # the instance's own typing setting; None: the policy's
+        hand_over = not (self.policy.typing if own is None else own)
+        item = await self.store.claim_next(iid, now, hand_over=hand_over, chosen_message_id=chosen)
+        if item is None:
+            due_at = await self.store.next_due_at(iid)
+            if due_at is None:
+                return IDLE_MS
+            if due_at > now:
+                self.outcomes.deferred(iid, "backoff")
+                return due_at - now
+            return 200  # due, but another item of the instance is still `sending`
+        await self._send(item, history, limits, engine, chosen, handed_over=hand_over)
+        self._jitter_ms = self.rng.randint(0, self.policy.jitter_ms) if self.policy.jitter_ms else 0
+        return None
+
+    async def _send(self, item: OutboxItem, history: list[int], limits: ratelimit.Limits, engine: eng.Engine,
+                    chosen: str | None, *, handed_over: bool) -> None:
+        link, store, clock = self.link, self.store, self.clock
+        if link.state != State.READY or link.engine is not engine or self._draining:
+            await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=handed_over)
+            self._history = None
+            return
+        if not handed_over:
+            if item.kind == ItemKind.TEXT:
+                with contextlib.suppress(Exception):
+                    await engine.send_typing(item.chat_id)
+            await store.mark_handed_over(item, clock.now_ms(), chosen_message_id=chosen)
         # Decide again: awaits happened since the first decision. `history` is still the whole
         # story (this instance has one item in flight), so only time moved.
         while True:
@@ -233,6 +281,7 @@ class SendLoop:
             await clock.sleep(wait)
             if link.state != State.READY or link.engine is not engine:
                 await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=True)
+                self._history = None
                 return
         instant = now  # nothing but the engine call from here
         log.info("send_started", instance_id=link.id, queue_id=item.queue_id, kind=item.kind.value,
@@ -249,6 +298,7 @@ class SendLoop:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - every outcome is classified below
+            self._history = None  # the outcome may take the send out of the log again
             await store.stamp_send(item.queue_id, instant)
             await self._after_error(item, exc)
             return
@@ -256,7 +306,9 @@ class SendLoop:
         # a moment after ours can land on the next millisecond, and that stamp is what counts.
         if instant <= result.timestamp <= instant + ENGINE_STAMP_TOLERANCE_MS:
             instant = result.timestamp
-        await store.stamp_send(item.queue_id, instant)
+        bisect.insort(history, instant)
+        # Recording the outcome also stamps the send log with `instant` (OutboxPort.mark_sent), in the
+        # same transaction.
         await self.outcomes.sent(item, result.message_id, instant)
 
     async def _after_error(self, item: OutboxItem, exc: BaseException) -> None:

@@ -142,8 +142,12 @@ class OutboxPort(Protocol):
         """``(item, created, open_count)``; raises :class:`QueueFullSignal` when full."""
         ...
 
-    async def claim_next(self, instance_id: str, now: int) -> OutboxItem | None:
-        """Move the first due queued item to ``sending``; None when none is due or one is sending."""
+    async def claim_next(self, instance_id: str, now: int, *, hand_over: bool = False,
+                         chosen_message_id: str | None = None) -> OutboxItem | None:
+        """Move the first due queued item to ``sending``; None when none is due or one is sending.
+
+        ``hand_over``: also :meth:`mark_handed_over` at ``now`` with ``chosen_message_id``, in the same commit.
+        """
         ...
 
     async def next_due_at(self, instance_id: str) -> int | None:
@@ -174,7 +178,8 @@ class OutboxPort(Protocol):
     async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int, sent_at: int | None = None,
                         events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = (St.SENDING.value,)) -> bool:
         """Record a successful send (``sent_at`` = the engine-call instant, default ``now``) with its
-        events, if the item is still in ``from_statuses``; True when it was."""
+        events, if the item is still in ``from_statuses``; True when it was. Without ``uncertain`` in
+        ``from_statuses`` (the send loop's own outcome) it also stamps the send log as :meth:`stamp_send`."""
         ...
 
     async def mark_failed(self, item: OutboxItem, *, error: str, reason: str, now: int, count_attempt: bool,

@@ -311,3 +311,28 @@ async def test_latest_derived_is_the_newest_item_with_a_derived_key_and_that_pay
     newest = await store.latest_derived("a", "f" * 64)
     assert newest is not None and newest.queue_id == "q2"
     assert await store.latest_derived("b", "f" * 64) is None
+
+
+async def test_a_claim_with_hand_over_logs_the_send_and_the_outcome_stamps_its_instant(store: Store) -> None:
+    first, _, _ = await enqueue(store, "k1")
+    await enqueue(store, "k2")
+    claimed = await store.claim_next("a", T0 + 5, hand_over=True, chosen_message_id="3EB0CHOSEN")
+    assert claimed is not None and claimed.queue_id == first.queue_id  # FIFO, as without hand-over
+    assert claimed.status == ItemStatus.SENDING and claimed.handed_over_at == T0 + 5
+    assert claimed.chosen_message_id == "3EB0CHOSEN"
+    assert await store.send_history("a", 0) == [T0 + 5]  # logged in the claim's own commit
+    assert await store.claim_next("a", T0 + 6, hand_over=True) is None  # the one `sending` slot is held
+    assert await store.mark_sent(claimed, message_id="3EB0CHOSEN", now=T0 + 60, sent_at=T0 + 42) is True
+    assert await store.send_history("a", 0) == [T0 + 42]  # the send loop's outcome stamps the instant
+    assert (await store.get_item(first.queue_id)).sent_at == T0 + 42  # type: ignore[union-attr]
+
+
+async def test_a_reconciled_send_keeps_the_logged_instant(store: Store) -> None:
+    await enqueue(store, "k1")
+    claimed = await store.claim_next("a", T0, hand_over=True, chosen_message_id="3EB0CHOSEN")
+    assert claimed is not None
+    await store.stamp_send(claimed.queue_id, T0 + 7)  # the engine call's instant, stamped after an error
+    await store.set_item_status(claimed.queue_id, from_statuses=["sending"], to_status="uncertain", now=T0 + 8)
+    assert await store.mark_sent(claimed, message_id="3EB0CHOSEN", now=T0 + 9, sent_at=T0,
+                                 from_statuses=("sending", "uncertain")) is True
+    assert await store.send_history("a", 0) == [T0 + 7]  # evidence does not move the window's instant

@@ -59,10 +59,12 @@ class OutboxMemory(MemoryBase):
         return _item(row), True, open_count + 1
 
     # -- outbox: drain -------------------------------------------------------------------------
-    async def claim_next(self, instance_id: str, now: int) -> OutboxItem | None:
+    async def claim_next(self, instance_id: str, now: int, *, hand_over: bool = False,
+                         chosen_message_id: str | None = None) -> OutboxItem | None:
         """Move the first due queued item (FIFO by enqueue order) to ``sending`` and return it.
 
-        None when nothing is due or an item of the instance is already ``sending``.
+        None when nothing is due or an item of the instance is already ``sending``. With
+        ``hand_over`` it is also marked handed over at ``now`` (as :meth:`mark_handed_over`).
         """
         mine = [r for r in self._outbox.values() if r["instance_id"] == instance_id]
         if any(r["status"] == St.SENDING.value for r in mine):
@@ -70,6 +72,10 @@ class OutboxMemory(MemoryBase):
         for row in mine:  # seq order
             if row["status"] == St.QUEUED.value and row["next_attempt_at"] <= now:
                 row.update(status=St.SENDING.value, updated_at=now)
+                if hand_over:
+                    row.update(handed_over_at=now, chosen_message_id=chosen_message_id)
+                    self._send_log.append({"id": next(self._seq), "instance_id": instance_id, "at": now,
+                                           "queue_id": row["queue_id"]})
                 return _item(row)
         return None
 
@@ -118,7 +124,12 @@ class OutboxMemory(MemoryBase):
 
     async def mark_sent(self, item: OutboxItem, *, message_id: str, now: int, sent_at: int | None = None,
                         events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = (St.SENDING.value,)) -> bool:
-        """Record a successful send (and, for a poll, the poll itself) while in ``from_statuses``."""
+        """Record a successful send (and, for a poll, the poll itself) while in ``from_statuses``; the send
+        loop's own outcome (``from_statuses`` without ``uncertain``) also stamps the send log with ``sent_at``."""
+        if sent_at is not None and St.UNCERTAIN.value not in from_statuses:
+            for r in self._send_log:
+                if r["queue_id"] == item.queue_id:
+                    r["at"] = sent_at
         row = self._outbox.get(item.seq)
         if row is None or row["status"] not in from_statuses:
             return False

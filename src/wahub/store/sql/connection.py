@@ -105,8 +105,11 @@ class SqlBase:
                 connect_args={"timeout": busy_timeout_ms / 1000})
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
         else:
-            self.engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=8, max_overflow=4,
-                                              pool_pre_ping=True)
+            # No pool_pre_ping: it costs a round trip before every checkout, i.e. before every batch.
+            # A connection the server closed (restart, idle timeout, pg_terminate_backend) is noticed
+            # by asyncpg when the socket closes; _pg_alive drops it at checkout without a round trip.
+            self.engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=8, max_overflow=4)
+            sa.event.listen(self.engine.sync_engine, "checkout", _pg_alive)
         self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(self._insert_batch)
         self._inflight: set[asyncio.Task[Any]] = set()
 
@@ -216,6 +219,14 @@ def fault_reason(exc: BaseException) -> str:
         if needle in text:
             return reason
     return "I/O error"
+
+
+def _pg_alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout: refuse a connection whose socket asyncpg already saw closed (no round trip)."""
+    raw = getattr(dbapi_conn, "driver_connection", None)
+    is_closed = getattr(raw, "is_closed", None)
+    if callable(is_closed) and is_closed():
+        raise sa.exc.DisconnectionError("connection closed by the server")
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:

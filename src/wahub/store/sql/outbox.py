@@ -185,26 +185,33 @@ class OutboxSql(SqlBase):
             return _item(row), created, open_count + (1 if created else 0)
 
     # -- outbox: drain -------------------------------------------------------------------------
-    async def claim_next(self, instance_id: str, now: int) -> OutboxItem | None:
+    async def claim_next(self, instance_id: str, now: int, *, hand_over: bool = False,
+                         chosen_message_id: str | None = None) -> OutboxItem | None:
         """Move the first due queued item (FIFO by enqueue order) to ``sending`` and return it.
 
-        None when nothing is due or an item of the instance is already ``sending``.
+        None when nothing is due or an item of the instance is already ``sending``. With
+        ``hand_over`` the same transaction also does :meth:`mark_handed_over` at ``now``: one
+        ``UPDATE … RETURNING`` (the claim) and one ``INSERT`` (the send log), one commit.
         """
-        due = (sa.select(t.outbox.c.seq).where(
-            t.outbox.c.instance_id == instance_id, t.outbox.c.status == St.QUEUED.value,
-            t.outbox.c.next_attempt_at <= now).order_by(t.outbox.c.seq).limit(1))
+        o = t.outbox
+        due = (sa.select(o.c.seq).where(
+            o.c.instance_id == instance_id, o.c.status == St.QUEUED.value,
+            o.c.next_attempt_at <= now).order_by(o.c.seq).limit(1).scalar_subquery())
+        values: dict[str, Any] = {"status": St.SENDING.value, "updated_at": now}
+        if hand_over:
+            values.update(handed_over_at=now, chosen_message_id=chosen_message_id)
+        claim = (o.update().where(o.c.seq == due, o.c.status == St.QUEUED.value).values(**values)
+                 .returning(*o.c))
         try:
             async with self._tx() as conn:
-                seq = (await conn.execute(due)).scalar()
-                if seq is None:
+                row = (await conn.execute(claim)).first()
+                if row is None:
                     return None
-                res = await conn.execute(t.outbox.update().where(
-                    t.outbox.c.seq == seq, t.outbox.c.status == St.QUEUED.value).values(
-                    status=St.SENDING.value, updated_at=now))
-                if res.rowcount != 1:
-                    return None
-                row = (await conn.execute(t.outbox.select().where(t.outbox.c.seq == seq))).first()
-                return _item(row)
+                item = _item(row)
+                if hand_over:
+                    await conn.execute(t.send_log.insert().values(instance_id=instance_id, at=now,
+                                                                  queue_id=item.queue_id))
+                return item
         except IntegrityError:
             return None  # another claim holds the instance's one `sending` slot
 
@@ -262,6 +269,17 @@ class OutboxSql(SqlBase):
         async with self._tx() as conn:
             await conn.execute(t.send_log.update().where(t.send_log.c.queue_id == queue_id).values(at=at))
 
+    @staticmethod
+    async def _stamp(conn: AsyncConnection, item: OutboxItem, at: int) -> None:
+        """Stamp the send-log row of a claimed ``item``: found by the ``(instance_id, at)`` index, from
+        the claim time (``item.updated_at``) on, since the log is not indexed by item."""
+        sl = t.send_log
+        res = await conn.execute(sl.update().where(sl.c.instance_id == item.instance_id,
+                                                   sl.c.at >= item.updated_at, sl.c.queue_id == item.queue_id)
+                                 .values(at=at))
+        if res.rowcount == 0:  # the wall clock stepped back between claim and hand-over
+            await conn.execute(sl.update().where(sl.c.queue_id == item.queue_id).values(at=at))
+
     async def latest_send_at(self) -> int | None:
         """The newest send instant of any instance (epoch ms), or None."""
         async with self.engine.connect() as conn:
@@ -273,9 +291,13 @@ class OutboxSql(SqlBase):
         """Record a successful send (and, for a poll, the poll itself) with its webhook events.
 
         Only while the item is in ``from_statuses`` (the guard makes a reconciliation and the send
-        loop's own outcome exclusive). Returns True when the item changed.
+        loop's own outcome exclusive). Returns True when the item changed. The send loop's own
+        outcome (``from_statuses`` without ``uncertain``, ``sent_at`` given) also stamps the item's
+        send-log row with ``sent_at`` (what :meth:`stamp_send` does), in the same transaction.
         """
         async with self._tx() as conn:
+            if sent_at is not None and St.UNCERTAIN.value not in from_statuses:
+                await self._stamp(conn, item, sent_at)
             res = await conn.execute(t.outbox.update().where(
                 t.outbox.c.seq == item.seq, t.outbox.c.status.in_(list(from_statuses))).values(
                 status=St.SENT.value, sent_at=sent_at if sent_at is not None else now, message_id=message_id,
