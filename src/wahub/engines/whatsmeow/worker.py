@@ -21,7 +21,6 @@ protocol stream broke.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import queue
@@ -36,9 +35,11 @@ from wahub.domain.errors import DisconnectedError, EngineError, PermanentSendErr
 from wahub.engines import base
 from wahub.engines.whatsmeow import protocol
 from wahub.engines.whatsmeow.msgids import Aliases
-from wahub.engines.whatsmeow.workerio import (
+from wahub.engines.whatsmeow.workerio import (  # noqa: F401 - FAKE_CLIENT_ENV is part of this module's API
+    FAKE_CLIENT_ENV,
     configure_logging,
     load_client,
+    parse_args,
     resolve,
     send_raw,
     stored_login,
@@ -47,24 +48,10 @@ from wahub.engines.whatsmeow.workerio import (
 
 EXIT_QR_TIMEOUT = 3
 EXIT_HUB_GONE = 4
-FAKE_CLIENT_ENV = "WAHUB_WHATSMEOW_FAKE_CLIENT"
 QR_WAIT_FOR_PAIRING_S = 5.0  # only while a connection without a session is still opening
 STOP_GRACE_S = 3.0
 
 log = logging.getLogger("wahub.whatsmeow.worker")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options of the worker."""
-    p = argparse.ArgumentParser(prog="python -m wahub.engines.whatsmeow.worker")
-    p.add_argument("--session", required=True, help="session directory (holds the whatsmeow database)")
-    p.add_argument("--instance", required=True, help="instance id (log context, neonize uuid)")
-    p.add_argument("--qr-window-ms", type=int, default=170_000,
-                   help="after the first QR code, report qr_timeout and exit when not linked by then")
-    p.add_argument("--fake-client", default=os.environ.get(FAKE_CLIENT_ENV) or None,
-                   help="module:Class replacing neonize's NewClient (tests only)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    return p.parse_args(argv)
 
 
 class Worker:

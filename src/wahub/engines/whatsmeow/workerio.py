@@ -8,12 +8,14 @@ neonize is imported inside the functions, after the worker set its environment.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import importlib
 import inspect
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,22 @@ from wahub.domain import chatid
 SESSION_DB = "whatsmeow.sqlite3"
 
 log = logging.getLogger("wahub.whatsmeow.worker")
+
+
+FAKE_CLIENT_ENV = "WAHUB_WHATSMEOW_FAKE_CLIENT"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options of the worker."""
+    p = argparse.ArgumentParser(prog="python -m wahub.engines.whatsmeow.worker")
+    p.add_argument("--session", required=True, help="session directory (holds the whatsmeow database)")
+    p.add_argument("--instance", required=True, help="instance id (log context, neonize uuid)")
+    p.add_argument("--qr-window-ms", type=int, default=170_000,
+                   help="after the first QR code, report qr_timeout and exit when not linked by then")
+    p.add_argument("--fake-client", default=os.environ.get(FAKE_CLIENT_ENV) or None,
+                   help="module:Class replacing neonize's NewClient (tests only)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p.parse_args(argv)
 
 
 class JsonLineFormatter(logging.Formatter):
