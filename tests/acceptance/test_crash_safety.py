@@ -8,7 +8,10 @@ appends every delivery to a file that survives the kills, so the test knows exac
 * every item ends ``sent`` or ``uncertain``; a ``sent`` item was delivered exactly once (with the
   message id the hub recorded); an ``uncertain`` item was delivered at most once and never again;
 * no instance ever exceeded its per-minute or per-hour limit, counted from the delivery times
-  across all restarts (so a crash loop that reset the windows would show up).
+  across all restarts (so a crash loop that reset the windows would show up);
+* evidence settles what a crash left open: a read receipt for every ``uncertain`` item that did reach
+  the sandbox (under the id the hub chose before the call) turns it ``sent`` with that id, and no
+  receipt makes anything go out again. Items that never reached it get no evidence and stay open.
 
 The per-minute limit is set below what the pacing interval alone allows, so the limit binds and
 the drain spans more than a minute: the second half of every instance's queue is only allowed
@@ -59,6 +62,8 @@ def _env(delivery_log: Path) -> dict[str, str]:
         "MAX_RESTARTS_PER_WINDOW": "1000",
         "RESTORE_STAGGER_MS": "0",
         "LOG_LEVEL": "warning",
+        # the receipts come after the whole crash loop and drain, which can outlast the default window
+        "UNCERTAIN_EVIDENCE_WINDOW_SECONDS": "3600",
     }
 
 
@@ -179,14 +184,25 @@ def test_sigkill_while_draining_loses_nothing_and_duplicates_nothing(tmp_path: P
             mid = delivery_of[f"m {i['idempotencyKey']}"]["messageId"]
             r = server.client.post(f"/sandbox/instances/{iid}/acks", json={"messageIds": [mid], "ack": "read"})
             assert r.status_code == 200, r.text
-        reconciled = 0
-        for iid, i in delivered_uncertain:
-            after = server.client.get(f"/instances/{iid}/messages/{i['queueId']}").json()["item"]
-            if after["status"] == "sent":
-                reconciled += 1
-                assert after["messageId"] == delivery_of[f"m {i['idempotencyKey']}"]["messageId"]
-        print(f"crash test evidence: {reconciled} of {len(delivered_uncertain)} delivered uncertain items "
-              f"reconciled to sent by a receipt; {statuses['uncertain'] - reconciled} stay uncertain")
+
+        def reconciled_items() -> list[dict[str, Any]]:
+            afters = [server.client.get(f"/instances/{iid}/messages/{i['queueId']}").json()["item"]
+                      for iid, i in delivered_uncertain]
+            return [a for a in afters if a["status"] == "sent"]
+
+        try:
+            server.wait_until(lambda: len(reconciled_items()) == len(delivered_uncertain), timeout=60,
+                              interval=0.5)
+        except TimeoutError:
+            pass  # reported and asserted below
+        reconciled = reconciled_items()
+        print(f"crash test evidence: {len(reconciled)} of {len(delivered_uncertain)} delivered uncertain items "
+              f"reconciled to sent by a receipt; {statuses['uncertain'] - len(reconciled)} stay uncertain "
+              f"(never delivered, so no evidence can come)")
+        assert len(reconciled) == len(delivered_uncertain), "a delivered uncertain item ignored its receipt"
+        for after in reconciled:
+            assert after["messageId"] == delivery_of[f"m {after['idempotencyKey']}"]["messageId"]
+        assert _deliveries(delivery_log) == deliveries, "evidence made something go out again"
 
         # 6. Rolling windows, counted from what reached WhatsApp, across every restart.
         times: dict[str, list[int]] = defaultdict(list)
