@@ -104,8 +104,9 @@ SANDBOX_BODIES: dict[str, dict[str, Any]] = {
         "chatId": {"type": ["string", "null"]}, "caption": {"type": ["string", "null"]},
         "mimetype": {"type": ["string", "null"]}, "filename": {"type": ["string", "null"]},
         "hasMedia": {"type": ["boolean", "null"]},
-        "location": {"type": ["object", "null"], "properties": {
-            "latitude": {"type": "number"}, "longitude": {"type": "number"},
+        "location": {"type": ["object", "null"], "required": ["latitude", "longitude"], "properties": {
+            "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+            "longitude": {"type": "number", "minimum": -180, "maximum": 180},
             "name": {"type": ["string", "null"]}, "address": {"type": ["string", "null"]}}},
         "vCards": {"type": ["array", "null"], "items": {"type": "string"}},
         "quotedMsgId": {"type": ["string", "null"]}, "quotedMsgBody": {"type": ["string", "null"]},

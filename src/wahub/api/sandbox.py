@@ -92,8 +92,10 @@ def _content(data: dict[str, Any], kind: str) -> dict[str, Any]:
         if not isinstance(data["hasMedia"], bool):
             raise InvalidInput("hasMedia must be true or false")
         content["has_media"] = data["hasMedia"]
-    if kind == "location":
-        content.update(_location(data.get("location")))
+    if kind == "location" or data.get("location") is not None:  # checked whenever given, used for locations
+        location = _location(data.get("location"))
+        if kind == "location":
+            content.update(location)
     vcards = data.get("vCards")
     if kind in ("vcard", "multi_vcard") or vcards is not None:
         if not isinstance(vcards, list) or not vcards or not all(isinstance(v, str) and v for v in vcards):

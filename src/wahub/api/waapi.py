@@ -95,6 +95,9 @@ async def create_instance(request: Request, body: schemas.CreateInstance | None 
         raise InvalidInput("Webhook URL is required (webhook.url)")
     existing = hub.instances.get(chatid.instance_id_from_name(data["name"]))
     if existing is not None and existing.record.name == data["name"].strip():
+        if data.get("engine") is not None and hub.engine_choice(data["engine"]) != existing.record.engine:
+            raise Conflict(f"instance {existing.id} runs the {existing.record.engine} engine; delete it to change "
+                           "its engine")
         if data.get("cloud") is not None:  # renewed Cloud API credentials, read at the engine's next start
             await hub.replace_cloud_credentials(existing.id, data["cloud"])
         return await legacy.recreate(hub, existing, webhook, sendsettings.pick(data))

@@ -226,12 +226,7 @@ class Hub:
 
         Raises InvalidInput naming the field (unknown engine, bad credentials, no credentials key).
         """
-        default = getattr(self.engine_factory, "default", self.settings.engine)
-        engine = default if engine is None else engine
-        offers = getattr(self.engine_factory, "offers", lambda e: e == default)
-        if not isinstance(engine, str) or engine not in ENGINES or not offers(engine):
-            known = [e for e in ENGINES if offers(e)]
-            raise InvalidInput(f"engine must be one of {', '.join(known)} (default {default})")
+        engine = self.engine_choice(engine)
         save = None
         if engine == "cloud":
             account = self.cloud.parse(cloud)
@@ -242,6 +237,17 @@ class Hub:
             raise InvalidInput('cloud is only for engine "cloud"')
         return await self.admin.create(name, webhook_url, events, webhook_secret, settings, engine=engine,
                                        after_insert=save)
+
+    def engine_choice(self, engine: Any) -> str:
+        """The engine a new instance asked for (None: ``WAHUB_ENGINE``). Raises InvalidInput naming the
+        engines this hub offers."""
+        default: str = getattr(self.engine_factory, "default", self.settings.engine)
+        engine = default if engine is None else engine
+        offers = getattr(self.engine_factory, "offers", lambda e: e == default)
+        if not isinstance(engine, str) or engine not in ENGINES or not offers(engine):
+            known = [e for e in ENGINES if offers(e)]
+            raise InvalidInput(f"engine must be one of {', '.join(known)} (default {default})")
+        return engine
 
     async def replace_cloud_credentials(self, instance_id: str, cloud: Any) -> InstanceRuntime:
         """Store new credentials for a cloud instance (e.g. a renewed token); the engine reads them at
