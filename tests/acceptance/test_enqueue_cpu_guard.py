@@ -7,6 +7,10 @@ threads, from ``/proc/<pid>/stat``) per request, not wall time: a CPU hog beside
 down but barely changes the CPU each request costs. The test fails when the ratio
 (bare CPU per request / wa-hub CPU per request) falls more than 25 % below the baseline recorded in
 ``enqueue_cpu_baseline.json`` (re-record it with ``WAHUB_RECORD_CPU_BASELINE=1`` after a deliberate change).
+
+The ratio compared is the best of the rounds' ratios: a CPU hog beside the test can make a round's
+requests dearer for one server more than the other (cache and scheduler effects), which lowers some
+rounds, while a real regression of the enqueue path lowers every round.
 """
 
 from __future__ import annotations
@@ -81,12 +85,16 @@ def test_enqueue_cpu_per_request_stays_within_25_percent_of_its_baseline_ratio(t
         asyncio.run(drive(bare_url, 300, 0, auth))  # warm-up of both
         asyncio.run(drive(hub.url, 300, 0, auth))
         spent = {"bare": 0.0, "hub": 0.0}
+        rounds: list[float] = []
         started = time.monotonic()
         for r in range(ROUNDS):  # alternating rounds: drift in the machine's load hits both alike
+            this_round = {"bare": 0.0, "hub": 0.0}
             for name, pid, url in (("bare", bare.pid, bare_url), ("hub", hub.proc.pid, hub.url)):
                 before = cpu_s(pid)
                 asyncio.run(drive(url, PER_ROUND, 1000 + r * PER_ROUND, auth))
-                spent[name] += cpu_s(pid) - before
+                this_round[name] = cpu_s(pid) - before
+                spent[name] += this_round[name]
+            rounds.append(this_round["bare"] / this_round["hub"] if this_round["hub"] > 0 else 0.0)
     finally:
         hub.stop()
         hub.client.close()
@@ -94,13 +102,15 @@ def test_enqueue_cpu_per_request_stays_within_25_percent_of_its_baseline_ratio(t
         bare.wait(10)
     requests = ROUNDS * PER_ROUND
     bare_us, hub_us = spent["bare"] / requests * 1e6, spent["hub"] / requests * 1e6
-    ratio = bare_us / hub_us
-    report = (f"CPU per request: wa-hub {hub_us:.0f} µs, bare app {bare_us:.0f} µs, ratio {ratio:.3f} "
+    overall = bare_us / hub_us
+    ratio = max(rounds)
+    report = (f"CPU per request: wa-hub {hub_us:.0f} µs, bare app {bare_us:.0f} µs, ratio {overall:.3f} overall, "
+              f"{ratio:.3f} best round of {', '.join(f'{x:.3f}' for x in rounds)} "
               f"({requests} requests each, {time.monotonic() - started:.0f} s, load {os.getloadavg()[0]:.2f})")
     print(report)
     if os.environ.get("WAHUB_RECORD_CPU_BASELINE"):
         data = json.loads(BASELINE.read_text())
-        data["ratio"] = round(ratio, 3)
+        data["ratio"] = round(ratio, 3)  # the best round, as compared below
         BASELINE.write_text(json.dumps(data, indent=2) + "\n")
         return
     baseline = float(json.loads(BASELINE.read_text())["ratio"])
