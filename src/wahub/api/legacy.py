@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from wahub.api.auth import require_key
-from wahub.domain import lifecycle, sendsettings
+from wahub.domain import lifecycle, sendsettings, webhookurl
 from wahub.domain.errors import InvalidInput, NotFound
 from wahub.domain.lifecycle import State
 from wahub.edge import presenters
@@ -45,9 +45,10 @@ def _ok(payload: dict[str, Any], status_code: int = 200) -> JSONResponse:
 
 
 def _brief(rt: InstanceRuntime) -> dict[str, Any]:
+    """The ``instance`` object of a re-create answer; credentials in the webhook URL are masked."""
     return {"id": rt.id, "name": rt.record.name,
             "status": lifecycle.external_status(rt.state, rt.qr is not None), "state": rt.state.value,
-            "phoneNumber": rt.phone, "webhookUrl": rt.record.webhook_url,
+            "phoneNumber": rt.phone, "webhookUrl": webhookurl.redact(rt.record.webhook_url),
             "webhookEvents": rt.record.webhook_events, "lastError": rt.last_error}
 
 
