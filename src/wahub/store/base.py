@@ -188,7 +188,11 @@ class OutboxPort(Protocol):
         ...
 
     async def recover_in_flight(self, now: int) -> tuple[int, list[OutboxItem]]:
-        """Start-up recovery: ``(requeued, items now uncertain)``."""
+        """Start-up recovery: ``(requeued, uncertain items not reported yet)``."""
+        ...
+
+    async def mark_uncertain_reported(self, queue_id: str, now: int, events: Sequence[EventDraft]) -> bool:
+        """Store ``message_uncertain`` once for a still-``uncertain`` item; False when not stored."""
         ...
 
     async def get_item(self, queue_id: str) -> OutboxItem | None:

@@ -93,6 +93,9 @@ outbox = Table(
     # The message id the engine was asked to send under, stored *before* the call: a later receipt
     # or from-me echo of this id proves an `uncertain` send reached WhatsApp.
     Column("chosen_message_id", String(128), nullable=True),
+    # When `message_uncertain` was stored for this item (0006): an uncertain item with none is
+    # reported at the next start, so a stop between "uncertain" and its report loses no report.
+    Column("uncertain_reported_at", BigInteger, nullable=True),
     CheckConstraint(f"status IN {ITEM_STATUSES!r}", name="status_known"),
     CheckConstraint("kind IN ('text', 'poll')", name="kind_known"),
     CheckConstraint("attempts >= 0", name="attempts_non_negative"),
@@ -111,6 +114,19 @@ Index("ix_outbox_created", outbox.c.created_at)
 Index("ix_outbox_chosen_message_id", outbox.c.instance_id, outbox.c.chosen_message_id)
 # The sliding window of derived keys looks up the newest item with the same payload.
 Index("ix_outbox_fingerprint", outbox.c.instance_id, outbox.c.fingerprint, outbox.c.seq)
+
+# Finished items of a deleted instance (0006), kept for the retention period: re-creating the same
+# instance id (logout deletes it, as the existing wa-hub does) moves them back, so an idempotency key
+# or a derived key that was already sent is answered as a replay, never sent again. No foreign key:
+# the instance row is gone while they wait.
+outbox_retired = Table(
+    "outbox_retired", metadata,
+    *(Column(c.name, c.type, nullable=c.nullable) for c in outbox.columns if c.name != "seq"),
+    Column("seq", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    UniqueConstraint("queue_id", name="uq_outbox_retired_queue_id"),
+)
+Index("ix_outbox_retired_instance", outbox_retired.c.instance_id, outbox_retired.c.seq)
+Index("ix_outbox_retired_updated", outbox_retired.c.updated_at)
 
 send_log = Table(
     "send_log", metadata,

@@ -24,7 +24,8 @@ class InstancesMemory(MemoryBase):
                               state: str = "initializing", engine: str = "whatsmeow",
                               default_country_code: str | None = None, typing_indicator_enabled: bool | None = None,
                               apply_typing_to: list[str] | None = None) -> InstanceRecord:
-        """Insert an instance (with its optional send settings). Raises :class:`Conflict` when the id exists."""
+        """Insert an instance (with its optional send settings) and take back the finished items of an
+        earlier instance with this id. Raises :class:`Conflict` when the id exists."""
         if id in self._instances:
             raise Conflict(f"an instance with id {id!r} already exists", instanceId=id)
         rec = InstanceRecord(
@@ -35,6 +36,10 @@ class InstancesMemory(MemoryBase):
             default_country_code=default_country_code, typing_indicator_enabled=typing_indicator_enabled,
             apply_typing_to=list(apply_typing_to) if apply_typing_to is not None else None)
         self._instances[id] = rec
+        for row in [r for r in self._outbox_retired if r["instance_id"] == id]:
+            seq = next(self._seq)
+            self._outbox[seq] = {**row, "seq": seq}
+        self._outbox_retired = [r for r in self._outbox_retired if r["instance_id"] != id]
         return self._copy_instance(rec)
 
     async def get_instance(self, instance_id: str) -> InstanceRecord | None:
@@ -58,14 +63,15 @@ class InstancesMemory(MemoryBase):
         self._instances[instance_id] = replace(rec, **_copied(values))
 
     async def delete_instance(self, instance_id: str) -> int | None:
-        """Delete an instance and everything recorded for it; how many open items went with it
-        (None: no such instance)."""
+        """Delete an instance (as :meth:`SqlStore.delete_instance`: finished items retired, send log
+        kept); how many open items went with it (None: no such instance)."""
         def mine(key: tuple[str, ...]) -> bool:
             return key[0] == instance_id
 
         open_items = sum(1 for r in self._outbox.values() if r["instance_id"] == instance_id and r["status"] in _OPEN)
+        self._outbox_retired += [dict(r) for r in self._outbox.values()
+                                 if r["instance_id"] == instance_id and r["status"] not in _OPEN]
         self._outbox = {s: r for s, r in self._outbox.items() if r["instance_id"] != instance_id}
-        self._send_log = [r for r in self._send_log if r["instance_id"] != instance_id]
         self._events = {s: r for s, r in self._events.items() if r["instance_id"] != instance_id}
         self._polls = {k: v for k, v in self._polls.items() if not mine(k)}
         self._votes = {k: v for k, v in self._votes.items() if not mine(k)}

@@ -44,6 +44,7 @@ class MemoryBase:
         self._seq = itertools.count(1)  # one counter for every table's surrogate keys
         self._instances: dict[str, InstanceRecord] = {}
         self._outbox: dict[int, Row] = {}  # seq -> row; insertion order is seq order
+        self._outbox_retired: list[Row] = []  # finished items of deleted instances, oldest first
         self._send_log: list[Row] = []
         self._events: dict[int, Row] = {}  # seq -> EventRecord fields
         self._polls: dict[tuple[str, str], PollRecord] = {}
