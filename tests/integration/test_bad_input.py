@@ -254,3 +254,16 @@ async def test_a_secret_must_be_a_string(hc: HubClient) -> None:
 async def test_bad_fault_parameters_are_400(hc: HubClient, body: dict[str, Any]) -> None:
     r = await hc.client.post("/sandbox/instances/shop/faults", json=body)
     assert r.status_code == 400, r.text
+
+
+async def test_limits_given_at_creation_are_kept_and_bad_ones_create_nothing(hub_client: HubClient) -> None:
+    c = hub_client.client
+    bad = await c.post("/instances", json={"name": "slow", "limits": {"perMinute": 0}})
+    assert bad.status_code == 400 and "limits.perMinute" in bad.json()["error"]
+    assert (await c.get("/instances/slow")).status_code == 404  # nothing half-made
+    unknown = await c.post("/instances", json={"name": "slow", "limits": {"perDay": 5}})
+    assert unknown.status_code == 400 and "perDay" in unknown.json()["error"]
+    r = await c.post("/instances", json={"name": "slow", "limits": {"perMinute": 2, "intervalMs": 1500}})
+    assert r.status_code in (200, 201), r.text
+    limits = (await c.get("/instances/slow/status")).json()["rateLimits"]
+    assert (limits["sendsPerMinute"]["max"], limits["intervalMs"]) == (2, 1500), limits

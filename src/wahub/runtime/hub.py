@@ -219,10 +219,11 @@ class Hub:
 
     async def create_instance(self, name: str, webhook_url: str | None, events: list[str] | None,
                               webhook_secret: str | None = None, settings: dict[str, Any] | None = None, *,
-                              engine: Any = None, cloud: Any = None) -> InstanceRuntime:
+                              engine: Any = None, cloud: Any = None,
+                              limits: dict[str, int | None] | None = None) -> InstanceRuntime:
         """Create and start an instance (see :meth:`Instances.create`) driven by ``engine``
         (default ``WAHUB_ENGINE``) with its send ``settings`` (API names); ``cloud`` holds a cloud
-        instance's credentials (never logged).
+        instance's credentials (never logged); ``limits`` its own rate limits (column names).
 
         Raises InvalidInput naming the field (unknown engine, bad credentials, no credentials key).
         """
@@ -236,7 +237,7 @@ class Hub:
         elif cloud is not None:
             raise InvalidInput('cloud is only for engine "cloud"')
         return await self.admin.create(name, webhook_url, events, webhook_secret, settings, engine=engine,
-                                       after_insert=save)
+                                       limits=limits, after_insert=save)
 
     def engine_choice(self, engine: Any) -> str:
         """The engine a new instance asked for (None: ``WAHUB_ENGINE``). Raises InvalidInput naming the

@@ -76,7 +76,9 @@ class InstancesPort(Protocol):
                               webhook_events: list[str], webhook_secret: str | None, now: int,
                               state: str = "initializing", engine: str = "whatsmeow",
                               default_country_code: str | None = None, typing_indicator_enabled: bool | None = None,
-                              apply_typing_to: list[str] | None = None) -> InstanceRecord:
+                              apply_typing_to: list[str] | None = None, limit_per_minute: int | None = None,
+                              limit_per_hour: int | None = None, send_interval_ms: int | None = None,
+                              ) -> InstanceRecord:
         """Insert an instance driven by ``engine`` with its optional send settings (``default_country_code``
         digits, ``typing_indicator_enabled`` None = the setting, ``apply_typing_to`` as given).
         Raises :class:`~wahub.domain.errors.Conflict` when the id exists."""

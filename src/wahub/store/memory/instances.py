@@ -23,7 +23,9 @@ class InstancesMemory(MemoryBase):
                               webhook_events: list[str], webhook_secret: str | None, now: int,
                               state: str = "initializing", engine: str = "whatsmeow",
                               default_country_code: str | None = None, typing_indicator_enabled: bool | None = None,
-                              apply_typing_to: list[str] | None = None) -> InstanceRecord:
+                              apply_typing_to: list[str] | None = None, limit_per_minute: int | None = None,
+                              limit_per_hour: int | None = None, send_interval_ms: int | None = None,
+                              ) -> InstanceRecord:
         """Insert an instance (with its optional send settings) and take back the finished items of an
         earlier instance with this id. Raises :class:`Conflict` when the id exists."""
         if id in self._instances:
@@ -31,8 +33,9 @@ class InstancesMemory(MemoryBase):
         rec = InstanceRecord(
             id=id, name=name, webhook_url=webhook_url, webhook_events=list(webhook_events),
             webhook_secret=webhook_secret, state=state, state_since=now, state_reason=None,
-            restricted_until=None, phone=None, push_name=None, limit_per_minute=None, limit_per_hour=None,
-            send_interval_ms=None, last_error=None, created_at=now, engine=engine,
+            restricted_until=None, phone=None, push_name=None, limit_per_minute=limit_per_minute,
+            limit_per_hour=limit_per_hour, send_interval_ms=send_interval_ms, last_error=None, created_at=now,
+            engine=engine,
             default_country_code=default_country_code, typing_indicator_enabled=typing_indicator_enabled,
             apply_typing_to=list(apply_typing_to) if apply_typing_to is not None else None)
         self._instances[id] = rec

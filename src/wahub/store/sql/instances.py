@@ -35,7 +35,9 @@ class InstancesSql(SqlBase):
                               webhook_events: list[str], webhook_secret: str | None, now: int,
                               state: str = "initializing", engine: str = "whatsmeow",
                               default_country_code: str | None = None, typing_indicator_enabled: bool | None = None,
-                              apply_typing_to: list[str] | None = None) -> InstanceRecord:
+                              apply_typing_to: list[str] | None = None, limit_per_minute: int | None = None,
+                              limit_per_hour: int | None = None, send_interval_ms: int | None = None,
+                              ) -> InstanceRecord:
         """Insert an instance (with its optional send settings) and take back the finished items of an
         earlier instance with this id (see :meth:`delete_instance`). Raises :class:`Conflict` when the id exists."""
         try:
@@ -44,7 +46,9 @@ class InstancesSql(SqlBase):
                     id=id, name=name, webhook_url=webhook_url, webhook_events=dump_json(webhook_events),
                     webhook_secret=webhook_secret, state=state, state_since=now, created_at=now, engine=engine,
                     default_country_code=default_country_code, typing_indicator_enabled=typing_indicator_enabled,
-                    apply_typing_to=dump_json(apply_typing_to) if apply_typing_to is not None else None))
+                    apply_typing_to=dump_json(apply_typing_to) if apply_typing_to is not None else None,
+                    limit_per_minute=limit_per_minute, limit_per_hour=limit_per_hour,
+                    send_interval_ms=send_interval_ms))
                 retired = t.outbox_retired
                 await conn.execute(t.outbox.insert().from_select(_RETIRED_COLUMNS, sa.select(
                     *(retired.c[name] for name in _RETIRED_COLUMNS)).where(
