@@ -204,7 +204,19 @@ class SandboxWorld:
         engine = self._engine(p)
         poll = next((d for d in p.deliveries if d.message_id == poll_message_id), None)
         chat = poll.chat_id if poll else voter
-        ts = timestamp if timestamp is not None else self.clock.now_ms()
+        now = self.clock.now_ms()
+        if timestamp is not None and not 0 < timestamp <= now + 86_400_000:
+            raise InvalidInput("timestamp must be epoch milliseconds, at most one day ahead of now")
+        if poll is not None and poll.options is not None and not decrypt_failed:
+            # WhatsApp's own client offers only the poll's options, one of them unless multiple answers are allowed
+            unknown = [o for o in selected if o not in poll.options]
+            if unknown:
+                raise InvalidInput(f"selectedOptions has {unknown!r}, not options of this poll: {poll.options!r}")
+            if not poll.multiple and len(selected) > 1:
+                raise InvalidInput("selectedOptions may hold one option: this poll allows a single answer")
+            if len(set(selected)) != len(selected):
+                raise InvalidInput("selectedOptions names an option twice")
+        ts = timestamp if timestamp is not None else now
         if decrypt_failed:
             vote = PollVote(poll_message_id, chat, voter, ts, voter_alt=voter_alt, decrypt_failed=True)
         elif as_hashes:
