@@ -59,6 +59,7 @@ from wahub.engines.base import (
     Receipt,
     SendResult,
 )
+from wahub.engines.sandboxdirectory import SandboxDirectory
 from wahub.engines.sandboxworld import _ANSWER_LOST, Delivery, Phone, SandboxWorld
 
 __all__ = ["Delivery", "Phone", "SandboxEngine", "SandboxFactory", "SandboxWorld"]
@@ -82,8 +83,14 @@ class SandboxEngine(Engine):
         self._closed = False
 
     async def emit(self, event: EngineEvent) -> None:
-        """Hand an event to the runtime."""
+        """Hand an event to the runtime (the sandbox's address book learns from it first)."""
+        self.world.directories.observe(self.instance_id, event)
         await self.sink(event)
+
+    def directory(self) -> SandboxDirectory:
+        """Reads, chat settings and groups against the simulated world."""
+        self.world.directories.book(self.instance_id).unregistered = self.phone.unregistered
+        return SandboxDirectory(self.world.directories, self.instance_id)
 
     def _spawn(self, coro_fn: Callable[[], Any]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro_fn())

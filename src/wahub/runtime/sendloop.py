@@ -12,10 +12,12 @@ One instant per send. The item is claimed and marked handed over (with the messa
 will use, when it can choose one) in one transaction, committed before the engine call; that commit
 takes a variable time, so the decision is taken again afterwards, against the same history (nothing
 else can send for this instance meanwhile), on the clock, with no await between that final decision
-and the engine call. The instant of that decision is the send's time: it is what the sandbox stamps,
-what is persisted in the send log (with the outcome, :meth:`OutboxPort.mark_sent`) and the item's
-``sent_at``, and what the windows of later decisions count. See ``docs/decisions.md`` ("One instant
-per send") and ``docs/PERFORMANCE.md`` for what each of the four statements of a send guards.
+and the engine call. Before it, the item's number is resolved to the id WhatsApp knows
+(:mod:`wahub.runtime.resolve`; cached, so usually no await). The instant of that decision is the
+send's time: it is what the sandbox stamps, what is persisted in the send log (with the outcome,
+:meth:`OutboxPort.mark_sent`) and the item's ``sent_at``, and what the windows of later decisions
+count. See ``docs/decisions.md`` ("One instant per send") and ``docs/PERFORMANCE.md`` for what each
+of the four statements of a send guards.
 
 Nothing here reaches back into its owner: the loop receives a store port, a clock, a policy, a
 view of its instance (:class:`Link`) and the outbox's outcome callbacks (:class:`Outcomes`).
@@ -27,7 +29,7 @@ import asyncio
 import bisect
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -102,11 +104,17 @@ class Outcomes(Protocol):
         ...
 
 
+Resolve = Callable[[eng.Engine, str], Awaitable[str]]
+"""The id to send a chat id to (:meth:`wahub.runtime.resolve.Resolver.resolve` bound to the instance);
+raises the ``SendError`` family (not on WhatsApp: permanent; no answer: transient)."""
+
+
 class SendLoop:
     """Drains one instance's outbox; started on ``ready``, stopped on any other state."""
 
     def __init__(self, link: Link, store: OutboxPort, clock: Clock, policy: SendPolicy,
-                 limits: Callable[[], ratelimit.Limits], outcomes: Outcomes, rng: random.Random) -> None:
+                 limits: Callable[[], ratelimit.Limits], outcomes: Outcomes, rng: random.Random,
+                 resolve: Resolve | None = None) -> None:
         self.link = link
         self.store = store
         self.clock = clock
@@ -114,6 +122,7 @@ class SendLoop:
         self.limits = limits
         self.outcomes = outcomes
         self.rng = rng
+        self.resolve = resolve
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jitter_ms = 0
@@ -266,10 +275,18 @@ class SendLoop:
             await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=handed_over)
             self._history = None
             return
+        # Who the number is on WhatsApp (cached; an engine query before the first send to it). Done
+        # before the pacing decision below, so its time never separates the send instant from the call.
+        try:
+            chat = await self.resolve(engine, item.chat_id) if self.resolve is not None else item.chat_id
+        except SendError as exc:  # not on WhatsApp: fails for good; no answer: retried later
+            self._history = None
+            await self._failed(item, exc)
+            return
         if not handed_over:
             if item.kind == ItemKind.TEXT:
                 with contextlib.suppress(Exception):
-                    await engine.send_typing(item.chat_id)
+                    await engine.send_typing(chat)
             await store.mark_handed_over(item, clock.now_ms(), chosen_message_id=chosen)
         # Decide again: awaits happened since the first decision. `history` is still the whole
         # story (this instance has one item in flight), so only time moved.
@@ -289,12 +306,12 @@ class SendLoop:
         try:
             async with asyncio.timeout(self.policy.send_timeout_ms / 1000):
                 if item.kind == ItemKind.POLL:
-                    result = await engine.send_poll(item.chat_id, item.payload["caption"],
+                    result = await engine.send_poll(chat, item.payload["caption"],
                                                     list(item.payload["options"]),
                                                     bool(item.payload.get("multipleAnswers")), message_id=chosen,
                                                     template=item.payload.get("template"))
                 else:
-                    result = await engine.send_text(item.chat_id, item.payload["message"], message_id=chosen)
+                    result = await engine.send_text(chat, item.payload["message"], message_id=chosen)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - every outcome is classified below

@@ -77,7 +77,7 @@ class InstancesSql(SqlBase):
             open_items = int((await conn.execute(sa.select(sa.func.count()).select_from(t.outbox).where(
                 t.outbox.c.instance_id == instance_id,
                 t.outbox.c.status.in_((St.QUEUED.value, St.SENDING.value))))).scalar_one())
-            for table in (t.outbox, t.send_log, t.events, t.polls, t.votes, t.inbound_seen, t.identities,
+            for table in (t.outbox, t.send_log, t.events, t.polls, t.votes, t.inbound_seen, t.identities, t.number_ids,
                           t.transitions, t.restarts, t.cloud_credentials, t.cloud_chat_inbound):
                 await conn.execute(table.delete().where(table.c.instance_id == instance_id))
             res = await conn.execute(t.instances.delete().where(t.instances.c.id == instance_id))
