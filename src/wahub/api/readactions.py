@@ -172,11 +172,21 @@ for _action in directory.ACTIONS.values():
 
 
 def body_schema(action: directory.Action) -> dict[str, Any]:
-    """The JSON schema of an action's body (for the OpenAPI document)."""
-    types = {"int": {"type": "integer", "minimum": 0}, "bool": {"type": "boolean"},
-             "people": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-             "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1}}
-    props = {f.api: types.get(f.type, {"type": "string", "minLength": 1}) for f in action.fields}
+    """The JSON schema of an action's body (for the OpenAPI document), as strict as the checks it passes."""
+    text = {"type": "string", "maxLength": 4096}
+    word = {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": r"\S"}
+    ids = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": directory.MAX_LIST}
+    types: dict[str, dict[str, Any]] = {
+        "int": {"type": "integer", "minimum": 0, "maximum": 10**9}, "bool": {"type": "boolean"},
+        "people": ids, "ids": ids, "text": text, "code": word, "message": word}
+    props: dict[str, Any] = {}
+    for f in action.fields:
+        schema = dict(types.get(f.type, {"type": "string", "minLength": 1}))
+        if f.api in ("options", "inviteData"):
+            schema = {}  # free-form, passed on as given
+        elif not f.required:
+            schema["type"] = [schema["type"], "null"]
+        props[f.api] = schema
     example = {f.api: _EXAMPLES.get(f.type, "x") for f in action.fields if f.required}
     return {"type": "object", "properties": props, "required": [f.api for f in action.fields if f.required],
             "examples": [example]}

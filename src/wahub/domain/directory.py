@@ -183,8 +183,6 @@ def _value(field: Field, value: Any, cc: str | None) -> Any:
     if kind == "number":
         return number_digits(value, name, cc)
     if kind in ("people", "ids"):
-        if isinstance(value, str) and kind == "people":
-            value = [value]
         if not isinstance(value, list) or not value or len(value) > MAX_LIST:
             raise InvalidInput(f"{name} must be a non-empty list of at most {MAX_LIST} ids")
         people = [person(v, f"{name}[{i}]", cc) for i, v in enumerate(value)]
