@@ -4,7 +4,7 @@ A number may be known to WhatsApp under another id than the one typed — a Braz
 or without the ninth digit, a Mexican mobile with or without the ``1`` after ``52`` — or not at
 all. Before a send to a person's ``…@c.us`` id the send loop asks :meth:`Resolver.resolve`, which
 answers the id WhatsApp returned, from the store when the answer is younger than
-``RESOLVE_CACHE_SECONDS`` (0: ask every time), else from the engine's ``get-number-id``. Both
+``RESOLVE_CACHE_SECONDS`` (0: ask every time; "not on WhatsApp" at most an hour), else from the engine's ``get-number-id``. Both
 forms are stored (typed → resolved). A number that is not on WhatsApp raises
 ``PermanentSendError(reason="not_on_whatsapp")``: the item fails after one attempt. A failed or
 slow answer (``timeout_ms``) raises ``TransientSendError(reason="resolve_failed")``: the item is
@@ -29,6 +29,9 @@ from wahub.engines import base as eng
 from wahub.store.base import NumbersPort
 
 log = structlog.get_logger("wahub.resolve")
+
+NEGATIVE_TTL_MS = 3_600_000
+"""A "not on WhatsApp" answer is asked again after at most an hour: the customer may install it today."""
 
 CACHE_SIZE = 10_000
 """Answers kept in memory besides the store (per process, newest used last)."""
@@ -86,7 +89,8 @@ class Resolver:
                 self._keep(instance_id, chat_id, *found)
         else:
             self._known.move_to_end(key)
-        if found is None or now - found[1] >= self.ttl_ms:
+        ttl = self.ttl_ms if found is None or found[0] is not None else min(self.ttl_ms, NEGATIVE_TTL_MS)
+        if found is None or now - found[1] >= ttl:
             return None
         return found
 
