@@ -1,15 +1,15 @@
 """Who is this number: WhatsApp's answer (IsOnWhatsApp) before the first send to a typed number.
 
-A number may be known to WhatsApp under another id than the one typed — a Brazilian mobile with
-or without the ninth digit, a Mexican mobile with or without the ``1`` after ``52`` — or not at
-all. Before a send to a person's ``…@c.us`` id the send loop asks :meth:`Resolver.resolve`, which
-answers the id WhatsApp returned, from the store when the answer is younger than
-``RESOLVE_CACHE_SECONDS`` (0: ask every time; "not on WhatsApp" at most an hour), else from the engine's ``get-number-id``. Both
-forms are stored (typed → resolved). A number that is not on WhatsApp raises
-``PermanentSendError(reason="not_on_whatsapp")``: the item fails after one attempt. A failed or
-slow answer (``timeout_ms``) raises ``TransientSendError(reason="resolve_failed")``: the item is
-retried later like any transient send error. Engines without ``get-number-id`` (the Cloud API)
-send to the typed id, as before.
+A number may be known to WhatsApp under another id than the one typed — a Brazilian mobile with or
+without the ninth digit, a Mexican mobile with or without the ``1`` after ``52`` — or not at all.
+Before a send to a person's ``…@c.us`` id the send loop asks :meth:`Resolver.resolve`, which answers
+the id WhatsApp returned, from the store when the answer is younger than ``RESOLVE_CACHE_SECONDS``
+(0: ask every time; "not on WhatsApp" at most an hour), else from the engine's ``get-number-id``.
+Both forms are stored (typed → resolved). A number that is not on WhatsApp raises
+``PermanentSendError(reason="not_on_whatsapp")``: the item fails after one attempt. A failed or slow
+answer (``timeout_ms``) raises ``TransientSendError(reason="resolve_failed")``: the item is retried
+later like any transient send error. Engines without ``get-number-id`` (the Cloud API) send to the
+typed id, as before.
 
 The loop calls this before its final pacing decision, never between the send's instant and the
 engine call (see :mod:`wahub.runtime.sendloop`).
