@@ -145,3 +145,14 @@ async def test_first_send_goes_to_the_id_whatsapp_knows(hub_client: HubClient) -
     assert item["attempts"] <= 1 and "not on WhatsApp" in item["lastError"]
     numbers = await hc.hub.store.find_number(iid, "5511987654321@c.us")
     assert numbers is not None and numbers[0] == "551187654321@c.us"
+
+
+async def test_openapi_documents_every_action_with_its_body_and_the_501(hub_client: HubClient) -> None:
+    from wahub.domain.directory import ACTIONS
+
+    spec = (await hub_client.client.get("/openapi.json")).json()
+    for name, action in ACTIONS.items():
+        op = spec["paths"][f"/instances/{{instance_id}}/client/action/{name}"]["post"]
+        assert {"200", "400", "404", "409", "501"} <= set(op["responses"]), name
+        body = op["requestBody"]["content"]["application/json"]["schema"]
+        assert set(body["required"]) == {f.api for f in action.fields if f.required}, name

@@ -15,7 +15,10 @@ Faults (:meth:`SandboxWorld.fault`): ``disconnect``, ``auth_failure`` (logged ou
 ``never_ready`` (authenticate but never become ready), ``unregistered`` (a chat id that is not on WhatsApp),
 ``stale_session`` (a linked session that says nothing on start: no QR, no ready; discarding it shows
 a QR), ``unreachable`` (``reason`` dns|tls|refused|timeout|network: every start reports
-``ConnectFailed``; ``null`` clears).
+``ConnectFailed``; ``null`` clears), ``resolves_to`` (``chatId`` → ``to``: WhatsApp knows the
+number under another id, e.g. a Brazilian mobile without its ninth digit).
+
+Reads, chat settings and groups: :meth:`SandboxEngine.directory` (:mod:`wahub.engines.sandboxdirectory`).
 
 ``answer_lost`` and ``answer_lost_silent`` deliver the message (it is in the delivery log under the
 caller's id) and then fail the send with ``maybe_sent=True``, as a timeout after the write does on
