@@ -69,6 +69,10 @@ async def test_chats_messages_and_contacts_come_from_traffic(hub_client: HubClie
     blocked = _data(await _act(hc, iid, "get-blocked-contacts"))["contacts"]
     assert [b["_serialized"] for b in blocked] == [CUSTOMER]
 
+    await hc.client.post(f"/sandbox/instances/{iid}/messages",
+                         json={"from": "99887766@lid", "fromAlt": CUSTOMER, "text": "me again"})
+    pair = _data(await _act(hc, iid, "get-lid", {"contactIds": [CUSTOMER, "99887766@lid"]}))["lids"]
+    assert [(p["lid"], p["pn"]) for p in pair] == [("99887766@lid", CUSTOMER)] * 2
     missing = await _act(hc, iid, "get-message-by-id", {"messageId": "NOPE"}, status=404)
     assert "NOPE" in missing["error"]
     bad = await _act(hc, iid, "get-chat-by-id", {}, status=400)

@@ -151,9 +151,12 @@ def number_id(_d: SandboxDirectories, book: Book, a: dict[str, Any]) -> dict[str
 
 
 @action("get-lid")
-def lids(_d: SandboxDirectories, _book: Book, a: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"id": c, "lid": c if c.endswith("@lid") else None,
-             "phone": c if c.endswith("@c.us") else None} for c in a["contact_ids"]]
+def lids(_d: SandboxDirectories, book: Book, a: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for c in a["contact_ids"]:
+        other = book.pairs.get(c)
+        out.append({"id": c, "lid": c, "phone": other} if c.endswith("@lid") else {"id": c, "lid": other, "phone": c})
+    return out
 
 
 @action("get-disappearing-messages")
@@ -169,7 +172,8 @@ def chat_setting(d: SandboxDirectories, book: Book, a: dict[str, Any]) -> dict[s
     name = a["__action"]
     chat = book.chats.get(a["chat_id"])
     if chat is None:
-        if name in ("unarchive-chat", "unpin-chat", "unmute-chat", "delete-chat-by-id", "clear-chat-messages"):
+        if name in ("unarchive-chat", "unpin-chat", "unmute-chat", "delete-chat-by-id", "clear-chat-messages",
+                    "sync-chat-history"):
             raise DirectoryNotFound(f"no chat {a['chat_id']} on this account")
         chat = d._chat(book, a["chat_id"], 0)
     if name in ("archive-chat", "unarchive-chat"):

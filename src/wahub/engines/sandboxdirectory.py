@@ -72,6 +72,7 @@ class Book:
     blocked: set[str] = field(default_factory=set)
     aliases: dict[str, str] = field(default_factory=dict)  # typed chat id -> the id WhatsApp knows
     unregistered: set[str] = field(default_factory=set)
+    pairs: dict[str, str] = field(default_factory=dict)  # lid <-> phone, both directions, from inbound traffic
 
 
 class SandboxDirectories:
@@ -103,6 +104,8 @@ class SandboxDirectories:
             book.push_name = event.push_name or book.push_name
         elif isinstance(event, base.InboundMessage):
             self._contact(book, event.sender, event.push_name)
+            if event.sender_alt and event.sender.endswith("@lid") != event.sender_alt.endswith("@lid"):
+                book.pairs[event.sender], book.pairs[event.sender_alt] = event.sender_alt, event.sender
             chat = self._chat(book, event.chat_id, event.timestamp)
             if not event.from_me:
                 chat.unread += 1
