@@ -160,3 +160,17 @@ async def test_openapi_documents_every_action_with_its_body_and_the_501(hub_clie
         assert {"200", "400", "404", "409", "501"} <= set(op["responses"]), name
         body = op["requestBody"]["content"]["application/json"]["schema"]
         assert set(body["required"]) == {f.api for f in action.fields if f.required}, name
+
+
+async def test_an_engine_without_a_directory_answers_501_with_the_reason_not_404(hub_client: HubClient) -> None:
+    from wahub.engines.directory import NO_DIRECTORY
+
+    hc = hub_client
+    iid = await _ready(hc, "nodir")
+    engine = hc.hub.instances[iid].engine
+    assert engine is not None
+    engine.directory = lambda: NO_DIRECTORY  # type: ignore[method-assign]  # e.g. the Cloud API engine
+    for name, body in (("get-chats", {}), ("create-group", {"groupName": "x", "groupParticipants": [CUSTOMER]})):
+        refused = await _act(hc, iid, name, body, status=501)
+        assert "offers no reads, chat settings or group management" in refused["error"] and name in refused["error"]
+    assert _data(await _act(hc, iid, "get-country-code", {"number": "201000000001"}))["countryCode"] == "20"

@@ -50,6 +50,9 @@ class DirectoryRoom:
             raise Conflict(f"instance is {rt.state.value}, not ready: {name} needs a connected account",
                            instanceState=rt.state.value)
         book = engine.directory()
+        if not book.actions:
+            raise NotSupported(f"the {rt.record.engine} engine offers no reads, chat settings or group management "
+                               f"({name} is not available)", engine=rt.record.engine)
         if name not in book.actions:
             raise NotSupported(book.why_not(name), engine=rt.record.engine)
         try:
