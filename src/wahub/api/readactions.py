@@ -76,7 +76,7 @@ def message_out(m: dict[str, Any]) -> dict[str, Any]:
     return {"id": {"fromMe": from_me, "remote": remote, "id": m["id"], "_serialized": f"{str(from_me).lower()}_"
                    f"{remote}_{m['id']}"},
             "body": m.get("body") or "", "type": m.get("type", "chat"), "timestamp": seconds(m.get("timestamp")),
-            "from": m.get("from") if not from_me else m.get("from") or None, "to": remote if from_me else None,
+            "from": m.get("from") or None, "to": remote if from_me else None,
             "fromMe": from_me, "hasMedia": bool(m.get("hasMedia")), "ack": ACK_NUMBERS.get(m.get("ack"), 0)}
 
 

@@ -7,7 +7,8 @@ world, so another sandbox instance can join one by its invite code. Knobs (sandb
 ``resolves_to`` (``chatId`` → ``to``: WhatsApp knows the number under another id, e.g. a Brazilian
 number without its ninth digit) and ``unregistered`` (the number is not on WhatsApp).
 
-Answers follow :mod:`wahub.engines.directory`'s neutral shapes.
+Answers follow :mod:`wahub.engines.directory`'s neutral shapes. The book lives in memory (a
+restarted hub starts with an empty one; linked sessions persist as before).
 """
 
 from __future__ import annotations
