@@ -133,3 +133,13 @@ def test_bodies_are_checked_field_by_field() -> None:
     assert mute["until"] == 1_893_456_000_000
     assert directory.parse(directory.ACTIONS["mute-chat"], {"chatId": "201000000001"})["until"] == -1
     assert directory.formatted("5511987654321") == "+55 11987654321"
+
+
+async def test_a_mexican_mobile_typed_with_521_goes_to_the_account_whatsapp_has() -> None:
+    fh = build(None)
+    iid = await ready(fh)
+    await fh.world.fault(iid, "resolves_to", {"chatId": "5215512345678", "to": "525512345678@c.us"})
+    await fh.hub.outbox.enqueue(iid, ItemKind.POLL, {"chatId": "+52 1 55 1234 5678", "caption": "¿Confirmas?",
+                                                     "options": ["Sí", "No"]}, header_key="mx")
+    await fh.advance(5 * SEC)
+    assert [(d.chat_id, d.kind) for d in fh.world.phones[iid].deliveries] == [("525512345678@c.us", "poll")]
