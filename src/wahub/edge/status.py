@@ -8,6 +8,7 @@ from wahub.domain.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    NotSupported,
     QueueFull,
     ServiceUnavailable,
     Unauthenticated,
@@ -17,7 +18,7 @@ from wahub.domain.errors import (
 #: Domain refusal → HTTP status; a subclass takes its nearest listed ancestor's code.
 STATUS: dict[type[ApiError], int] = {
     InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409, Unprocessable: 422,
-    QueueFull: 429,
+    QueueFull: 429, NotSupported: 501,
     ServiceUnavailable: 503, ApiError: 400,
 }
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wahub.domain.errors import EngineError
+from wahub.engines.directory import NO_DIRECTORY, Directory
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,10 @@ class Engine(abc.ABC):
 
         Stops the engine first when it runs.
         """
+
+    def directory(self) -> Directory:
+        """Reads, chat settings and group management (:mod:`wahub.engines.directory`); none by default."""
+        return NO_DIRECTORY
 
     async def probe_ready(self) -> bool:
         """Whether the connection works although ``Ready`` never came (readiness probe)."""

@@ -26,6 +26,7 @@ from wahub.engines.base import (
     Receipt,
     TemporaryBan,
 )
+from wahub.engines.sandboxdirectory import SandboxDirectories
 
 if TYPE_CHECKING:
     from wahub.engines.sandbox import SandboxEngine
@@ -93,6 +94,7 @@ class SandboxWorld:
         self.qr_window_ms = qr_window_ms
         self.rng = rng or random.Random()
         self.phones: dict[str, Phone] = {}
+        self.directories = SandboxDirectories(clock)  # chats, contacts, messages, groups (reads and groups)
         self._sessions_file = data_dir / "sandbox" / "sessions.json" if data_dir else None
         self._delivery_log = delivery_log
         self._load_sessions()
@@ -124,6 +126,7 @@ class SandboxWorld:
     def forget(self, instance_id: str) -> None:
         """Drop the phone and its persisted session (instance deleted)."""
         self.phones.pop(instance_id, None)
+        self.directories.forget(instance_id)
         self._save_sessions()
 
     def new_message_id(self) -> str:
@@ -133,6 +136,9 @@ class SandboxWorld:
     def record_delivery(self, phone: Phone, delivery: Delivery) -> None:
         """Keep a delivery in memory and, when configured, durably in the delivery log."""
         phone.deliveries.append(delivery)
+        self.directories.sent(phone.instance_id, delivery.message_id, delivery.chat_id,
+                              "poll_creation" if delivery.kind == "poll" else "chat",
+                              delivery.text or delivery.caption or "", delivery.at_ms)
         if self._delivery_log is not None:
             line = json.dumps({"instanceId": phone.instance_id, **delivery.as_dict()}, ensure_ascii=False)
             with open(self._delivery_log, "a", encoding="utf-8") as fh:
@@ -272,6 +278,11 @@ class SandboxWorld:
             from wahub.domain import chatid
 
             p.unregistered.add(chatid.normalize(params.get("chatId"), field="chatId"))
+        elif kind == "resolves_to":  # WhatsApp knows the number under another id (e.g. without Brazil's 9th digit)
+            from wahub.domain import chatid
+
+            self.directories.alias(instance_id, chatid.normalize(params.get("chatId"), field="chatId"),
+                                   chatid.normalize(params.get("to"), field="to"))
         elif kind == "clear":
             p.send_errors.clear()
             p.send_latency_ms = 0

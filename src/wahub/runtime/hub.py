@@ -7,6 +7,7 @@ in-memory state here is a cache of it plus the running tasks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from typing import Any
 
@@ -27,12 +28,14 @@ from wahub.observability import Metrics
 from wahub.runtime import urlguard
 from wahub.runtime.cloud import CloudRoom
 from wahub.runtime.degraded import DegradedWatch
+from wahub.runtime.directory import DirectoryRoom
 from wahub.runtime.eventhold import EventHold
 from wahub.runtime.events import Events
 from wahub.runtime.inbound import Inbound
 from wahub.runtime.instances import Instances
 from wahub.runtime.outbox import InstanceOutcomes, Outbox, limits_for
 from wahub.runtime.registry import InstanceRuntime, Registry
+from wahub.runtime.resolve import Resolver
 from wahub.runtime.sandboxport import SandboxControl
 from wahub.runtime.sendloop import SendLoop, SendPolicy
 from wahub.runtime.storehealth import StoreHealth
@@ -85,6 +88,9 @@ class Hub:
         self.admin = Instances(store, clock, self.instances, engine_factory, add_runtime=self._add_runtime,
                                notify=self.dispatcher.notify, forget=self._forget, url_guard=self.url_guard,
                                allow_status_broadcast=settings.allow_status_broadcast)
+        self.directory = DirectoryRoom(self.instances, timeout_ms=settings.read_timeout_ms)
+        self.resolver = Resolver(store, clock, ttl_ms=settings.resolve_cache_seconds * 1000,
+                                 timeout_ms=settings.read_timeout_ms)
         self.lifecycle_policy = LifecyclePolicy.from_settings(settings)
         self.send_policy = SendPolicy(max_attempts=settings.max_send_attempts,
                                       retry_base_ms=settings.retry_base_backoff_ms,
@@ -150,6 +156,7 @@ class Hub:
         self.dispatcher.forget(instance_id)
         self.inbound.forget(instance_id)
         self.cloud.forget(instance_id)
+        self.resolver.forget(instance_id)
 
     def _add_runtime(self, rec: InstanceRecord, *, booting: bool = False) -> InstanceRuntime:
         """The runtime of an instance row. At a process start (``booting``) no engine runs yet, so a
@@ -166,7 +173,7 @@ class Hub:
                                  after_ms=int(self.settings.degraded_after_minutes * 60_000))
         rt.sendloop = SendLoop(rt, self.store, self.clock, self.send_policy,
                                lambda: limits_for(self.settings, rt.record), _WatchedOutcomes(self.outbox, rt),
-                               self.rng)
+                               self.rng, resolve=functools.partial(self._resolve, rec.id))
         hold = EventHold(rec.id, self.clock, self.metrics)
         rt.supervisor = Supervisor(rt, self.store, self.clock, self.lifecycle_policy, self.events,
                                    self.engine_factory, self.metrics, on_transition=self.on_transition,
@@ -174,6 +181,9 @@ class Hub:
         self.instances[rec.id] = rt
         self.metrics.set_state(rec.id, rt.state.value, [s.value for s in State])
         return rt
+
+    async def _resolve(self, instance_id: str, engine: eng.Engine, chat_id: str, ask: bool) -> str:
+        return await self.resolver.resolve(instance_id, engine, chat_id, ask=ask)
 
     async def _data_events(self, rt: InstanceRuntime, event: eng.EngineEvent) -> bool:
         """Data events go to the inbound room; any receipt also tells the degraded watch the session lives."""

@@ -292,6 +292,18 @@ class InboundPort(Protocol):
         ...
 
 
+class NumbersPort(Protocol):
+    """What WhatsApp answered about a typed number: the id it knows it by, or not on WhatsApp (the resolver)."""
+
+    async def remember_number(self, instance_id: str, typed: str, resolved: str | None, *, now: int) -> None:
+        """Store the answer for ``typed`` (a ``…@c.us`` id): ``resolved`` is WhatsApp's id, None = not on it."""
+        ...
+
+    async def find_number(self, instance_id: str, typed: str) -> tuple[str | None, int] | None:
+        """``(resolved, checked_at)`` for ``typed`` (``resolved`` None = not on WhatsApp), or None when never asked."""
+        ...
+
+
 class EventsPort(Protocol):
     """Webhook events (the event catalogue and the dispatcher)."""
 
@@ -371,6 +383,6 @@ class CloudPort(Protocol):
 
 
 class Store(AdminPort, InstancesPort, LifecyclePort, OutboxPort, ImportPort, InboundPort, EventsPort, FleetPort,
-            CloudPort,
+            CloudPort, NumbersPort,
             Protocol):
     """Every port at once: what a backend implements (the composition root hands out the parts)."""

@@ -205,6 +205,17 @@ identities = Table(
     Index("ix_identities_phone", "instance_id", "phone"),
 )
 
+number_ids = Table(
+    "number_ids", metadata,
+    # WhatsApp's answer to "who is this number" before the first send to it (IsOnWhatsApp): a typed
+    # number may be known under another id (Brazil without the ninth digit, Mexico's 521…), or not at
+    # all (resolved NULL). One row per typed id keeps both forms; checked_at lets the answer expire.
+    Column("instance_id", String(120), primary_key=True),
+    Column("typed", String(120), primary_key=True),
+    Column("resolved", String(120), nullable=True),
+    Column("checked_at", BigInteger, nullable=False),
+)
+
 transitions = Table(
     "transitions", metadata,
     Column("id", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),

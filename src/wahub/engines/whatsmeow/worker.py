@@ -226,6 +226,11 @@ class Worker:
         if cmd == "is_on_whatsapp":
             self._require_linked()
             return {"registered": self._registered_user(str(args["chat_id"]))}
+        if cmd == "directory":  # reads, contacts and groups (workerdirectory)
+            from wahub.engines.whatsmeow import workerdirectory
+
+            self._require_linked()
+            return workerdirectory.run(self.client, str(args["action"]), dict(args.get("args") or {}))
         if cmd == "fake":
             control = getattr(self.client, "fake_control", None)
             if control is None:

@@ -80,6 +80,7 @@ class InstancesMemory(MemoryBase):
         self._votes = {k: v for k, v in self._votes.items() if not mine(k)}
         self._inbound_seen = {k: v for k, v in self._inbound_seen.items() if not mine(k)}
         self._identities = {k: v for k, v in self._identities.items() if not mine(k)}
+        self._numbers = {k: v for k, v in self._numbers.items() if not mine(k)}
         self._transitions = [x for x in self._transitions if x[0] != instance_id]
         self._restarts = [x for x in self._restarts if x[0] != instance_id]
         self._cloud_credentials.pop(instance_id, None)  # ON DELETE CASCADE in SQL

@@ -51,6 +51,7 @@ class MemoryBase:
         self._votes: dict[tuple[str, str, str], Row] = {}
         self._inbound_seen: dict[tuple[str, str], int] = {}
         self._identities: dict[tuple[str, str], tuple[str, int]] = {}  # (instance_id, lid) -> (phone, updated_at)
+        self._numbers: dict[tuple[str, str], tuple[str | None, int]] = {}  # (instance_id, typed) -> (resolved, at)
         self._transitions: list[tuple[str, Transition]] = []  # (instance_id, transition), oldest first
         self._restarts: list[tuple[str, int]] = []  # (instance_id, at)
         self._cloud_credentials: dict[str, CloudCredentials] = {}

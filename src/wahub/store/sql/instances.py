@@ -99,7 +99,7 @@ class InstancesSql(SqlBase):
                 *(t.outbox.c[name] for name in _RETIRED_COLUMNS)).where(
                 t.outbox.c.instance_id == instance_id, t.outbox.c.status.in_(_FINISHED)).order_by(t.outbox.c.seq)))
             # The send log stays (the retention purge removes it): a re-created id keeps its rate windows.
-            for table in (t.outbox, t.events, t.polls, t.votes, t.inbound_seen, t.identities,
+            for table in (t.outbox, t.events, t.polls, t.votes, t.inbound_seen, t.identities, t.number_ids,
                           t.transitions, t.restarts, t.cloud_credentials, t.cloud_chat_inbound):
                 await conn.execute(table.delete().where(table.c.instance_id == instance_id))
             res = await conn.execute(t.instances.delete().where(t.instances.c.id == instance_id))
