@@ -230,7 +230,11 @@ class Worker:
             from wahub.engines.whatsmeow import workerdirectory
 
             self._require_linked()
-            return workerdirectory.run(self.client, str(args["action"]), dict(args.get("args") or {}))
+            answer = workerdirectory.run(self.client, str(args["action"]), dict(args.get("args") or {}))
+            found = answer.get("value") if args["action"] == "get-number-id" else None
+            if isinstance(found, dict) and found.get("jid"):  # the hub asked before a send: not again in it
+                self._registered.add(f"{chatid.phone_number(str(found['jid']))}@c.us")
+            return answer
         if cmd == "fake":
             control = getattr(self.client, "fake_control", None)
             if control is None:
