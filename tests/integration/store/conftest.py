@@ -24,7 +24,7 @@ from wahub.store.sql import SqlStore
 PG_URL = os.environ.get("WAHUB_TEST_PG_URL")
 T0 = 1_700_000_000_000
 TABLES = {"instances", "outbox", "send_log", "webhook_events", "polls", "votes", "inbound_seen", "identities",
-          "transitions", "restarts", "cloud_credentials", "cloud_chat_inbound", "alembic_version"}
+          "transitions", "restarts", "cloud_credentials", "cloud_chat_inbound", "nodes", "leases", "alembic_version"}
 
 _: type[Store] = MemoryStore  # both implementations satisfy the protocol (checked by mypy)
 __: type[Store] = SqlStore
