@@ -145,7 +145,7 @@ async def delete_instance(request: Request, instance_id: str) -> JSONResponse:
 @router.get("/instances/{instance_id}/client/qr", summary="Current QR code as base64 PNG")
 async def get_qr(request: Request, instance_id: str) -> JSONResponse:
     hub = hub_of(request)
-    rt = hub.get(instance_id)
+    rt = hub.run_here(instance_id)  # the QR lives on the node running the instance
     if rt.qr is None:
         if rt.state == lifecycle.State.READY:
             return ok({"qrCode": {"data": {"qr_code": None}}, "instanceStatus": "ready",

@@ -134,7 +134,9 @@ class SandboxWorld:
         """Keep a delivery in memory and, when configured, durably in the delivery log."""
         phone.deliveries.append(delivery)
         if self._delivery_log is not None:
-            line = json.dumps({"instanceId": phone.instance_id, **delivery.as_dict()}, ensure_ascii=False)
+            # pid: which process made the engine call (several hub nodes may share one log)
+            line = json.dumps({"instanceId": phone.instance_id, "pid": os.getpid(), **delivery.as_dict()},
+                              ensure_ascii=False)
             with open(self._delivery_log, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
                 fh.flush()

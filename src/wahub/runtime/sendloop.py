@@ -39,7 +39,7 @@ from wahub.domain.errors import DisconnectedError, PermanentSendError, SendError
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind, OutboxItem
 from wahub.engines import base as eng
-from wahub.store.base import OutboxPort
+from wahub.store.base import Fenced, OutboxPort
 
 log = structlog.get_logger("wahub.sendloop")
 
@@ -182,6 +182,9 @@ class SendLoop:
                 delay = await self._turn()
             except asyncio.CancelledError:
                 raise
+            except Fenced:  # another node holds the instance now: nothing of ours may be written
+                log.warning("send_loop_fenced", instance_id=self.link.id)
+                break
             except Exception:  # keep the loop alive; the item (if any) stays in the store
                 log.exception("send_loop_error", instance_id=self.link.id)
                 self._history = None
@@ -283,6 +286,9 @@ class SendLoop:
                 await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=True)
                 self._history = None
                 return
+        lease_valid = getattr(link, "lease_valid", None)  # several nodes: the lease is surely still ours
+        if lease_valid is not None and not lease_valid():
+            raise Fenced(link.id)  # the next owner finds the item handed over: uncertain, never sent twice
         instant = now  # nothing but the engine call from here
         log.info("send_started", instance_id=link.id, queue_id=item.queue_id, kind=item.kind.value,
                  attempt=item.attempts + 1)

@@ -386,8 +386,9 @@ class LeasesPort(Protocol):
     write nothing. Without :meth:`fence_as` (one node) nothing is checked and nothing costs more.
     """
 
-    def fence_as(self, node_id: str) -> None:
-        """From now on, fence the writes of instances by this node's leases."""
+    def fence_as(self, node_id: str, *, on_lost: Callable[[str], None] | None = None) -> None:
+        """From now on, fence the writes of instances by this node's leases; ``on_lost(instance_id)``
+        is called when a write was refused."""
         ...
 
     def holds(self, instance_id: str) -> bool:

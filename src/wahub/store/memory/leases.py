@@ -22,9 +22,10 @@ class LeasesMemory(MemoryBase):
 
     _wake_listeners: list[Callable[[str], None]] | None = None
 
-    def fence_as(self, node_id: str) -> None:
-        """From now on, fence the writes of instances by this node's leases."""
+    def fence_as(self, node_id: str, *, on_lost: Callable[[str], None] | None = None) -> None:
+        """From now on, fence the writes of instances by this node's leases (``on_lost``: a write was refused)."""
         self._fence_node = node_id
+        self._on_fenced = on_lost
         if self._held_tokens is None:
             self._held_tokens = {}
 

@@ -59,6 +59,7 @@ class MemoryBase:
         self._nodes: dict[str, Row] = {}
         self._fence_node: str | None = None  # set by fence_as: writes then check this node's leases
         self._held_tokens: dict[str, int] | None = None
+        self._on_fenced: Callable[[str], None] | None = None
 
     def _fence(self, instance_id: str | None) -> None:
         """Refuse a write for an instance this node does not hold under its claimed token (as the SQL
@@ -70,6 +71,8 @@ class MemoryBase:
         if token is None or lease is None or lease["owner"] != self._fence_node or lease["token"] != token:
             if self._held_tokens is not None:
                 self._held_tokens.pop(instance_id, None)
+            if self._on_fenced is not None:
+                self._on_fenced(instance_id)
             raise Fenced(instance_id)
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ no check runs and the transaction is the plain one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
@@ -28,10 +28,12 @@ class FenceSql(SqlBase):
 
     _fence_node: str | None = None
     _held_tokens: dict[str, int] | None = None  # instance id -> token of the lease this node holds
+    _on_fenced: Callable[[str], None] | None = None
 
-    def fence_as(self, node_id: str) -> None:
-        """From now on, fence the writes of instances by this node's leases."""
+    def fence_as(self, node_id: str, *, on_lost: Callable[[str], None] | None = None) -> None:
+        """From now on, fence the writes of instances by this node's leases (``on_lost``: a write was refused)."""
         self._fence_node = node_id
+        self._on_fenced = on_lost
         if self._held_tokens is None:
             self._held_tokens = {}
 
@@ -68,11 +70,16 @@ class FenceSql(SqlBase):
     async def _check_fence(self, conn: AsyncConnection, instance_id: str) -> None:
         token = (self._held_tokens or {}).get(instance_id)
         if token is None:
-            raise Fenced(instance_id)
+            self._refused(instance_id)
         le = t.leases
         row = (await conn.execute(sa.select(le.c.token).where(
             le.c.instance_id == instance_id, le.c.owner == self._fence_node, le.c.token == token)
             .with_for_update(read=True))).first()
         if row is None:
-            self.forget_lease(instance_id)
-            raise Fenced(instance_id)
+            self._refused(instance_id)
+
+    def _refused(self, instance_id: str) -> None:
+        self.forget_lease(instance_id)
+        if self._on_fenced is not None:
+            self._on_fenced(instance_id)
+        raise Fenced(instance_id)
