@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     node_address: str | None = Field(default=None, alias="NODE_ADDRESS")
     node_capacity: int | None = Field(default=None, ge=1, le=100_000, alias="NODE_CAPACITY")
     node_lease_ttl_seconds: float = Field(default=30, ge=1, le=3600, alias="NODE_LEASE_TTL_SECONDS")
+    # whatsmeow session files (empty = DATA_DIR/sessions); with several nodes a volume every node mounts
+    sessions_dir: Path | None = Field(default=None, alias="SESSIONS_DIR")
 
     # sandbox engine
     sandbox_auto_link_ms: int | None = Field(default=None, ge=0, alias="SANDBOX_AUTO_LINK_MS")
@@ -138,7 +140,7 @@ class Settings(BaseSettings):
         return v
 
     @field_validator("api_key", "webhook_secret", "webhook_auth_token", "webhook_protection_bypass", "database_url",
-                     "node_id", "node_address", "node_capacity", mode="before")
+                     "node_id", "node_address", "node_capacity", "sessions_dir", mode="before")
     @classmethod
     def _blank_is_none(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
