@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 import uuid
@@ -31,10 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.polling import wait_until
-from tests.support.server import Server
+from tests.support.server import API_KEY, Server
 
 PG_URL = os.environ.get("WAHUB_TEST_PG_URL")
 INSTANCES = 300
@@ -160,8 +162,19 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
         assert all(0.8 * INSTANCES / 3 <= c <= 1.2 * INSTANCES / 3 for c in counts), counts
         listed = nodes[2].client.get("/nodes").json()["nodes"]
         assert sorted(n["owned"] for n in listed) == counts and all(n["live"] for n in listed)
-        status = nodes[0].client.get(f"/instances/{ids[0]}/status").json()
-        assert status["instance"]["owner"] in {"node0", "node1", "node2"}
+        owner_of = {iid: f"node{n}" for n, node in enumerate(nodes) for iid in sets[node.url]}
+        elsewhere = next(iid for iid in ids if owner_of[iid] != "node0")
+        status = nodes[0].client.get(f"/instances/{elsewhere}/status")
+        assert status.status_code == 200 and status.json()["instance"]["owner"] == owner_of[elsewhere]
+        qr = nodes[0].client.get(f"/instances/{elsewhere}/client/qr")  # engine-bound: the owner is named
+        assert qr.status_code == 409 and qr.json()["owner"] == owner_of[elsewhere], qr.text
+        board = httpx.Client(base_url=nodes[0].url, timeout=30)
+        assert board.post("/dashboard/login", data={"api_key": API_KEY}).status_code == 303
+        page = board.get("/dashboard/partials/instances", params={"q": elsewhere}).text
+        assert re.search(r'data-testid="node">\s*' + owner_of[elsewhere], page), "the list names the node"
+        board.close()
+        metrics = nodes[0].client.get("/metrics").text
+        assert f'wahub_node_instances_owned{{node="node0"}} {float(len(sets[nodes[0].url]))}' in metrics
 
         # 2. Work queued everywhere, then SIGKILL node0 while it drains.
         keys = _enqueue(nodes, ids, 1, FIRST)
@@ -186,6 +199,15 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
         stopped_ms = int(time.time() * 1000)
         try:
             wait_until(lambda: _ready_on([survivor], every), timeout=TTL_S + 60, interval=0.25)
+        except TimeoutError:
+            missing = sorted(every - _running(survivor))
+            states = {rt["id"]: rt["state"] for rt in survivor.client.get("/instances").json()}
+            leases = _query(database, "SELECT * FROM leases WHERE instance_id = ANY($1::text[])", missing[:5])
+            nodes_now = _query(database, "SELECT * FROM nodes")
+            raise AssertionError(f"not run by the survivor: {len(missing)} {missing[:5]}; not ready: "
+                                 f"{[(i, st) for i, st in states.items() if st != 'ready'][:5]}; leases "
+                                 f"{[dict(r) for r in leases]}; nodes {[dict(r) for r in nodes_now]}; "
+                                 f"now {int(time.time() * 1000)}") from None
         finally:
             os.killpg(paused_pid, signal.SIGCONT)
         woke_ms = int(time.time() * 1000)
@@ -203,7 +225,14 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
         wait_until(settled, timeout=180, interval=1.0)
         assert _running(survivor) == every
 
-        # 5. The engine's own record.
+        # 5. A clean stop gives the leases up at once (after in-flight sends), not after the TTL.
+        survivor.stop()
+        # uvicorn re-raises the signal after its graceful shutdown, so the exit status is -SIGTERM
+        assert survivor.proc is not None and survivor.proc.returncode in (0, -signal.SIGTERM)
+        held = _query(database, "SELECT count(*) AS n FROM leases WHERE owner = 'node2'")
+        assert held[0]["n"] == 0
+
+        # 6. The engine's own record.
         deliveries = _deliveries(log)
         texts = Counter(d["text"] for d in deliveries)
         assert [t for t, c in texts.items() if c > 1] == [], "a message went out twice"

@@ -198,8 +198,9 @@ class Leases:
         stray = sorted(held - self.owned)  # ours in the database, not run here: give back
         if stray and not self._claim_pending:
             await self.store.release_leases(node, stray)
-        await self.store.heartbeat(node, address=self.policy.address, capacity=self.policy.capacity,
-                                   now=self.clock.now_ms())
+        # The heartbeat carries the renewal's instant: a node stops counting as live exactly when its
+        # leases expire, so the survivors' fair share grows in the same claim round that finds them free.
+        await self.store.heartbeat(node, address=self.policy.address, capacity=self.policy.capacity, now=started)
 
     async def _claim_loop(self) -> None:
         # One period before the first claim: nodes started together see each other's heartbeat, so
