@@ -15,6 +15,8 @@ What is observed, and where:
 
 Each node has its own data directory, so a moved sandbox instance links again (automatically) on its
 new node, as a whatsmeow instance would need its session to be reachable there (docs/scaling.md).
+The automatic link waits 400 ms after the first QR: the QR's own state change is then stored before
+the link's (the sandbox emits the two from separate tasks).
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
         tmp_path: Path, database: str) -> None:
     log = tmp_path / "deliveries.jsonl"
     env = {"DATABASE_URL": database, "NODE_LEASE_TTL_SECONDS": str(TTL_S), "NODE_CAPACITY": str(INSTANCES),
-           "SANDBOX_AUTO_LINK_MS": "50", "SANDBOX_DELIVERY_LOG": str(log), "SANDBOX_AUTO_ACK": "false",
+           "SANDBOX_AUTO_LINK_MS": "400", "SANDBOX_DELIVERY_LOG": str(log), "SANDBOX_AUTO_ACK": "false",
            "SEND_INTERVAL_MS": str(INTERVAL_MS), "SEND_JITTER_MS": "0", "LOG_LEVEL": "warning",
            "MAX_SENDS_PER_MINUTE_PER_INSTANCE": "30", "RESTORE_CONCURRENCY": "50"}
     nodes = [Server(tmp_path / f"node{n}", env={**env, "NODE_ID": f"node{n}"}) for n in range(3)]
@@ -168,11 +170,10 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
         assert status.status_code == 200 and status.json()["instance"]["owner"] == owner_of[elsewhere]
         qr = nodes[0].client.get(f"/instances/{elsewhere}/client/qr")  # engine-bound: the owner is named
         assert qr.status_code == 409 and qr.json()["owner"] == owner_of[elsewhere], qr.text
-        board = httpx.Client(base_url=nodes[0].url, timeout=30)
-        assert board.post("/dashboard/login", data={"api_key": API_KEY}).status_code == 303
-        page = board.get("/dashboard/partials/instances", params={"q": elsewhere}).text
+        with httpx.Client(base_url=nodes[0].url, timeout=30) as board:
+            assert board.post("/dashboard/login", data={"api_key": API_KEY}).status_code == 303
+            page = board.get("/dashboard/partials/instances", params={"q": elsewhere}).text
         assert re.search(r'data-testid="node">\s*' + owner_of[elsewhere], page), "the list names the node"
-        board.close()
         metrics = nodes[0].client.get("/metrics").text
         assert f'wahub_node_instances_owned{{node="node0"}} {float(len(sets[nodes[0].url]))}' in metrics
 
@@ -226,6 +227,7 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
         assert _running(survivor) == every
 
         # 5. A clean stop gives the leases up at once (after in-flight sends), not after the TTL.
+        handed_at = int(time.time() * 1000)  # from here on the woken node may rightly take instances back
         survivor.stop()
         # uvicorn re-raises the signal after its graceful shutdown, so the exit status is -SIGTERM
         assert survivor.proc is not None and survivor.proc.returncode in (0, -signal.SIGTERM)
@@ -237,10 +239,10 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
         texts = Counter(d["text"] for d in deliveries)
         assert [t for t, c in texts.items() if c > 1] == [], "a message went out twice"
         assert set(texts) <= {f"m {k}" for k in keys}
-        late = [d for d in deliveries if d["pid"] == paused_pid and d["at"] >= stopped_ms]
+        late = [d for d in deliveries if d["pid"] == paused_pid and stopped_ms <= d["at"] < handed_at]
         assert late == [], f"the paused node sent after losing its leases: {late[:3]}"
-        changed = _query(database, "SELECT instance_id, from_state, to_state, reason FROM transitions WHERE at >= $1",
-                         woke_ms)
+        changed = _query(database, "SELECT instance_id, from_state, to_state, reason FROM transitions "
+                         "WHERE at >= $1 AND at < $2", woke_ms, handed_at)
         assert [dict(r) for r in changed] == [], "a state changed after the paused node woke up"
         items = _query(database, "SELECT idempotency_key, status, message_id FROM outbox")
         assert len(items) == len(keys)
@@ -263,3 +265,4 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
             if node.proc is not None and node.proc.poll() is None:
                 os.killpg(node.proc.pid, signal.SIGCONT)
             node.stop()
+            node.client.close()

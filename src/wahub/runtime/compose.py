@@ -27,9 +27,9 @@ def default_store(settings: Settings) -> Store:
     """The store ``DATABASE_URL`` names: PostgreSQL, or the SQLite file under the data directory.
 
     Instances that predate ``instances.engine`` get ``WAHUB_ENGINE`` when the schema is upgraded. With
-    leases (several nodes) a transaction left idle for half the lease TTL is ended by PostgreSQL.
+    leases (several nodes) a transaction left idle for one lease TTL is ended by PostgreSQL.
     """
-    idle_ms = int(settings.node_lease_ttl_seconds * 500) if settings.leases_on else None  # half the lease TTL
+    idle_ms = int(settings.node_lease_ttl_seconds * 1000) if settings.leases_on else None  # one lease TTL
     return SqlStore(settings.resolved_database_url, default_engine=settings.engine, idle_in_transaction_ms=idle_ms)
 
 

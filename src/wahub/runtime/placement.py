@@ -108,7 +108,8 @@ class Placement:
     def _on_wake(self, instance_id: str) -> None:
         rt = self.registry.get(instance_id)
         if instance_id in self.leases.owned and rt is not None:
-            rt.sendloop.poke()
+            if not isinstance(rt.sendloop, RemoteSendLoop):  # being adopted: its own loop starts soon
+                rt.sendloop.poke()
         elif rt is None:
             self.leases.poke()  # an instance created on another node: claim round now
 
@@ -162,6 +163,8 @@ class Placement:
             rt.watch.stop()
             await rt.supervisor.shutdown()
         rec = await self.instances_store.get_instance(instance_id)
+        if instance_id in self.leases.owned or self.registry.get(instance_id) is not rt:
+            return  # claimed again meanwhile: the runtime adopted since is the one that runs
         if rec is None:
             self.registry.pop(instance_id, None)
             self.forget(instance_id)
