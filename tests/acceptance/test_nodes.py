@@ -2,8 +2,9 @@
 
 What is observed, and where:
 
-* ownership: each node's ``GET /nodes?instances=true`` lists the instances it runs; sampled again and
-  again, the three sets are disjoint and cover every instance, spread within ±20 % of a third;
+* ownership: each node's ``GET /nodes?instances=true`` lists the instances it runs; sampled at every
+  poll of every phase (on the nodes that answer), the sets are disjoint; once settled they cover every
+  instance, spread within ±20 % of a third;
 * a node SIGKILLed: its instances are ``ready`` on the other two within the lease TTL + 10 s;
 * a node SIGSTOPped past its lease and SIGCONTed: the sandbox delivery log (one file shared by the
   three processes; each line carries the pid of the process whose engine made the call) shows no
@@ -111,10 +112,9 @@ def _sample(nodes: list[Server], ids: set[str]) -> dict[str, set[str]]:
 
 
 def _ready_on(nodes: list[Server], wanted: set[str]) -> bool:
-    """Every wanted instance runs on one of ``nodes`` and is ready there."""
-    running: set[str] = set()
-    for n in nodes:
-        running |= _running(n)
+    """Every wanted instance runs on one of ``nodes`` and is ready there; each poll is also a sample of
+    ownership (no instance on two of them)."""
+    running: set[str] = set().union(*_sample(nodes, wanted).values())
     if not wanted <= running:
         return False
     states = {rt["id"]: rt["state"] for rt in nodes[0].client.get("/instances").json()}
@@ -221,7 +221,7 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
         # 4. Everything drains on the survivor.
         def settled() -> bool:
             rows = _query(database, "SELECT count(*) AS n FROM outbox WHERE status IN ('queued', 'sending')")
-            return rows[0]["n"] == 0
+            return bool(rows[0]["n"] == 0)
 
         wait_until(settled, timeout=180, interval=1.0)
         assert _running(survivor) == every
