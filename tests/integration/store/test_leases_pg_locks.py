@@ -15,7 +15,6 @@ pytestmark = pytest.mark.parametrize("fresh_store", [p for p in IMPLEMENTATIONS 
 TTL = 10_000
 
 
-
 async def test_a_claim_never_overtakes_a_write_of_the_old_owner_in_progress(store: Store) -> None:
     """Two nodes on one PostgreSQL: while n1's fenced write is open, n2 cannot claim that lease (the row
     is share-locked, SKIP LOCKED passes it by); once it committed, n2 claims and its recovery sees the

@@ -104,4 +104,3 @@ async def test_a_wake_reaches_the_listeners(store: Store) -> None:
         return heard == ["a"]
 
     await until(heard_it, within_s=5)
-
