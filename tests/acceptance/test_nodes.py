@@ -168,8 +168,12 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
         elsewhere = next(iid for iid in ids if owner_of[iid] != "node0")
         status = nodes[0].client.get(f"/instances/{elsewhere}/status")
         assert status.status_code == 200 and status.json()["instance"]["owner"] == owner_of[elsewhere]
-        qr = nodes[0].client.get(f"/instances/{elsewhere}/client/qr")  # engine-bound: the owner is named
-        assert qr.status_code == 409 and qr.json()["owner"] == owner_of[elsewhere], qr.text
+        qr = nodes[0].client.get(f"/instances/{elsewhere}/client/qr")  # engine-bound: the owner answers it
+        assert qr.status_code == 200 and qr.json()["instanceStatus"] == "ready", qr.text
+        code = nodes[0].client.post(f"/instances/{elsewhere}/client/action/request-pairing-code",
+                                    json={"phoneNumber": "201000000099"})  # not forwarded: 409 names the owner
+        assert code.status_code == 409 and code.json()["owner"] == owner_of[elsewhere], code.text
+        assert code.json()["ownerAddress"] == nodes[int(owner_of[elsewhere][-1])].url
         with httpx.Client(base_url=nodes[0].url, timeout=30) as board:
             assert board.post("/dashboard/login", data={"api_key": API_KEY}).status_code == 303
             page = board.get("/dashboard/partials/instances", params={"q": elsewhere}).text

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from wahub.api.auth import require_key
 from wahub.api.waapi import hub_of, ok
+from wahub.domain.errors import Conflict
 
 router = APIRouter(dependencies=[Depends(require_key)], tags=["native"])
 
@@ -23,3 +25,25 @@ async def list_nodes(request: Request, instances: bool = False) -> JSONResponse:
         {"id": n.id, "address": n.address, "capacity": n.capacity, "owned": n.owned,
          "lastHeartbeatAt": n.heartbeat_at, "startedAt": n.started_at, "live": n.heartbeat_at > now - ttl_ms,
          "self": n.id == hub.node_id} for n in await hub.nodes()], **extra})
+
+
+FORWARDED = "x-wahub-forwarded-by"  # set on a request one node passes to another: never passed on again
+FORWARD_TIMEOUT_S = 10.0
+
+
+async def from_owner(request: Request, refusal: Conflict) -> Response:
+    """Answer a GET for an instance another node runs with that node's own answer (QR code); raise
+    ``refusal`` (409 naming the owner) when it cannot be asked: no address, not a GET, or already
+    forwarded once. The caller's API key goes along; nothing else of the request does."""
+    address = refusal.extra.get("ownerAddress")
+    if request.method != "GET" or not isinstance(address, str) or request.headers.get(FORWARDED):
+        raise refusal
+    headers = {k: v for k in ("authorization", "x-api-key") if (v := request.headers.get(k))}
+    headers[FORWARDED] = hub_of(request).node_id
+    try:
+        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S, follow_redirects=False) as client:
+            answer = await client.get(address.rstrip("/") + request.url.path, params=request.query_params,
+                                      headers=headers)
+    except httpx.HTTPError:
+        raise refusal from None
+    return Response(answer.content, answer.status_code, media_type=answer.headers.get("content-type"))

@@ -66,6 +66,7 @@ class Placement:
         self._boots = asyncio.Semaphore(max(1, boot_concurrency))
         self.leases = Leases(store, clock, policy, adopt=self._adopt, drop=self._drop, sync=self.sync,
                              registry=metrics_registry)
+        self.addresses: dict[str, str] = {}  # node id -> NODE_ADDRESS, refreshed with the views
 
     @property
     def node_id(self) -> str:
@@ -82,7 +83,8 @@ class Placement:
             return
         owner = rt.owner
         where = f"node {owner}" if owner else "no node yet (waiting for a node to claim it)"
-        raise Conflict(f"instance {rt.id} runs on {where}; ask that node", owner=owner)
+        raise Conflict(f"instance {rt.id} runs on {where}; ask that node", owner=owner,
+                       ownerAddress=self.addresses.get(owner) if owner else None)
 
     async def start(self) -> None:
         """Load every instance as a view, listen for wake-ups, and start claiming."""
@@ -174,6 +176,7 @@ class Placement:
     async def sync(self) -> None:
         """Refresh the views from the database: new and deleted instances, states, settings, owners."""
         records = await self.instances_store.list_instances()
+        self.addresses = {n.id: n.address for n in await self.store.list_nodes() if n.address}
         now = self.clock.now_ms()
         owners = {le.instance_id: le.owner for le in await self.store.list_leases()
                   if le.owner is not None and le.expires_at > now}
