@@ -109,3 +109,18 @@ async def test_a_node_whose_lease_validity_lapsed_does_not_call_the_engine(lease
     assert fh.world.phones[iid].deliveries == []
     assert fh.spy.calls == []
     await fh.hub.stop()
+
+
+async def test_an_item_stored_by_another_node_without_a_wake_up_goes_out_within_a_lease_period(
+        leased: FakeHub) -> None:
+    fh = leased
+    iid = await _ready_on_a_leased_hub(fh)
+    await fh.advance(5 * SEC)  # the loop parks: nothing queued
+    # another node stored an item; its NOTIFY never arrived (a LISTEN connection was lost)
+    await fh.store.insert_item(queue_id="q_elsewhere", instance_id=iid, idempotency_key="elsewhere",
+                               key_source="header", kind="text", chat_id="201000000001@c.us",
+                               payload={"message": "from another node"}, fingerprint="f" * 64,
+                               now=fh.clock.now_ms(), max_open=100)
+    await fh.advance(TTL_S * SEC // 3 + 100)  # one lease period: the owner's sweep finds it
+    assert [d.text for d in fh.world.phones[iid].deliveries] == ["from another node"]
+    await fh.hub.stop()

@@ -67,6 +67,7 @@ class Placement:
         self.leases = Leases(store, clock, policy, adopt=self._adopt, drop=self._drop, sync=self.sync,
                              registry=metrics_registry)
         self.addresses: dict[str, str] = {}  # node id -> NODE_ADDRESS, refreshed with the views
+        self._waking: dict[str, bool] = {}  # instance id -> another wake asked for while one is in flight
 
     @property
     def node_id(self) -> str:
@@ -127,7 +128,25 @@ class Placement:
         return rt
 
     def _wake_owner(self, instance_id: str) -> None:
-        self.spawn(self.store.wake_owner(instance_id))
+        """Coalesced: a burst of enqueues for one instance sends one ``NOTIFY`` while one is in flight."""
+        if instance_id in self._waking:
+            self._waking[instance_id] = True  # wake again once the one in flight is sent
+            return
+        self._waking[instance_id] = False
+        self.spawn(self._notify(instance_id))
+
+    async def _notify(self, instance_id: str) -> None:
+        try:
+            while True:
+                try:
+                    await self.store.wake_owner(instance_id)
+                except Exception:  # the owner's sweep (sync) finds the item within one lease period
+                    log.warning("wake_owner_failed", instance_id=instance_id)
+                if not self._waking.get(instance_id):
+                    return
+                self._waking[instance_id] = False
+        finally:
+            self._waking.pop(instance_id, None)
 
     async def _adopt(self, instance_id: str, uncertain: list[OutboxItem]) -> None:
         """The lease was just claimed: run the instance here (its in-flight items already recovered)."""
@@ -198,6 +217,11 @@ class Placement:
         for iid in [i for i in self.registry if i not in seen and i not in self.leases.owned]:
             self.registry.pop(iid, None)
             self.forget(iid)
+        await self.store.listen_wakes(self._on_wake)  # listening again if the server closed the connection
+        for iid in await self.store.due_on(self.node_id, now):  # a wake-up lost with a LISTEN connection
+            rt = self.registry.get(iid)
+            if iid in self.leases.owned and rt is not None and not isinstance(rt.sendloop, RemoteSendLoop):
+                rt.sendloop.poke()
 
     async def nodes(self) -> list[NodeRecord]:
         """Every node on the database with the leases it holds."""

@@ -432,12 +432,18 @@ class LeasesPort(Protocol):
         """Every registered node with how many leases it holds now, by id."""
         ...
 
+    async def due_on(self, node_id: str, now: int) -> list[str]:
+        """Instances leased to the node with a queued item due at ``now`` (epoch ms): the owner's sweep,
+        so an item never waits for a lost wake-up longer than one lease period."""
+        ...
+
     async def wake_owner(self, instance_id: str) -> None:
         """Tell whichever node runs the instance that it has work (PostgreSQL ``NOTIFY``)."""
         ...
 
     async def listen_wakes(self, listener: Callable[[str], None]) -> None:
-        """Call ``listener(instance_id)`` for every :meth:`wake_owner` of any node (``LISTEN``)."""
+        """Call ``listener(instance_id)`` for every :meth:`wake_owner` of any node (``LISTEN``); again with the
+        same listener: nothing added, a connection the server closed is opened again."""
         ...
 
 

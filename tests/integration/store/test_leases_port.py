@@ -104,3 +104,14 @@ async def test_a_wake_reaches_the_listeners(store: Store) -> None:
         return heard == ["a"]
 
     await until(heard_it, within_s=5)
+
+
+async def test_the_sweep_names_the_node_s_instances_with_due_items(store: Store) -> None:
+    store.fence_as("n1")
+    await store.claim_round("n1", now=T0, ttl_ms=TTL)
+    await store.claim_leases("n1", now=T0, ttl_ms=TTL, limit=1)  # "a" only
+    await enqueue(store, "k1", instance="a", now=T0 + 10)
+    await enqueue(store, "k2", instance="b", now=T0 + 10)
+    assert await store.due_on("n1", T0 + 9) == []  # not due yet
+    assert await store.due_on("n1", T0 + 10) == ["a"]  # "b" is not n1's
+    assert await store.due_on("n2", T0 + 10) == []

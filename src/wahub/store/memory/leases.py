@@ -117,6 +117,12 @@ class LeasesMemory(MemoryBase):
                            owned=sum(1 for le in self._leases.values() if le["owner"] == nid))
                 for nid, r in sorted(self._nodes.items())]
 
+    async def due_on(self, node_id: str, now: int) -> list[str]:
+        """Instances leased to the node with a queued item due at ``now``, by id."""
+        mine = {iid for iid, le in self._leases.items() if le["owner"] == node_id}
+        return sorted({r["instance_id"] for r in self._outbox.values() if r["instance_id"] in mine
+                       and r["status"] == St.QUEUED.value and r["next_attempt_at"] <= now})
+
     async def wake_owner(self, instance_id: str) -> None:
         """Call this process's listeners."""
         for listener in list(self._wake_listeners or ()):
@@ -126,4 +132,5 @@ class LeasesMemory(MemoryBase):
         """Register a listener of :meth:`wake_owner`."""
         if self._wake_listeners is None:
             self._wake_listeners = []
-        self._wake_listeners.append(listener)
+        if listener not in self._wake_listeners:
+            self._wake_listeners.append(listener)

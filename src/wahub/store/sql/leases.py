@@ -141,6 +141,15 @@ class LeasesSql(FenceSql):
         return [NodeRecord(id=r.id, address=r.address, capacity=int(r.capacity), heartbeat_at=int(r.heartbeat_at),
                            started_at=int(r.started_at), owned=int(r.owned)) for r in rows]
 
+    async def due_on(self, node_id: str, now: int) -> list[str]:
+        """Instances leased to the node with a queued item due at ``now``, by id."""
+        o, le = t.outbox, t.leases
+        q = (sa.select(o.c.instance_id).distinct().join(le, le.c.instance_id == o.c.instance_id)
+             .where(le.c.owner == node_id, o.c.status == St.QUEUED.value, o.c.next_attempt_at <= now)
+             .order_by(o.c.instance_id))
+        async with self.engine.connect() as conn:
+            return [str(r[0]) for r in (await conn.execute(q)).all()]
+
     async def wake_owner(self, instance_id: str) -> None:
         """``NOTIFY`` the instance's owner (PostgreSQL); on SQLite, this process's listeners."""
         if self.is_sqlite:
@@ -151,11 +160,13 @@ class LeasesSql(FenceSql):
             await conn.execute(sa.select(sa.func.pg_notify(WAKE_CHANNEL, instance_id)))
 
     async def listen_wakes(self, listener: Callable[[str], None]) -> None:
-        """``LISTEN`` on a connection of its own (PostgreSQL); on SQLite, in-process."""
+        """``LISTEN`` on a connection of its own (PostgreSQL); on SQLite, in-process. Calling it again with
+        the same listener adds nothing, and opens the connection again if the server closed it."""
         if self._wake_listeners is None:
             self._wake_listeners = []
-        self._wake_listeners.append(listener)
-        if self.is_sqlite or self._listen_conn is not None:
+        if listener not in self._wake_listeners:
+            self._wake_listeners.append(listener)
+        if self.is_sqlite or (self._listen_conn is not None and not self._listen_conn.is_closed()):
             return
         import asyncpg
 
