@@ -131,7 +131,7 @@ class Leases:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
+        for task in [*tasks, *self._dropping]:  # a drop in progress finishes stopping its instance
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
