@@ -109,6 +109,15 @@ class Settings(BaseSettings):
     node_instances_path: Path = Field(default=Path(".wwebjs_instances.json"), alias="INSTANCES_DATA_PATH")
     node_idempotency_path: Path = Field(default=Path(".wwebjs_idempotency.json"), alias="IDEMPOTENCY_DATA_PATH")
 
+    # several hub nodes on one PostgreSQL (docs/scaling.md); auto = on with PostgreSQL, off with SQLite
+    node_leases: Literal["auto", "on", "off"] = Field(default="auto", alias="NODE_LEASES")
+    node_id: str | None = Field(default=None, min_length=1, max_length=120, alias="NODE_ID")
+    node_address: str | None = Field(default=None, alias="NODE_ADDRESS")
+    node_capacity: int | None = Field(default=None, ge=1, le=100_000, alias="NODE_CAPACITY")
+    node_lease_ttl_seconds: float = Field(default=30, ge=1, le=3600, alias="NODE_LEASE_TTL_SECONDS")
+    # whatsmeow session files (empty = DATA_DIR/sessions); with several nodes a volume every node mounts
+    sessions_dir: Path | None = Field(default=None, alias="SESSIONS_DIR")
+
     # sandbox engine
     sandbox_auto_link_ms: int | None = Field(default=None, ge=0, alias="SANDBOX_AUTO_LINK_MS")
     sandbox_send_latency_ms: int = Field(default=150, ge=0, alias="SANDBOX_SEND_LATENCY_MS")
@@ -133,7 +142,7 @@ class Settings(BaseSettings):
         return v
 
     @field_validator("api_key", "webhook_secret", "webhook_auth_token", "webhook_protection_bypass", "database_url",
-                     mode="before")
+                     "node_id", "node_address", "node_capacity", "sessions_dir", mode="before")
     @classmethod
     def _blank_is_none(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
@@ -185,6 +194,13 @@ class Settings(BaseSettings):
         if self.retry_base_backoff_ms > self.retry_max_backoff_ms:
             raise ValueError("RETRY_BASE_BACKOFF_MS must not exceed RETRY_MAX_BACKOFF_MS")
         return self
+
+    @property
+    def leases_on(self) -> bool:
+        """Whether this node shares its instances with other nodes through leases (``NODE_LEASES``)."""
+        if self.node_leases == "auto":
+            return not self.resolved_database_url.startswith("sqlite")
+        return self.node_leases == "on"
 
     @property
     def resolved_database_url(self) -> str:

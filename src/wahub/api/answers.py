@@ -356,3 +356,25 @@ class CloudReceived(_Answer):
 
     status: Success
     events: int
+
+
+class NodeBrief(_Answer):
+    """One hub node on the shared database."""
+
+    id: str
+    address: str | None
+    capacity: int = Field(description="instances it may run")
+    owned: int = Field(description="instances it holds a lease of now")
+    lastHeartbeatAt: int
+    startedAt: int
+    live: bool = Field(description="heartbeat within NODE_LEASE_TTL_SECONDS")
+    self: bool = Field(description="the node that answered")
+
+
+class NodesAnswer(_Answer):
+    """``GET /nodes``: the answering node's id, whether leases are on, and every node."""
+
+    status: Success
+    node: str
+    leases: bool
+    nodes: list[NodeBrief]

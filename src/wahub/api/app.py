@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from wahub.api import cloud as cloud_api
-from wahub.api import errors, legacy, native, openapi, readactions, sandbox, waapi, webhookdocs
+from wahub.api import errors, legacy, native, nodes, openapi, readactions, sandbox, waapi, webhookdocs
 from wahub.runtime.hub import Hub
 
 DESCRIPTION = ("Self-hosted WhatsApp gateway: WaAPI-compatible API, durable outbox, signed webhooks. "
@@ -27,6 +27,7 @@ def install(app: FastAPI, hub: Hub) -> None:
     app.include_router(readactions.router)
     app.include_router(legacy.router)
     app.include_router(native.router)
+    app.include_router(nodes.router)
     app.include_router(sandbox.router)
     webhookdocs.install(app)
     metrics_need_key = hub.settings.metrics_require_auth and hub.settings.api_key is not None

@@ -152,6 +152,7 @@ ROUTES.update({("post", "/sandbox" + I + s): Doc({200: a.SandboxAnswer}, (400, 4
                                                  {"body": body}) for s, body in SANDBOX_BODIES.items()})
 ROUTES[("get", "/sandbox" + I + "/sent")] = _ok(a.SandboxAnswer, 404)
 ROUTES[("get", "/instances")] = Doc({200: a.InstanceBrief}, AUTH, {"array": True})
+ROUTES[("get", "/nodes")] = _ok(a.NodesAnswer, 400)
 # Meta's calls to a cloud instance: no API key, signed with the app secret (403 when the signature
 # or the verify token is wrong); the challenge answer is plain text.
 ROUTES[("get", "/cloud/{instance_id}/webhook")] = Doc({}, (403, 404))

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from wahub.api import legacy, schemas
 from wahub.api.auth import require_key
@@ -151,9 +151,14 @@ async def delete_instance(request: Request, instance_id: str) -> JSONResponse:
 
 
 @router.get("/instances/{instance_id}/client/qr", summary="Current QR code as base64 PNG")
-async def get_qr(request: Request, instance_id: str) -> JSONResponse:
+async def get_qr(request: Request, instance_id: str) -> Response:
     hub = hub_of(request)
-    rt = hub.get(instance_id)
+    try:
+        rt = hub.run_here(instance_id)  # the QR lives on the node running the instance
+    except Conflict as refusal:  # several nodes: that node answers (or 409 names it)
+        from wahub.api.nodes import from_owner
+
+        return await from_owner(request, refusal)
     if rt.qr is None:
         if rt.state == lifecycle.State.READY:
             return ok({"qrCode": {"data": {"qr_code": None}}, "instanceStatus": "ready",

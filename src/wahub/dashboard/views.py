@@ -152,7 +152,7 @@ async def fleet_context(hub: Hub, q: str | None, state: str | None, page: str | 
         rows.append({"id": rt.id, "name": rt.record.name, "badge": badge(rt.state.value, rt.qr is not None),
                      "phone": rt.phone, "depth": f["depth"], "uncertain": f["uncertain"], "sent1h": f["sent1h"],
                      "last_error": f["lastError"], "dead": f["deadLetters"], "failing": f["webhookFailing"],
-                     "backlog": f["webhookBacklog"], "degraded": f.get("degraded")})
+                     "backlog": f["webhookBacklog"], "degraded": f.get("degraded"), "node": hub.owner_of(rt)})
     counts = Counter(rt.state.value for rt in runtimes)
 
     def link(**changes: Any) -> str:
@@ -160,6 +160,7 @@ async def fleet_context(hub: Hub, q: str | None, state: str | None, page: str | 
         return "?" + urlencode({k: v for k, v in query.items() if v and v != "1"})
 
     return {"rows": rows, "q": q or "", "state": wanted, "page": current, "pages": pages,
+            "nodes": hub.placement is not None,  # several nodes: a column names the one running each instance
             "total": len(runtimes), "matching": len(matching), "first": (current - 1) * FLEET_PAGE + 1,
             "states": [(s, STATE_LABELS.get(s, s), counts[s]) for s in STATES if counts[s]],
             "self_query": link(), "prev_query": link(page=str(current - 1)) if current > 1 else None,

@@ -54,7 +54,8 @@ async def status(hub: Hub, instance_id: str) -> dict[str, Any]:
         "instance": {"id": rt.id, "name": rt.record.name, "state": rt.state.value,
                      "status": lifecycle.external_status(rt.state, rt.qr is not None),
                      "since": rt.state_since, "reason": rt.state_reason, "createdAt": rt.record.created_at,
-                     "terminal": rt.state in lifecycle.TERMINAL, "restrictedUntil": rt.restricted_until},
+                     "terminal": rt.state in lifecycle.TERMINAL, "restrictedUntil": rt.restricted_until,
+                     "owner": hub.owner_of(rt)},
         "client": {"phoneNumber": rt.phone, "displayName": rt.push_name, "engine": hub.engine_factory.name},
         "transitions": [{"at": tr.at, "from": tr.from_state, "to": tr.to_state, "reason": tr.reason}
                         for tr in transitions],

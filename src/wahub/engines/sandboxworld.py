@@ -140,7 +140,9 @@ class SandboxWorld:
                               "poll_creation" if delivery.kind == "poll" else "chat",
                               delivery.text or delivery.caption or "", delivery.at_ms)
         if self._delivery_log is not None:
-            line = json.dumps({"instanceId": phone.instance_id, **delivery.as_dict()}, ensure_ascii=False)
+            # pid: which process made the engine call (several hub nodes may share one log)
+            line = json.dumps({"instanceId": phone.instance_id, "pid": os.getpid(), **delivery.as_dict()},
+                              ensure_ascii=False)
             with open(self._delivery_log, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
                 fh.flush()

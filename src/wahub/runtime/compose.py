@@ -26,9 +26,11 @@ from wahub.store.sql import SqlStore
 def default_store(settings: Settings) -> Store:
     """The store ``DATABASE_URL`` names: PostgreSQL, or the SQLite file under the data directory.
 
-    Instances that predate ``instances.engine`` get ``WAHUB_ENGINE`` when the schema is upgraded.
+    Instances that predate ``instances.engine`` get ``WAHUB_ENGINE`` when the schema is upgraded. With
+    leases (several nodes) a transaction left idle for one lease TTL is ended by PostgreSQL.
     """
-    return SqlStore(settings.resolved_database_url, default_engine=settings.engine)
+    idle_ms = int(settings.node_lease_ttl_seconds * 1000) if settings.leases_on else None  # one lease TTL
+    return SqlStore(settings.resolved_database_url, default_engine=settings.engine, idle_in_transaction_ms=idle_ms)
 
 
 def cloud_options(settings: Settings, transport: Any = None) -> CloudOptions:
@@ -108,7 +110,7 @@ def build_hub(settings: Settings, *, clock: Clock | None = None, rng: random.Ran
     def whatsmeow() -> EngineFactory:
         from wahub.engines.whatsmeow.factory import WhatsmeowFactory
 
-        return WhatsmeowFactory(settings.data_dir / "sessions", clock=clock)
+        return WhatsmeowFactory(settings.sessions_dir or settings.data_dir / "sessions", clock=clock)
 
     builders: dict[str, Callable[[], EngineFactory]] = {"whatsmeow": whatsmeow}
     if world is not None:  # the simulator only where the hub runs one (never beside real numbers by accident)

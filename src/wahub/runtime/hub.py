@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import socket
 from typing import Any
 
 import structlog
@@ -33,7 +34,9 @@ from wahub.runtime.eventhold import EventHold
 from wahub.runtime.events import Events
 from wahub.runtime.inbound import Inbound
 from wahub.runtime.instances import Instances
+from wahub.runtime.leases import LeasePolicy, default_capacity
 from wahub.runtime.outbox import InstanceOutcomes, Outbox, limits_for
+from wahub.runtime.placement import Placement
 from wahub.runtime.registry import InstanceRuntime, Registry
 from wahub.runtime.resolve import Resolver
 from wahub.runtime.sandboxport import SandboxControl
@@ -42,7 +45,7 @@ from wahub.runtime.storehealth import StoreHealth
 from wahub.runtime.supervisor import LifecyclePolicy, Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
 from wahub.store.base import Store
-from wahub.store.records import EventRecord, FleetFigures, InstanceRecord, PollRecord, VoteRecord
+from wahub.store.records import EventRecord, FleetFigures, InstanceRecord, NodeRecord, PollRecord, VoteRecord
 
 log = structlog.get_logger("wahub.hub")
 ENGINES = ("sandbox", "whatsmeow", "cloud")
@@ -73,7 +76,7 @@ class Hub:
                            max_in_flight_per_url=settings.webhook_max_in_flight_per_url,
                            auth_token=settings.webhook_auth_token,
                            protection_bypass=settings.webhook_protection_bypass),
-            self._target_for, rng=self.rng, on_attempt=self.metrics.webhook_attempt,
+            self._target_for, rng=self.rng, on_attempt=self.metrics.webhook_attempt, owns=self.runs_here,
             client=http_client or urlguard.guarded_client(self.url_guard.policy, settings.webhook_timeout_ms / 1000))
         self._background: set[asyncio.Task[Any]] = set()
         self._started = False
@@ -91,6 +94,20 @@ class Hub:
         self.directory = DirectoryRoom(self.instances, timeout_ms=settings.read_timeout_ms)
         self.resolver = Resolver(store, clock, ttl_ms=settings.resolve_cache_seconds * 1000,
                                  timeout_ms=settings.read_timeout_ms)
+        self.node_id = settings.node_id or f"{socket.gethostname()}-{settings.port}"
+        self.node_address = settings.node_address or f"http://{settings.host}:{settings.port}"
+        self.placement: Placement | None = None  # several nodes (leases): which instances run here
+        if settings.leases_on:
+            policy = LeasePolicy(node_id=self.node_id, address=self.node_address,
+                                 capacity=settings.node_capacity or default_capacity(),
+                                 ttl_ms=int(settings.node_lease_ttl_seconds * 1000))
+            self.placement = Placement(
+                store, clock, policy, self.instances,
+                add_runtime=lambda rec, boot: self._add_runtime(rec, booting=boot), forget=self._forget,
+                after_uncertain=self.outbox.after_uncertain, notify_lane=self.dispatcher.notify,
+                spawn=self._spawn, auto_resume=settings.restricted_auto_resume,
+                boot_concurrency=settings.restore_concurrency, metrics_registry=self.metrics.registry)
+            self.admin.start_new = self.placement.created
         self.lifecycle_policy = LifecyclePolicy.from_settings(settings)
         self.send_policy = SendPolicy(max_attempts=settings.max_send_attempts,
                                       retry_base_ms=settings.retry_base_backoff_ms,
@@ -99,8 +116,18 @@ class Hub:
 
     # -- start / stop ----------------------------------------------------------------------------
     async def start(self, *, restore: bool = True) -> None:
-        """Migrate, recover in-flight items, load instances, start delivery, restore engines."""
+        """Migrate, recover in-flight items, load instances, start delivery, restore engines.
+
+        With leases (several nodes) nothing is recovered or restored here: each instance is recovered
+        and started by the node that claims it (:class:`Placement`).
+        """
         await self.store.migrate()
+        if self.placement is not None:
+            await self.placement.start()
+            await self.dispatcher.start()
+            self._started = True
+            self._spawn(self._purge_loop())
+            return
         latest = await self.store.latest_send_at()
         if latest is not None:  # a wall clock stepped back across a restart costs at most one interval
             self.clock.raise_floor(latest)
@@ -129,6 +156,8 @@ class Hub:
         await asyncio.gather(*(rt.sendloop.drain(self.settings.shutdown_grace_ms)
                                for rt in list(self.instances.values())), return_exceptions=True)
         log.info("shutdown_drained", instances=len(self.instances))
+        if self.placement is not None:
+            await self.placement.halt()
         background = list(self._background)
         for task in background:
             task.cancel()
@@ -138,6 +167,8 @@ class Hub:
         for rt in list(self.instances.values()):
             rt.watch.stop()
             await rt.supervisor.shutdown()
+        if self.placement is not None:
+            await self.placement.give_up()
         await self.dispatcher.close()
         await self.engine_factory.close()
         await self.store.close()
@@ -222,6 +253,34 @@ class Hub:
             self.metrics.set_queue(rt.id, stats.by_status, statuses,
                                    (now - stats.oldest_open_at) / 1000 if stats.oldest_open_at else 0)
 
+    # -- nodes -----------------------------------------------------------------------------------
+    def runs_here(self, instance_id: str) -> bool:
+        """Whether this node runs the instance (always, with one node)."""
+        return self.placement is None or self.placement.runs_here(instance_id)
+
+    def run_here(self, instance_id: str) -> InstanceRuntime:
+        """The runtime of an instance this node runs. Raises NotFound, or Conflict naming the node that runs it."""
+        rt = self.get(instance_id)
+        if self.placement is not None:
+            self.placement.must_run_here(rt)
+        return rt
+
+    def running(self) -> list[str]:
+        """Ids of the instances this node runs, sorted (with one node: all)."""
+        return sorted(self.instances if self.placement is None else self.placement.leases.owned)
+
+    def owner_of(self, rt: InstanceRuntime) -> str | None:
+        """The id of the node running the instance (None: no node holds it right now)."""
+        return self.node_id if self.placement is None else rt.owner
+
+    async def nodes(self) -> list[NodeRecord]:
+        """The nodes serving this database (with one node: this one, holding every instance)."""
+        if self.placement is not None:
+            return await self.placement.nodes()
+        now = self.clock.now_ms()
+        return [NodeRecord(id=self.node_id, address=self.node_address, capacity=len(self.instances),
+                           heartbeat_at=now, started_at=now, owned=len(self.instances))]
+
     # -- instances -------------------------------------------------------------------------------
     def get(self, instance_id: str) -> InstanceRuntime:
         """The runtime of an instance. Raises :class:`NotFound`."""
@@ -280,18 +339,22 @@ class Hub:
 
     async def logout(self, instance_id: str) -> InstanceRuntime:
         """End the WhatsApp session; the instance and its queue stay."""
+        self.run_here(instance_id)
         return await self.admin.logout(instance_id)
 
     async def restart(self, instance_id: str, kind: str) -> InstanceRuntime:
         """Explicit restart (``soft`` | ``hard``), counted against the budget; returns at once."""
+        self.run_here(instance_id)
         return await self.admin.restart(instance_id, kind)
 
     async def request_pairing_code(self, instance_id: str, phone: str) -> str:
         """Pairing code for phone-number login. Raises InvalidInput or EngineError."""
+        self.run_here(instance_id)
         return await self.admin.request_pairing_code(instance_id, phone)
 
     async def is_registered(self, instance_id: str, contact: Any) -> bool:
         """Whether a number is on WhatsApp (needs a ready instance)."""
+        self.run_here(instance_id)
         return await self.admin.is_registered(instance_id, contact)
 
     async def poll_votes(self, instance_id: str, message_id: str) -> tuple[PollRecord | None, list[VoteRecord]]:

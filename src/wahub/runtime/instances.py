@@ -54,6 +54,12 @@ class Instances:
         self.add_runtime = add_runtime
         self.notify = notify
         self.forget = forget
+        # how a new instance starts (several nodes: it waits for a node to claim it)
+        self.start_new: Callable[[InstanceRuntime], Awaitable[None]] = self._boot
+
+    @staticmethod
+    async def _boot(rt: InstanceRuntime) -> None:
+        await rt.supervisor.boot("created")
 
     async def restore_all(self, stagger_ms: int, auto_resume: bool, concurrency: int = 1) -> None:
         """Bring back every instance that was running (boot), at most ``concurrency`` connecting at once.
@@ -120,7 +126,7 @@ class Instances:
                 raise
         rt = self.add_runtime(rec)
         log.info("instance_created", instance_id=instance_id, engine=engine)
-        await rt.supervisor.boot("created")
+        await self.start_new(rt)
         return rt
 
     async def update(self, instance_id: str, *, name: str | None = None, webhook_url: Any = ...,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,8 @@ class InstanceRuntime:
     last_error: str | None = None
     restricted_until: int | None = None
     pending_acks: dict[str, tuple[str, int]] = field(default_factory=dict)
+    owner: str | None = None  # the node that runs the instance (several nodes: from its lease)
+    lease_valid: Callable[[], bool] | None = None  # several nodes: whether this node surely still holds it
     sendloop: SendLoop = field(init=False)
     supervisor: Supervisor = field(init=False)
     watch: DegradedWatch = field(init=False)

@@ -42,7 +42,7 @@ from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind, OutboxItem
 from wahub.engines import base as eng
 from wahub.runtime.resolve import NeedsLookup
-from wahub.store.base import OutboxPort
+from wahub.store.base import Fenced, OutboxPort
 
 log = structlog.get_logger("wahub.sendloop")
 
@@ -194,6 +194,9 @@ class SendLoop:
                 delay = await self._turn()
             except asyncio.CancelledError:
                 raise
+            except Fenced:  # another node holds the instance now: nothing of ours may be written
+                log.warning("send_loop_fenced", instance_id=self.link.id)
+                break
             except Exception:  # keep the loop alive; the item (if any) stays in the store
                 log.exception("send_loop_error", instance_id=self.link.id)
                 self._history = None
@@ -257,7 +260,8 @@ class SendLoop:
             chosen = engine.new_message_id()
         # Typing goes out between the claim and the hand-over, so only then are they two transactions.
         own = getattr(self.link, "typing", None)  # the instance's own typing setting; None: the policy's
-        hand_over = not (self.policy.typing if own is None else own) and not self._claim_without_hand_over
+        typing = self.policy.typing if own is None else own
+        hand_over = not typing and not self._claim_without_hand_over
         self._claim_without_hand_over = False
         item = await self.store.claim_next(iid, now, hand_over=hand_over, chosen_message_id=chosen)
         if item is None:
@@ -268,12 +272,12 @@ class SendLoop:
                 self.outcomes.deferred(iid, "backoff")
                 return due_at - now
             return 200  # due, but another item of the instance is still `sending`
-        await self._send(item, history, limits, engine, chosen, handed_over=hand_over)
+        await self._send(item, history, limits, engine, chosen, handed_over=hand_over, typing=typing)
         self._jitter_ms = self.rng.randint(0, self.policy.jitter_ms) if self.policy.jitter_ms else 0
         return None
 
     async def _send(self, item: OutboxItem, history: list[int], limits: ratelimit.Limits, engine: eng.Engine,
-                    chosen: str | None, *, handed_over: bool) -> None:
+                    chosen: str | None, *, handed_over: bool, typing: bool) -> None:
         link, store, clock = self.link, self.store, self.clock
         if link.state != State.READY or link.engine is not engine or self._draining:
             await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=handed_over)
@@ -299,7 +303,7 @@ class SendLoop:
                 await self._failed(item, exc)
                 return
         if not handed_over:
-            if item.kind == ItemKind.TEXT:
+            if typing and item.kind == ItemKind.TEXT:
                 with contextlib.suppress(Exception):
                     await engine.send_typing(chat)
             await store.mark_handed_over(item, clock.now_ms(), chosen_message_id=chosen)
@@ -315,6 +319,9 @@ class SendLoop:
                 await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=True)
                 self._history = None
                 return
+        lease_valid = getattr(link, "lease_valid", None)  # several nodes: the lease is surely still ours
+        if lease_valid is not None and not lease_valid():
+            raise Fenced(link.id)  # the next owner finds the item handed over: uncertain, never sent twice
         instant = now  # nothing but the engine call from here
         log.info("send_started", instance_id=link.id, queue_id=item.queue_id, kind=item.kind.value,
                  attempt=item.attempts + 1)

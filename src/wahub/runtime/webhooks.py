@@ -88,8 +88,10 @@ class Dispatcher:
     def __init__(self, store: EventsPort, clock: Clock, policy: DispatchPolicy,
                  target_for: Callable[[str], Target | None], *, rng: random.Random | None = None,
                  client: httpx.AsyncClient | None = None,
-                 on_attempt: Callable[[str, str, float], None] | None = None) -> None:
+                 on_attempt: Callable[[str, str, float], None] | None = None,
+                 owns: Callable[[str], bool] | None = None) -> None:
         self.store = store
+        self.owns = owns or (lambda _iid: True)  # several nodes: lanes run on the instance's owner only
         self.clock = clock
         self.policy = policy
         self.target_for = target_for
@@ -110,7 +112,7 @@ class Dispatcher:
 
     def notify(self, instance_id: str) -> None:
         """New events were stored for ``instance_id``: wake or start its lane."""
-        if self._closed:
+        if self._closed or not self.owns(instance_id):
             return
         wake = self._wakes.setdefault(instance_id, asyncio.Event())
         wake.set()
@@ -144,7 +146,7 @@ class Dispatcher:
     async def _lane(self, instance_id: str) -> None:
         structlog.contextvars.clear_contextvars()
         wake = self._wakes[instance_id]
-        while not self._closed:
+        while not self._closed and self.owns(instance_id):
             wake.clear()
             try:
                 head = await self.store.head_event(instance_id)

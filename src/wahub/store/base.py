@@ -16,11 +16,14 @@ from typing import Any, Protocol
 from wahub.domain.outbox import ItemStatus as St
 from wahub.domain.outbox import OutboxItem
 from wahub.store.records import (
+    ClaimRound,
     CloudCredentials,
     EventDraft,
     EventRecord,
     FleetFigures,
     InstanceRecord,
+    LeaseRecord,
+    NodeRecord,
     PollRecord,
     QueueStats,
     Transition,
@@ -42,6 +45,15 @@ class QueueFullSignal(Exception):
     def __init__(self, open_count: int) -> None:
         super().__init__(f"{open_count} open items")
         self.open_count = open_count
+
+
+class Fenced(Exception):
+    """A write for an instance whose lease this node no longer holds: the database refused it and
+    nothing was written. The runtime stops the instance's engine and send loop at once."""
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(f"instance {instance_id} is leased to another node (stale fencing token)")
+        self.instance_id = instance_id
 
 
 class AdminPort(Protocol):
@@ -190,7 +202,8 @@ class OutboxPort(Protocol):
         ...
 
     async def recover_in_flight(self, now: int) -> tuple[int, list[OutboxItem]]:
-        """Start-up recovery: ``(requeued, uncertain items not reported yet)``."""
+        """Start-up recovery of every instance: ``(requeued, uncertain items not reported yet)`` (one node
+        only; with leases, :meth:`LeasesPort.claim_leases` recovers each claimed instance instead)."""
         ...
 
     async def mark_uncertain_reported(self, queue_id: str, now: int, events: Sequence[EventDraft]) -> bool:
@@ -382,7 +395,77 @@ class CloudPort(Protocol):
         ...
 
 
+class LeasesPort(Protocol):
+    """Nodes and instance leases on a shared database (the leases room), and the fencing of writes.
+
+    Once :meth:`fence_as` named this node, the writes that matter (outbox claim, hand-over and
+    outcomes, send-log stamps, state transitions) check in the same transaction that this node still
+    holds the instance's lease under the token it claimed; otherwise they raise :class:`Fenced` and
+    write nothing. Without :meth:`fence_as` (one node) nothing is checked and nothing costs more.
+    """
+
+    def fence_as(self, node_id: str, *, on_lost: Callable[[str], None] | None = None) -> None:
+        """From now on, fence the writes of instances by this node's leases; ``on_lost(instance_id)``
+        is called when a write was refused."""
+        ...
+
+    def holds(self, instance_id: str) -> bool:
+        """Whether this node holds the instance's lease (as last claimed or renewed)."""
+        ...
+
+    async def heartbeat(self, node_id: str, *, address: str | None, capacity: int, now: int) -> None:
+        """Register the node or refresh its heartbeat (epoch ms), address and capacity."""
+        ...
+
+    async def claim_round(self, node_id: str, *, now: int, ttl_ms: int) -> ClaimRound:
+        """Give every instance a lease row and count what a claim needs (instances, free, live nodes, owned)."""
+        ...
+
+    async def claim_leases(self, node_id: str, *, now: int, ttl_ms: int,
+                           limit: int) -> tuple[list[LeaseRecord], list[OutboxItem]]:
+        """Take up to ``limit`` free or expired leases (oldest instances first), each with its token
+        plus one, expiring at ``now + ttl_ms``; in the same transaction recover their in-flight items
+        (never handed over → ``queued``; handed over → ``uncertain``, their send-log time moved to
+        ``now`` so the windows stay conservative). Returns ``(claimed, items now uncertain)``."""
+        ...
+
+    async def renew_leases(self, node_id: str, *, now: int, ttl_ms: int) -> list[LeaseRecord]:
+        """Extend every lease the node holds to ``now + ttl_ms`` in ONE statement; returns them.
+        A lease missing from the answer was lost (another node claimed it)."""
+        ...
+
+    async def release_leases(self, node_id: str, instance_ids: Sequence[str]) -> int:
+        """Give leases up (clean shutdown): free at once, tokens kept. Returns how many."""
+        ...
+
+    def forget_lease(self, instance_id: str) -> None:
+        """Stop writing for an instance (fenced out or given up): its writes are refused from now on."""
+        ...
+
+    async def list_leases(self) -> list[LeaseRecord]:
+        """Every lease row."""
+        ...
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        """Every registered node with how many leases it holds now, by id."""
+        ...
+
+    async def due_on(self, node_id: str, now: int) -> list[str]:
+        """Instances leased to the node with a queued item due at ``now`` (epoch ms): the owner's sweep,
+        so an item never waits for a lost wake-up longer than one lease period."""
+        ...
+
+    async def wake_owner(self, instance_id: str) -> None:
+        """Tell whichever node runs the instance that it has work (PostgreSQL ``NOTIFY``)."""
+        ...
+
+    async def listen_wakes(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(instance_id)`` for every :meth:`wake_owner` of any node (``LISTEN``); again with the
+        same listener: nothing added, a connection the server closed is opened again."""
+        ...
+
+
 class Store(AdminPort, InstancesPort, LifecyclePort, OutboxPort, ImportPort, InboundPort, EventsPort, FleetPort,
-            CloudPort, NumbersPort,
+            CloudPort, NumbersPort, LeasesPort,
             Protocol):
     """Every port at once: what a backend implements (the composition root hands out the parts)."""

@@ -164,3 +164,37 @@ class FleetFigures:
     def depth(self) -> int:
         """Open items (queued or sending)."""
         return self.by_status.get("queued", 0) + self.by_status.get("sending", 0)
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """Who runs an instance: ``owner`` node id (None: free) until ``expires_at`` (epoch ms) under
+    fencing ``token`` (grows by one with every claim)."""
+
+    instance_id: str
+    owner: str | None
+    token: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A hub node on the shared database: ``heartbeat_at`` epoch ms, ``owned`` leases held now."""
+
+    id: str
+    address: str | None
+    capacity: int
+    heartbeat_at: int
+    started_at: int
+    owned: int = 0
+
+
+@dataclass(frozen=True)
+class ClaimRound:
+    """What a node needs to take its fair share: instances in all, free ones (no live lease),
+    live nodes (heartbeat within the TTL) and how many this node holds now."""
+
+    instances: int
+    free: int
+    live_nodes: int
+    owned: int

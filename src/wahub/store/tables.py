@@ -260,3 +260,26 @@ cloud_chat_inbound = Table(
     Column("chat_id", String(120), primary_key=True),
     Column("last_inbound_at", BigInteger, nullable=False),
 )
+
+nodes = Table(
+    "nodes", metadata,
+    # Hub nodes sharing this database (PostgreSQL only; a single SQLite node never writes here).
+    # A node whose heartbeat is older than the lease TTL counts as gone when shares are computed.
+    Column("id", String(120), primary_key=True),
+    Column("address", Text, nullable=True),
+    Column("capacity", Integer, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+)
+
+leases = Table(
+    "leases", metadata,
+    # Which node runs an instance, until when, under which fencing token. ``token`` only grows: each
+    # claim adds one, and every write that matters checks (owner, token) against this row, so a node
+    # that lost the lease is refused by the database. ``owner`` NULL: free (given up or never claimed).
+    Column("instance_id", String(120), ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True),
+    Column("owner", String(120), nullable=True),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_leases_owner", "owner"),
+)

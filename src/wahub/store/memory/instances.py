@@ -75,6 +75,7 @@ class InstancesMemory(MemoryBase):
         self._outbox_retired += [dict(r) for r in self._outbox.values()
                                  if r["instance_id"] == instance_id and r["status"] not in _OPEN]
         self._outbox = {s: r for s, r in self._outbox.items() if r["instance_id"] != instance_id}
+        self._leases.pop(instance_id, None)
         self._events = {s: r for s, r in self._events.items() if r["instance_id"] != instance_id}
         self._polls = {k: v for k, v in self._polls.items() if not mine(k)}
         self._votes = {k: v for k, v in self._votes.items() if not mine(k)}
@@ -90,6 +91,7 @@ class InstancesMemory(MemoryBase):
     async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,
                                 now: int, events: Sequence[EventDraft] = (), **instance_values: Any) -> None:
         """Move an instance to ``to_state`` and store its webhook events in one step."""
+        self._fence(instance_id)
         rec = self._instances.get(instance_id)
         if rec is not None:
             self._instances[instance_id] = replace(rec, state=to_state, state_since=now, state_reason=reason,

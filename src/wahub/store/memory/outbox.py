@@ -66,6 +66,7 @@ class OutboxMemory(MemoryBase):
         None when nothing is due or an item of the instance is already ``sending``. With
         ``hand_over`` it is also marked handed over at ``now`` (as :meth:`mark_handed_over`).
         """
+        self._fence(instance_id)
         mine = [r for r in self._outbox.values() if r["instance_id"] == instance_id]
         if any(r["status"] == St.SENDING.value for r in mine):
             return None
@@ -92,6 +93,7 @@ class OutboxMemory(MemoryBase):
     async def release(self, seq: int, *, next_attempt_at: int, now: int, error: str | None = None,
                       reason: str | None = None, count_attempt: bool = False, unlog: bool = False) -> None:
         """Return a ``sending`` item to ``queued`` (``unlog`` drops its send-log rows)."""
+        self._fence(self._outbox[seq]["instance_id"] if seq in self._outbox else None)
         row = self._outbox.get(seq)
         if row is None:
             return
@@ -106,6 +108,7 @@ class OutboxMemory(MemoryBase):
 
     async def mark_handed_over(self, item: OutboxItem, now: int, *, chosen_message_id: str | None = None) -> None:
         """Record that the item is about to reach the engine (and log the send for the windows)."""
+        self._fence(item.instance_id)
         row = self._outbox.get(item.seq)
         if row is not None:
             row.update(handed_over_at=now, updated_at=now, chosen_message_id=chosen_message_id)
@@ -114,6 +117,7 @@ class OutboxMemory(MemoryBase):
 
     async def stamp_send(self, queue_id: str, at: int) -> None:
         """Set the logged time of the item's send to the engine-call instant ``at``."""
+        self._fence(next((r["instance_id"] for r in self._outbox.values() if r["queue_id"] == queue_id), None))
         for r in self._send_log:
             if r["queue_id"] == queue_id:
                 r["at"] = at
@@ -126,6 +130,7 @@ class OutboxMemory(MemoryBase):
                         events: Sequence[EventDraft] = (), from_statuses: Sequence[str] = (St.SENDING.value,)) -> bool:
         """Record a successful send (and, for a poll, the poll itself) while in ``from_statuses``; the send
         loop's own outcome (``from_statuses`` without ``uncertain``) also stamps the send log with ``sent_at``."""
+        self._fence(item.instance_id)
         if sent_at is not None and St.UNCERTAIN.value not in from_statuses:
             for r in self._send_log:
                 if r["queue_id"] == item.queue_id:
@@ -146,6 +151,7 @@ class OutboxMemory(MemoryBase):
     async def mark_failed(self, item: OutboxItem, *, error: str, reason: str, now: int, count_attempt: bool,
                           events: Sequence[EventDraft] = (), unlog: bool = False) -> None:
         """Record a final failure with its webhook events (``unlog`` as in :meth:`release`)."""
+        self._fence(item.instance_id)
         row = self._outbox.get(item.seq)
         if row is not None:
             row.update(status=St.FAILED.value, last_error=error, error_reason=reason, updated_at=now)

@@ -9,6 +9,7 @@ from typing import Any
 
 from wahub.domain.outbox import ItemStatus as St
 from wahub.domain.outbox import OutboxItem
+from wahub.store.base import Fenced
 from wahub.store.records import (
     CloudCredentials,
     EventDraft,
@@ -56,6 +57,25 @@ class MemoryBase:
         self._restarts: list[tuple[str, int]] = []  # (instance_id, at)
         self._cloud_credentials: dict[str, CloudCredentials] = {}
         self._chat_inbound: dict[tuple[str, str], int] = {}
+        self._leases: dict[str, Row] = {}  # instance id -> {owner, token, expires_at}
+        self._nodes: dict[str, Row] = {}
+        self._fence_node: str | None = None  # set by fence_as: writes then check this node's leases
+        self._held_tokens: dict[str, int] | None = None
+        self._on_fenced: Callable[[str], None] | None = None
+
+    def _fence(self, instance_id: str | None) -> None:
+        """Refuse a write for an instance this node does not hold under its claimed token (as the SQL
+        store's fenced transaction); nothing without fencing."""
+        if self._fence_node is None or instance_id is None:
+            return
+        token = (self._held_tokens or {}).get(instance_id)
+        lease = self._leases.get(instance_id)
+        if token is None or lease is None or lease["owner"] != self._fence_node or lease["token"] != token:
+            if self._held_tokens is not None:
+                self._held_tokens.pop(instance_id, None)
+            if self._on_fenced is not None:
+                self._on_fenced(instance_id)
+            raise Fenced(instance_id)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def migrate(self) -> None:

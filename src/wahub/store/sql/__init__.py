@@ -23,13 +23,14 @@ from wahub.store.sql.fleet import FleetSql
 from wahub.store.sql.inbound import InboundSql
 from wahub.store.sql.instances import InstancesSql
 from wahub.store.sql.items import ItemsSql
+from wahub.store.sql.leases import LeasesSql
 from wahub.store.sql.numbers import NumbersSql
 from wahub.store.sql.outbox import OutboxSql
 
 __all__ = ["SqlStore"]
 
 
-class SqlStore(InstancesSql, OutboxSql, ItemsSql, InboundSql, EventsSql, FleetSql, CloudSql, NumbersSql,
+class SqlStore(InstancesSql, OutboxSql, ItemsSql, InboundSql, EventsSql, FleetSql, CloudSql, NumbersSql, LeasesSql,
                SqlBase):
     """All persistence of wa-hub behind the store ports (:mod:`wahub.store.base`)."""
 

@@ -93,7 +93,7 @@ class SqlBase:
     """The connection: engine, transactions and the dialect's insert; the port mixins build on it."""
 
     def __init__(self, url: str, *, echo: bool = False, default_engine: str | None = None,
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS, idle_in_transaction_ms: int | None = None) -> None:
         self.url = url
         self.default_engine = default_engine  # what a migration gives existing instances (WAHUB_ENGINE)
         self.is_sqlite = url.startswith("sqlite")
@@ -108,7 +108,12 @@ class SqlBase:
             # No pool_pre_ping: it costs a round trip before every checkout, i.e. before every batch.
             # A connection the server closed (restart, idle timeout, pg_terminate_backend) is noticed
             # by asyncpg when the socket closes; _pg_alive drops it at checkout without a round trip.
-            self.engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=8, max_overflow=4)
+            # idle_in_transaction_ms (several nodes): the server ends a transaction a paused or cut-off
+            # node left open, so its locks (on a lease row, say) never keep another node from claiming.
+            server = ({"idle_in_transaction_session_timeout": str(idle_in_transaction_ms)}
+                      if idle_in_transaction_ms else {})
+            self.engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=8, max_overflow=4,
+                                              connect_args={"server_settings": server} if server else {})
             sa.event.listen(self.engine.sync_engine, "checkout", _pg_alive)
         self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(self._insert_batch)
         self._inflight: set[asyncio.Task[Any]] = set()

@@ -18,16 +18,16 @@ from wahub.store.records import (
     dump_json,
 )
 from wahub.store.sql.connection import (
-    SqlBase,
     _instance,
 )
+from wahub.store.sql.fence import FenceSql
 
 # Every outbox column but ``seq``: a retired item keeps its queue id, key, payload and outcome.
 _RETIRED_COLUMNS = [c.name for c in t.outbox.columns if c.name != "seq"]
 _FINISHED = (St.SENT.value, St.FAILED.value, St.CANCELED.value, St.UNCERTAIN.value)
 
 
-class InstancesSql(SqlBase):
+class InstancesSql(FenceSql):
     """Instance rows, transitions and restarts on SQL (instances and lifecycle ports)."""
 
     # -- instances -------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ class InstancesSql(SqlBase):
     async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,
                                 now: int, events: Sequence[EventDraft] = (), **instance_values: Any) -> None:
         """Move an instance to ``to_state`` and store its webhook events in one transaction."""
-        async with self._tx() as conn:
+        async with self._fenced_tx(instance_id) as conn:
             await conn.execute(t.instances.update().where(t.instances.c.id == instance_id).values(
                 state=to_state, state_since=now, state_reason=reason, **instance_values))
             await conn.execute(t.transitions.insert().values(

@@ -19,15 +19,15 @@ from wahub.store.records import (
     dump_json,
 )
 from wahub.store.sql.connection import (
-    SqlBase,
     _Inserted,
     _item,
     _new_item,
     _NewItem,
 )
+from wahub.store.sql.fence import FenceSql
 
 
-class OutboxSql(SqlBase):
+class OutboxSql(FenceSql):
     """The outbox on SQL: enqueue with group commit, claim, hand-over and outcomes."""
 
     # -- outbox: enqueue -----------------------------------------------------------------------
@@ -203,7 +203,7 @@ class OutboxSql(SqlBase):
         claim = (o.update().where(o.c.seq == due, o.c.status == St.QUEUED.value).values(**values)
                  .returning(*o.c))
         try:
-            async with self._tx() as conn:
+            async with self._fenced_tx(instance_id) as conn:
                 row = (await conn.execute(claim)).first()
                 if row is None:
                     return None
@@ -244,7 +244,7 @@ class OutboxSql(SqlBase):
             values["error_reason"] = reason
         if count_attempt:
             values["attempts"] = t.outbox.c.attempts + 1
-        async with self._tx() as conn:
+        async with self._fenced_item_tx(t.outbox.c.seq, seq) as conn:
             row = (await conn.execute(sa.select(t.outbox.c.queue_id).where(t.outbox.c.seq == seq))).first()
             await conn.execute(t.outbox.update().where(t.outbox.c.seq == seq,
                                                        t.outbox.c.status == St.SENDING.value).values(**values))
@@ -258,7 +258,7 @@ class OutboxSql(SqlBase):
         reconciling an ``uncertain`` outcome. The logged time is provisional: :meth:`stamp_send`
         replaces it with the engine-call instant.
         """
-        async with self._tx() as conn:
+        async with self._fenced_tx(item.instance_id) as conn:
             await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(
                 handed_over_at=now, updated_at=now, chosen_message_id=chosen_message_id))
             await conn.execute(t.send_log.insert().values(instance_id=item.instance_id, at=now,
@@ -266,7 +266,7 @@ class OutboxSql(SqlBase):
 
     async def stamp_send(self, queue_id: str, at: int) -> None:
         """Set the logged time of the item's send to the engine-call instant ``at``."""
-        async with self._tx() as conn:
+        async with self._fenced_item_tx(t.outbox.c.queue_id, queue_id) as conn:
             await conn.execute(t.send_log.update().where(t.send_log.c.queue_id == queue_id).values(at=at))
 
     @staticmethod
@@ -295,7 +295,7 @@ class OutboxSql(SqlBase):
         outcome (``from_statuses`` without ``uncertain``, ``sent_at`` given) also stamps the item's
         send-log row with ``sent_at`` (what :meth:`stamp_send` does), in the same transaction.
         """
-        async with self._tx() as conn:
+        async with self._fenced_tx(item.instance_id) as conn:
             if sent_at is not None and St.UNCERTAIN.value not in from_statuses:
                 await self._stamp(conn, item, sent_at)
             res = await conn.execute(t.outbox.update().where(
@@ -322,7 +322,7 @@ class OutboxSql(SqlBase):
                                   "updated_at": now}
         if count_attempt:
             values["attempts"] = t.outbox.c.attempts + 1
-        async with self._tx() as conn:
+        async with self._fenced_tx(item.instance_id) as conn:
             await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(**values))
             if unlog:
                 await conn.execute(t.send_log.delete().where(t.send_log.c.queue_id == item.queue_id))

@@ -1,0 +1,85 @@
+"""Fencing on SQL: the writes that matter check, in their own transaction, that this node still
+holds the instance's lease under the token it claimed.
+
+The check is ``SELECT … FROM leases WHERE instance_id = :i AND owner = :node AND token = :token
+FOR SHARE`` as the first statement of the write's transaction. The share lock is held until the
+write commits, so a claim by another node (an ``UPDATE`` of that row) waits for it; a write that
+starts after such a claim committed finds no row and is refused (:class:`Fenced`), nothing written.
+Either the write lands before the new token exists, or it does not land: the next owner's recovery
+always sees every write of the previous one. Without :meth:`FenceSql.fence_as` (one node, SQLite)
+no check runs and the transaction is the plain one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wahub.store import tables as t
+from wahub.store.base import Fenced
+from wahub.store.sql.connection import SqlBase
+
+
+class FenceSql(SqlBase):
+    """This node's leases as the store knows them, and the fenced transaction."""
+
+    _fence_node: str | None = None
+    _held_tokens: dict[str, int] | None = None  # instance id -> token of the lease this node holds
+    _on_fenced: Callable[[str], None] | None = None
+
+    def fence_as(self, node_id: str, *, on_lost: Callable[[str], None] | None = None) -> None:
+        """From now on, fence the writes of instances by this node's leases (``on_lost``: a write was refused)."""
+        self._fence_node = node_id
+        self._on_fenced = on_lost
+        if self._held_tokens is None:
+            self._held_tokens = {}
+
+    def holds(self, instance_id: str) -> bool:
+        """Whether this node holds the instance's lease (as last claimed or renewed); always without fencing."""
+        return self._held_tokens is None or instance_id in self._held_tokens
+
+    def forget_lease(self, instance_id: str) -> None:
+        """Refuse this node's writes for the instance from now on (fenced out or given up)."""
+        if self._held_tokens is not None:
+            self._held_tokens.pop(instance_id, None)
+
+    @asynccontextmanager
+    async def _fenced_tx(self, instance_id: str) -> AsyncIterator[AsyncConnection]:
+        """A write transaction for ``instance_id``; raises :class:`Fenced` (nothing written) when this
+        node no longer holds its lease."""
+        async with self._tx() as conn:
+            if self._fence_node is not None:
+                await self._check_fence(conn, instance_id)
+            yield conn
+
+    @asynccontextmanager
+    async def _fenced_item_tx(self, column: sa.Column[object], value: object) -> AsyncIterator[AsyncConnection]:
+        """:meth:`_fenced_tx` for the instance of the outbox item whose ``column`` is ``value``."""
+        if self._fence_node is None:
+            async with self._tx() as conn:
+                yield conn
+            return
+        async with self.engine.connect() as conn:
+            instance_id = (await conn.execute(sa.select(t.outbox.c.instance_id).where(column == value))).scalar()
+        async with self._fenced_tx(str(instance_id)) as conn:
+            yield conn
+
+    async def _check_fence(self, conn: AsyncConnection, instance_id: str) -> None:
+        token = (self._held_tokens or {}).get(instance_id)
+        if token is None:
+            self._refused(instance_id)
+        le = t.leases
+        row = (await conn.execute(sa.select(le.c.token).where(
+            le.c.instance_id == instance_id, le.c.owner == self._fence_node, le.c.token == token)
+            .with_for_update(read=True))).first()
+        if row is None:
+            self._refused(instance_id)
+
+    def _refused(self, instance_id: str) -> None:
+        self.forget_lease(instance_id)
+        if self._on_fenced is not None:
+            self._on_fenced(instance_id)
+        raise Fenced(instance_id)

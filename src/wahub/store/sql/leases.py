@@ -1,0 +1,194 @@
+"""Nodes and instance leases on SQL (PostgreSQL in production; the same statements run on SQLite
+for the contract suite). See :mod:`wahub.store.sql.fence` for how writes are fenced."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wahub.domain.outbox import ItemStatus as St
+from wahub.domain.outbox import OutboxItem
+from wahub.store import tables as t
+from wahub.store.records import ClaimRound, LeaseRecord, NodeRecord
+from wahub.store.sql.connection import _item
+from wahub.store.sql.fence import FenceSql
+
+WAKE_CHANNEL = "wahub_wake"
+UNCERTAIN_ON_MOVE = ("the node that ran the instance stopped after handing the item to the engine; "
+                     "delivery unknown")
+
+
+def _lease(row: Any) -> LeaseRecord:
+    return LeaseRecord(instance_id=row.instance_id, owner=row.owner, token=int(row.token),
+                       expires_at=int(row.expires_at))
+
+
+class LeasesSql(FenceSql):
+    """Nodes, leases, claims with recovery, renewals, and the wake-up channel between nodes."""
+
+    _wake_listeners: list[Callable[[str], None]] | None = None
+    _listen_conn: Any = None
+
+    async def heartbeat(self, node_id: str, *, address: str | None, capacity: int, now: int) -> None:
+        """Register the node or refresh its heartbeat (epoch ms), address and capacity."""
+        stmt = self._insert(t.nodes).values(id=node_id, address=address, capacity=capacity, heartbeat_at=now,
+                                            started_at=now)
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
+            "address": address, "capacity": capacity, "heartbeat_at": now})
+        async with self._tx() as conn:
+            await conn.execute(stmt)
+
+    async def claim_round(self, node_id: str, *, now: int, ttl_ms: int) -> ClaimRound:
+        """Give every instance a lease row (free), then count instances, free leases, live nodes, owned."""
+        le, i = t.leases, t.instances
+        missing = sa.select(i.c.id, sa.null(), sa.literal(0, sa.BigInteger), sa.literal(0, sa.BigInteger)).where(
+            ~sa.exists().where(le.c.instance_id == i.c.id))
+        counts = sa.select(
+            sa.select(sa.func.count()).select_from(le).scalar_subquery(),
+            sa.select(sa.func.count()).select_from(le).where(
+                sa.or_(le.c.owner.is_(None), le.c.expires_at <= now)).scalar_subquery(),
+            sa.select(sa.func.count()).select_from(t.nodes).where(t.nodes.c.heartbeat_at > now - ttl_ms)
+            .scalar_subquery(),
+            sa.select(sa.func.count()).select_from(le).where(le.c.owner == node_id, le.c.expires_at > now)
+            .scalar_subquery())
+        async with self._tx() as conn:
+            await conn.execute(self._insert(le).from_select(["instance_id", "owner", "token", "expires_at"], missing)
+                               .on_conflict_do_nothing(index_elements=["instance_id"]))
+            total, free, live, owned = (await conn.execute(counts)).one()
+        return ClaimRound(instances=int(total), free=int(free), live_nodes=max(1, int(live)), owned=int(owned))
+
+    async def claim_leases(self, node_id: str, *, now: int, ttl_ms: int,
+                           limit: int) -> tuple[list[LeaseRecord], list[OutboxItem]]:
+        """Take up to ``limit`` free or expired leases and recover their in-flight items, in one transaction."""
+        if limit <= 0:
+            return [], []
+        le = t.leases
+        free = sa.or_(le.c.owner.is_(None), le.c.expires_at <= now)
+        pick = (sa.select(le.c.instance_id).where(free).order_by(le.c.instance_id).limit(limit)
+                .with_for_update(skip_locked=True))
+        async with self._tx() as conn:
+            ids = list((await conn.execute(pick)).scalars().all())
+            if not ids:
+                return [], []
+            rows = (await conn.execute(le.update().where(le.c.instance_id.in_(ids), free).values(
+                owner=node_id, token=le.c.token + 1, expires_at=now + ttl_ms).returning(*le.c))).all()
+            claimed = [_lease(r) for r in rows]
+            uncertain = await self._recover(conn, [c.instance_id for c in claimed], now)
+        if self._held_tokens is not None and node_id == self._fence_node:
+            self._held_tokens.update({c.instance_id: c.token for c in claimed})
+        return claimed, uncertain
+
+    @staticmethod
+    async def _recover(conn: AsyncConnection, instance_ids: Sequence[str], now: int) -> list[OutboxItem]:
+        """The start-up recovery of :meth:`OutboxSql.recover_in_flight`, for the instances just claimed:
+        returns their uncertain items whose report is not stored yet."""
+        o = t.outbox
+        if not instance_ids:
+            return []
+        ids = list(instance_ids)
+        await conn.execute(o.update().where(o.c.instance_id.in_(ids), o.c.status == St.SENDING.value,
+                                            o.c.handed_over_at.is_(None)).values(status=St.QUEUED.value,
+                                                                                 updated_at=now))
+        rows = (await conn.execute(o.update().where(o.c.instance_id.in_(ids), o.c.status == St.SENDING.value)
+                                   .values(status=St.UNCERTAIN.value, updated_at=now, last_error=UNCERTAIN_ON_MOVE,
+                                           error_reason="uncertain").returning(*o.c))).all()
+        items = sorted((_item(r) for r in rows), key=lambda it: it.seq)
+        if items:  # it may have left at any time up to now: the windows count it as of now
+            sl = t.send_log
+            await conn.execute(sl.update().where(sl.c.queue_id.in_([it.queue_id for it in items]),
+                                                 sl.c.at < now).values(at=now))
+        # Every uncertain item not reported yet (these, and any whose report the old owner never stored).
+        rows = (await conn.execute(o.select().where(o.c.instance_id.in_(ids), o.c.status == St.UNCERTAIN.value,
+                                                    o.c.uncertain_reported_at.is_(None)).order_by(o.c.seq))).all()
+        return [_item(r) for r in rows]
+
+    async def renew_leases(self, node_id: str, *, now: int, ttl_ms: int) -> list[LeaseRecord]:
+        """Extend every lease the node holds, in ONE statement; drops lost ones from the fence."""
+        le = t.leases
+        async with self._tx() as conn:
+            rows = (await conn.execute(le.update().where(le.c.owner == node_id).values(expires_at=now + ttl_ms)
+                                       .returning(*le.c))).all()
+        leases = [_lease(r) for r in rows]
+        if self._held_tokens is not None and node_id == self._fence_node:
+            still = {le_.instance_id: le_.token for le_ in leases}
+            for iid, token in list(self._held_tokens.items()):
+                if still.get(iid) != token:
+                    del self._held_tokens[iid]
+        return leases
+
+    async def release_leases(self, node_id: str, instance_ids: Sequence[str]) -> int:
+        """Give leases up: free at once (expiry 0), tokens kept."""
+        if not instance_ids:
+            return 0
+        for iid in instance_ids:
+            self.forget_lease(iid)
+        le = t.leases
+        async with self._tx() as conn:
+            res = await conn.execute(le.update().where(le.c.owner == node_id, le.c.instance_id.in_(list(instance_ids)))
+                                     .values(owner=None, expires_at=0))
+        return int(res.rowcount)
+
+    async def list_leases(self) -> list[LeaseRecord]:
+        """Every lease row, by instance id."""
+        async with self.engine.connect() as conn:
+            return [_lease(r) for r in (await conn.execute(t.leases.select().order_by(t.leases.c.instance_id)))]
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        """Every registered node with the leases it holds now, by id."""
+        n, le = t.nodes, t.leases
+        owned = sa.select(sa.func.count()).select_from(le).where(le.c.owner == n.c.id).scalar_subquery()
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(n, owned.label("owned")).order_by(n.c.id))).all()
+        return [NodeRecord(id=r.id, address=r.address, capacity=int(r.capacity), heartbeat_at=int(r.heartbeat_at),
+                           started_at=int(r.started_at), owned=int(r.owned)) for r in rows]
+
+    async def due_on(self, node_id: str, now: int) -> list[str]:
+        """Instances leased to the node with a queued item due at ``now``, by id."""
+        o, le = t.outbox, t.leases
+        q = (sa.select(o.c.instance_id).distinct().join(le, le.c.instance_id == o.c.instance_id)
+             .where(le.c.owner == node_id, o.c.status == St.QUEUED.value, o.c.next_attempt_at <= now)
+             .order_by(o.c.instance_id))
+        async with self.engine.connect() as conn:
+            return [str(r[0]) for r in (await conn.execute(q)).all()]
+
+    async def wake_owner(self, instance_id: str) -> None:
+        """``NOTIFY`` the instance's owner (PostgreSQL); on SQLite, this process's listeners."""
+        if self.is_sqlite:
+            for listener in list(self._wake_listeners or ()):
+                listener(instance_id)
+            return
+        async with self._tx() as conn:  # delivered at commit
+            await conn.execute(sa.select(sa.func.pg_notify(WAKE_CHANNEL, instance_id)))
+
+    async def listen_wakes(self, listener: Callable[[str], None]) -> None:
+        """``LISTEN`` on a connection of its own (PostgreSQL); on SQLite, in-process. Calling it again with
+        the same listener adds nothing, and opens the connection again if the server closed it."""
+        if self._wake_listeners is None:
+            self._wake_listeners = []
+        if listener not in self._wake_listeners:
+            self._wake_listeners.append(listener)
+        if self.is_sqlite or (self._listen_conn is not None and not self._listen_conn.is_closed()):
+            return
+        import asyncpg
+
+        dsn = "postgresql://" + self.url.split("://", 1)[1]
+        self._listen_conn = await asyncpg.connect(dsn)
+
+        def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            for fn in list(self._wake_listeners or ()):
+                fn(payload)
+
+        await self._listen_conn.add_listener(WAKE_CHANNEL, on_notify)
+
+    async def close(self) -> None:
+        """Close the ``LISTEN`` connection, then everything else."""
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is not None:
+            try:
+                await conn.close(timeout=2)
+            except Exception:  # noqa: BLE001 - closing anyway
+                conn.terminate()
+        await super().close()
