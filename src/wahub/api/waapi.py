@@ -12,7 +12,7 @@ from wahub.api import legacy, schemas
 from wahub.api.auth import require_key
 from wahub.domain import chatid, lifecycle, sendsettings, webhookurl
 from wahub.domain.errors import Conflict, InvalidInput, NotFound
-from wahub.domain.outbox import ItemKind, ItemStatus
+from wahub.domain.outbox import EnqueueResult, ItemKind, ItemStatus
 from wahub.edge import presenters
 from wahub.runtime.hub import Hub
 from wahub.runtime.registry import InstanceRuntime
@@ -192,10 +192,20 @@ def _queued_message(state: lifecycle.State) -> str:
 async def _enqueue(request: Request, instance_id: str, kind: ItemKind, data: dict[str, Any],
                    header_key: str | None) -> JSONResponse:
     hub = hub_of(request)
+    result = await hub.outbox.enqueue(instance_id, kind, data, header_key=header_key,
+                                      retry=retry_asked(request, data))
+    return enqueued(hub, instance_id, result)
+
+
+def retry_asked(request: Request, data: dict[str, Any]) -> bool:
+    """``retry`` from the body or the query: queue a failed keyed item again. Raises InvalidInput."""
     if data.get("retry") is not None and not isinstance(data["retry"], bool):
         raise InvalidInput("retry must be true or false")
-    retry = data.get("retry") is True or request.query_params.get("retry") in ("1", "true")
-    result = await hub.outbox.enqueue(instance_id, kind, data, header_key=header_key, retry=retry)
+    return data.get("retry") is True or request.query_params.get("retry") in ("1", "true")
+
+
+def enqueued(hub: Hub, instance_id: str, result: EnqueueResult) -> JSONResponse:
+    """The answer to an enqueue: 202 queued, 200 with ``messageId`` for a replay of a sent item."""
     rt = hub.get(instance_id)
     item = result.item
     state = rt.state.value

@@ -12,12 +12,13 @@ from wahub.domain.errors import (
     ServiceUnavailable,
     Unauthenticated,
     Unprocessable,
+    Unsupported,
 )
 
 #: Domain refusal → HTTP status; a subclass takes its nearest listed ancestor's code.
 STATUS: dict[type[ApiError], int] = {
     InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409, Unprocessable: 422,
-    QueueFull: 429,
+    QueueFull: 429, Unsupported: 501,
     ServiceUnavailable: 503, ApiError: 400,
 }
 

@@ -39,6 +39,7 @@ from wahub.domain.errors import DisconnectedError, PermanentSendError, SendError
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind, OutboxItem
 from wahub.engines import base as eng
+from wahub.runtime import sendkinds
 from wahub.store.base import OutboxPort
 
 log = structlog.get_logger("wahub.sendloop")
@@ -288,13 +289,7 @@ class SendLoop:
                  attempt=item.attempts + 1)
         try:
             async with asyncio.timeout(self.policy.send_timeout_ms / 1000):
-                if item.kind == ItemKind.POLL:
-                    result = await engine.send_poll(item.chat_id, item.payload["caption"],
-                                                    list(item.payload["options"]),
-                                                    bool(item.payload.get("multipleAnswers")), message_id=chosen,
-                                                    template=item.payload.get("template"))
-                else:
-                    result = await engine.send_text(item.chat_id, item.payload["message"], message_id=chosen)
+                result = await sendkinds.send_item(engine, item, chosen)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - every outcome is classified below
