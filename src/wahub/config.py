@@ -106,7 +106,8 @@ class Settings(BaseSettings):
     # media and the other send actions (send-media, download-media, send-seen, presence)
     media_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, alias="MEDIA_MAX_BYTES")
     media_mime_types: str = Field(default="image/jpeg,image/png,image/webp,image/gif,video/mp4,video/3gpp,audio/*,"
-                                  "application/*,text/*", alias="MEDIA_MIME_TYPES")
+                                  "application/pdf,application/zip,application/msword,application/vnd.*,text/plain,"
+                                  "text/csv", alias="MEDIA_MIME_TYPES")
     media_fetch_timeout_ms: int = Field(default=30_000, ge=100, le=600_000, alias="MEDIA_FETCH_TIMEOUT_MS")
     media_download_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=2 * 1024 * 1024 * 1024,
                                           alias="MEDIA_DOWNLOAD_MAX_BYTES")

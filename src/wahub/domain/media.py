@@ -80,10 +80,10 @@ def choose_mimetype(data: bytes, declared: str | None, served: str | None, filen
 
 
 def allowed(mime: str, patterns: Sequence[str]) -> bool:
-    """Whether ``mime`` matches one of ``patterns`` (``image/png``, ``audio/*``, ``*``)."""
+    """Whether ``mime`` matches one of ``patterns`` (``image/png``, ``audio/*``, ``application/vnd.*``, ``*``)."""
     for pattern in patterns:
         pattern = pattern.strip().lower()
-        if pattern in ("*", "*/*", mime) or (pattern.endswith("/*") and mime.startswith(pattern[:-1])):
+        if pattern in ("*", "*/*", mime) or (pattern.endswith("*") and mime.startswith(pattern[:-1])):
             return True
     return False
 
