@@ -19,11 +19,11 @@ KINDS = ('text', 'poll', 'media', 'location', 'vcard', 'reaction', 'edit', 'revo
 
 def upgrade() -> None:
     with op.batch_alter_table('outbox') as batch:
-        batch.drop_constraint('ck_outbox_kind_known', type_='check')
+        batch.drop_constraint(op.f('ck_outbox_kind_known'), type_='check')
         batch.create_check_constraint('kind_known', f"kind IN {KINDS!r}")
 
 
 def downgrade() -> None:
     with op.batch_alter_table('outbox') as batch:
-        batch.drop_constraint('ck_outbox_kind_known', type_='check')
+        batch.drop_constraint(op.f('ck_outbox_kind_known'), type_='check')
         batch.create_check_constraint('kind_known', "kind IN ('text', 'poll')")
