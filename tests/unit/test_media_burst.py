@@ -53,3 +53,11 @@ async def test_the_same_image_again_without_a_key_is_a_replay_not_a_second_send(
     assert again.replay and again.item.queue_id == first.item.queue_id
     await fh.advance(10 * SEC)
     assert len(fh.world.phones[rt.id].deliveries) == 1
+
+
+def test_the_documented_item_kinds_are_the_outbox_kinds() -> None:
+    from typing import get_args
+
+    from wahub.api.answers import OutboxItem
+
+    assert set(get_args(OutboxItem.model_fields["kind"].annotation)) == {k.value for k in ItemKind}

@@ -182,7 +182,7 @@ class OutboxItem(_Answer):
     instanceId: str
     idempotencyKey: str
     keySource: Literal["header", "body", "derived"]
-    kind: Literal["text", "poll"]
+    kind: Literal["text", "poll", "media", "location", "vcard", "reaction", "edit", "revoke", "forward"]
     chatId: str
     payload: dict[str, Any]
     status: str
