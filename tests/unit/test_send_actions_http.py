@@ -201,3 +201,39 @@ async def test_bad_input_is_a_4xx_naming_the_field_and_nothing_is_queued(
     assert needle in r.json()["error"], r.json()
     total = (await api.client.get(f"/instances/{api.iid}/outbox")).json()["total"]
     assert total == 0
+
+
+async def test_an_app_injects_a_photo_through_the_sandbox_api_and_downloads_it(api: Api) -> None:
+    r = await api.client.post(f"/sandbox/instances/{api.iid}/messages", json={
+        "from": "201000000003", "type": "image", "mimetype": "image/jpeg", "caption": "my parcel",
+        "mediaBase64": base64.b64encode(JPEG).decode()})
+    assert r.status_code == 200, r.text
+    mid = r.json()["messageId"]
+    r = await api.post("download-media", {"messageId": mid}, headers={"accept": "application/octet-stream"})
+    assert r.status_code == 200 and r.content == JPEG
+    sent = (await api.client.get(f"/sandbox/instances/{api.iid}/sent")).json()
+    assert sent["status"] == "success"
+
+
+async def test_an_engine_without_the_action_answers_501_with_the_reason_never_404(api: Api) -> None:
+    from wahub.engines.base import Capabilities
+
+    engine = api.fh.hub.instances[api.iid].engine
+    assert engine is not None
+    engine.capabilities = Capabilities()  # an engine that can send text and polls only
+    r = await api.post("send-location", {"chatId": "201000000001", "latitude": 1, "longitude": 2})
+    assert r.status_code == 501 and "cannot send location" in r.json()["error"], r.text
+    r = await api.post("send-seen", {"chatId": "201000000001"})
+    assert r.status_code == 200  # capabilities name what the outbox takes; the engine itself answers direct calls
+
+
+async def test_a_media_send_whose_answer_is_lost_is_uncertain_and_never_sent_twice(api: Api) -> None:
+    await api.fh.world.fault(api.iid, "send_error", {"mode": "answer_lost_silent"})
+    r = await api.post("send-media", {"chatId": "201000000001", "mediaBase64": base64.b64encode(JPEG).decode()})
+    assert r.status_code == 202
+    await api.fh.advance(5 * SEC)
+    item = (await api.client.get(f"/instances/{api.iid}/messages/{r.json()['queueId']}")).json()["item"]
+    assert item["status"] == "uncertain"
+    await api.fh.advance(120 * SEC)
+    assert len(api.deliveries()) == 1
+    assert "message_uncertain" in api.fh.hooks.names()
