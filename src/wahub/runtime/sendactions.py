@@ -34,6 +34,7 @@ from wahub.domain.errors import (
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import EnqueueResult, ItemKind, ItemStatus
 from wahub.engines import base as eng
+from wahub.engines.cloud.engine import CloudEngine
 from wahub.runtime.media import MediaSource
 from wahub.runtime.outbox import Outbox
 from wahub.runtime.registry import InstanceRuntime, Registry
@@ -45,6 +46,9 @@ PRESENCE_STATES = ("typing", "recording", "paused", "available", "unavailable")
 CAPABILITY = {ItemKind.MEDIA: "media", ItemKind.LOCATION: "locations", ItemKind.VCARD: "contacts",
               ItemKind.REACTION: "reactions", ItemKind.EDIT: "edits", ItemKind.REVOKE: "revokes",
               ItemKind.FORWARD: "forwards"}
+
+
+_STOPPED_CAPABILITIES = {"cloud": CloudEngine.capabilities}  # what a stopped instance's engine could do
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,10 @@ class SendActions:
         return await self.outbox.enqueue(rt.id, kind, data, header_key=header_key, retry=retry)
 
     def _check_capability(self, rt: InstanceRuntime, kind: ItemKind) -> None:
-        engine = rt.engine
+        """501 when the instance's engine (running, or by its kind when stopped) cannot send ``kind``."""
+        caps = rt.engine.capabilities if rt.engine is not None else _STOPPED_CAPABILITIES.get(rt.record.engine)
         name = CAPABILITY.get(kind)
-        if engine is not None and name is not None and not getattr(engine.capabilities, name, False):
+        if caps is not None and name is not None and not getattr(caps, name, False):
             raise Unsupported(f"the {rt.record.engine} engine of instance {rt.id} cannot send {kind.value} messages",
                               engine=rt.record.engine)
 
