@@ -237,3 +237,25 @@ async def test_a_media_send_whose_answer_is_lost_is_uncertain_and_never_sent_twi
     await api.fh.advance(120 * SEC)
     assert len(api.deliveries()) == 1
     assert "message_uncertain" in api.fh.hooks.names()
+
+
+async def test_a_direct_action_the_engine_does_not_answer_is_a_503_after_the_timeout(api: Api) -> None:
+    import asyncio
+
+    engine = api.fh.hub.instances[api.iid].engine
+    assert engine is not None
+    never = asyncio.Event()
+
+    async def hang(chat_id: str, message_ids: object = ()) -> None:
+        await never.wait()
+
+    engine.send_seen = hang  # type: ignore[method-assign]
+    api.fh.hub.send_actions.action_timeout_ms = 50
+    r = await api.post("send-seen", {"chatId": "201000000001"})
+    assert r.status_code == 503 and "ENGINE_ACTION_TIMEOUT_MS" in r.json()["error"], r.text
+
+
+async def test_direct_actions_on_an_instance_that_is_not_ready_are_a_409(api: Api) -> None:
+    await api.fh.world.fault(api.iid, "disconnect", {})
+    r = await api.post("send-seen", {"chatId": "201000000001"})
+    assert r.status_code == 409 and "not ready" in r.json()["error"], r.text
