@@ -259,3 +259,36 @@ async def test_direct_actions_on_an_instance_that_is_not_ready_are_a_409(api: Ap
     await api.fh.world.fault(api.iid, "disconnect", {})
     r = await api.post("send-seen", {"chatId": "201000000001"})
     assert r.status_code == 409 and "not ready" in r.json()["error"], r.text
+
+
+async def test_an_edit_after_fifteen_minutes_is_a_422_and_a_media_forward_keeps_the_file(api: Api) -> None:
+    r = await api.post("send-media", {"chatId": "201000000001", "mediaBase64": base64.b64encode(JPEG).decode()})
+    photo = await _sent_id(api, r)
+    r = await api.post("forward-message", {"messageId": photo, "chatId": "201000000002"})
+    await _sent_id(api, r)
+    copy = api.deliveries()[-1]
+    assert copy["kind"] == "media" and copy["forwarded"] is True and copy["size"] == len(JPEG)
+    assert copy["chatId"] == "201000000002@c.us"
+    r = await api.client.post(A.format(id=api.iid) + "send-message", json={"chatId": "201000000001", "message": "x"})
+    text_id = await _sent_id(api, r)
+    r = await api.post("edit-message", {"messageId": photo, "message": "y"})
+    assert r.status_code == 422 and "cannot be edited" in r.json()["error"]
+    await api.fh.advance(16 * 60 * SEC)
+    r = await api.post("edit-message", {"messageId": text_id, "message": "y"})
+    assert r.status_code == 422 and "15 minutes" in r.json()["error"], r.text
+
+
+async def test_send_media_alone_takes_a_body_above_max_body_bytes() -> None:
+    fh = build(None, media_max_bytes=1_000_000, max_body_bytes=64 * 1024)
+    await fh.hub.start(restore=False)
+    rt = await fh.hub.create_instance("big", HOOK_URL, [])
+    await fh.link(rt.id)
+    app = create_app(fh.hub, manage_hub=False)
+    big = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\x03" * 300_000).decode()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub",
+                                 headers={"authorization": f"Bearer {API_KEY}"}) as client:
+        r = await client.post(A.format(id=rt.id) + "send-media", json={"chatId": "201000000001", "mediaBase64": big})
+        assert r.status_code == 202, r.text[:300]
+        r = await client.post(A.format(id=rt.id) + "send-message", json={"chatId": "201000000001", "message": big})
+        assert r.status_code == 413
+    await fh.hub.stop()
