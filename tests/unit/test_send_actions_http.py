@@ -292,3 +292,16 @@ async def test_send_media_alone_takes_a_body_above_max_body_bytes() -> None:
         r = await client.post(A.format(id=rt.id) + "send-message", json={"chatId": "201000000001", "message": big})
         assert r.status_code == 413
     await fh.hub.stop()
+
+
+async def test_the_sandbox_refuses_what_whatsapp_refuses_and_the_item_fails_once(api: Api) -> None:
+    r = await api.post("edit-message", {"messageId": "false_201000000001@c.us_3EB0AA", "message": "x",
+                                        "fromMe": True})  # the caller claims it is its own
+    assert r.status_code == 400  # the serialized id says otherwise
+    r = await api.post("delete-message-by-id", {"messageId": "false_201000000001@c.us_3EB0AA"})
+    assert r.status_code == 202
+    await api.fh.advance(5 * SEC)
+    item = (await api.client.get(f"/instances/{api.iid}/messages/{r.json()['queueId']}")).json()["item"]
+    assert item["status"] == "failed" and item["errorReason"] == "not_allowed" and item["attempts"] == 1
+    assert api.deliveries() == []
+    assert "message_failed" in api.fh.hooks.names()

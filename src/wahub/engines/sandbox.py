@@ -318,8 +318,8 @@ class SandboxEngine(Engine):
                                    caption=content.get("caption"), forwarded=True, **fields)
 
     def _own(self, target: MessageRef, action: str) -> None:
-        """Like WhatsApp: only a message this account sent (and the sandbox delivered) can be edited."""
-        if not target.from_me or not any(d.message_id == target.message_id for d in self.phone.deliveries):
+        """Like WhatsApp: only a message this account sent can be edited."""
+        if not target.from_me:
             raise PermanentSendError(f"cannot {action} {target.message_id}: not a message this account sent",
                                      reason="not_allowed")
 
