@@ -305,3 +305,17 @@ async def test_the_sandbox_refuses_what_whatsapp_refuses_and_the_item_fails_once
     assert item["status"] == "failed" and item["errorReason"] == "not_allowed" and item["attempts"] == 1
     assert api.deliveries() == []
     assert "message_failed" in api.fh.hooks.names()
+
+
+async def test_reactions_toggled_back_without_keys_end_on_the_last_one_and_a_retry_is_a_replay(api: Api) -> None:
+    r = await api.client.post(A.format(id=api.iid) + "send-message", json={"chatId": "201000000001", "message": "x"})
+    text_id = await _sent_id(api, r)
+    answers = []
+    for emoji in ("👍", "❤️", "👍", "👍"):  # the last is a client's retry of the third
+        r = await api.post("react-to-message", {"messageId": text_id, "reaction": emoji})
+        answers.append(r.json())
+        await api.fh.advance(3 * SEC)
+    assert [a["replay"] for a in answers] == [False, False, False, True]
+    assert answers[3]["queueId"] == answers[2]["queueId"]
+    reactions = [d["reaction"] for d in api.deliveries() if d["kind"] == "reaction"]
+    assert reactions == ["👍", "❤️", "👍"]

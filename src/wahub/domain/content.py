@@ -188,6 +188,9 @@ def _target(body: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {"messageId": mid.strip(), "fromMe": _flag(body, "fromMe")}
     if participant:
         fields["participant"] = participant
+    after = body.get("after")  # the earlier change of the same message this one follows (see runtime.sendactions)
+    if isinstance(after, str) and after:
+        fields["after"] = after
     return fields
 
 

@@ -42,6 +42,7 @@ from wahub.store.base import OutboxPort
 
 T = TypeVar("T")
 EDIT_WINDOW_MS = 15 * 60_000  # WhatsApp accepts edits for 15 minutes after the send
+MAX_CHAINS = 10_000  # messages whose last keyless reaction/edit is remembered (see SendActions._chained)
 PRESENCE_STATES = ("typing", "recording", "paused", "available", "unavailable")
 CAPABILITY = {ItemKind.MEDIA: "media", ItemKind.LOCATION: "locations", ItemKind.VCARD: "contacts",
               ItemKind.REACTION: "reactions", ItemKind.EDIT: "edits", ItemKind.REVOKE: "revokes",
@@ -88,6 +89,8 @@ class SendActions:
         self.action_timeout_ms = action_timeout_ms
         self.download_max_bytes = download_max_bytes
         self.allow_status_broadcast = allow_status_broadcast
+        # (instance, kind, target) → (queue id, change, its "after") of the newest keyless reaction/edit
+        self._changes: dict[tuple[str, ItemKind, str], tuple[str, str, Any]] = {}
 
     # -- through the outbox ---------------------------------------------------------------------
     async def enqueue(self, instance_id: str, kind: ItemKind, body: dict[str, Any], *, header_key: str | None,
@@ -108,7 +111,37 @@ class SendActions:
             data = await self._targeted(rt, kind, data)
         elif kind == ItemKind.FORWARD:
             data = await self._forwarded(rt, data)
-        return await self.outbox.enqueue(rt.id, kind, data, header_key=header_key, retry=retry)
+        chain = (rt.id, kind, str(data.get("messageId"))) if kind in (ItemKind.REACTION, ItemKind.EDIT) \
+            and header_key is None and data.get("idempotencyKey") is None else None
+        if chain is not None:
+            data = self._chained(chain, data)
+        result = await self.outbox.enqueue(rt.id, kind, data, header_key=header_key, retry=retry)
+        if chain is not None:
+            self._changes.pop(chain, None)
+            self._changes[chain] = (result.item.queue_id, self._change_of(data), data.get("after"))
+            if len(self._changes) > MAX_CHAINS:
+                del self._changes[next(iter(self._changes))]  # the least recently changed message
+        return result
+
+    @staticmethod
+    def _change_of(data: dict[str, Any]) -> str:
+        return str(data.get("reaction") if "reaction" in data else data.get("message"))
+
+    def _chained(self, chain: tuple[str, ItemKind, str], data: dict[str, Any]) -> dict[str, Any]:
+        """Tie a keyless reaction or edit to the previous change of the same message.
+
+        Without a key, the same payload within ``AUTO_IDEMPOTENCY_WINDOW_SECONDS`` is one send; but 👍 → ❤️ → 👍
+        must end on 👍. So a change that differs from the previous one of that message names it
+        (``after``), which makes its payload new; a repeat of the previous change (a client's retry)
+        names what that one named, so it stays a replay. Kept in memory: a restart forgets the chain.
+        """
+        previous = self._changes.get(chain)
+        if previous is None:
+            return data
+        queue_id, change, after = previous
+        if self._change_of(data) == change:
+            return {**data, "after": after} if after else data
+        return {**data, "after": queue_id}
 
     def _check_capability(self, rt: InstanceRuntime, kind: ItemKind) -> None:
         """501 when the instance's engine (running, or by its kind when stopped) cannot send ``kind``."""
