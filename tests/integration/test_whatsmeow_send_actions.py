@@ -106,3 +106,15 @@ async def test_seen_presence_and_download_of_received_media(engine: WhatsmeowEng
         await engine.download_media(CUSTOMER, injected["id"], 100)
     with pytest.raises(base.MediaNotFound):
         await engine.download_media(CUSTOMER, "3A0CUNKNOWN", 1_000_000)
+
+
+async def test_a_media_forward_uploads_the_file_again_marked_forwarded(engine: WhatsmeowEngine) -> None:
+    content = {"mediaType": "document", "mimetype": "application/pdf", "filename": "inv.pdf",
+               "data": base64.b64encode(b"%PDF-1.4 forward").decode(), "size": 16}
+    await engine.send_forward("201000000002@c.us", "media", content)
+    await engine.send_forward("201000000002@c.us", "location", {"latitude": 1.0, "longitude": 2.0})
+    sent = (await engine.control(action="sent"))["sent"]
+    doc = sent[0]["message"]["documentMessage"]
+    assert doc["fileName"] == "inv.pdf" and doc["contextInfo"]["isForwarded"] is True
+    assert base64.b64decode(doc["fileSHA256"]) == hashlib.sha256(b"%PDF-1.4 forward").digest()
+    assert sent[1]["message"]["locationMessage"]["contextInfo"]["isForwarded"] is True
