@@ -41,6 +41,7 @@ from wahub.domain.errors import DisconnectedError, EngineError, SendError, Trans
 from wahub.engines import base
 from wahub.engines.whatsmeow import msgids, protocol
 from wahub.engines.whatsmeow.engineactions import SendActionsMixin
+from wahub.engines.whatsmeow.workeractions import TRANSFER_DIR
 
 log = structlog.get_logger("wahub.engines.whatsmeow")
 
@@ -94,6 +95,7 @@ class WhatsmeowEngine(SendActionsMixin, base.Engine):
         """Spawn the worker and ask it to connect; QR / ready events follow through the sink."""
         if self.running:
             return
+        shutil.rmtree(self.session_dir / TRANSFER_DIR, ignore_errors=True)  # files a crash left behind
         opts = self.options
         args = [opts.python, "-m", "wahub.engines.whatsmeow.worker", "--session", str(self.session_dir),
                 "--instance", self.instance_id, "--qr-window-ms", str(opts.qr_window_ms),

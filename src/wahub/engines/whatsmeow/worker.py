@@ -73,7 +73,7 @@ class Worker:
         self._commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._connect_thread: threading.Thread | None = None
         self._registered: set[str] = set()
-        self._presence_sent = False
+        self.presence_sent = False  # the account was marked available (before the first "typing…")
         self.received_media = workeractions.MediaMemory()
 
     # -- output -------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ class Worker:
                 raise adapter.send_error(exc) from exc
         if cmd == "typing":
             self._require_linked()
-            self._typing(str(args["chat_id"]))
+            workeractions.typing(self, str(args["chat_id"]))
             return {}
         if cmd == "pairing_code":
             return {"code": self._pairing_code(str(args["phone"]))}
@@ -320,15 +320,6 @@ class Worker:
         if registered:
             self._registered.add(chat)
         return registered
-
-    def _typing(self, chat: str) -> None:
-        from neonize.utils.enum import ChatPresence, ChatPresenceMedia, Presence
-
-        if not self._presence_sent:
-            resolve(self.client.send_presence(Presence.AVAILABLE))
-            self._presence_sent = True
-        resolve(self.client.send_chat_presence(to_jid(chat), ChatPresence.CHAT_PRESENCE_COMPOSING,
-                                               ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT))
 
     def _pairing_code(self, phone: str) -> str:
         """A pairing code; needs the open pre-login websocket (the one that shows QR codes).

@@ -136,6 +136,14 @@ def _send(worker: Worker, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
     return worker.deliver(chat, message, str(args.get("message_id") or ""))
 
 
+def typing(worker: Worker, chat: str) -> None:
+    """"typing…" before a text (``TYPING_INDICATOR_ENABLED``): the account is marked available once first."""
+    if not worker.presence_sent:
+        _presence(worker, None, "available")
+        worker.presence_sent = True
+    _presence(worker, chat, "typing")
+
+
 def _presence(worker: Worker, chat: str | None, state: str) -> None:
     from neonize.utils.enum import ChatPresence, ChatPresenceMedia, Presence
 
