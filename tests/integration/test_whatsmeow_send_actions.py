@@ -118,3 +118,19 @@ async def test_a_media_forward_uploads_the_file_again_marked_forwarded(engine: W
     assert doc["fileName"] == "inv.pdf" and doc["contextInfo"]["isForwarded"] is True
     assert base64.b64decode(doc["fileSHA256"]) == hashlib.sha256(b"%PDF-1.4 forward").digest()
     assert sent[1]["message"]["locationMessage"]["contextInfo"]["isForwarded"] is True
+
+
+async def test_a_start_removes_media_files_a_crash_left_behind(tmp_path: Path) -> None:
+    fac = WhatsmeowFactory(tmp_path / "sessions", clock=SystemClock(),
+                           options=WorkerOptions(fake_client=FAKE, log_level="warning"))
+    left = tmp_path / "sessions" / "shop" / "transfer" / "leftover.bin"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"a customer's photo")
+    rec = Recorder()
+    eng = fac.create("shop", rec)
+    try:
+        await eng.start()
+        await rec.wait_for(base.QrCode)
+        assert not left.exists()
+    finally:
+        await fac.close()
