@@ -134,3 +134,16 @@ async def test_a_start_removes_media_files_a_crash_left_behind(tmp_path: Path) -
         assert not left.exists()
     finally:
         await fac.close()
+
+
+async def test_send_seen_marks_the_chats_received_messages_read(engine: WhatsmeowEngine) -> None:
+    rec: Recorder = engine.recorder  # type: ignore[attr-defined]
+    first = await engine.control(action="raw_message", sender="201000000001@s.whatsapp.net",
+                                 message={"conversation": "is my order ready?"})
+    second = await engine.control(action="raw_message", sender="201000000001@s.whatsapp.net",
+                                  message={"conversation": "hello?"})
+    await rec.wait_for(base.InboundMessage, lambda m: m.message_id == second["id"])
+    await engine.send_seen(CUSTOMER)
+    await engine.send_seen(CUSTOMER)  # nothing left unread: no second receipt
+    reads = [p for p in (await engine.control(action="presence"))["presence"] if p.startswith("read:")]
+    assert reads == [f"read:201000000001@s.whatsapp.net:{first['id']},{second['id']}"]

@@ -75,6 +75,7 @@ class Worker:
         self._registered: set[str] = set()
         self.presence_sent = False  # the account was marked available (before the first "typing…")
         self.received_media = workeractions.MediaMemory()
+        self.unread = workeractions.Unread()
 
     # -- output -------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -165,8 +166,10 @@ class Worker:
                 return adapter.undecryptable_vote(event)
             return adapter.poll_vote(event, vote)
         mapped = adapter.message_event(event)
-        if isinstance(mapped, base.InboundMessage) and mapped.has_media:
-            self.received_media.keep(mapped.message_id, event.Message)  # what download_media fetches later
+        if isinstance(mapped, base.InboundMessage):
+            self.unread.add(mapped)  # what send-seen marks read
+            if mapped.has_media:
+                self.received_media.keep(mapped.message_id, event.Message)  # what download_media fetches later
         if mapped is None:
             from wahub.engines.whatsmeow import content
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from wahub.domain import chatid
 from wahub.domain.errors import EngineError, PermanentSendError, WaHubError
+from wahub.engines import base
 from wahub.engines.whatsmeow import outgoing
 from wahub.engines.whatsmeow.workerio import resolve, to_jid
 
@@ -28,6 +29,8 @@ SENDS = ("send_media", "send_location", "send_vcard", "send_reaction", "send_edi
 COMMANDS = (*SENDS, "seen", "presence", "download_media")
 TRANSFER_DIR = "transfer"
 MAX_REMEMBERED_MEDIA = 2_000  # received media messages whose download keys the worker keeps (newest)
+MAX_UNREAD_PER_CHAT = 50  # the newest received messages of a chat send-seen marks read
+MAX_UNREAD_CHATS = 2_000
 
 log = logging.getLogger("wahub.whatsmeow.worker")
 
@@ -49,6 +52,30 @@ class MediaMemory:
     def get(self, message_id: str) -> Any | None:
         """The remembered message, or None."""
         return self._messages.get(message_id)
+
+
+class Unread:
+    """Per chat, the received messages not yet marked read (id, sender): what ``seen`` without ids marks."""
+
+    def __init__(self, per_chat: int = MAX_UNREAD_PER_CHAT, chats: int = MAX_UNREAD_CHATS) -> None:
+        self.per_chat = per_chat
+        self.chats = chats
+        self._by_chat: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
+
+    def add(self, message: base.InboundMessage) -> None:
+        """Remember a received message (own echoes are never unread)."""
+        if message.from_me:
+            return
+        pending = self._by_chat.setdefault(message.chat_id, [])
+        pending.append((message.message_id, message.sender))
+        del pending[:-self.per_chat]
+        self._by_chat.move_to_end(message.chat_id)
+        while len(self._by_chat) > self.chats:
+            self._by_chat.popitem(last=False)
+
+    def take(self, chat_id: str) -> list[tuple[str, str]]:
+        """The chat's unread messages, forgotten from now on."""
+        return self._by_chat.pop(chat_id, [])
 
 
 def transfer_path(session_dir: Path) -> Path:
@@ -95,11 +122,15 @@ def run(worker: Worker, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
     if cmd == "seen":
         from neonize.utils.enum import ReceiptType
 
-        ids = [str(i) for i in args.get("message_ids") or []]
-        if ids:
-            jid = to_jid(chat)
-            resolve(worker.client.mark_read(*ids, chat=jid, sender=jid, receipt=ReceiptType.READ))
-        return {"marked": len(ids)}
+        given = [(str(i), chat) for i in args.get("message_ids") or []]
+        pending = given or worker.unread.take(chat)
+        by_sender: dict[str, list[str]] = {}
+        for message_id, sender in pending:
+            by_sender.setdefault(sender, []).append(message_id)
+        for sender, ids in by_sender.items():  # in a group, one receipt per author
+            resolve(worker.client.mark_read(*ids, chat=to_jid(chat), sender=to_jid(sender),
+                                            receipt=ReceiptType.READ))
+        return {"marked": len(pending)}
     if cmd == "presence":
         _presence(worker, chat or None, str(args["state"]))
         return {}
