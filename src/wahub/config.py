@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(default="auto", alias="LOG_FORMAT")
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, alias="MAX_BODY_BYTES")
     waapi_envelope: bool = Field(default=False, alias="WAAPI_ENVELOPE")
+    read_timeout_ms: int = Field(default=20000, ge=100, le=600_000, alias="READ_TIMEOUT_MS")
+    resolve_cache_seconds: int = Field(default=86_400, ge=0, le=365 * 86_400, alias="RESOLVE_CACHE_SECONDS")
     metrics_require_auth: bool = Field(default=True, alias="METRICS_REQUIRE_AUTH")
 
     # outbox

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -365,3 +366,57 @@ def test_operator_sees_a_failing_webhook_and_fixes_it_with_the_new_actions(page:
         expect(page.locator("[data-testid=webhook-banner]")).to_have_count(0)
         page.screenshot(path=str(shots_dir(tmp_path) / "dashboard-actions.png"), full_page=True)
         assert page.dialogs == []
+
+
+@pytest.fixture(scope="module")
+def quiet_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A hub whose simulated WhatsApp never acknowledges a send (a zombie session after two sends)."""
+    with Server(tmp_path_factory.mktemp("quiet"), env={"SEND_INTERVAL_MS": "0", "SANDBOX_AUTO_ACK": "false",
+                                                        "DEGRADED_AFTER_SENDS": "2"}) as server:
+        yield server
+
+
+@pytest.mark.timeout(180)
+def test_operator_sees_degraded_last_error_and_a_store_fault(page: Any, quiet_hub: Server) -> None:
+    hub, c = quiet_hub, quiet_hub.client
+    sign_in(page, hub)
+
+    # Two sends and no server ack: the instance is degraded, on the list and on its page, without a reload.
+    assert c.post("/instances", json={"name": "zombie"}).status_code in (200, 201)
+    assert c.post("/sandbox/instances/zombie/scan", json={"phone": "201000000077"}).status_code == 200
+    hub.wait_until(lambda: c.get("/instances/zombie").json()["instance"]["status"] == "ready")
+    page.goto(hub.url + "/dashboard")
+    page.evaluate("window.__notReloaded = true")
+    for i in range(2):
+        r = c.post("/instances/zombie/client/action/send-message", json={"chatId": "201000000001",
+                                                                          "message": f"order {i}"})
+        assert r.status_code == 202, r.text
+    expect(page.locator("tr[data-instance='zombie'] [data-testid=degraded]")).to_be_visible()
+    assert page.evaluate("window.__notReloaded === true")
+    page.goto(f"{hub.url}/dashboard/instances/zombie")
+    expect(page.locator("[data-testid=degraded-reason]")).to_contain_text("without any server ack")
+
+    # WhatsApp unreachable: the connect failure is the instance's last error, at once.
+    assert c.post("/instances", json={"name": "offline"}).status_code in (200, 201)
+    assert c.post("/sandbox/instances/offline/faults", json={"kind": "unreachable", "reason": "dns"}).status_code == 200
+    assert c.post("/instances/offline/restart", json={"type": "hard"}).status_code == 200
+    page.goto(f"{hub.url}/dashboard/instances/offline")
+    expect(page.locator("[data-testid=last-error]")).to_contain_text("unreachable (dns)")
+
+    # The database cannot write (another process holds it locked): a banner, gone once it can again.
+    page.goto(f"{hub.url}/dashboard/instances/zombie")
+    outside = sqlite3.connect(hub.data_dir / "wa-hub.sqlite3", isolation_level=None, timeout=30)
+    try:
+        outside.execute("BEGIN EXCLUSIVE")
+        r = c.post("/instances/zombie/client/action/send-message", json={"chatId": "201000000001",
+                                                                          "message": "while locked"})
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text
+        expect(page.locator("[data-testid=store-fault]")).to_be_visible(timeout=WAIT_MS)
+    finally:
+        outside.rollback()
+        outside.close()
+    r = c.post("/instances/zombie/client/action/send-message", json={"chatId": "201000000001",
+                                                                      "message": "after the lock"})
+    assert r.status_code == 202, r.text
+    expect(page.locator("[data-testid=store-fault]")).to_have_count(0, timeout=WAIT_MS)
+    assert page.dialogs == []

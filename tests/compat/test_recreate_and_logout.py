@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import HubClient
-from tests.integration.outbox_helpers import link, wait_state
+from tests.integration.outbox_helpers import deliveries, link, send, wait_state
 from tests.integration.webhook_helpers import of_event, received
 from tests.support.polling import until
 from tests.support.receiver import Receiver
@@ -58,3 +58,28 @@ async def test_with_the_waapi_envelope_logout_keeps_the_instance_and_its_queue(h
     out = await c.post("/instances/shop/client/action/logout")
     assert out.json()["data"]["instanceStatus"] == "logged_out"
     assert (await c.get("/instances/shop/queue")).json()["depth"] == 1
+
+
+@pytest.mark.hub_settings(send_interval_ms=0)
+async def test_a_key_sent_before_logout_and_create_is_a_replay_not_a_second_message(hub_client: HubClient) -> None:
+    c = hub_client.client
+    await c.post("/instances", json={"name": "shop"})
+    await link(hub_client, "shop")
+    first = await send(hub_client, "shop", "order:1001:confirm", text="Confirm order #1001?")
+    assert first.status_code == 202, first.text
+    await until(lambda: _sent_count(hub_client, 1))
+    assert (await c.post("/instances/shop/client/action/logout")).status_code == 200  # deletes, as the old hub
+    await c.post("/instances", json={"name": "shop"})
+    await link(hub_client, "shop")
+    again = await send(hub_client, "shop", "order:1001:confirm", text="Confirm order #1001?")  # the app retries
+    assert again.status_code == 200, again.text  # a replay of the item that was sent
+    assert (again.json()["queueId"], again.json()["replay"]) == (first.json()["queueId"], True)
+    assert again.json()["message"] == "Message already sent (same idempotency key)"
+    other = await send(hub_client, "shop", "order:1002:confirm", text="Confirm order #1002?")
+    assert other.status_code == 202
+    await until(lambda: _sent_count(hub_client, 1))
+    assert [m["text"] for m in await deliveries(hub_client, "shop")] == ["Confirm order #1002?"]
+
+
+async def _sent_count(hub_client: HubClient, n: int) -> bool:
+    return len(await deliveries(hub_client, "shop")) == n

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import HubClient
+from tests.integration.outbox_helpers import deliveries, link
+from tests.support.polling import until
 
 SEND = "/instances/shop/client/action/send-message"
 POLL = "/instances/shop/client/action/create-poll"
@@ -254,3 +256,41 @@ async def test_a_secret_must_be_a_string(hc: HubClient) -> None:
 async def test_bad_fault_parameters_are_400(hc: HubClient, body: dict[str, Any]) -> None:
     r = await hc.client.post("/sandbox/instances/shop/faults", json=body)
     assert r.status_code == 400, r.text
+
+
+async def test_limits_given_at_creation_are_kept_and_bad_ones_create_nothing(hub_client: HubClient) -> None:
+    c = hub_client.client
+    bad = await c.post("/instances", json={"name": "slow", "limits": {"perMinute": 0}})
+    assert bad.status_code == 400 and "limits.perMinute" in bad.json()["error"]
+    assert (await c.get("/instances/slow")).status_code == 404  # nothing half-made
+    unknown = await c.post("/instances", json={"name": "slow", "limits": {"perDay": 5}})
+    assert unknown.status_code == 400 and "perDay" in unknown.json()["error"]
+    r = await c.post("/instances", json={"name": "slow", "limits": {"perMinute": 2, "intervalMs": 1500}})
+    assert r.status_code in (200, 201), r.text
+    limits = (await c.get("/instances/slow/status")).json()["rateLimits"]
+    assert (limits["sendsPerMinute"]["max"], limits["intervalMs"]) == (2, 1500), limits
+
+
+async def test_sandbox_votes_are_what_whatsapp_could_deliver(hub_client: HubClient) -> None:
+    c = hub_client.client
+    await c.post("/instances", json={"name": "shop"})
+    await link(hub_client, "shop")
+    r = await c.post("/instances/shop/client/action/create-poll",
+                     json={"chatId": "201000000001", "caption": "Confirm?", "options": ["Yes", "No"]})
+    assert r.status_code == 202, r.text
+
+    async def poll_id() -> str | None:
+        sent = await deliveries(hub_client, "shop")
+        return str(sent[0]["messageId"]) if sent else None
+    pid = await until(poll_id)
+    vote = {"pollMessageId": pid, "voter": "201000000001"}
+    for extra, field in (({"selectedOptions": ["Maybe"]}, "selectedOptions"),
+                         ({"selectedOptions": ["Yes", "No"]}, "single answer"),
+                         ({"selectedOptions": ["Yes"], "timestamp": 2**63}, "timestamp"),
+                         ({"selectedOptions": ["Yes"], "timestamp": -1}, "timestamp")):
+        bad = await c.post("/sandbox/instances/shop/votes", json={**vote, **extra})
+        assert bad.status_code == 400 and field in bad.json()["error"], (extra, bad.text)
+    good = await c.post("/sandbox/instances/shop/votes", json={**vote, "selectedOptions": ["Yes"]})
+    assert good.status_code == 200, good.text
+    votes = (await c.get(f"/instances/shop/polls/{pid}/votes")).json()
+    assert "Yes" in str(votes)

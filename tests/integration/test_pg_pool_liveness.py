@@ -50,6 +50,12 @@ async def test_a_connection_the_server_closed_is_not_handed_out(store: SqlStore)
         async def gone() -> bool:
             return not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = 'wahub_liveness'")
         await until(gone)
+
+        async def seen_closed() -> bool:  # the client reads the server's goodbye on its own loop turn
+            pooled = list(store.engine.pool._pool._queue._queue)  # type: ignore[attr-defined]
+            return all(rec.dbapi_connection.driver_connection.is_closed() for rec in pooled
+                       if rec.dbapi_connection is not None)
+        await until(seen_closed)
     finally:
         await admin.close()
     for _ in range(3):  # every call after the kill gets a live connection

@@ -20,8 +20,8 @@ def test_no_domain_error_knows_an_http_status() -> None:
 
 def test_every_refusal_has_its_status_from_the_one_table() -> None:
     expected = {"ApiError": 400, "InvalidInput": 400, "Unauthenticated": 401, "Forbidden": 403, "NotFound": 404,
-                "Conflict": 409, "Unprocessable": 422, "QueueFull": 429, "ServiceUnavailable": 503, "ShuttingDown": 503,
-                "Unsupported": 501}
+                "Conflict": 409, "Unprocessable": 422, "QueueFull": 429, "NotSupported": 501, "ServiceUnavailable": 503,
+                "ShuttingDown": 503}
     assert {c.__name__: status_of(c("x") if c not in (errors.QueueFull, errors.ShuttingDown)
                                   else c("x", retry_after_s=1)) for c in _refusals()} == expected
     assert set(STATUS) <= set(_refusals())

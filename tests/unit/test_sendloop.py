@@ -334,3 +334,53 @@ async def test_enqueues_while_the_next_send_is_an_hour_away_run_no_send_loop_que
     await fh.advance(HOUR)
     times = stamps(fh, iid)
     assert len(times) == 2 and times[1] - times[0] >= HOUR  # the queue still drains when the hour is up
+
+
+async def test_an_uncertain_item_waiting_for_its_report_is_reported_after_a_stop_and_start() -> None:
+    store = MemoryStore()
+    true = FakeClock()
+    fh = build(None, store=store, clock=true, uncertain_evidence_window_seconds=120)
+    fh.spy.choose_ids = True
+    iid = await ready(fh)
+    await fh.world.fault(iid, "send_error", {"mode": "answer_lost_silent", "count": 1})
+    await enqueue(fh, iid, 1)
+    await fh.advance(30 * SEC)  # uncertain, its evidence window still open
+    assert fh.hooks.names("message_uncertain") == []
+    await fh.hub.stop()  # a clean stop before the window ends
+
+    fh2 = build(None, store=store, clock=true, uncertain_evidence_window_seconds=120)
+    fh2.world.phones = fh.world.phones
+    await fh2.hub.start(restore=True)
+    await fh2.advance(60 * SEC)
+    assert fh2.hooks.names("message_uncertain") == []  # still inside the window that began before the stop
+    await fh2.advance(60 * SEC)
+    assert fh2.hooks.names("message_uncertain") == ["message_uncertain"]
+    await fh2.hub.stop()
+
+    fh3 = build(None, store=store, clock=true, uncertain_evidence_window_seconds=120)
+    fh3.world.phones = fh.world.phones
+    await fh3.hub.start(restore=True)
+    await fh3.advance(200 * SEC)
+    assert fh3.hooks.names("message_uncertain") == []  # reported once, not once per start
+    assert len(fh.world.phones[iid].deliveries) == 1  # and never sent again
+
+
+async def test_logout_then_create_again_keeps_sent_keys_and_the_rate_windows() -> None:
+    fh = build(None)
+    iid = await ready(fh)
+    await enqueue(fh, iid, 6)
+    await fh.advance(10 * SEC)
+    before = list(fh.world.phones[iid].deliveries)
+    assert len(before) == 6
+    await fh.hub.delete_instance(iid)  # what the existing wa-hub's logout does
+    assert iid not in fh.hub.instances
+    await ready(fh, start=False)  # the merchant creates it again and scans (the same account)
+    retried = [await fh.hub.outbox.enqueue(iid, ItemKind.TEXT, {"chatId": "201000000001", "message": f"m{i}"},
+                                           header_key=f"m-{i}") for i in range(6)]  # the app retries its keys
+    assert all(r.replay and r.item.status == ItemStatus.SENT for r in retried)
+    await enqueue(fh, iid, 6, prefix="new")  # and sends six new ones
+    await fh.advance(3 * MIN)
+    deliveries = before + [d for d in fh.world.phones[iid].deliveries if d not in before]
+    texts = [d.text for d in deliveries]
+    assert sorted(texts) == sorted([f"m{i}" for i in range(6)] + [f"new{i}" for i in range(6)]), texts
+    assert_paced([d.at_ms for d in deliveries], 6, 500)  # the minute of the first six still counted

@@ -347,6 +347,20 @@ class InfoRaw(_Answer):
     status: Success
 
 
+class ActionData(_Answer):
+    """The inner envelope of a read, chat or group action; the result sits under the action's own key."""
+
+    status: Success
+    instanceId: str
+
+
+class ActionAnswer(_Answer):
+    """A read, chat or group action's answer: ``data.status`` and the result under ``data.<key>``."""
+
+    status: Success
+    data: ActionData
+
+
 class SandboxAnswer(_Answer):
     """A sandbox control's result."""
 

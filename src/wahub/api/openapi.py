@@ -20,6 +20,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from wahub.api import answers as a
+from wahub.api import readactions
+from wahub.domain import directory
 
 BEARER = "bearer"
 API_KEY_HEADER = "apiKey"
@@ -36,8 +38,8 @@ WHY: dict[int, str] = {
     413: "Request body larger than MAX_BODY_BYTES",
     422: "Well-formed but cannot be done as asked (an edit after 15 minutes, a forward of a message this hub "
          "did not send, a download above MEDIA_DOWNLOAD_MAX_BYTES)",
-    501: "The instance's engine cannot do this action (the message says why)",
     429: "Too many failed API keys from this address, or the instance's queue is full (see Retry-After)",
+    501: "The instance's engine cannot do this action (the message says why)",
     503: "The store is unreachable or wa-hub is shutting down (see Retry-After)",
 }
 AUTH = (401, 403, 429, 503)
@@ -101,6 +103,9 @@ ROUTES: dict[tuple[str, str], Doc] = {
     ("get", I + "/client/info-raw"): _ok(a.InfoRaw, 404),
     ("get", I + "/queue"): _ok((a.PendingQueue, a.ItemAnswer), 400, 404),
 }
+ROUTES.update({("post", I + "/client/action/" + name): Doc({200: a.ActionAnswer}, (400, 404, 409, 413, 501) + AUTH,
+                                                         {"body": readactions.body_schema(action)})
+               for name, action in directory.ACTIONS.items()})
 _CHAT = {"type": "string", "minLength": 1, "examples": ["201000000001@c.us"]}
 #: The sandbox routes read their bodies themselves (free-form fault parameters); documented here.
 SANDBOX_BODIES: dict[str, dict[str, Any]] = {
@@ -148,7 +153,8 @@ SANDBOX_BODIES: dict[str, dict[str, Any]] = {
         "examples": [{"messageIds": ["3EB0C767D26A1D2E8F4B"], "ack": "read"}]},
     "/faults": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": [
         "disconnect", "auth_failure", "temporary_ban", "send_error", "slow_send", "drop_after_ready",
-        "never_ready", "unregistered", "clear"]}}, "description": "kind plus its parameters (docs/sandbox)",
+        "never_ready", "unregistered", "resolves_to", "clear"]}},
+        "description": "kind plus its parameters (docs/sandbox)",
         "examples": [{"kind": "send_error", "mode": "transient", "count": 1}]},
 }
 ROUTES.update({("post", "/sandbox" + I + s): Doc({200: a.SandboxAnswer}, (400, 404, 409, 413) + AUTH,

@@ -72,6 +72,12 @@ class WebhookUpdate(_Body):
     secret: Any = _f({"type": ["string", "null"], "maxLength": 512})
 
 
+_LIMITS: dict[str, Any] = {"type": ["object", "null"], "additionalProperties": False, "properties": {
+    "perMinute": {"type": ["integer", "null"], "minimum": 1, "maximum": 10_000},
+    "perHour": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000},
+    "intervalMs": {"type": ["integer", "null"], "minimum": 0, "maximum": 86_400_000}}}
+
+
 class CreateInstance(_Body):
     """``POST /instances``: with no body at all (the WaAPI SDK) the id is generated."""
 
@@ -89,6 +95,8 @@ class CreateInstance(_Body):
     defaultCountryCode: Any = _f({"type": ["string", "integer", "null"], "pattern": "^(\\+?[1-9][0-9]{0,2})?$",
                                   "minimum": 1, "maximum": 999, "examples": ["20"]},
                                  "country calling code completing a national number (e.g. 20); empty or null: none")
+    limits: Any = _f(_LIMITS, "per-instance rate limits (perMinute, perHour, intervalMs); absent or null: the "
+                     "server defaults")
 
 
 class UpdateInstance(_Body):
@@ -99,11 +107,7 @@ class UpdateInstance(_Body):
 
     name: Any = _f({"type": ["string", "null"], "maxLength": 100})
     webhook: WebhookUpdate | None = None
-    limits: Any = _f({"type": ["object", "null"], "additionalProperties": False, "properties": {
-        "perMinute": {"type": ["integer", "null"], "minimum": 1, "maximum": 10_000},
-        "perHour": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000},
-        "intervalMs": {"type": ["integer", "null"], "minimum": 0, "maximum": 86_400_000}}},
-        "per-instance overrides; null resets one to the server default")
+    limits: Any = _f(_LIMITS, "per-instance overrides; null resets one to the server default")
 
 
 class SendMessage(_Body):

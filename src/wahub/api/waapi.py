@@ -70,6 +70,20 @@ def check_text(value: Any, path: str) -> None:
             check_text(item, f"{path}[{i}]")
 
 
+def _limits(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The body's ``limits`` object by column name (None when absent); InvalidInput naming the field."""
+    limits = data.get("limits")
+    if limits is None:
+        return None
+    if not isinstance(limits, dict):
+        raise InvalidInput("limits must be an object with perMinute, perHour and/or intervalMs")
+    names = {"perMinute": "limit_per_minute", "perHour": "limit_per_hour", "intervalMs": "send_interval_ms"}
+    unknown = set(limits) - set(names)
+    if unknown:
+        raise InvalidInput(f"limits has unknown keys {sorted(unknown)}; known: perMinute, perHour, intervalMs")
+    return {names[k]: v for k, v in limits.items()}
+
+
 @router.get("/instances", summary="List instances (a bare JSON array, as wa-hub always answered)")
 async def list_instances(request: Request) -> JSONResponse:
     return JSONResponse([instance_brief(rt) for rt in hub_of(request).instances.values()])
@@ -102,7 +116,8 @@ async def create_instance(request: Request, body: schemas.CreateInstance | None 
             await hub.replace_cloud_credentials(existing.id, data["cloud"])
         return await legacy.recreate(hub, existing, webhook, sendsettings.pick(data))
     rt = await hub.create_instance(data["name"], webhook.get("url"), webhook.get("events"), webhook.get("secret"),
-                                   sendsettings.pick(data), engine=data.get("engine"), cloud=data.get("cloud"))
+                                   sendsettings.pick(data), engine=data.get("engine"), cloud=data.get("cloud"),
+                                   limits=_limits(data))
     return ok({"instance": instance_brief(rt)})
 
 
@@ -122,15 +137,8 @@ async def update_instance(request: Request, instance_id: str, body: schemas.Upda
         kwargs["events"] = webhook["events"] if webhook["events"] is not None else []
     if "secret" in webhook:
         kwargs["webhook_secret"] = webhook["secret"]
-    limits = data.get("limits")
-    if limits is not None:
-        if not isinstance(limits, dict):
-            raise InvalidInput("limits must be an object with perMinute, perHour and/or intervalMs")
-        names = {"perMinute": "limit_per_minute", "perHour": "limit_per_hour", "intervalMs": "send_interval_ms"}
-        unknown = set(limits) - set(names)
-        if unknown:
-            raise InvalidInput(f"limits has unknown keys {sorted(unknown)}; known: perMinute, perHour, intervalMs")
-        kwargs["limits"] = {names[k]: v for k, v in limits.items()}
+    if data.get("limits") is not None:
+        kwargs["limits"] = _limits(data)
     kwargs["settings"] = sendsettings.pick(data)  # defaultCountryCode, typingIndicatorEnabled, applyTypingTo
     rt = await hub_of(request).update_instance(instance_id, **kwargs)
     return ok({"instance": instance_brief(rt)})

@@ -17,7 +17,7 @@
         ├── Conflict                   the request contradicts stored state
         ├── Unprocessable              well-formed, but cannot be sent (e.g. outside the service window)
         ├── QueueFull                  the instance's outbox is full (with ``retry_after_s``)
-        ├── Unsupported                the instance's engine cannot do this action (the reason says why)
+        ├── NotSupported               the instance's engine cannot do this action (the message says why)
         └── ServiceUnavailable         the store or the engines are not available
             └── ShuttingDown           wa-hub is stopping (with ``retry_after_s``)
 
@@ -115,8 +115,8 @@ class QueueFull(ApiError):
         self.retry_after_s = retry_after_s
 
 
-class Unsupported(ApiError):
-    """The instance's engine cannot carry out this action at all (501); the message says why."""
+class NotSupported(ApiError):
+    """The instance's engine cannot do this action (501); the message says why."""
 
 
 class ServiceUnavailable(ApiError):

@@ -8,17 +8,17 @@ from wahub.domain.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    NotSupported,
     QueueFull,
     ServiceUnavailable,
     Unauthenticated,
     Unprocessable,
-    Unsupported,
 )
 
 #: Domain refusal → HTTP status; a subclass takes its nearest listed ancestor's code.
 STATUS: dict[type[ApiError], int] = {
     InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409, Unprocessable: 422,
-    QueueFull: 429, Unsupported: 501,
+    QueueFull: 429, NotSupported: 501,
     ServiceUnavailable: 503, ApiError: 400,
 }
 

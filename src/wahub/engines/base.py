@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wahub.domain.errors import EngineError
+from wahub.engines.directory import NO_DIRECTORY, Directory
 from wahub.engines.sendtypes import MEDIA_TYPES as MEDIA_TYPES  # the send actions' types (re-exported)
 from wahub.engines.sendtypes import DownloadedMedia as DownloadedMedia
 from wahub.engines.sendtypes import EngineUnsupported as EngineUnsupported
@@ -305,6 +306,10 @@ class Engine(abc.ABC):
 
         Stops the engine first when it runs.
         """
+
+    def directory(self) -> Directory:
+        """Reads, chat settings and group management (:mod:`wahub.engines.directory`); none by default."""
+        return NO_DIRECTORY
 
     async def probe_ready(self) -> bool:
         """Whether the connection works although ``Ready`` never came (readiness probe)."""

@@ -15,7 +15,10 @@ Faults (:meth:`SandboxWorld.fault`): ``disconnect``, ``auth_failure`` (logged ou
 ``never_ready`` (authenticate but never become ready), ``unregistered`` (a chat id that is not on WhatsApp),
 ``stale_session`` (a linked session that says nothing on start: no QR, no ready; discarding it shows
 a QR), ``unreachable`` (``reason`` dns|tls|refused|timeout|network: every start reports
-``ConnectFailed``; ``null`` clears).
+``ConnectFailed``; ``null`` clears), ``resolves_to`` (``chatId`` → ``to``: WhatsApp knows the
+number under another id, e.g. a Brazilian mobile without its ninth digit).
+
+Reads, chat settings and groups: :meth:`SandboxEngine.directory` (:mod:`wahub.engines.sandboxdirectory`).
 
 ``answer_lost`` and ``answer_lost_silent`` deliver the message (it is in the delivery log under the
 caller's id) and then fail the send with ``maybe_sent=True``, as a timeout after the write does on
@@ -66,6 +69,7 @@ from wahub.engines.base import (
     Receipt,
     SendResult,
 )
+from wahub.engines.sandboxdirectory import SandboxDirectory
 from wahub.engines.sandboxworld import _ANSWER_LOST, Delivery, Phone, SandboxWorld
 
 __all__ = ["Delivery", "Phone", "SandboxEngine", "SandboxFactory", "SandboxWorld"]
@@ -91,8 +95,14 @@ class SandboxEngine(Engine):
         self._closed = False
 
     async def emit(self, event: EngineEvent) -> None:
-        """Hand an event to the runtime."""
+        """Hand an event to the runtime (the sandbox's address book learns from it first)."""
+        self.world.directories.observe(self.instance_id, event)
         await self.sink(event)
+
+    def directory(self) -> SandboxDirectory:
+        """Reads, chat settings and groups against the simulated world."""
+        self.world.directories.book(self.instance_id).unregistered = self.phone.unregistered
+        return SandboxDirectory(self.world.directories, self.instance_id)
 
     def _spawn(self, coro_fn: Callable[[], Any]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro_fn())

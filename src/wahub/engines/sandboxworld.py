@@ -26,6 +26,7 @@ from wahub.engines.base import (
     Receipt,
     TemporaryBan,
 )
+from wahub.engines.sandboxdirectory import SandboxDirectories
 
 if TYPE_CHECKING:
     from wahub.engines.sandbox import SandboxEngine
@@ -97,6 +98,7 @@ class SandboxWorld:
         self.qr_window_ms = qr_window_ms
         self.rng = rng or random.Random()
         self.phones: dict[str, Phone] = {}
+        self.directories = SandboxDirectories(clock)  # chats, contacts, messages, groups (reads and groups)
         self._sessions_file = data_dir / "sandbox" / "sessions.json" if data_dir else None
         self._delivery_log = delivery_log
         self._load_sessions()
@@ -128,6 +130,7 @@ class SandboxWorld:
     def forget(self, instance_id: str) -> None:
         """Drop the phone and its persisted session (instance deleted)."""
         self.phones.pop(instance_id, None)
+        self.directories.forget(instance_id)
         self._save_sessions()
 
     def new_message_id(self) -> str:
@@ -137,6 +140,9 @@ class SandboxWorld:
     def record_delivery(self, phone: Phone, delivery: Delivery) -> None:
         """Keep a delivery in memory and, when configured, durably in the delivery log."""
         phone.deliveries.append(delivery)
+        self.directories.sent(phone.instance_id, delivery.message_id, delivery.chat_id,
+                              "poll_creation" if delivery.kind == "poll" else "chat",
+                              delivery.text or delivery.caption or "", delivery.at_ms)
         if self._delivery_log is not None:
             line = json.dumps({"instanceId": phone.instance_id, **delivery.as_dict()}, ensure_ascii=False)
             with open(self._delivery_log, "a", encoding="utf-8") as fh:
@@ -214,7 +220,19 @@ class SandboxWorld:
         engine = self._engine(p)
         poll = next((d for d in p.deliveries if d.message_id == poll_message_id), None)
         chat = poll.chat_id if poll else voter
-        ts = timestamp if timestamp is not None else self.clock.now_ms()
+        now = self.clock.now_ms()
+        if timestamp is not None and not 0 < timestamp <= now + 86_400_000:
+            raise InvalidInput("timestamp must be epoch milliseconds, at most one day ahead of now")
+        if poll is not None and poll.options is not None and not decrypt_failed:
+            # WhatsApp's own client offers only the poll's options, one of them unless multiple answers are allowed
+            unknown = [o for o in selected if o not in poll.options]
+            if unknown:
+                raise InvalidInput(f"selectedOptions has {unknown!r}, not options of this poll: {poll.options!r}")
+            if not poll.multiple and len(selected) > 1:
+                raise InvalidInput("selectedOptions may hold one option: this poll allows a single answer")
+            if len(set(selected)) != len(selected):
+                raise InvalidInput("selectedOptions names an option twice")
+        ts = timestamp if timestamp is not None else now
         if decrypt_failed:
             vote = PollVote(poll_message_id, chat, voter, ts, voter_alt=voter_alt, decrypt_failed=True)
         elif as_hashes:
@@ -270,6 +288,11 @@ class SandboxWorld:
             from wahub.domain import chatid
 
             p.unregistered.add(chatid.normalize(params.get("chatId"), field="chatId"))
+        elif kind == "resolves_to":  # WhatsApp knows the number under another id (e.g. without Brazil's 9th digit)
+            from wahub.domain import chatid
+
+            self.directories.alias(instance_id, chatid.normalize(params.get("chatId"), field="chatId"),
+                                   chatid.normalize(params.get("to"), field="to"))
         elif kind == "clear":
             p.send_errors.clear()
             p.send_latency_ms = 0

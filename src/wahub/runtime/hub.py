@@ -7,6 +7,7 @@ in-memory state here is a cache of it plus the running tasks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from typing import Any
 
@@ -27,6 +28,7 @@ from wahub.observability import Metrics
 from wahub.runtime import urlguard
 from wahub.runtime.cloud import CloudRoom
 from wahub.runtime.degraded import DegradedWatch
+from wahub.runtime.directory import DirectoryRoom
 from wahub.runtime.eventhold import EventHold
 from wahub.runtime.events import Events
 from wahub.runtime.inbound import Inbound
@@ -34,6 +36,7 @@ from wahub.runtime.instances import Instances
 from wahub.runtime.media import MediaSource
 from wahub.runtime.outbox import InstanceOutcomes, Outbox, limits_for
 from wahub.runtime.registry import InstanceRuntime, Registry
+from wahub.runtime.resolve import Resolver
 from wahub.runtime.sandboxport import SandboxControl
 from wahub.runtime.sendactions import SendActions
 from wahub.runtime.sendloop import SendLoop, SendPolicy
@@ -94,6 +97,9 @@ class Hub:
         self.admin = Instances(store, clock, self.instances, engine_factory, add_runtime=self._add_runtime,
                                notify=self.dispatcher.notify, forget=self._forget, url_guard=self.url_guard,
                                allow_status_broadcast=settings.allow_status_broadcast)
+        self.directory = DirectoryRoom(self.instances, timeout_ms=settings.read_timeout_ms)
+        self.resolver = Resolver(store, clock, ttl_ms=settings.resolve_cache_seconds * 1000,
+                                 timeout_ms=settings.read_timeout_ms)
         self.lifecycle_policy = LifecyclePolicy.from_settings(settings)
         self.send_policy = SendPolicy(max_attempts=settings.max_send_attempts,
                                       retry_base_ms=settings.retry_base_backoff_ms,
@@ -159,6 +165,7 @@ class Hub:
         self.dispatcher.forget(instance_id)
         self.inbound.forget(instance_id)
         self.cloud.forget(instance_id)
+        self.resolver.forget(instance_id)
 
     def _add_runtime(self, rec: InstanceRecord, *, booting: bool = False) -> InstanceRuntime:
         """The runtime of an instance row. At a process start (``booting``) no engine runs yet, so a
@@ -175,7 +182,7 @@ class Hub:
                                  after_ms=int(self.settings.degraded_after_minutes * 60_000))
         rt.sendloop = SendLoop(rt, self.store, self.clock, self.send_policy,
                                lambda: limits_for(self.settings, rt.record), _WatchedOutcomes(self.outbox, rt),
-                               self.rng)
+                               self.rng, resolve=functools.partial(self._resolve, rec.id))
         hold = EventHold(rec.id, self.clock, self.metrics)
         rt.supervisor = Supervisor(rt, self.store, self.clock, self.lifecycle_policy, self.events,
                                    self.engine_factory, self.metrics, on_transition=self.on_transition,
@@ -183,6 +190,9 @@ class Hub:
         self.instances[rec.id] = rt
         self.metrics.set_state(rec.id, rt.state.value, [s.value for s in State])
         return rt
+
+    async def _resolve(self, instance_id: str, engine: eng.Engine, chat_id: str, ask: bool) -> str:
+        return await self.resolver.resolve(instance_id, engine, chat_id, ask=ask)
 
     async def _data_events(self, rt: InstanceRuntime, event: eng.EngineEvent) -> bool:
         """Data events go to the inbound room; any receipt also tells the degraded watch the session lives."""
@@ -228,10 +238,11 @@ class Hub:
 
     async def create_instance(self, name: str, webhook_url: str | None, events: list[str] | None,
                               webhook_secret: str | None = None, settings: dict[str, Any] | None = None, *,
-                              engine: Any = None, cloud: Any = None) -> InstanceRuntime:
+                              engine: Any = None, cloud: Any = None,
+                              limits: dict[str, int | None] | None = None) -> InstanceRuntime:
         """Create and start an instance (see :meth:`Instances.create`) driven by ``engine``
         (default ``WAHUB_ENGINE``) with its send ``settings`` (API names); ``cloud`` holds a cloud
-        instance's credentials (never logged).
+        instance's credentials (never logged); ``limits`` its own rate limits (column names).
 
         Raises InvalidInput naming the field (unknown engine, bad credentials, no credentials key).
         """
@@ -245,7 +256,7 @@ class Hub:
         elif cloud is not None:
             raise InvalidInput('cloud is only for engine "cloud"')
         return await self.admin.create(name, webhook_url, events, webhook_secret, settings, engine=engine,
-                                       after_insert=save)
+                                       limits=limits, after_insert=save)
 
     def engine_choice(self, engine: Any) -> str:
         """The engine a new instance asked for (None: ``WAHUB_ENGINE``). Raises InvalidInput naming the

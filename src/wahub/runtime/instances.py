@@ -26,6 +26,18 @@ LIMIT_FIELDS = {"limit_per_minute": ("perMinute", 1, 10_000), "limit_per_hour": 
                 "send_interval_ms": ("intervalMs", 0, 86_400_000)}
 
 
+def limit_values(limits: dict[str, int | None]) -> dict[str, int | None]:
+    """Checked per-instance rate limits by column name (``limit_per_minute``, ``limit_per_hour``,
+    ``send_interval_ms``; None = the hub's default). Raises InvalidInput naming ``limits.<field>``."""
+    for key, value in limits.items():
+        if key not in LIMIT_FIELDS:
+            raise InvalidInput(f"unknown limit {key!r}")
+        label, low, high = LIMIT_FIELDS[key]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
+            raise InvalidInput(f"limits.{label} must be an integer from {low} to {high:,}, or null for the default")
+    return dict(limits)
+
+
 class Instances:
     """Operator actions on instances; the lifecycle itself is the supervisor's."""
 
@@ -80,10 +92,11 @@ class Instances:
 
     async def create(self, name: str, webhook_url: str | None, events: list[str] | None,
                      webhook_secret: str | None = None, settings: dict[str, Any] | None = None, *,
-                     engine: str = "whatsmeow",
+                     engine: str = "whatsmeow", limits: dict[str, int | None] | None = None,
                      after_insert: Callable[[str], Awaitable[None]] | None = None) -> InstanceRuntime:
         """Create and start an instance driven by ``engine`` (``settings``: API-named send settings,
-        :mod:`wahub.domain.sendsettings`). Raises InvalidInput (bad name/url/events/settings) or Conflict
+        :mod:`wahub.domain.sendsettings`; ``limits``: column-named rate limits, see :func:`limit_values`).
+        Raises InvalidInput (bad name/url/events/settings/limits) or Conflict
         (exists). ``after_insert(id)`` stores what belongs with the row (cloud credentials); when it
         raises, the row is deleted again and nothing is left half-written."""
         instance_id = chatid.instance_id_from_name(name)
@@ -91,6 +104,7 @@ class Instances:
         evs = _check_events(events)
         columns = sendsettings.columns(settings or {})
         webhook_secret = _check_secret(webhook_secret)
+        columns.update(limit_values(limits or {}))
         existing = self.registry.get(instance_id)
         if existing is not None:
             raise Conflict(f"instance id {instance_id} (from the name {name!r}) is taken by the instance named "
@@ -127,15 +141,7 @@ class Instances:
         if webhook_secret is not ...:
             values["webhook_secret"] = _check_secret(webhook_secret)
         values.update(sendsettings.columns(settings or {}))
-        for key, value in (limits or {}).items():
-            if key not in LIMIT_FIELDS:
-                raise InvalidInput(f"unknown limit {key!r}")
-            label, low, high = LIMIT_FIELDS[key]
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                      or not low <= value <= high):
-                raise InvalidInput(f"limits.{label} must be an integer from {low} to {high:,}, or null for the "
-                                   "default")
-            values[key] = value
+        values.update(limit_values(limits or {}))
         if values:
             await self.store.update_instance(rt.id, **values)
             rec = await self.store.get_instance(rt.id)

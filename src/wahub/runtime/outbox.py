@@ -210,7 +210,10 @@ class Outbox:
             await self.store.set_item_status(queue_id, from_statuses=[U], to_status=Q, now=self.clock.now_ms())
             rt.sendloop.poke()
             return
-        await self.events.emit(rt.record, "message_uncertain", {**item_ref(item), "reason": why or item.last_error})
+        drafts = self.events.drafts(rt.record, "message_uncertain", {**item_ref(item),
+                                                                      "reason": why or item.last_error})
+        if await self.store.mark_uncertain_reported(queue_id, self.clock.now_ms(), drafts) and drafts:
+            self.events.notify(rt.id)
 
     async def reconcile(self, rt: InstanceRuntime, message_id: str) -> bool:
         """Evidence (receipt, ack, from-me echo) that ``message_id`` reached WhatsApp.

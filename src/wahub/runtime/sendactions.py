@@ -27,9 +27,9 @@ from wahub.domain.errors import (
     EngineError,
     InvalidInput,
     NotFound,
+    NotSupported,
     ServiceUnavailable,
     Unprocessable,
-    Unsupported,
 )
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import EnqueueResult, ItemKind, ItemStatus
@@ -97,7 +97,7 @@ class SendActions:
                       retry: bool = False) -> EnqueueResult:
         """Prepare ``body`` for ``kind`` and enqueue it (see :meth:`Outbox.enqueue` for the answers).
 
-        Raises InvalidInput naming the field, NotFound (instance or target message), Unsupported (501)
+        Raises InvalidInput naming the field, NotFound (instance or target message), NotSupported (501)
         when the instance's engine cannot send ``kind``, and what ``Outbox.enqueue`` raises.
         """
         rt = self.registry.get_rt(instance_id)
@@ -148,7 +148,7 @@ class SendActions:
         caps = rt.engine.capabilities if rt.engine is not None else _STOPPED_CAPABILITIES.get(rt.record.engine)
         name = CAPABILITY.get(kind)
         if caps is not None and name is not None and not getattr(caps, name, False):
-            raise Unsupported(f"the {rt.record.engine} engine of instance {rt.id} cannot send {kind.value} messages",
+            raise NotSupported(f"the {rt.record.engine} engine of instance {rt.id} cannot send {kind.value} messages",
                               engine=rt.record.engine)
 
     async def target(self, rt: InstanceRuntime, message_id: object, chat: object = None) -> Target:
@@ -176,7 +176,7 @@ class SendActions:
     async def _targeted(self, rt: InstanceRuntime, kind: ItemKind, data: dict[str, Any]) -> dict[str, Any]:
         tgt = await self.target(rt, data.get("messageId"), data.get("chatId"))
         if kind == ItemKind.REVOKE and data.get("forEveryone") is False:
-            raise Unsupported("deleting a message only on this device (forEveryone=false) is not supported: "
+            raise NotSupported("deleting a message only on this device (forEveryone=false) is not supported: "
                               "WhatsApp engines here delete for everyone")
         if kind == ItemKind.EDIT:
             if not tgt.from_me:
@@ -219,7 +219,7 @@ class SendActions:
             raise ServiceUnavailable(f"the engine did not answer {what} within {self.action_timeout_ms} ms "
                                      "(ENGINE_ACTION_TIMEOUT_MS)") from None
         except eng.EngineUnsupported as exc:
-            raise Unsupported(str(exc)) from None
+            raise NotSupported(str(exc)) from None
         except eng.MediaNotFound as exc:
             raise NotFound(str(exc)) from None
         except eng.MediaTooLarge as exc:

@@ -36,12 +36,12 @@ def target_of(payload: Mapping[str, Any]) -> eng.MessageRef:
     return eng.MessageRef(str(payload["messageId"]), bool(payload.get("fromMe")), payload.get("participant"))
 
 
-async def send_item(engine: eng.Engine, item: OutboxItem, message_id: str | None) -> eng.SendResult:
-    """Hand ``item`` to ``engine`` under ``message_id``. Raises the ``SendError`` family.
+async def send_item(engine: eng.Engine, item: OutboxItem, chat: str, message_id: str | None) -> eng.SendResult:
+    """Hand ``item`` to ``engine`` for ``chat`` (its chat id as resolved for WhatsApp) under ``message_id``.
 
-    ``EngineUnsupported`` becomes ``PermanentSendError(reason="unsupported")``.
+    Raises the ``SendError`` family; ``EngineUnsupported`` becomes ``PermanentSendError(reason="unsupported")``.
     """
-    p, chat = item.payload, item.chat_id
+    p = item.payload
     try:
         if item.kind == ItemKind.TEXT:
             return await engine.send_text(chat, p["message"], message_id=message_id)

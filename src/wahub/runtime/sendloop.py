@@ -12,10 +12,12 @@ One instant per send. The item is claimed and marked handed over (with the messa
 will use, when it can choose one) in one transaction, committed before the engine call; that commit
 takes a variable time, so the decision is taken again afterwards, against the same history (nothing
 else can send for this instance meanwhile), on the clock, with no await between that final decision
-and the engine call. The instant of that decision is the send's time: it is what the sandbox stamps,
-what is persisted in the send log (with the outcome, :meth:`OutboxPort.mark_sent`) and the item's
-``sent_at``, and what the windows of later decisions count. See ``docs/decisions.md`` ("One instant
-per send") and ``docs/PERFORMANCE.md`` for what each of the four statements of a send guards.
+and the engine call. Before it, the item's number is resolved to the id WhatsApp knows
+(:mod:`wahub.runtime.resolve`; cached, so usually no await). The instant of that decision is the
+send's time: it is what the sandbox stamps, what is persisted in the send log (with the outcome,
+:meth:`OutboxPort.mark_sent`) and the item's ``sent_at``, and what the windows of later decisions
+count. See ``docs/decisions.md`` ("One instant per send") and ``docs/PERFORMANCE.md`` for what each
+of the four statements of a send guards.
 
 Nothing here reaches back into its owner: the loop receives a store port, a clock, a policy, a
 view of its instance (:class:`Link`) and the outbox's outcome callbacks (:class:`Outcomes`).
@@ -27,7 +29,7 @@ import asyncio
 import bisect
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +42,7 @@ from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind, OutboxItem
 from wahub.engines import base as eng
 from wahub.runtime import sendkinds
+from wahub.runtime.resolve import NeedsLookup
 from wahub.store.base import OutboxPort
 
 log = structlog.get_logger("wahub.sendloop")
@@ -103,11 +106,18 @@ class Outcomes(Protocol):
         ...
 
 
+Resolve = Callable[[eng.Engine, str, bool], Awaitable[str]]
+"""The id to send a chat id to (:meth:`wahub.runtime.resolve.Resolver.resolve` bound to the instance;
+the flag allows asking WhatsApp, else :class:`NeedsLookup` when no answer is stored); raises the
+``SendError`` family (not on WhatsApp: permanent; no answer: transient)."""
+
+
 class SendLoop:
     """Drains one instance's outbox; started on ``ready``, stopped on any other state."""
 
     def __init__(self, link: Link, store: OutboxPort, clock: Clock, policy: SendPolicy,
-                 limits: Callable[[], ratelimit.Limits], outcomes: Outcomes, rng: random.Random) -> None:
+                 limits: Callable[[], ratelimit.Limits], outcomes: Outcomes, rng: random.Random,
+                 resolve: Resolve | None = None) -> None:
         self.link = link
         self.store = store
         self.clock = clock
@@ -115,11 +125,13 @@ class SendLoop:
         self.limits = limits
         self.outcomes = outcomes
         self.rng = rng
+        self.resolve = resolve
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jitter_ms = 0
         self._draining = False
         self._history: list[int] | None = None  # send instants of the last hour; None = read from the store
+        self._claim_without_hand_over = False  # the next item's number must be asked about first
         self._not_before = 0  # the pacing decision of the last turn (epoch ms): no send before it
         self._wake_at: int | None = None  # when the parked loop wakes by itself; None while it works
 
@@ -246,7 +258,8 @@ class SendLoop:
             chosen = engine.new_message_id()
         # Typing goes out between the claim and the hand-over, so only then are they two transactions.
         own = getattr(self.link, "typing", None)  # the instance's own typing setting; None: the policy's
-        hand_over = not (self.policy.typing if own is None else own)
+        hand_over = not (self.policy.typing if own is None else own) and not self._claim_without_hand_over
+        self._claim_without_hand_over = False
         item = await self.store.claim_next(iid, now, hand_over=hand_over, chosen_message_id=chosen)
         if item is None:
             due_at = await self.store.next_due_at(iid)
@@ -267,10 +280,29 @@ class SendLoop:
             await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=handed_over)
             self._history = None
             return
+        # Who the number is on WhatsApp: a stored answer, or a question to WhatsApp before the first
+        # send to it. A question is never asked while the item is handed over: a crash or a failed
+        # answer meanwhile would leave an item marked as possibly sent that never left. So a
+        # handed-over item whose number needs a question is given back (no send counted) and the next
+        # claim is made without hand-over: it asks, then hands over. Either way before the pacing
+        # decision below.
+        chat = item.chat_id
+        if self.resolve is not None:
+            try:
+                chat = await self.resolve(engine, item.chat_id, not handed_over)
+            except NeedsLookup:
+                await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=True)
+                self._history = None
+                self._claim_without_hand_over = True
+                return
+            except SendError as exc:  # not on WhatsApp: fails for good; no answer: retried later
+                self._history = None
+                await self._failed(item, exc)
+                return
         if not handed_over:
             if item.kind == ItemKind.TEXT:
                 with contextlib.suppress(Exception):
-                    await engine.send_typing(item.chat_id)
+                    await engine.send_typing(chat)
             await store.mark_handed_over(item, clock.now_ms(), chosen_message_id=chosen)
         # Decide again: awaits happened since the first decision. `history` is still the whole
         # story (this instance has one item in flight), so only time moved.
@@ -289,7 +321,7 @@ class SendLoop:
                  attempt=item.attempts + 1)
         try:
             async with asyncio.timeout(self.policy.send_timeout_ms / 1000):
-                result = await sendkinds.send_item(engine, item, chosen)
+                result = await sendkinds.send_item(engine, item, chat, chosen)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - every outcome is classified below

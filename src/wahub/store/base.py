@@ -76,7 +76,9 @@ class InstancesPort(Protocol):
                               webhook_events: list[str], webhook_secret: str | None, now: int,
                               state: str = "initializing", engine: str = "whatsmeow",
                               default_country_code: str | None = None, typing_indicator_enabled: bool | None = None,
-                              apply_typing_to: list[str] | None = None) -> InstanceRecord:
+                              apply_typing_to: list[str] | None = None, limit_per_minute: int | None = None,
+                              limit_per_hour: int | None = None, send_interval_ms: int | None = None,
+                              ) -> InstanceRecord:
         """Insert an instance driven by ``engine`` with its optional send settings (``default_country_code``
         digits, ``typing_indicator_enabled`` None = the setting, ``apply_typing_to`` as given).
         Raises :class:`~wahub.domain.errors.Conflict` when the id exists."""
@@ -188,7 +190,11 @@ class OutboxPort(Protocol):
         ...
 
     async def recover_in_flight(self, now: int) -> tuple[int, list[OutboxItem]]:
-        """Start-up recovery: ``(requeued, items now uncertain)``."""
+        """Start-up recovery: ``(requeued, uncertain items not reported yet)``."""
+        ...
+
+    async def mark_uncertain_reported(self, queue_id: str, now: int, events: Sequence[EventDraft]) -> bool:
+        """Store ``message_uncertain`` once for a still-``uncertain`` item; False when not stored."""
         ...
 
     async def get_item(self, queue_id: str) -> OutboxItem | None:
@@ -286,6 +292,18 @@ class InboundPort(Protocol):
         ...
 
 
+class NumbersPort(Protocol):
+    """What WhatsApp answered about a typed number: the id it knows it by, or not on WhatsApp (the resolver)."""
+
+    async def remember_number(self, instance_id: str, typed: str, resolved: str | None, *, now: int) -> None:
+        """Store the answer for ``typed`` (a ``…@c.us`` id): ``resolved`` is WhatsApp's id, None = not on it."""
+        ...
+
+    async def find_number(self, instance_id: str, typed: str) -> tuple[str | None, int] | None:
+        """``(resolved, checked_at)`` for ``typed`` (``resolved`` None = not on WhatsApp), or None when never asked."""
+        ...
+
+
 class EventsPort(Protocol):
     """Webhook events (the event catalogue and the dispatcher)."""
 
@@ -365,6 +383,6 @@ class CloudPort(Protocol):
 
 
 class Store(AdminPort, InstancesPort, LifecyclePort, OutboxPort, ImportPort, InboundPort, EventsPort, FleetPort,
-            CloudPort,
+            CloudPort, NumbersPort,
             Protocol):
     """Every port at once: what a backend implements (the composition root hands out the parts)."""

@@ -94,6 +94,9 @@ outbox = Table(
     # The message id the engine was asked to send under, stored *before* the call: a later receipt
     # or from-me echo of this id proves an `uncertain` send reached WhatsApp.
     Column("chosen_message_id", String(128), nullable=True),
+    # When `message_uncertain` was stored for this item (0006): an uncertain item with none is
+    # reported at the next start, so a stop between "uncertain" and its report loses no report.
+    Column("uncertain_reported_at", BigInteger, nullable=True),
     CheckConstraint(f"status IN {ITEM_STATUSES!r}", name="status_known"),
     CheckConstraint(f"kind IN {ITEM_KINDS!r}", name="kind_known"),
     CheckConstraint("attempts >= 0", name="attempts_non_negative"),
@@ -112,6 +115,19 @@ Index("ix_outbox_created", outbox.c.created_at)
 Index("ix_outbox_chosen_message_id", outbox.c.instance_id, outbox.c.chosen_message_id)
 # The sliding window of derived keys looks up the newest item with the same payload.
 Index("ix_outbox_fingerprint", outbox.c.instance_id, outbox.c.fingerprint, outbox.c.seq)
+
+# Finished items of a deleted instance (0006), kept for the retention period: re-creating the same
+# instance id (logout deletes it, as the existing wa-hub does) moves them back, so an idempotency key
+# or a derived key that was already sent is answered as a replay, never sent again. No foreign key:
+# the instance row is gone while they wait.
+outbox_retired = Table(
+    "outbox_retired", metadata,
+    *(Column(c.name, c.type, nullable=c.nullable) for c in outbox.columns if c.name != "seq"),
+    Column("seq", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    UniqueConstraint("queue_id", name="uq_outbox_retired_queue_id"),
+)
+Index("ix_outbox_retired_instance", outbox_retired.c.instance_id, outbox_retired.c.seq)
+Index("ix_outbox_retired_updated", outbox_retired.c.updated_at)
 
 send_log = Table(
     "send_log", metadata,
@@ -188,6 +204,17 @@ identities = Table(
     Column("phone", String(120), nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Index("ix_identities_phone", "instance_id", "phone"),
+)
+
+number_ids = Table(
+    "number_ids", metadata,
+    # WhatsApp's answer to "who is this number" before the first send to it (IsOnWhatsApp): a typed
+    # number may be known under another id (Brazil without the ninth digit, Mexico's 521…), or not at
+    # all (resolved NULL). One row per typed id keeps both forms; checked_at lets the answer expire.
+    Column("instance_id", String(120), primary_key=True),
+    Column("typed", String(120), primary_key=True),
+    Column("resolved", String(120), nullable=True),
+    Column("checked_at", BigInteger, nullable=False),
 )
 
 transitions = Table(

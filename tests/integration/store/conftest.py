@@ -23,8 +23,9 @@ from wahub.store.sql import SqlStore
 
 PG_URL = os.environ.get("WAHUB_TEST_PG_URL")
 T0 = 1_700_000_000_000
-TABLES = {"instances", "outbox", "send_log", "webhook_events", "polls", "votes", "inbound_seen", "identities",
-          "transitions", "restarts", "cloud_credentials", "cloud_chat_inbound", "alembic_version"}
+TABLES = {"instances", "outbox", "outbox_retired", "send_log", "webhook_events", "polls", "votes", "inbound_seen",
+          "identities", "number_ids", "transitions", "restarts", "cloud_credentials", "cloud_chat_inbound",
+          "alembic_version"}
 
 _: type[Store] = MemoryStore  # both implementations satisfy the protocol (checked by mypy)
 __: type[Store] = SqlStore

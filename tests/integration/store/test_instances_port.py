@@ -91,8 +91,10 @@ async def test_duplicate_instance_id_is_a_conflict(store: Store) -> None:
 
 
 async def test_delete_instance_removes_everything_it_recorded(store: Store) -> None:
+    queue_ids = {}
     for inst in ("a", "b"):
         item, _, _ = await enqueue(store, "k1", instance=inst)
+        queue_ids[inst] = item.queue_id
         claimed = await store.claim_next(inst, T0)
         assert claimed is not None
         await send(store, claimed, f"m-{inst}", T0 + 1)
@@ -102,16 +104,37 @@ async def test_delete_instance_removes_everything_it_recorded(store: Store) -> N
                                       now=T0)
     assert await store.delete_instance("a") == 0  # its one item was sent: nothing open was dropped
     assert await store.find_item_by_key("a", "k1") is None
-    assert await store.send_history("a", 0) == []
+    assert await store.send_history("a", 0) == [T0 + 1]  # the rate windows outlive the instance row
     assert await store.list_events("a", status=None, limit=10) == []
     assert await store.restarts_since("a", 0) == []
     assert await store.transitions("a") == []
-    # a new instance under the same id starts clean: inbound ids were forgotten too
+    # a new instance under the same id: inbound ids were forgotten, its sent keys come back
     await store.create_instance(id="a", name="A2", webhook_url=None, webhook_events=[], webhook_secret=None,
                                 now=T0 + 2)
     assert await store.record_inbound("a", "in-1", now=T0 + 2, event=None) is True
+    back = await store.find_item_by_key("a", "k1")
+    assert back is not None and (back.queue_id, back.status.value, back.message_id) == (queue_ids["a"], "sent", "m-a")
     # the other instance is untouched
     assert (await store.find_item_by_key("b", "k1")) is not None
     assert await store.send_history("b", 0) == [T0 + 1]
     assert len(await store.list_events("b", status=None, limit=10)) == 1
     assert await store.record_inbound("b", "in-1", now=T0 + 2, event=None) is False
+
+
+async def test_a_re_created_id_gets_its_finished_items_back_until_the_purge(store: Store) -> None:
+    await enqueue(store, "sent-key", instance="a")
+    claimed = await store.claim_next("a", T0)
+    assert claimed is not None
+    await send(store, claimed, "m-1", T0 + 1)
+    await enqueue(store, "open-key", instance="a")
+    assert await store.delete_instance("a") == 1  # the queued one is dropped, the sent one retired
+    await store.create_instance(id="a", name="A", webhook_url=None, webhook_events=[], webhook_secret=None,
+                                now=T0 + 5)
+    assert (await store.find_item_by_key("a", "sent-key")) is not None
+    assert await store.find_item_by_key("a", "open-key") is None
+    # a second delete retires it again; the purge then forgets it for good
+    assert await store.delete_instance("a") == 0
+    await store.purge(T0 + 10_000)
+    await store.create_instance(id="a", name="A", webhook_url=None, webhook_events=[], webhook_secret=None,
+                                now=T0 + 20_000)
+    assert await store.find_item_by_key("a", "sent-key") is None

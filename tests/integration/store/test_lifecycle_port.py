@@ -69,8 +69,8 @@ async def test_purge_deletes_old_final_records_only(store: Store) -> None:
     await store.record_transition("a", from_state="initializing", to_state="connecting", reason=None, now=old)
 
     removed = await store.purge(old + 1)
-    assert removed == {"outbox": 1, "send_log": 2, "events": 1, "inbound_seen": 1, "transitions": 1,
-                       "restarts": 1}
+    assert removed == {"outbox": 1, "outbox_retired": 0, "send_log": 2, "events": 1, "inbound_seen": 1,
+                       "transitions": 1, "restarts": 1}
     assert await store.get_item(sent.queue_id) is None
     assert await store.find_item_by_key("a", "sent") is None  # the key may be used again
     for kept in (uncertain, queued, fresh_sent):

@@ -228,7 +228,16 @@ async def test_recover_in_flight_requeues_or_marks_uncertain(store: Store) -> No
     assert await store.claim_next("b", T0 + 200) is None
     again = await store.claim_next("a", T0 + 200)
     assert again is not None and again.queue_id == a_item.queue_id
-    assert await store.recover_in_flight(T0 + 300) == (1, [])
+    # until its report is stored, a stop and start returns it again (a report is never lost) ...
+    requeued, unreported = await store.recover_in_flight(T0 + 300)
+    assert (requeued, [u.queue_id for u in unreported]) == (1, [b_item.queue_id])
+    report = draft("b", "message_uncertain")
+    assert await store.mark_uncertain_reported(b_item.queue_id, T0 + 400, [report]) is True
+    assert await store.mark_uncertain_reported(b_item.queue_id, T0 + 401, [draft("b")]) is False  # once only
+    assert [e.event_id for e in await store.list_events("b", status=None, limit=10)] == [report.event_id]
+    # ... and once stored, never again
+    assert await store.recover_in_flight(T0 + 500) == (0, [])
+    assert await store.mark_uncertain_reported(a_item.queue_id, T0 + 600, [draft("a")]) is False  # not uncertain
 
 
 async def test_send_history_counts_handovers_in_window(store: Store) -> None:

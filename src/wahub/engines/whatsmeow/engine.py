@@ -40,6 +40,7 @@ from wahub.domain.clock import Clock
 from wahub.domain.errors import DisconnectedError, EngineError, SendError, TransientSendError
 from wahub.engines import base
 from wahub.engines.whatsmeow import msgids, protocol
+from wahub.engines.whatsmeow.directory import WhatsmeowDirectory
 from wahub.engines.whatsmeow.engineactions import SendActionsMixin
 from wahub.engines.whatsmeow.workeractions import TRANSFER_DIR
 
@@ -224,6 +225,10 @@ class WhatsmeowEngine(SendActionsMixin, base.Engine):
     async def is_registered(self, chat_id: str) -> bool:
         result = await self._query("is_on_whatsapp", {"chat_id": chat_id})
         return bool(result["registered"])
+
+    def directory(self) -> WhatsmeowDirectory:
+        """Reads, contacts and groups through the worker (see :mod:`~wahub.engines.whatsmeow.directory`)."""
+        return WhatsmeowDirectory(self._query)
 
     async def control(self, **args: Any) -> dict[str, Any]:
         """Drive the fake client (tests and benchmarks only; a real worker refuses)."""

@@ -68,6 +68,8 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
     PollVoteMessage,
 )
 
+from wahub.engines.whatsmeow.fakedirectory import DIRECTORY_ACTIONS, FakeDirectory
+
 CONNECT_ERROR_ENV = "WAHUB_FAKE_CONNECT_ERROR"
 STALE_SESSION_ENV = "WAHUB_FAKE_STALE_SESSION"  # a stored session that never comes online (no QR, no ready)
 SESSION_FILE = "fake-session.json"
@@ -118,8 +120,8 @@ class _Events:
         self._qr = func
 
 
-class FakeClient:
-    """Offline ``NewClient`` look-alike; see the module docstring."""
+class FakeClient(FakeDirectory):
+    """Offline ``NewClient`` look-alike; see the module docstring (contacts and groups: :mod:`.fakedirectory`)."""
 
     def __init__(self, name: str, jid: Any = None, props: Any = None, uuid: str | None = None,
                  new_device: bool = False) -> None:
@@ -263,7 +265,7 @@ class FakeClient:
     def is_on_whatsapp(self, *numbers: str) -> list[Any]:
         if not self.connected:
             raise IsOnWhatsAppError("websocket not connected")
-        return [IsOnWhatsAppResponse(Query=n, JID=jid(n.lstrip("+") + "@s.whatsapp.net"),
+        return [IsOnWhatsAppResponse(Query=n, JID=jid(self.known_as(n)),
                                      IsIn=n.lstrip("+") not in self._unregistered) for n in numbers]
 
     def PairPhone(self, phone: str, show_push_notification: bool, client_name: Any = None,  # noqa: N802
@@ -277,7 +279,8 @@ class FakeClient:
     def fake_control(self, args: dict[str, Any]) -> dict[str, Any]:
         """Drive the fake: ``action`` is scan | message | raw_message | vote | undecryptable_vote | receipt |
         receipt_after_send | disconnect | logged_out | temporary_ban | stream_replaced | send_error |
-        deliver_then_timeout | unregistered | sent | presence.
+        deliver_then_timeout | unregistered | sent | presence, and the directory knobs of
+        :mod:`~wahub.engines.whatsmeow.fakedirectory` (number_alias, contact, profile_picture, join_request, groups).
 
         ``send_error``: the next ``count`` sends fail with ``message`` (``delivered: true`` = the
         message reached the chat before the error, like a lost answer); ``deliver_then_timeout`` is
@@ -367,6 +370,8 @@ class FakeClient:
             return {"sent": [json.loads(line) for line in lines]}
         elif action == "presence":
             return {"presence": list(self._presence)}
+        elif action in DIRECTORY_ACTIONS:
+            return self.directory_control(args)
         else:
             raise ValueError(f"unknown fake action {action!r}")
         return {}

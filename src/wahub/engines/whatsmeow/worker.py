@@ -234,6 +234,15 @@ class Worker:
             return {"registered": self.registered_user(str(args["chat_id"]))}
         if cmd in workeractions.COMMANDS:
             return workeractions.run(self, cmd, args)
+        if cmd == "directory":  # reads, contacts and groups (workerdirectory)
+            from wahub.engines.whatsmeow import workerdirectory
+
+            self._require_linked()
+            answer = workerdirectory.run(self.client, str(args["action"]), dict(args.get("args") or {}))
+            found = answer.get("value") if args["action"] == "get-number-id" else None
+            if isinstance(found, dict) and found.get("jid"):  # the hub asked before a send: not again in it
+                self._registered.add(f"{chatid.phone_number(str(found['jid']))}@c.us")
+            return answer
         if cmd == "fake":
             control = getattr(self.client, "fake_control", None)
             if control is None:

@@ -20,6 +20,7 @@ from wahub.store.memory.fleet import FleetMemory
 from wahub.store.memory.inbound import InboundMemory
 from wahub.store.memory.instances import InstancesMemory
 from wahub.store.memory.items import ItemsMemory
+from wahub.store.memory.numbers import NumbersMemory
 from wahub.store.memory.outbox import OutboxMemory
 from wahub.store.memory.state import UNCERTAIN_ERROR, MemoryBase
 
@@ -27,5 +28,5 @@ __all__ = ["UNCERTAIN_ERROR", "MemoryStore"]
 
 
 class MemoryStore(InstancesMemory, OutboxMemory, ItemsMemory, InboundMemory, EventsMemory, FleetMemory, CloudMemory,
-                  MemoryBase):
+                  NumbersMemory, MemoryBase):
     """All persistence of wa-hub in dictionaries; lost when the object goes away."""

@@ -23,18 +23,26 @@ class InstancesMemory(MemoryBase):
                               webhook_events: list[str], webhook_secret: str | None, now: int,
                               state: str = "initializing", engine: str = "whatsmeow",
                               default_country_code: str | None = None, typing_indicator_enabled: bool | None = None,
-                              apply_typing_to: list[str] | None = None) -> InstanceRecord:
-        """Insert an instance (with its optional send settings). Raises :class:`Conflict` when the id exists."""
+                              apply_typing_to: list[str] | None = None, limit_per_minute: int | None = None,
+                              limit_per_hour: int | None = None, send_interval_ms: int | None = None,
+                              ) -> InstanceRecord:
+        """Insert an instance (with its optional send settings) and take back the finished items of an
+        earlier instance with this id. Raises :class:`Conflict` when the id exists."""
         if id in self._instances:
             raise Conflict(f"an instance with id {id!r} already exists", instanceId=id)
         rec = InstanceRecord(
             id=id, name=name, webhook_url=webhook_url, webhook_events=list(webhook_events),
             webhook_secret=webhook_secret, state=state, state_since=now, state_reason=None,
-            restricted_until=None, phone=None, push_name=None, limit_per_minute=None, limit_per_hour=None,
-            send_interval_ms=None, last_error=None, created_at=now, engine=engine,
+            restricted_until=None, phone=None, push_name=None, limit_per_minute=limit_per_minute,
+            limit_per_hour=limit_per_hour, send_interval_ms=send_interval_ms, last_error=None, created_at=now,
+            engine=engine,
             default_country_code=default_country_code, typing_indicator_enabled=typing_indicator_enabled,
             apply_typing_to=list(apply_typing_to) if apply_typing_to is not None else None)
         self._instances[id] = rec
+        for row in [r for r in self._outbox_retired if r["instance_id"] == id]:
+            seq = next(self._seq)
+            self._outbox[seq] = {**row, "seq": seq}
+        self._outbox_retired = [r for r in self._outbox_retired if r["instance_id"] != id]
         return self._copy_instance(rec)
 
     async def get_instance(self, instance_id: str) -> InstanceRecord | None:
@@ -58,19 +66,21 @@ class InstancesMemory(MemoryBase):
         self._instances[instance_id] = replace(rec, **_copied(values))
 
     async def delete_instance(self, instance_id: str) -> int | None:
-        """Delete an instance and everything recorded for it; how many open items went with it
-        (None: no such instance)."""
+        """Delete an instance (as :meth:`SqlStore.delete_instance`: finished items retired, send log
+        kept); how many open items went with it (None: no such instance)."""
         def mine(key: tuple[str, ...]) -> bool:
             return key[0] == instance_id
 
         open_items = sum(1 for r in self._outbox.values() if r["instance_id"] == instance_id and r["status"] in _OPEN)
+        self._outbox_retired += [dict(r) for r in self._outbox.values()
+                                 if r["instance_id"] == instance_id and r["status"] not in _OPEN]
         self._outbox = {s: r for s, r in self._outbox.items() if r["instance_id"] != instance_id}
-        self._send_log = [r for r in self._send_log if r["instance_id"] != instance_id]
         self._events = {s: r for s, r in self._events.items() if r["instance_id"] != instance_id}
         self._polls = {k: v for k, v in self._polls.items() if not mine(k)}
         self._votes = {k: v for k, v in self._votes.items() if not mine(k)}
         self._inbound_seen = {k: v for k, v in self._inbound_seen.items() if not mine(k)}
         self._identities = {k: v for k, v in self._identities.items() if not mine(k)}
+        self._numbers = {k: v for k, v in self._numbers.items() if not mine(k)}
         self._transitions = [x for x in self._transitions if x[0] != instance_id]
         self._restarts = [x for x in self._restarts if x[0] != instance_id]
         self._cloud_credentials.pop(instance_id, None)  # ON DELETE CASCADE in SQL

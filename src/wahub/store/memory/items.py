@@ -127,6 +127,9 @@ class ItemsMemory(MemoryBase):
         self._outbox = {s: r for s, r in self._outbox.items()
                         if not (r["updated_at"] < older_than and r["status"] in _FINAL_PURGEABLE)}
         out["outbox"] = before - len(self._outbox)
+        before = len(self._outbox_retired)
+        self._outbox_retired = [r for r in self._outbox_retired if r["updated_at"] >= older_than]
+        out["outbox_retired"] = before - len(self._outbox_retired)
         before = len(self._send_log)
         self._send_log = [r for r in self._send_log if r["at"] >= older_than]
         out["send_log"] = before - len(self._send_log)

@@ -156,12 +156,9 @@ class OutboxMemory(MemoryBase):
         self._add_events(events, now)
 
     async def recover_in_flight(self, now: int) -> tuple[int, list[OutboxItem]]:
-        """Start-up recovery of ``sending`` items: never handed over → ``queued``, else ``uncertain``.
-
-        Returns ``(requeued, uncertain_items)`` with the items as they are after recovery.
-        """
+        """Start-up recovery (as :meth:`SqlStore.recover_in_flight`): ``sending`` items never handed
+        over → ``queued``, else ``uncertain``; returns ``(requeued, unreported_uncertain_items)``."""
         requeued = 0
-        uncertain: list[OutboxItem] = []
         for row in self._outbox.values():
             if row["status"] != St.SENDING.value:
                 continue
@@ -171,5 +168,15 @@ class OutboxMemory(MemoryBase):
             else:
                 row.update(status=St.UNCERTAIN.value, updated_at=now, last_error=UNCERTAIN_ERROR,
                            error_reason="uncertain")
-                uncertain.append(_item(row))
+        uncertain = [_item(r) for r in self._outbox.values()
+                     if r["status"] == St.UNCERTAIN.value and r.get("uncertain_reported_at") is None]
         return requeued, uncertain
+
+    async def mark_uncertain_reported(self, queue_id: str, now: int, events: Sequence[EventDraft]) -> bool:
+        """Store ``message_uncertain`` once for a still-``uncertain`` item (False: not stored)."""
+        row = next((r for r in self._outbox.values() if r["queue_id"] == queue_id), None)
+        if row is None or row["status"] != St.UNCERTAIN.value or row.get("uncertain_reported_at") is not None:
+            return False
+        row["uncertain_reported_at"] = now
+        self._add_events(events, now)
+        return True

@@ -44,12 +44,14 @@ class MemoryBase:
         self._seq = itertools.count(1)  # one counter for every table's surrogate keys
         self._instances: dict[str, InstanceRecord] = {}
         self._outbox: dict[int, Row] = {}  # seq -> row; insertion order is seq order
+        self._outbox_retired: list[Row] = []  # finished items of deleted instances, oldest first
         self._send_log: list[Row] = []
         self._events: dict[int, Row] = {}  # seq -> EventRecord fields
         self._polls: dict[tuple[str, str], PollRecord] = {}
         self._votes: dict[tuple[str, str, str], Row] = {}
         self._inbound_seen: dict[tuple[str, str], int] = {}
         self._identities: dict[tuple[str, str], tuple[str, int]] = {}  # (instance_id, lid) -> (phone, updated_at)
+        self._numbers: dict[tuple[str, str], tuple[str | None, int]] = {}  # (instance_id, typed) -> (resolved, at)
         self._transitions: list[tuple[str, Transition]] = []  # (instance_id, transition), oldest first
         self._restarts: list[tuple[str, int]] = []  # (instance_id, at)
         self._cloud_credentials: dict[str, CloudCredentials] = {}

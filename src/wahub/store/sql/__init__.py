@@ -23,12 +23,14 @@ from wahub.store.sql.fleet import FleetSql
 from wahub.store.sql.inbound import InboundSql
 from wahub.store.sql.instances import InstancesSql
 from wahub.store.sql.items import ItemsSql
+from wahub.store.sql.numbers import NumbersSql
 from wahub.store.sql.outbox import OutboxSql
 
 __all__ = ["SqlStore"]
 
 
-class SqlStore(InstancesSql, OutboxSql, ItemsSql, InboundSql, EventsSql, FleetSql, CloudSql, SqlBase):
+class SqlStore(InstancesSql, OutboxSql, ItemsSql, InboundSql, EventsSql, FleetSql, CloudSql, NumbersSql,
+               SqlBase):
     """All persistence of wa-hub behind the store ports (:mod:`wahub.store.base`)."""
 
 

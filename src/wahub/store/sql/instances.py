@@ -22,6 +22,10 @@ from wahub.store.sql.connection import (
     _instance,
 )
 
+# Every outbox column but ``seq``: a retired item keeps its queue id, key, payload and outcome.
+_RETIRED_COLUMNS = [c.name for c in t.outbox.columns if c.name != "seq"]
+_FINISHED = (St.SENT.value, St.FAILED.value, St.CANCELED.value, St.UNCERTAIN.value)
+
 
 class InstancesSql(SqlBase):
     """Instance rows, transitions and restarts on SQL (instances and lifecycle ports)."""
@@ -31,15 +35,25 @@ class InstancesSql(SqlBase):
                               webhook_events: list[str], webhook_secret: str | None, now: int,
                               state: str = "initializing", engine: str = "whatsmeow",
                               default_country_code: str | None = None, typing_indicator_enabled: bool | None = None,
-                              apply_typing_to: list[str] | None = None) -> InstanceRecord:
-        """Insert an instance (with its optional send settings). Raises :class:`Conflict` when the id exists."""
+                              apply_typing_to: list[str] | None = None, limit_per_minute: int | None = None,
+                              limit_per_hour: int | None = None, send_interval_ms: int | None = None,
+                              ) -> InstanceRecord:
+        """Insert an instance (with its optional send settings) and take back the finished items of an
+        earlier instance with this id (see :meth:`delete_instance`). Raises :class:`Conflict` when the id exists."""
         try:
             async with self._tx() as conn:
                 await conn.execute(t.instances.insert().values(
                     id=id, name=name, webhook_url=webhook_url, webhook_events=dump_json(webhook_events),
                     webhook_secret=webhook_secret, state=state, state_since=now, created_at=now, engine=engine,
                     default_country_code=default_country_code, typing_indicator_enabled=typing_indicator_enabled,
-                    apply_typing_to=dump_json(apply_typing_to) if apply_typing_to is not None else None))
+                    apply_typing_to=dump_json(apply_typing_to) if apply_typing_to is not None else None,
+                    limit_per_minute=limit_per_minute, limit_per_hour=limit_per_hour,
+                    send_interval_ms=send_interval_ms))
+                retired = t.outbox_retired
+                await conn.execute(t.outbox.insert().from_select(_RETIRED_COLUMNS, sa.select(
+                    *(retired.c[name] for name in _RETIRED_COLUMNS)).where(
+                    retired.c.instance_id == id).order_by(retired.c.seq)))
+                await conn.execute(retired.delete().where(retired.c.instance_id == id))
         except IntegrityError as exc:
             raise Conflict(f"an instance with id {id!r} already exists", instanceId=id) from exc
         rec = await self.get_instance(id)
@@ -68,7 +82,11 @@ class InstancesSql(SqlBase):
             raise NotFound(f"instance {instance_id} not found")
 
     async def delete_instance(self, instance_id: str) -> int | None:
-        """Delete an instance and everything recorded for it, in one transaction.
+        """Delete an instance and what is recorded for it, in one transaction.
+
+        Its finished items (sent, failed, canceled, uncertain) move to ``outbox_retired`` and its send
+        log stays, both until the retention purge: re-creating the id (:meth:`create_instance`) takes
+        them back, so keys already used are replays and the rate windows hold across logout + create.
 
         Returns how many open (queued or sending) items were deleted with it, or None when there
         was no such instance.
@@ -77,7 +95,11 @@ class InstancesSql(SqlBase):
             open_items = int((await conn.execute(sa.select(sa.func.count()).select_from(t.outbox).where(
                 t.outbox.c.instance_id == instance_id,
                 t.outbox.c.status.in_((St.QUEUED.value, St.SENDING.value))))).scalar_one())
-            for table in (t.outbox, t.send_log, t.events, t.polls, t.votes, t.inbound_seen, t.identities,
+            await conn.execute(t.outbox_retired.insert().from_select(_RETIRED_COLUMNS, sa.select(
+                *(t.outbox.c[name] for name in _RETIRED_COLUMNS)).where(
+                t.outbox.c.instance_id == instance_id, t.outbox.c.status.in_(_FINISHED)).order_by(t.outbox.c.seq)))
+            # The send log stays (the retention purge removes it): a re-created id keeps its rate windows.
+            for table in (t.outbox, t.events, t.polls, t.votes, t.inbound_seen, t.identities, t.number_ids,
                           t.transitions, t.restarts, t.cloud_credentials, t.cloud_chat_inbound):
                 await conn.execute(table.delete().where(table.c.instance_id == instance_id))
             res = await conn.execute(t.instances.delete().where(t.instances.c.id == instance_id))

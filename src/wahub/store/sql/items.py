@@ -135,6 +135,8 @@ class ItemsSql(SqlBase):
             out["outbox"] = (await conn.execute(t.outbox.delete().where(
                 t.outbox.c.updated_at < older_than,
                 t.outbox.c.status.in_((St.SENT.value, St.FAILED.value, St.CANCELED.value))))).rowcount
+            out["outbox_retired"] = (await conn.execute(t.outbox_retired.delete().where(
+                t.outbox_retired.c.updated_at < older_than))).rowcount
             out["send_log"] = (await conn.execute(t.send_log.delete().where(t.send_log.c.at < older_than))).rowcount
             out["events"] = (await conn.execute(t.events.delete().where(
                 t.events.c.created_at < older_than, t.events.c.status.in_(("delivered", "dead"))))).rowcount

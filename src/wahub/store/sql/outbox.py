@@ -329,25 +329,37 @@ class OutboxSql(SqlBase):
             await self._add_events(conn, events, now)
 
     async def recover_in_flight(self, now: int) -> tuple[int, list[OutboxItem]]:
-        """Start-up recovery of ``sending`` items left by a crash.
+        """Start-up recovery of ``sending`` items left by a crash, and of unreported ``uncertain`` ones.
 
-        Items never handed over go back to ``queued``; handed-over ones become ``uncertain`` and
-        are returned (as stored now, status ``uncertain``) so the runtime can report them.
-        Returns ``(requeued, uncertain_items)``.
+        Items never handed over go back to ``queued``; handed-over ones become ``uncertain``. Returned
+        are all ``uncertain`` items whose ``message_uncertain`` was not stored yet (these and any left
+        by a stop between "uncertain" and its report), as stored now, so the runtime can report them.
+        Returns ``(requeued, unreported_uncertain_items)``.
         """
         async with self._tx() as conn:
             res = await conn.execute(t.outbox.update().where(
                 t.outbox.c.status == St.SENDING.value, t.outbox.c.handed_over_at.is_(None)).values(
                 status=St.QUEUED.value, updated_at=now))
             requeued = res.rowcount
-            seqs = (await conn.execute(sa.select(t.outbox.c.seq).where(
-                t.outbox.c.status == St.SENDING.value))).scalars().all()
-            if not seqs:
-                return requeued, []
-            await conn.execute(t.outbox.update().where(t.outbox.c.seq.in_(seqs)).values(
+            await conn.execute(t.outbox.update().where(t.outbox.c.status == St.SENDING.value).values(
                 status=St.UNCERTAIN.value, updated_at=now,
                 last_error="process stopped after handing the item to the engine; delivery unknown",
                 error_reason="uncertain"))
-            rows = (await conn.execute(t.outbox.select().where(t.outbox.c.seq.in_(seqs))
-                                       .order_by(t.outbox.c.seq))).all()
+            rows = (await conn.execute(t.outbox.select().where(
+                t.outbox.c.status == St.UNCERTAIN.value, t.outbox.c.uncertain_reported_at.is_(None))
+                .order_by(t.outbox.c.seq))).all()
         return requeued, [_item(r) for r in rows]
+
+    async def mark_uncertain_reported(self, queue_id: str, now: int, events: Sequence[EventDraft]) -> bool:
+        """Store ``message_uncertain`` for a still-``uncertain``, not yet reported item, in one transaction.
+
+        False (nothing stored) when the item left ``uncertain`` or was reported already.
+        """
+        async with self._tx() as conn:
+            res = await conn.execute(t.outbox.update().where(
+                t.outbox.c.queue_id == queue_id, t.outbox.c.status == St.UNCERTAIN.value,
+                t.outbox.c.uncertain_reported_at.is_(None)).values(uncertain_reported_at=now))
+            if not res.rowcount:
+                return False
+            await self._add_events(conn, events, now)
+        return True

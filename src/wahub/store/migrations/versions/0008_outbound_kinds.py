@@ -1,7 +1,7 @@
 """outbox: the kinds of the WaAPI send actions (media, location, vcard, reaction, edit, revoke, forward)
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0009
 Create Date: 2026-11-30
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = '0008'
-down_revision = '0005'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
