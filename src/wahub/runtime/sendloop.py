@@ -258,7 +258,8 @@ class SendLoop:
             chosen = engine.new_message_id()
         # Typing goes out between the claim and the hand-over, so only then are they two transactions.
         own = getattr(self.link, "typing", None)  # the instance's own typing setting; None: the policy's
-        hand_over = not (self.policy.typing if own is None else own) and not self._claim_without_hand_over
+        typing = self.policy.typing if own is None else own
+        hand_over = not typing and not self._claim_without_hand_over
         self._claim_without_hand_over = False
         item = await self.store.claim_next(iid, now, hand_over=hand_over, chosen_message_id=chosen)
         if item is None:
@@ -269,12 +270,12 @@ class SendLoop:
                 self.outcomes.deferred(iid, "backoff")
                 return due_at - now
             return 200  # due, but another item of the instance is still `sending`
-        await self._send(item, history, limits, engine, chosen, handed_over=hand_over)
+        await self._send(item, history, limits, engine, chosen, handed_over=hand_over, typing=bool(typing))
         self._jitter_ms = self.rng.randint(0, self.policy.jitter_ms) if self.policy.jitter_ms else 0
         return None
 
     async def _send(self, item: OutboxItem, history: list[int], limits: ratelimit.Limits, engine: eng.Engine,
-                    chosen: str | None, *, handed_over: bool) -> None:
+                    chosen: str | None, *, handed_over: bool, typing: bool = False) -> None:
         link, store, clock = self.link, self.store, self.clock
         if link.state != State.READY or link.engine is not engine or self._draining:
             await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=handed_over)
@@ -300,7 +301,7 @@ class SendLoop:
                 await self._failed(item, exc)
                 return
         if not handed_over:
-            if item.kind == ItemKind.TEXT:
+            if typing and item.kind == ItemKind.TEXT:  # a claim without hand-over is not a wish to type
                 with contextlib.suppress(Exception):
                     await engine.send_typing(chat)
             await store.mark_handed_over(item, clock.now_ms(), chosen_message_id=chosen)
