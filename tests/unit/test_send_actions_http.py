@@ -188,7 +188,7 @@ async def test_seen_typing_presence_and_download_go_to_the_engine_at_once(api: A
     ("react-to-message", {"reaction": "👍"}, 400, "messageId is required"),
     ("edit-message", {"messageId": "false_201000000001@c.us_3EB0AAAA", "message": "x"}, 400,
      "only a message this account sent"),
-    ("delete-message-by-id", {"messageId": "true_201000000001@c.us_3EB0AAAA", "forEveryone": False}, 501,
+    ("delete-message-by-id", {"messageId": "true_201000000001@c.us_3EB0AAAA", "forEveryone": False}, 400,
      "forEveryone=false"),
     ("forward-message", {"messageId": "false_201000000001@c.us_3EB0AAAA", "chatId": "201000000002"}, 422,
      "only its own sent messages"),

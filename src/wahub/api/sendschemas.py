@@ -96,7 +96,7 @@ class DeleteMessage(_Queued):
         "messageId", example={"messageId": "3EB0A1B2C3D4E5F60718", "forEveryone": True}))
 
     messageId: Any = _f(_MID, _MID_DOC)
-    forEveryone: Any = _f(_BOOL_OR_NULL, "true (the default); false (this device only) answers 501")
+    forEveryone: Any = _f(_BOOL_OR_NULL, "true (the default); false (this device only) is refused (400)")
     chatId: Any = _f({"type": ["string", "null"]}, "the chat of a received message given by its bare id")
 
 

@@ -107,6 +107,7 @@ async def create_instance(request: Request, body: schemas.CreateInstance | None 
         raise InvalidInput("name is required (a string)")
     if "webhook" in data and not webhook.get("url"):
         raise InvalidInput("Webhook URL is required (webhook.url)")
+    limits = _limits(data)  # checked on a re-create too: a bad field is a 400 either way
     existing = hub.instances.get(chatid.instance_id_from_name(data["name"]))
     if existing is not None and existing.record.name == data["name"].strip():
         if data.get("engine") is not None and hub.engine_choice(data["engine"]) != existing.record.engine:
@@ -114,10 +115,12 @@ async def create_instance(request: Request, body: schemas.CreateInstance | None 
                            "its engine")
         if data.get("cloud") is not None:  # renewed Cloud API credentials, read at the engine's next start
             await hub.replace_cloud_credentials(existing.id, data["cloud"])
+        if limits is not None:  # given limits replace the stored ones, as webhook and settings do
+            await hub.update_instance(existing.id, limits=limits)
         return await legacy.recreate(hub, existing, webhook, sendsettings.pick(data))
     rt = await hub.create_instance(data["name"], webhook.get("url"), webhook.get("events"), webhook.get("secret"),
                                    sendsettings.pick(data), engine=data.get("engine"), cloud=data.get("cloud"),
-                                   limits=_limits(data))
+                                   limits=limits)
     return ok({"instance": instance_brief(rt)})
 
 

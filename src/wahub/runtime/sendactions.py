@@ -175,9 +175,11 @@ class SendActions:
 
     async def _targeted(self, rt: InstanceRuntime, kind: ItemKind, data: dict[str, Any]) -> dict[str, Any]:
         tgt = await self.target(rt, data.get("messageId"), data.get("chatId"))
+        if kind == ItemKind.REVOKE and data.get("forEveryone") not in (None, True, False):
+            raise InvalidInput("forEveryone must be true or false")
         if kind == ItemKind.REVOKE and data.get("forEveryone") is False:
-            raise NotSupported("deleting a message only on this device (forEveryone=false) is not supported: "
-                              "WhatsApp engines here delete for everyone")
+            raise InvalidInput("forEveryone=false (delete on this device only) is not offered: the engines delete "
+                               "for everyone; send true or leave it out")
         if kind == ItemKind.EDIT:
             if not tgt.from_me:
                 raise InvalidInput("messageId: only a message this account sent can be edited")
