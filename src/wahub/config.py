@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     webhook_max_in_flight_per_url: int = Field(default=2, ge=1, le=16, alias="WEBHOOK_MAX_IN_FLIGHT_PER_URL")
     webhook_allowed_networks: str = Field(default="loopback", alias="WEBHOOK_ALLOWED_NETWORKS")
 
+    # media and the other send actions (send-media, download-media, send-seen, presence)
+    media_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, alias="MEDIA_MAX_BYTES")
+    media_mime_types: str = Field(default="image/jpeg,image/png,image/webp,image/gif,video/mp4,video/3gpp,audio/*,"
+                                  "application/pdf,application/zip,application/msword,application/vnd.*,text/plain,"
+                                  "text/csv", alias="MEDIA_MIME_TYPES")
+    media_fetch_timeout_ms: int = Field(default=30_000, ge=100, le=600_000, alias="MEDIA_FETCH_TIMEOUT_MS")
+    media_download_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=2 * 1024 * 1024 * 1024,
+                                          alias="MEDIA_DOWNLOAD_MAX_BYTES")
+    engine_action_timeout_ms: int = Field(default=15_000, ge=100, le=600_000, alias="ENGINE_ACTION_TIMEOUT_MS")
+
     # the existing wa-hub's files, read by `wa-hub import-node` (relative paths: inside its DIR)
     node_instances_path: Path = Field(default=Path(".wwebjs_instances.json"), alias="INSTANCES_DATA_PATH")
     node_idempotency_path: Path = Field(default=Path(".wwebjs_idempotency.json"), alias="IDEMPOTENCY_DATA_PATH")

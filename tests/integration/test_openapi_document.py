@@ -47,7 +47,8 @@ async def test_every_operation_documents_its_answer_and_the_real_error_shape_and
         for method, op in ops.items():
             codes = set(op["responses"])
             assert codes & {"200", "202"}, (method, path)
-            assert "422" not in codes, (method, path)
+            # no FastAPI validation 422: a 422 is only ours (Unprocessable, an ErrorBody), where ROUTES lists it
+            assert "422" not in codes or 422 in openapi.ROUTES[(method, path)].errors, (method, path)
             for code in codes - {"200", "202"}:
                 if (method, path) == ("get", "/ready") and code == "503":
                     continue

@@ -117,6 +117,22 @@ class EnqueuedEnvelope(_Answer):
     data: Enqueued
 
 
+class ActionDone(_Answer):
+    """``send-seen``, typing and presence: done at once (the fields also under ``data``)."""
+
+    status: Success
+    data: dict[str, Any]
+    chatId: str | None = None
+
+
+class MediaDownloaded(_Answer):
+    """``download-media``: ``media {mimetype, data (base64), filename, filesize}``; raw with Accept: octet-stream."""
+
+    status: Success
+    data: dict[str, Any]
+    media: dict[str, Any] | None = None
+
+
 class QrCode(_Answer):
     """``GET .../client/qr``: ``qr_code`` is a base64 PNG, null when the instance is already linked."""
 
@@ -166,7 +182,7 @@ class OutboxItem(_Answer):
     instanceId: str
     idempotencyKey: str
     keySource: Literal["header", "body", "derived"]
-    kind: Literal["text", "poll"]
+    kind: Literal["text", "poll", "media", "location", "vcard", "reaction", "edit", "revoke", "forward"]
     chatId: str
     payload: dict[str, Any]
     status: str

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from wahub.api import cloud as cloud_api
-from wahub.api import errors, legacy, native, nodes, openapi, readactions, sandbox, waapi, webhookdocs
+from wahub.api import errors, legacy, native, nodes, openapi, readactions, sandbox, sendactions, waapi, webhookdocs
 from wahub.runtime.hub import Hub
 
 DESCRIPTION = ("Self-hosted WhatsApp gateway: WaAPI-compatible API, durable outbox, signed webhooks. "
@@ -24,6 +24,7 @@ def install(app: FastAPI, hub: Hub) -> None:
     _install_docs(app)
     app.include_router(native.public)
     app.include_router(waapi.router)
+    app.include_router(sendactions.router)
     app.include_router(readactions.router)
     app.include_router(legacy.router)
     app.include_router(native.router)

@@ -255,7 +255,7 @@ async def queue(request: Request, instance_id: str, idempotencyKey: str | None =
     items, _total = await hub.outbox.list_items(rt.id, statuses=list(_PENDING), limit=500, offset=0)
     now = hub.clock.now_ms()
     ready = rt.state == State.READY
-    rows = [{"id": i.queue_id, "type": "message" if i.kind.value == "text" else "poll",
+    rows = [{"id": i.queue_id, "type": "message" if i.kind.value == "text" else i.kind.value,
              "attemptCount": i.attempts, "age": now - i.created_at,
              "nextAttemptIn": max(0, i.next_attempt_at - now), "isEligible": ready and i.next_attempt_at <= now,
              "status": i.status.value, "chatId": i.chat_id, "idempotencyKey": i.idempotency_key}

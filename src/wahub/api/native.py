@@ -26,10 +26,20 @@ def item_json(item: OutboxItem) -> dict[str, Any]:
     """The API shape of an outbox item."""
     return {"queueId": item.queue_id, "instanceId": item.instance_id, "idempotencyKey": item.idempotency_key,
             "keySource": item.key_source, "kind": item.kind.value, "chatId": item.chat_id,
-            "payload": item.payload, "status": item.status.value, "attempts": item.attempts,
+            "payload": public_payload(item.payload), "status": item.status.value, "attempts": item.attempts,
             "nextAttemptAt": item.next_attempt_at, "createdAt": item.created_at, "updatedAt": item.updated_at,
             "sentAt": item.sent_at, "messageId": item.message_id, "ack": item.ack, "lastError": item.last_error,
             "errorReason": item.error_reason}
+
+
+def public_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """An item's payload as shown: a media file's bytes (``data``) are left out, its ``size`` stays."""
+    if "data" not in payload and "data" not in (payload.get("content") or {}):
+        return payload
+    out = {k: v for k, v in payload.items() if k != "data"}
+    if isinstance(out.get("content"), dict):
+        out["content"] = {k: v for k, v in out["content"].items() if k != "data"}
+    return out
 
 
 async def poll_votes_payload(hub: Hub, instance_id: str, message_id: str) -> dict[str, Any]:

@@ -36,6 +36,8 @@ WHY: dict[int, str] = {
     409: "Conflicts with stored state: idempotency key reused for another payload, a final item without "
          "retry=true, a name taken by another instance, an instance in a state that cannot do this",
     413: "Request body larger than MAX_BODY_BYTES",
+    422: "Well-formed but cannot be done as asked (an edit after 15 minutes, a forward of a message this hub "
+         "did not send, a download above MEDIA_DOWNLOAD_MAX_BYTES)",
     429: "Too many failed API keys from this address, or the instance's queue is full (see Retry-After)",
     501: "The instance's engine cannot do this action (the message says why)",
     503: "The store is unreachable or wa-hub is shutting down (see Retry-After)",
@@ -77,6 +79,13 @@ ROUTES: dict[tuple[str, str], Doc] = {
     ("post", I + "/client/action/request-pairing-code"): _ok(a.DataAnswer, 400, 404, 409, 413),
     ("post", I + "/client/action/is-registered-user"): _ok(a.DataAnswer, 400, 404, 409, 413),
     ("post", I + "/client/action/get-poll-votes"): _ok(a.DataAnswer, 400, 404, 413),
+    **{("post", I + "/client/action/" + name): Doc({202: a.Enqueued, 200: a.Enqueued}, ITEM + (413, 422, 501))
+       for name in ("send-media", "send-location", "send-vcard", "react-to-message", "edit-message",
+                    "delete-message-by-id", "forward-message")},
+    **{("post", I + "/client/action/" + name): _ok(a.ActionDone, 400, 404, 409, 413, 501)
+       for name in ("send-seen", "send-typing", "send-stop-typing", "send-presence-available",
+                    "send-presence-unavailable")},
+    ("post", I + "/client/action/download-media"): _ok(a.MediaDownloaded, 400, 404, 409, 413, 422, 501),
     ("get", I + "/status"): _ok(a.StatusDocument, 404),
     ("post", I + "/restart"): _ok(a.Restarted, 400, 404, 409, 413),
     ("get", I + "/outbox"): _ok((a.OutboxPage, a.ItemAnswer), 400, 404),
@@ -169,6 +178,9 @@ PARAMETERS: dict[str, dict[str, Any]] = {
 }
 ENVELOPED: dict[tuple[str, str], type[BaseModel]] = {("post", I + "/client/action/send-message"): a.EnqueuedEnvelope,
              ("post", I + "/client/action/create-poll"): a.EnqueuedEnvelope,
+             **{("post", I + "/client/action/" + name): a.EnqueuedEnvelope
+                for name in ("send-media", "send-location", "send-vcard", "react-to-message", "edit-message",
+                             "delete-message-by-id", "forward-message")},
              ("post", I + "/client/action/logout"): a.LoggedOutEnvelope}
 
 

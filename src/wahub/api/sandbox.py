@@ -3,6 +3,8 @@ deletes, votes, acks), script faults."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -92,6 +94,11 @@ def _content(data: dict[str, Any], kind: str) -> dict[str, Any]:
         if not isinstance(data["hasMedia"], bool):
             raise InvalidInput("hasMedia must be true or false")
         content["has_media"] = data["hasMedia"]
+    if data.get("mediaBase64") is not None:  # the file download-media answers for this message
+        try:
+            content["media"] = base64.b64decode(str(data["mediaBase64"]), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("mediaBase64 is not valid base64") from None
     if kind == "location" or data.get("location") is not None:  # checked whenever given, used for locations
         location = _location(data.get("location"))
         if kind == "location":
@@ -129,6 +136,7 @@ async def inject_message(request: Request, instance_id: str,
     Media kinds take ``caption``, ``mimetype``, ``filename`` (``hasMedia`` defaults to true);
     ``location`` takes ``location{latitude, longitude, name, address}``; ``vcard`` and
     ``multi_vcard`` take ``vCards``; any kind may quote a message (``quotedMsgId``, ``quotedMsgBody``).
+    A media kind's ``mediaBase64`` is the file ``download-media`` then answers for it.
     """
     world, iid = _world(request, instance_id)
     data = await _body(request)

@@ -211,6 +211,7 @@ class SandboxMessage(_Body):
     mimetype: Any = Field(None, examples=["image/jpeg"])
     filename: Any = None
     hasMedia: Any = Field(None, description="default: true for media types")
+    mediaBase64: Any = Field(None, description="media types: the file download-media answers for this message")
     location: SandboxLocation | None = Field(None, description="required for type location")
     vCards: Any = Field(None, description="vCard texts; required for vcard and multi_vcard")
     quotedMsgId: Any = Field(None, description="the message this one replies to")

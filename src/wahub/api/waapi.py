@@ -12,7 +12,7 @@ from wahub.api import legacy, schemas
 from wahub.api.auth import require_key
 from wahub.domain import chatid, lifecycle, sendsettings, webhookurl
 from wahub.domain.errors import Conflict, InvalidInput, NotFound
-from wahub.domain.outbox import ItemKind, ItemStatus
+from wahub.domain.outbox import EnqueueResult, ItemKind, ItemStatus
 from wahub.edge import presenters
 from wahub.runtime.hub import Hub
 from wahub.runtime.registry import InstanceRuntime
@@ -107,6 +107,7 @@ async def create_instance(request: Request, body: schemas.CreateInstance | None 
         raise InvalidInput("name is required (a string)")
     if "webhook" in data and not webhook.get("url"):
         raise InvalidInput("Webhook URL is required (webhook.url)")
+    limits = _limits(data)  # checked on a re-create too: a bad field is a 400 either way
     existing = hub.instances.get(chatid.instance_id_from_name(data["name"]))
     if existing is not None and existing.record.name == data["name"].strip():
         if data.get("engine") is not None and hub.engine_choice(data["engine"]) != existing.record.engine:
@@ -114,10 +115,12 @@ async def create_instance(request: Request, body: schemas.CreateInstance | None 
                            "its engine")
         if data.get("cloud") is not None:  # renewed Cloud API credentials, read at the engine's next start
             await hub.replace_cloud_credentials(existing.id, data["cloud"])
+        if limits is not None:  # given limits replace the stored ones, as webhook and settings do
+            await hub.update_instance(existing.id, limits=limits)
         return await legacy.recreate(hub, existing, webhook, sendsettings.pick(data))
     rt = await hub.create_instance(data["name"], webhook.get("url"), webhook.get("events"), webhook.get("secret"),
                                    sendsettings.pick(data), engine=data.get("engine"), cloud=data.get("cloud"),
-                                   limits=_limits(data))
+                                   limits=limits)
     return ok({"instance": instance_brief(rt)})
 
 
@@ -205,10 +208,20 @@ def _queued_message(state: lifecycle.State) -> str:
 async def _enqueue(request: Request, instance_id: str, kind: ItemKind, data: dict[str, Any],
                    header_key: str | None) -> JSONResponse:
     hub = hub_of(request)
+    result = await hub.outbox.enqueue(instance_id, kind, data, header_key=header_key,
+                                      retry=retry_asked(request, data))
+    return enqueued(hub, instance_id, result)
+
+
+def retry_asked(request: Request, data: dict[str, Any]) -> bool:
+    """``retry`` from the body or the query: queue a failed keyed item again. Raises InvalidInput."""
     if data.get("retry") is not None and not isinstance(data["retry"], bool):
         raise InvalidInput("retry must be true or false")
-    retry = data.get("retry") is True or request.query_params.get("retry") in ("1", "true")
-    result = await hub.outbox.enqueue(instance_id, kind, data, header_key=header_key, retry=retry)
+    return data.get("retry") is True or request.query_params.get("retry") in ("1", "true")
+
+
+def enqueued(hub: Hub, instance_id: str, result: EnqueueResult) -> JSONResponse:
+    """The answer to an enqueue: 202 queued, 200 with ``messageId`` for a replay of a sent item."""
     rt = hub.get(instance_id)
     item = result.item
     state = rt.state.value

@@ -190,8 +190,12 @@ def _preview(item: OutboxItem) -> str:
     payload = item.payload
     if item.kind.value == "poll":
         text = f"{payload.get('caption', '')} [{' / '.join(payload.get('options', []))}]"
-    else:
+    elif item.kind.value == "text":
         text = str(payload.get("message", ""))
+    else:  # media, location, vcard, reaction, edit, revoke, forward: the kind and its most telling field
+        detail = next((str(payload[k]) for k in ("caption", "message", "name", "displayName", "reaction",
+                                                 "messageId") if payload.get(k)), "")
+        text = f"[{payload.get('mediaType') or item.kind.value}] {detail}".strip()
     return text if len(text) <= 160 else text[:157] + "…"
 
 

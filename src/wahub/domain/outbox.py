@@ -31,6 +31,17 @@ class ItemKind(enum.StrEnum):
 
     TEXT = "text"
     POLL = "poll"
+    MEDIA = "media"  # image, video, audio, voice note (ptt), document or sticker
+    LOCATION = "location"
+    VCARD = "vcard"
+    REACTION = "reaction"  # an emoji on a message ("" removes it)
+    EDIT = "edit"  # new text for a message this account sent
+    REVOKE = "revoke"  # delete a message for everyone
+    FORWARD = "forward"  # a copy of a message this hub sent, marked "Forwarded"
+
+
+#: Kinds that act on an earlier message (``targetMessageId``) rather than add one to the chat.
+TARGETING_KINDS = frozenset({ItemKind.REACTION, ItemKind.EDIT, ItemKind.REVOKE})
 
 
 @dataclass(frozen=True)
@@ -74,3 +85,7 @@ MIN_POLL_OPTIONS = 2
 MAX_POLL_OPTIONS = 12  # WhatsApp's limit for poll options
 MAX_POLL_OPTION_LENGTH = 100
 MAX_CAPTION_LENGTH = 255
+MAX_MEDIA_CAPTION_LENGTH = 1024  # WhatsApp cuts media captions at 1 024 characters
+MAX_FILENAME_LENGTH = 255
+MAX_VCARD_LENGTH = 10_000
+MEDIA_TYPES = ("image", "video", "audio", "ptt", "document", "sticker")

@@ -12,12 +12,20 @@ them with ``maybe_sent=True`` when the message may already have reached WhatsApp
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from wahub.domain.errors import EngineError
 from wahub.engines.directory import NO_DIRECTORY, Directory
+from wahub.engines.sendtypes import MEDIA_TYPES as MEDIA_TYPES  # the send actions' types (re-exported)
+from wahub.engines.sendtypes import DownloadedMedia as DownloadedMedia
+from wahub.engines.sendtypes import EngineUnsupported as EngineUnsupported
+from wahub.engines.sendtypes import Location as Location
+from wahub.engines.sendtypes import Media as Media
+from wahub.engines.sendtypes import MediaNotFound as MediaNotFound
+from wahub.engines.sendtypes import MediaTooLarge as MediaTooLarge
+from wahub.engines.sendtypes import MessageRef as MessageRef
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,16 @@ class Capabilities:
     pairing_code: bool = False
     number_check: bool = True
     chosen_message_ids: bool = False  # send_* honours a caller-chosen ``message_id`` (see new_message_id)
+    media: bool = False  # send_media
+    locations: bool = False  # send_location
+    contacts: bool = False  # send_vcard
+    reactions: bool = False  # send_reaction
+    edits: bool = False  # send_edit
+    revokes: bool = False  # send_revoke
+    forwards: bool = False  # send_forward
+    seen: bool = False  # send_seen
+    presence: bool = False  # send_presence
+    media_download: bool = False  # download_media
 
 
 @dataclass(frozen=True)
@@ -300,6 +318,57 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     async def is_registered(self, chat_id: str) -> bool:
         """True when ``chat_id`` (a person) has WhatsApp. Raises ``EngineError`` when not connected."""
+
+
+    # -- the other send actions (optional: the default refuses with EngineUnsupported) ---------------
+    async def send_media(self, chat_id: str, media: Media, *, message_id: str | None = None) -> SendResult:
+        """Send a file (image, video, audio, voice note, document, sticker). Raises the ``SendError`` family."""
+        raise EngineUnsupported(f"{type(self).__name__} cannot send media")
+
+    async def send_location(self, chat_id: str, location: Location, *, message_id: str | None = None
+                            ) -> SendResult:
+        """Send a location pin. Raises the ``SendError`` family."""
+        raise EngineUnsupported(f"{type(self).__name__} cannot send locations")
+
+    async def send_vcard(self, chat_id: str, vcard: str, display_name: str, *, message_id: str | None = None
+                         ) -> SendResult:
+        """Send a contact card (vCard text). Raises the ``SendError`` family."""
+        raise EngineUnsupported(f"{type(self).__name__} cannot send contact cards")
+
+    async def send_reaction(self, chat_id: str, target: MessageRef, emoji: str, *,
+                            message_id: str | None = None) -> SendResult:
+        """React to ``target`` with ``emoji`` ("" removes the reaction). Raises the ``SendError`` family."""
+        raise EngineUnsupported(f"{type(self).__name__} cannot send reactions")
+
+    async def send_edit(self, chat_id: str, target: MessageRef, text: str, *,
+                        message_id: str | None = None) -> SendResult:
+        """Replace the text of ``target`` (a message this account sent). Raises the ``SendError`` family."""
+        raise EngineUnsupported(f"{type(self).__name__} cannot edit messages")
+
+    async def send_revoke(self, chat_id: str, target: MessageRef, *, message_id: str | None = None) -> SendResult:
+        """Delete ``target`` for everyone. Raises the ``SendError`` family."""
+        raise EngineUnsupported(f"{type(self).__name__} cannot delete messages for everyone")
+
+    async def send_forward(self, chat_id: str, kind: str, content: Mapping[str, Any], *,
+                           message_id: str | None = None) -> SendResult:
+        """Send a copy of a message (its item ``kind`` and stored ``content``) marked "Forwarded"."""
+        raise EngineUnsupported(f"{type(self).__name__} cannot forward messages")
+
+    async def send_seen(self, chat_id: str, message_ids: Sequence[str] = ()) -> None:
+        """Mark the chat read (blue ticks) up to now. Raises ``EngineError``."""
+        raise EngineUnsupported(f"{type(self).__name__} cannot mark chats read")
+
+    async def send_presence(self, chat_id: str | None, state: str) -> None:
+        """``state``: ``typing`` | ``recording`` | ``paused`` in ``chat_id``, or ``available`` | ``unavailable``
+        for the account (``chat_id`` None). Raises ``EngineError``."""
+        raise EngineUnsupported(f"{type(self).__name__} cannot send presence")
+
+    async def download_media(self, chat_id: str, message_id: str, max_bytes: int) -> DownloadedMedia:
+        """The bytes of a received message's media, at most ``max_bytes`` (``MediaTooLarge`` beyond).
+
+        Raises ``MediaNotFound`` when the engine knows no media for that message, ``EngineError`` otherwise.
+        """
+        raise EngineUnsupported(f"{type(self).__name__} cannot download media")
 
 
 class EngineFactory(abc.ABC):

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from wahub.domain.errors import (
@@ -49,12 +50,18 @@ from wahub.engines.base import (
     Capabilities,
     ConnectFailed,
     Disconnected,
+    DownloadedMedia,
     Engine,
     EngineEvent,
     EngineFactory,
     EngineStateConflict,
     EventSink,
+    Location,
     LoggedOut,
+    Media,
+    MediaNotFound,
+    MediaTooLarge,
+    MessageRef,
     PairCode,
     QrCode,
     QrTimeout,
@@ -72,7 +79,9 @@ class SandboxEngine(Engine):
     """One simulated connection; all timing goes through the world's clock."""
 
     capabilities = Capabilities(polls=True, typing=True, pairing_code=True, number_check=True,
-                                chosen_message_ids=True)
+                                chosen_message_ids=True, media=True, locations=True, contacts=True, reactions=True,
+                                edits=True, revokes=True, forwards=True, seen=True, presence=True,
+                                media_download=True)
 
     def __init__(self, world: SandboxWorld, instance_id: str, sink: EventSink) -> None:
         self.world = world
@@ -268,6 +277,82 @@ class SandboxEngine(Engine):
         self._answer_lost(mid, chat_id)
         await self._after_send(mid, chat_id)
         return SendResult(message_id=mid, timestamp=now)
+
+    async def _deliver(self, chat_id: str, kind: str, message_id: str | None, text: str | None = None,
+                       caption: str | None = None, **extra: Any) -> SendResult:
+        """Record one send of any kind at the instant it reached "WhatsApp" (the delivery's ``at``)."""
+        now = self.world.clock.now_ms()
+        await self._before_send(chat_id)
+        mid = message_id or self.world.new_message_id()
+        self.world.record_delivery(self.phone, Delivery(mid, chat_id, kind, now, text=text, caption=caption,
+                                                        extra=extra))
+        self._answer_lost(mid, chat_id)
+        await self._after_send(mid, chat_id)
+        return SendResult(message_id=mid, timestamp=now)
+
+    async def send_media(self, chat_id: str, media: Media, *, message_id: str | None = None) -> SendResult:
+        return await self._deliver(chat_id, "media", message_id, caption=media.caption, mediaType=media.media_type,
+                                   mimetype=media.mimetype, filename=media.filename, size=len(media.data),
+                                   sha256=hashlib.sha256(media.data).hexdigest(), forwarded=media.forwarded)
+
+    async def send_location(self, chat_id: str, location: Location, *, message_id: str | None = None
+                            ) -> SendResult:
+        return await self._deliver(chat_id, "location", message_id, latitude=location.latitude,
+                                   longitude=location.longitude, name=location.name, address=location.address,
+                                   url=location.url, forwarded=location.forwarded)
+
+    async def send_vcard(self, chat_id: str, vcard: str, display_name: str, *, message_id: str | None = None
+                         ) -> SendResult:
+        return await self._deliver(chat_id, "vcard", message_id, vcard=vcard, displayName=display_name)
+
+    async def send_reaction(self, chat_id: str, target: MessageRef, emoji: str, *,
+                            message_id: str | None = None) -> SendResult:
+        return await self._deliver(chat_id, "reaction", message_id, targetMessageId=target.message_id,
+                                   reaction=emoji)
+
+    async def send_edit(self, chat_id: str, target: MessageRef, text: str, *,
+                        message_id: str | None = None) -> SendResult:
+        self._own(target, "edit")
+        return await self._deliver(chat_id, "edit", message_id, text=text, targetMessageId=target.message_id)
+
+    async def send_revoke(self, chat_id: str, target: MessageRef, *, message_id: str | None = None) -> SendResult:
+        if not target.from_me and not chat_id.endswith("@g.us"):
+            raise PermanentSendError("only your own messages can be deleted for everyone in a direct chat",
+                                     reason="not_allowed")
+        return await self._deliver(chat_id, "revoke", message_id, targetMessageId=target.message_id)
+
+    async def send_forward(self, chat_id: str, kind: str, content: Mapping[str, Any], *,
+                           message_id: str | None = None) -> SendResult:
+        fields = {k: v for k, v in content.items() if k != "data"}
+        return await self._deliver(chat_id, kind, message_id, text=content.get("message"),
+                                   caption=content.get("caption"), forwarded=True, **fields)
+
+    def _own(self, target: MessageRef, action: str) -> None:
+        """Like WhatsApp: only a message this account sent can be edited."""
+        if not target.from_me:
+            raise PermanentSendError(f"cannot {action} {target.message_id}: not a message this account sent",
+                                     reason="not_allowed")
+
+    async def send_seen(self, chat_id: str, message_ids: Sequence[str] = ()) -> None:
+        if not self.connected:
+            raise EngineError("sandbox engine is not connected")
+        self.phone.seen.append((chat_id, self.world.clock.now_ms()))
+
+    async def send_presence(self, chat_id: str | None, state: str) -> None:
+        if not self.connected:
+            raise EngineError("sandbox engine is not connected")
+        self.phone.presence.append((chat_id, state, self.world.clock.now_ms()))
+
+    async def download_media(self, chat_id: str, message_id: str, max_bytes: int) -> DownloadedMedia:
+        if not self.connected:
+            raise EngineError("sandbox engine is not connected")
+        found = self.phone.media.get(message_id)
+        if found is None:
+            raise MediaNotFound(f"no media is known for message {message_id}")
+        data, mime, name = found
+        if len(data) > max_bytes:
+            raise MediaTooLarge(f"the media of {message_id} has {len(data)} bytes, more than {max_bytes}")
+        return DownloadedMedia(data, mime, name)
 
     async def send_typing(self, chat_id: str) -> None:
         return None

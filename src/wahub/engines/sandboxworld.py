@@ -48,12 +48,13 @@ class Delivery:
     caption: str | None = None
     options: list[str] | None = None
     multiple: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # the other kinds' fields (media, location, target…)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON shape used by the sandbox API and the delivery log."""
+        """JSON shape used by the sandbox API and the delivery log (``extra`` merged in)."""
         return {"messageId": self.message_id, "chatId": self.chat_id, "kind": self.kind,
                 "at": self.at_ms, "text": self.text, "caption": self.caption,
-                "options": self.options, "multipleAnswers": self.multiple}
+                "options": self.options, "multipleAnswers": self.multiple, **self.extra}
 
 
 @dataclass
@@ -77,6 +78,9 @@ class Phone:
     unregistered: set[str] = field(default_factory=set)
     deliveries: list[Delivery] = field(default_factory=list)
     engine: SandboxEngine | None = None
+    media: dict[str, tuple[bytes, str, str | None]] = field(default_factory=dict)  # inbound id → bytes, mime, name
+    seen: list[tuple[str, int]] = field(default_factory=list)  # (chat id, at ms) of every send-seen
+    presence: list[tuple[str | None, str, int]] = field(default_factory=list)  # (chat id, state, at ms)
 
 
 class SandboxWorld:
@@ -169,12 +173,18 @@ class SandboxWorld:
 
         ``content`` takes the other :class:`~wahub.engines.base.InboundMessage` fields: ``kind``
         (``image``, ``ptt``, ``location``…), ``caption``, ``mimetype``, ``filename``, ``latitude``…,
-        ``vcards``, ``quoted_message_id``, ``quoted_body``; media kinds get ``has_media`` by default.
+        ``vcards``, ``quoted_message_id``, ``quoted_body``; media kinds get ``has_media`` by default,
+        and their ``media`` (bytes) is what ``download-media`` serves for the message.
         """
-        engine = self._engine(self.phone(instance_id))
+        phone = self.phone(instance_id)
+        engine = self._engine(phone)
         mid = message_id or self.new_message_id()
+        data = content.pop("media", None)
         if content.get("kind", "chat") in ("image", "video", "audio", "ptt", "document", "sticker"):
             content.setdefault("has_media", True)
+            if isinstance(data, bytes):  # served by download-media
+                phone.media[mid] = (data, str(content.get("mimetype") or "application/octet-stream"),
+                                    content.get("filename"))
         if "vcards" in content:
             content["vcards"] = tuple(content["vcards"])
         await engine.emit(InboundMessage(message_id=mid, chat_id=chat_id or sender, sender=sender, text=text,

@@ -35,11 +35,13 @@ from wahub.runtime.events import Events
 from wahub.runtime.inbound import Inbound
 from wahub.runtime.instances import Instances
 from wahub.runtime.leases import LeasePolicy, default_capacity
+from wahub.runtime.media import MediaSource
 from wahub.runtime.outbox import InstanceOutcomes, Outbox, limits_for
 from wahub.runtime.placement import Placement
 from wahub.runtime.registry import InstanceRuntime, Registry
 from wahub.runtime.resolve import Resolver
 from wahub.runtime.sandboxport import SandboxControl
+from wahub.runtime.sendactions import SendActions
 from wahub.runtime.sendloop import SendLoop, SendPolicy
 from wahub.runtime.storehealth import StoreHealth
 from wahub.runtime.supervisor import LifecyclePolicy, Supervisor
@@ -84,6 +86,13 @@ class Hub:
         self.events = Events(store, clock, self.dispatcher.notify)
         self.outbox = Outbox(settings, store, clock, self.events, self.metrics, self.instances, self._spawn)
         self.inbound = Inbound(store, store, clock, self.events, self.outbox)
+        self.send_actions = SendActions(
+            self.outbox, store, self.instances,
+            MediaSource(self.url_guard.policy, max_bytes=settings.media_max_bytes,
+                        mime_types=settings.media_mime_types.split(","), timeout_ms=settings.media_fetch_timeout_ms),
+            action_timeout_ms=settings.engine_action_timeout_ms,
+            download_max_bytes=settings.media_download_max_bytes,
+            allow_status_broadcast=settings.allow_status_broadcast)
         self.cloud = CloudRoom(store, store, clock, self.instances, self.events, self.inbound,
                                credentials_key=settings.cloud_credentials_key)
         self.cloud_webhooks = self.cloud.receiver  # the /cloud/{id}/webhook route's port

@@ -41,6 +41,7 @@ from wahub.domain.errors import DisconnectedError, PermanentSendError, SendError
 from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind, OutboxItem
 from wahub.engines import base as eng
+from wahub.runtime import sendkinds
 from wahub.runtime.resolve import NeedsLookup
 from wahub.store.base import Fenced, OutboxPort
 
@@ -272,12 +273,12 @@ class SendLoop:
                 self.outcomes.deferred(iid, "backoff")
                 return due_at - now
             return 200  # due, but another item of the instance is still `sending`
-        await self._send(item, history, limits, engine, chosen, handed_over=hand_over, typing=typing)
+        await self._send(item, history, limits, engine, chosen, handed_over=hand_over, typing=bool(typing))
         self._jitter_ms = self.rng.randint(0, self.policy.jitter_ms) if self.policy.jitter_ms else 0
         return None
 
     async def _send(self, item: OutboxItem, history: list[int], limits: ratelimit.Limits, engine: eng.Engine,
-                    chosen: str | None, *, handed_over: bool, typing: bool) -> None:
+                    chosen: str | None, *, handed_over: bool, typing: bool = False) -> None:
         link, store, clock = self.link, self.store, self.clock
         if link.state != State.READY or link.engine is not engine or self._draining:
             await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=handed_over)
@@ -303,7 +304,7 @@ class SendLoop:
                 await self._failed(item, exc)
                 return
         if not handed_over:
-            if typing and item.kind == ItemKind.TEXT:
+            if typing and item.kind == ItemKind.TEXT:  # a claim without hand-over is not a wish to type
                 with contextlib.suppress(Exception):
                     await engine.send_typing(chat)
             await store.mark_handed_over(item, clock.now_ms(), chosen_message_id=chosen)
@@ -327,13 +328,7 @@ class SendLoop:
                  attempt=item.attempts + 1)
         try:
             async with asyncio.timeout(self.policy.send_timeout_ms / 1000):
-                if item.kind == ItemKind.POLL:
-                    result = await engine.send_poll(chat, item.payload["caption"],
-                                                    list(item.payload["options"]),
-                                                    bool(item.payload.get("multipleAnswers")), message_id=chosen,
-                                                    template=item.payload.get("template"))
-                else:
-                    result = await engine.send_text(chat, item.payload["message"], message_id=chosen)
+                result = await sendkinds.send_item(engine, item, chat, chosen)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - every outcome is classified below

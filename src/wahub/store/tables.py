@@ -22,7 +22,7 @@ from sqlalchemy import (
     text,
 )
 
-from wahub.domain.outbox import ItemStatus
+from wahub.domain.outbox import ItemKind, ItemStatus
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -33,6 +33,7 @@ metadata = MetaData(naming_convention={
 })
 
 ITEM_STATUSES = tuple(s.value for s in ItemStatus)
+ITEM_KINDS = tuple(k.value for k in ItemKind)
 STATES = ("initializing", "connecting", "needs_qr", "ready", "disconnected", "restricted",
           "error", "logged_out", "stopped")
 EVENT_STATUSES = ("pending", "delivered", "dead")
@@ -97,7 +98,7 @@ outbox = Table(
     # reported at the next start, so a stop between "uncertain" and its report loses no report.
     Column("uncertain_reported_at", BigInteger, nullable=True),
     CheckConstraint(f"status IN {ITEM_STATUSES!r}", name="status_known"),
-    CheckConstraint("kind IN ('text', 'poll')", name="kind_known"),
+    CheckConstraint(f"kind IN {ITEM_KINDS!r}", name="kind_known"),
     CheckConstraint("attempts >= 0", name="attempts_non_negative"),
     # A key names one message per instance: concurrent identical requests race on this
     # constraint, the loser reads the winner's row, so a key can never produce two items.

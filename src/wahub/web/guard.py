@@ -44,6 +44,8 @@ class Guard:
         limit = self.hub.settings.max_body_bytes
         if scope.get("path", "").startswith("/cloud/"):  # Meta's webhook calls: the route caps them itself
             limit = max(limit, self.hub.settings.cloud_webhook_max_bytes)
+        elif scope.get("path", "").endswith("/client/action/send-media"):  # base64 files: MEDIA_MAX_BYTES
+            limit = max(limit, self.hub.settings.media_max_bytes * 4 // 3 + 64 * 1024)
         started = time.perf_counter()
         status = [500]
         length = headers.get(b"content-length")

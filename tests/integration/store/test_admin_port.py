@@ -32,7 +32,7 @@ async def test_migrate_brings_an_empty_database_to_the_newest_revision(fresh_sto
             after = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
             revision = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
         assert after == TABLES
-        assert revision == "0007"
+        assert revision == "0008"
     assert await fresh_store.list_instances() == []
 
 

@@ -41,6 +41,8 @@ from wahub.domain.errors import DisconnectedError, EngineError, SendError, Trans
 from wahub.engines import base
 from wahub.engines.whatsmeow import msgids, protocol
 from wahub.engines.whatsmeow.directory import WhatsmeowDirectory
+from wahub.engines.whatsmeow.engineactions import SendActionsMixin
+from wahub.engines.whatsmeow.workeractions import TRANSFER_DIR
 
 log = structlog.get_logger("wahub.engines.whatsmeow")
 
@@ -60,11 +62,13 @@ class WorkerOptions:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-class WhatsmeowEngine(base.Engine):
+class WhatsmeowEngine(SendActionsMixin, base.Engine):
     """One instance's linked device, run by a worker subprocess."""
 
     capabilities = base.Capabilities(polls=True, typing=True, pairing_code=True, number_check=True,
-                                     chosen_message_ids=True)
+                                     chosen_message_ids=True, media=True, locations=True, contacts=True,
+                                     reactions=True, edits=True, revokes=True, forwards=True, seen=True, presence=True,
+                                     media_download=True)
 
     def __init__(self, instance_id: str, sink: base.EventSink, *, session_dir: Path, clock: Clock,
                  options: WorkerOptions | None = None) -> None:
@@ -92,6 +96,7 @@ class WhatsmeowEngine(base.Engine):
         """Spawn the worker and ask it to connect; QR / ready events follow through the sink."""
         if self.running:
             return
+        shutil.rmtree(self.session_dir / TRANSFER_DIR, ignore_errors=True)  # files a crash left behind
         opts = self.options
         args = [opts.python, "-m", "wahub.engines.whatsmeow.worker", "--session", str(self.session_dir),
                 "--instance", self.instance_id, "--qr-window-ms", str(opts.qr_window_ms),

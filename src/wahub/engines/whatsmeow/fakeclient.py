@@ -56,6 +56,7 @@ from neonize.proto.Neonize_pb2 import (
     MessageSource,
     SendMessageReturnFunction,
     SendResponse,
+    UploadResponse,
 )
 from neonize.proto.waCommon.WACommon_pb2 import MessageKey
 from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
@@ -136,6 +137,7 @@ class FakeClient(FakeDirectory):
         self._receipts_after_send: list[tuple[str, float]] = []  # (ack, delay s) for the next deliveries
         self._unregistered: set[str] = set()
         self._presence: list[str] = []
+        self._media: dict[str, bytes] = {}  # directPath → bytes (uploads, injected media)
         self._lock = threading.Lock()
 
     # -- the neonize calls the worker makes -----------------------------------------------------
@@ -216,6 +218,32 @@ class FakeClient(FakeDirectory):
                            name=name, selectableOptionsCount=int(selectable_count.value),
                            options=[PollCreationMessage.Option(optionName=o) for o in options]))
 
+    def upload(self, binary: bytes, media_type: Any = None) -> Any:
+        """Keep the bytes (downloadable again by their ``directPath``) and answer like whatsmeow's upload."""
+        digest = hashlib.sha256(binary).digest()
+        path = f"/v/t62.fake/{digest.hex()[:32]}"
+        with self._lock:
+            self._media[path] = binary
+        return UploadResponse(url=f"https://mmg.whatsapp.net{path}", DirectPath=path, Handle="",
+                              MediaKey=os.urandom(32), FileEncSHA256=hashlib.sha256(b"enc" + binary).digest(),
+                              FileSHA256=digest, FileLength=len(binary))
+
+    def download_any(self, message: Any, path: str | None = None) -> bytes:
+        """The bytes uploaded (or injected with ``media_b64``) under the message's ``directPath``."""
+        from neonize.exc import DownloadError
+
+        for field in ("imageMessage", "videoMessage", "audioMessage", "documentMessage", "stickerMessage"):
+            if message.HasField(field):
+                data = self._media.get(getattr(message, field).directPath)
+                if data is not None:
+                    return data
+        raise DownloadError("failed to download media: 404")
+
+    def mark_read(self, *message_ids: str, chat: Any, sender: Any, receipt: Any, timestamp: int | None = None) -> None:
+        if not self.connected:
+            raise NeonizeError("websocket not connected")
+        self._presence.append(f"read:{chat.User}@{chat.Server}:{','.join(message_ids)}")
+
     def decrypt_poll_vote(self, message: Any) -> Any:
         """The fake "encrypts" votes in clear: the payload is the serialised ``PollVoteMessage``."""
         from google.protobuf.message import DecodeError
@@ -291,6 +319,13 @@ class FakeClient(FakeDirectory):
             from google.protobuf import json_format
 
             msg = json_format.ParseDict(args["message"], Message())
+            if args.get("media_b64"):  # the file behind the message's directPath, for download_any
+                import base64
+
+                inner = next((getattr(msg, f) for f in ("imageMessage", "videoMessage", "audioMessage",
+                                                        "documentMessage", "stickerMessage") if msg.HasField(f)), None)
+                if inner is not None:
+                    self._media[inner.directPath] = base64.b64decode(args["media_b64"])
             src = source(args["sender"], args.get("chat"), args.get("sender_alt", ""), bool(args.get("from_me")))
             mid = str(args.get("id") or self.generate_message_id())
             self._dispatch(message_event(msg, src, mid, now_ms, str(args.get("push_name", ""))))

@@ -72,6 +72,13 @@ class Aliases:
                 fh.flush()
                 os.fsync(fh.fileno())
 
+    def wire(self, chosen_id: str) -> str:
+        """The id WhatsApp knows for a hub-chosen id (itself when it was not aliased)."""
+        for wire_id, chosen in reversed(self._to_chosen.items()):
+            if chosen == chosen_id:
+                return wire_id
+        return chosen_id
+
     def chosen(self, wire_id: str) -> str:
         """The id the hub knows for ``wire_id`` (itself when it was not aliased)."""
         return self._to_chosen.get(wire_id, wire_id)

@@ -51,7 +51,8 @@ from wahub.engines import base
 VERSION = 2
 MAX_LINE_BYTES = 1_048_576
 COMMANDS = ("connect", "reconnect", "stop", "logout", "status", "send_text", "send_poll", "typing",
-            "pairing_code", "is_on_whatsapp", "directory", "fake")
+            "pairing_code", "is_on_whatsapp", "directory", "fake", "send_media", "send_location", "send_vcard",
+            "send_reaction", "send_edit", "send_revoke", "send_forward", "seen", "presence", "download_media")
 """``fake`` drives the offline fake client (tests and benchmarks only); a real worker refuses it."""
 
 EVENT_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in (

@@ -33,7 +33,7 @@ from typing import IO, Any
 from wahub.domain import chatid
 from wahub.domain.errors import DisconnectedError, EngineError, PermanentSendError, WaHubError
 from wahub.engines import base
-from wahub.engines.whatsmeow import protocol
+from wahub.engines.whatsmeow import protocol, workeractions
 from wahub.engines.whatsmeow.msgids import Aliases
 from wahub.engines.whatsmeow.workerio import (  # noqa: F401 - FAKE_CLIENT_ENV is part of this module's API
     FAKE_CLIENT_ENV,
@@ -73,7 +73,9 @@ class Worker:
         self._commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._connect_thread: threading.Thread | None = None
         self._registered: set[str] = set()
-        self._presence_sent = False
+        self.presence_sent = False  # the account was marked available (before the first "typing…")
+        self.received_media = workeractions.MediaMemory()
+        self.unread = workeractions.Unread()
 
     # -- output -------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -164,6 +166,10 @@ class Worker:
                 return adapter.undecryptable_vote(event)
             return adapter.poll_vote(event, vote)
         mapped = adapter.message_event(event)
+        if isinstance(mapped, base.InboundMessage):
+            self.unread.add(mapped)  # what send-seen marks read
+            if mapped.has_media:
+                self.received_media.keep(mapped.message_id, event.Message)  # what download_media fetches later
         if mapped is None:
             from wahub.engines.whatsmeow import content
 
@@ -219,13 +225,15 @@ class Worker:
                 raise adapter.send_error(exc) from exc
         if cmd == "typing":
             self._require_linked()
-            self._typing(str(args["chat_id"]))
+            workeractions.typing(self, str(args["chat_id"]))
             return {}
         if cmd == "pairing_code":
             return {"code": self._pairing_code(str(args["phone"]))}
         if cmd == "is_on_whatsapp":
             self._require_linked()
-            return {"registered": self._registered_user(str(args["chat_id"]))}
+            return {"registered": self.registered_user(str(args["chat_id"]))}
+        if cmd in workeractions.COMMANDS:
+            return workeractions.run(self, cmd, args)
         if cmd == "directory":  # reads, contacts and groups (workerdirectory)
             from wahub.engines.whatsmeow import workerdirectory
 
@@ -268,6 +276,10 @@ class Worker:
                 raise EngineError("the previous connection did not stop; a hard restart is needed")
         self._connect_thread = None
 
+    def require_linked(self) -> None:
+        """Raise ``DisconnectedError(not_connected)`` unless logged in."""
+        self._require_linked()
+
     def _require_linked(self) -> None:
         if not self.linked:
             raise DisconnectedError("the worker is not logged in", reason="not_connected")
@@ -281,12 +293,9 @@ class Worker:
         from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
         from neonize.utils.enum import VoteType
 
-        from wahub.engines.whatsmeow import adapter
-
-        chosen = str(args.get("message_id") or "")
         self._require_linked()
         chat = str(args["chat_id"])
-        if chat.endswith("@c.us") and not self._registered_user(chat):
+        if chat.endswith("@c.us") and not self.registered_user(chat):
             raise PermanentSendError(f"{chat} is not on WhatsApp", reason="not_on_whatsapp")
         if cmd == "send_text":
             message = Message(conversation=str(args["text"]))  # verbatim: never neonize's str path
@@ -294,6 +303,12 @@ class Worker:
             vote_type = VoteType.MULTIPLE if args.get("multiple") else VoteType.SINGLE
             message = self.client.build_poll_vote_creation(str(args["caption"]), list(args["options"]),
                                                            vote_type)
+        return self.deliver(chat, message, str(args.get("message_id") or ""))
+
+    def deliver(self, chat: str, message: Any, chosen: str) -> dict[str, Any]:
+        """Send a built ``Message`` to ``chat``; the reply's fields (``message_id`` = ``chosen`` when given)."""
+        from wahub.engines.whatsmeow import adapter
+
         to = to_jid(chat)
         try:
             answer = send_raw(self.client, to, message)
@@ -307,7 +322,7 @@ class Worker:
         return {"message_id": chosen or wire_id, "wire_id": wire_id,
                 "timestamp": int(answer.SendResponse.Timestamp) * 1000}
 
-    def _registered_user(self, chat: str) -> bool:
+    def registered_user(self, chat: str) -> bool:
         """``is_on_whatsapp`` for a person, cached for the worker's life once positive."""
         digits = chatid.phone_number(chat)
         if digits is None or chat in self._registered:
@@ -317,15 +332,6 @@ class Worker:
         if registered:
             self._registered.add(chat)
         return registered
-
-    def _typing(self, chat: str) -> None:
-        from neonize.utils.enum import ChatPresence, ChatPresenceMedia, Presence
-
-        if not self._presence_sent:
-            resolve(self.client.send_presence(Presence.AVAILABLE))
-            self._presence_sent = True
-        resolve(self.client.send_chat_presence(to_jid(chat), ChatPresence.CHAT_PRESENCE_COMPOSING,
-                                               ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT))
 
     def _pairing_code(self, phone: str) -> str:
         """A pairing code; needs the open pre-login websocket (the one that shows QR codes).
