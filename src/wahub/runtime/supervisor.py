@@ -105,6 +105,7 @@ class Supervisor(Restarts):
         self.timers = Timers(clock, rt.id)
         self._qr_started: int | None = None
         self._lock = asyncio.Lock()
+        self._moving = asyncio.Lock()  # state changes apply one at a time, in the order they were asked
 
     def _arm(self, name: str, ms: int, fn: Any) -> None:
         self.timers.arm(name, ms, fn)
@@ -121,8 +122,15 @@ class Supervisor(Restarts):
                          data: dict[str, Any] | None = None, **values: Any) -> bool:
         """Move to ``to`` if the table allows it; store it with ``change_state`` and ``event``.
 
-        Returns False (and records nothing) when the move is not allowed or not a change.
+        Returns False (and records nothing) when the move is not allowed or not a change. Changes
+        are serialized: one whose write is slow is never overtaken by a later one (which would then
+        be overwritten, e.g. ``ready`` by the QR's earlier ``connecting``).
         """
+        async with self._moving:
+            return await self._transition(to, reason, event, data, values)
+
+    async def _transition(self, to: State, reason: str | None, event: str | None, data: dict[str, Any] | None,
+                          values: dict[str, Any]) -> bool:
         rt = self.rt
         src = rt.state
         if src == to or not lifecycle.can_move(src, to):
