@@ -2,10 +2,11 @@
 
 Two checks, because a name can change what it points to (DNS rebinding): :meth:`UrlGuard.checked`
 refuses a URL when it is set (400 naming ``webhook.url``) if its name resolves to a refused address;
-:func:`guarded_client` builds the dispatcher's HTTP client whose network backend resolves the name
-itself, checks every address, and connects to the checked address — so the address that was judged is
-the address that is dialled, and a name that turned into 169.254.169.254 after it was accepted gets a
-connection error, never a request. Proxies from the environment are not used (they would dial for us).
+:class:`wahub.runtime.hookclient.HookClient` (the dispatcher's HTTP client) resolves the name itself
+at every new connection with :func:`resolve_checked`, checks every address, and connects to the checked
+address — so the address that was judged is the address that is dialled, and a name that turned into
+169.254.169.254 after it was accepted gets a connection error, never a request. Proxies from the
+environment are not used (they would dial for us).
 
 A name that does not resolve when it is set is accepted (the receiver may not be deployed yet); it is
 judged at every connection.
@@ -16,11 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
-
-import httpcore
-import httpx
+from collections.abc import Awaitable, Callable
 
 from wahub.domain import webhookurl
 from wahub.domain.errors import InvalidInput
@@ -77,60 +74,3 @@ class UrlGuard:
         except OSError:
             pass  # not resolvable now: judged again at every connection
         return target.url
-
-
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend that dials only addresses the policy allows (checked per connection)."""
-
-    def __init__(self, policy: webhookurl.Policy, resolver: Resolver,
-                 inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self.policy = policy
-        self.resolver = resolver
-        self.inner = inner or httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109
-                          local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
-        """Resolve ``host``, refuse it if any address is refused, else connect to the first address that answers."""
-        try:
-            addresses = await resolve_checked(host, port, self.policy, self.resolver)
-        except Refused as exc:
-            raise httpcore.ConnectError(f"refused by the webhook address policy: {exc}") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                return await self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                    socket_options=socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,  # noqa: ASYNC109
-                                  socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
-        """Unix sockets are never a webhook target."""
-        raise httpcore.ConnectError("unix sockets are not webhook targets")
-
-    async def sleep(self, seconds: float) -> None:
-        """Delegates to the inner backend."""
-        await self.inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with its connection pool on a :class:`GuardedBackend`."""
-
-    def __init__(self, policy: webhookurl.Policy, resolver: Resolver = system_resolver) -> None:
-        super().__init__(trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
-                                                  max_connections=100, max_keepalive_connections=20,
-                                                  keepalive_expiry=5.0, network_backend=GuardedBackend(policy,
-                                                                                                       resolver))
-
-
-def guarded_client(policy: webhookurl.Policy, timeout_s: float, resolver: Resolver = system_resolver
-                   ) -> httpx.AsyncClient:
-    """The webhook HTTP client: no redirects, no proxies from the environment, every connection checked."""
-    return httpx.AsyncClient(transport=GuardedTransport(policy, resolver), timeout=timeout_s,
-                             follow_redirects=False, trust_env=False)
