@@ -23,7 +23,9 @@ receivers):
 Latency case (``--latency-rate``, default 100 messages/s for ``--latency-seconds``): 10 linked
 sandbox instances, each with a webhook to one receiver; the bench injects inbound messages through
 the sandbox API at the given rate (round-robin over the instances), each carrying its injection
-instant; the receiver notes when the ``message`` event arrived. Latency = arrival − injection.
+instant; the receiver notes when the ``message`` event arrived. Latency = arrival − injection. The
+same injector first posts at the same rate to the bare app (``bench/bare_app.py``); its request
+latency is the machine's own floor in the same minute (the ratio's reference).
 
 Usage: ``.venv/bin/python bench/webhooks.py`` (``--profile DIR`` writes py-spy profiles
 of the hub, ``--cases`` picks ``throughput``, ``latency`` or both)
@@ -48,7 +50,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.enqueue import API_KEY, Hub, cpu_s, free_port, machine  # noqa: E402
+from bench.enqueue import API_KEY, Bare, Hub, cpu_s, free_port, machine  # noqa: E402
 
 _OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 _MARK = b"lat:"
@@ -193,9 +195,13 @@ def stop_profiler(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(30)
 
 
+PYTHONPATH: dict[str, str] = {}  # {"PYTHONPATH": tree} with --pythonpath: the hub runs that (older) code
+
+
 def hub_env(extra: dict[str, str]) -> dict[str, str]:
     """The hub's environment for these runs."""
-    return {"LOG_LEVEL": "info", "WEBHOOK_SECRET": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldA==", **extra}
+    return {"LOG_LEVEL": "info", "WEBHOOK_SECRET": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldA==",
+            **PYTHONPATH, **extra}
 
 
 def case(receivers: int, instances: int, events: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -260,7 +266,8 @@ def case(receivers: int, instances: int, events: int, workdir: Path, args: argpa
             "load1_after": round(os.getloadavg()[0], 2)}
 
 
-async def inject(url: str, rate: float, seconds: float) -> list[float]:
+async def inject(url: str, rate: float, seconds: float, path: str = "/sandbox/instances/lat{n:02d}/messages"
+                 ) -> list[float]:
     """Post inbound messages at ``rate`` per second for ``seconds``; the injection calls' own latencies (ms)."""
     headers = {"authorization": f"Bearer {API_KEY}"}
     calls: list[float] = []
@@ -269,7 +276,7 @@ async def inject(url: str, rate: float, seconds: float) -> list[float]:
                                  limits=httpx.Limits(max_connections=64)) as c:
         async def one(n: int) -> None:
             t0 = time.time_ns()
-            r = await c.post(f"/sandbox/instances/lat{n % LATENCY_INSTANCES:02d}/messages",
+            r = await c.post(path.format(n=n % LATENCY_INSTANCES),
                              json={"from": "201000000001", "text": f"lat:{t0}", "messageId": f"3EB0LAT{n:012d}"})
             r.raise_for_status()
             calls.append((time.time_ns() - t0) / 1e6)
@@ -313,6 +320,12 @@ def latency_case(rate: float, seconds: float, workdir: Path, args: argparse.Name
                         raise TimeoutError(f"lat{n:02d} did not become ready")
                     time.sleep(0.1)
         load_before = os.getloadavg()[0]
+        bare_app = Bare()  # the same injector against the bare app, just before: the machine's own latency
+        try:
+            bare_path = "/instances/b{n:02d}/client/action/send-message"
+            bare_calls = asyncio.run(inject(bare_app.url, rate, seconds, bare_path))
+        finally:
+            bare_app.stop()
         assert hub.proc is not None
         spy = profiler(hub.proc.pid, Path(args.profile) / "webhooks-latency.txt" if args.profile else None)
         cpu0, t0 = hub.cpu_s(), time.monotonic()
@@ -327,6 +340,8 @@ def latency_case(rate: float, seconds: float, workdir: Path, args: argparse.Name
     return {"case": "latency", "rate": rate, "seconds": seconds, "injected": len(calls), "arrived": len(seen),
             "p50_ms": pct(seen, 0.5), "p99_ms": pct(seen, 0.99), "max_ms": round(max(seen), 1),
             "inject_call_p50_ms": pct(calls, 0.5), "inject_call_p99_ms": pct(calls, 0.99),
+            "bare_call_p50_ms": pct(bare_calls, 0.5), "bare_call_p99_ms": pct(bare_calls, 0.99),
+            "p99_ratio_to_bare_call": round(pct(seen, 0.99) / max(0.1, pct(bare_calls, 0.99)), 2),
             "hub_cpu_pct": round(100 * cpu / wall, 1), "load1_before": round(load_before, 2),
             "load1_after": round(os.getloadavg()[0], 2)}
 
@@ -347,6 +362,7 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=float, default=100.0, help="inbound messages per second")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--profile", default=None, help="directory for py-spy profiles of the hub")
+    parser.add_argument("--pythonpath", default=None, help="run the hub from this source tree (e.g. older code)")
     parser.add_argument("--workdir", default=None, help="where the data directories go (default: a temp dir)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -358,6 +374,8 @@ def main() -> None:
         return
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
+    if args.pythonpath:
+        PYTHONPATH["PYTHONPATH"] = args.pythonpath
     rows = []
     cases = args.cases.split(",")
     with tempfile.TemporaryDirectory(prefix="wahub-hooks-", dir=args.workdir) as tmp:
