@@ -25,7 +25,9 @@ sandbox instances, each with a webhook to one receiver; the bench injects inboun
 the sandbox API at the given rate (round-robin over the instances), each carrying its injection
 instant; the receiver notes when the ``message`` event arrived. Latency = arrival − injection. The
 same injector first posts at the same rate to the bare app (``bench/bare_app.py``); its request
-latency is the machine's own floor in the same minute (the ratio's reference).
+latency is the machine's own floor in the same minute (the ratio's reference). The dispatcher's own
+part, from the event's ``created_at`` (stored with the inbound message) to its arrival, is reported
+beside it (``stored_to_arrival``; both clocks are this machine's wall clock).
 
 Usage: ``.venv/bin/python bench/webhooks.py`` (``--profile DIR`` writes py-spy profiles
 of the hub, ``--cases`` picks ``throughput``, ``latency`` or both)
@@ -60,7 +62,7 @@ LATENCY_INSTANCES = 10
 class _Answer(asyncio.Protocol):
     """Answers each complete request (head + content-length body) with 200 at once."""
 
-    arrivals: list[float] = []  # latency marks seen (ms from injection to arrival), when asked to note them
+    arrivals: list[tuple[float, str, float]] = []  # (ms from injection to arrival, event id, arrival epoch ms)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -82,9 +84,12 @@ class _Answer(asyncio.Protocol):
                 return
             at = self.buf.find(_MARK, head_end, end)
             if at >= 0:
+                now_ns = time.time_ns()
                 stop = self.buf.find(b'"', at)
                 sent_ns = int(self.buf[at + len(_MARK):stop])
-                _Answer.arrivals.append((time.time_ns() - sent_ns) / 1e6)
+                id_at = self.buf.find(b"webhook-id:", 0, head_end)
+                event_id = self.buf[id_at + 11:self.buf.find(b"\r\n", id_at)].strip().decode()
+                _Answer.arrivals.append(((now_ns - sent_ns) / 1e6, event_id, now_ns / 1e6))
             self.buf = self.buf[end:]
             self.transport.write(_OK)
 
@@ -336,9 +341,15 @@ def latency_case(rate: float, seconds: float, workdir: Path, args: argparse.Name
     finally:
         hub.stop()
         rx.stop()
-    seen: list[float] = json.loads(notes.read_text())
+    notes_seen = json.loads(notes.read_text())
+    seen = [lat for lat, _, _ in notes_seen]
+    c2 = sqlite3.connect(f"file:{data / 'wa-hub.sqlite3'}?mode=ro", uri=True, timeout=30)
+    stored = dict(c2.execute("SELECT event_id, created_at FROM webhook_events WHERE event = 'message'").fetchall())
+    c2.close()
+    dispatch = [arrived - stored[eid] for _, eid, arrived in notes_seen if eid in stored]
     return {"case": "latency", "rate": rate, "seconds": seconds, "injected": len(calls), "arrived": len(seen),
             "p50_ms": pct(seen, 0.5), "p99_ms": pct(seen, 0.99), "max_ms": round(max(seen), 1),
+            "stored_to_arrival_p50_ms": pct(dispatch, 0.5), "stored_to_arrival_p99_ms": pct(dispatch, 0.99),
             "inject_call_p50_ms": pct(calls, 0.5), "inject_call_p99_ms": pct(calls, 0.99),
             "bare_call_p50_ms": pct(bare_calls, 0.5), "bare_call_p99_ms": pct(bare_calls, 0.99),
             "p99_ratio_to_bare_call": round(pct(seen, 0.99) / max(0.1, pct(bare_calls, 0.99)), 2),

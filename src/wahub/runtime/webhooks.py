@@ -29,12 +29,14 @@ made again after the restart with the same event id.
 
 Throughput (docs/PERFORMANCE.md): a lane reads its pending events in batches of ``BATCH`` (oldest
 first) and works through them in memory; a delivered event is marked by one writer that commits the
-marks of every lane together (:class:`_Marks`), and a lane waits for its own marks to be committed
-before it reads the store again, so a delivered event is never read back as pending and sent twice.
-A crash between a delivery and its mark's commit redelivers the event after the restart (same id),
-as any crash between an attempt and its record always did. A failed attempt is recorded at once and
-the lane reads its events afresh; so does a replay of dead letters (:meth:`Dispatcher.replayed`),
-which puts the replayed events back before the lane's later ones. HTTP goes through
+marks of every lane together (:class:`_Marks`), and a lane's next read skips the events whose mark
+may not be committed yet, so a delivered event is never read back as pending and sent twice. A crash
+between a delivery and its mark's commit redelivers the event after the restart (same id), as any
+crash between an attempt and its record always did; so does a batch of marks that fails to commit
+(its lanes are woken and send those events again, possibly after later ones: duplicates, same ids).
+A failed attempt is recorded at once and the lane reads its events afresh; so does a replay of dead
+letters (:meth:`Dispatcher.replayed`), which puts the replayed events back before the lane's later
+ones. HTTP goes through
 :class:`wahub.runtime.hookclient.HookClient` (kept-alive connections per receiver).
 """
 
@@ -107,7 +109,7 @@ class Dispatcher:
         self.target_for = target_for
         self.rng = rng or random.Random()
         self.client = client
-        self._marks = _Marks(store)
+        self._marks = _Marks(store, self.notify)
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._reread: set[str] = set()  # lanes whose in-memory events are stale (dead letters replayed)
@@ -147,6 +149,7 @@ class Dispatcher:
             lane.cancel()
         self._wakes.pop(instance_id, None)
         self._health.pop(instance_id, None)
+        self._marks.unsettled.pop(instance_id, None)
 
     async def close(self) -> None:
         """Stop every lane; undelivered events stay stored for the next start."""
@@ -164,7 +167,6 @@ class Dispatcher:
         structlog.contextvars.clear_contextvars()
         wake = self._wakes[instance_id]
         queue: deque[EventRecord] = deque()
-        marked: asyncio.Future[None] | None = None  # the commit of this lane's last delivered mark
         while not self._closed:
             try:
                 if instance_id in self._reread:
@@ -172,10 +174,7 @@ class Dispatcher:
                     queue.clear()
                 if not queue:
                     wake.clear()
-                    if marked is not None:
-                        await marked  # never read a delivered event back as pending
-                        marked = None
-                    queue.extend(await self.store.pending_events(instance_id, BATCH))
+                    queue.extend(await self._read(instance_id))
                     if not queue:
                         if wake.is_set():
                             continue  # an event was stored while we looked: do not lose the wake-up
@@ -187,20 +186,28 @@ class Dispatcher:
                     await self._wait(wake, head.next_attempt_at - now)
                     queue.clear()  # read again: a replay or a new URL may have changed what is due
                     continue
-                done = await self._attempt(head)
+                delivered = await self._attempt(head)
                 queue.popleft()
-                if done is None:
+                if not delivered:
                     queue.clear()  # a failed attempt was recorded: read its new state
-                else:
-                    marked = done
             except asyncio.CancelledError:
                 raise
             except Exception:  # a lane must survive anything; the event stays pending
                 log.exception("webhook_lane_error", instance_id=instance_id)
                 queue.clear()
-                if marked is not None and marked.done():
-                    marked = None  # its commit failed: those events are pending again and go out again
                 await self._wait(wake, self.policy.base_ms)
+
+    async def _read(self, instance_id: str) -> list[EventRecord]:
+        """The lane's next pending events, without those delivered whose mark may not be committed yet."""
+        unsettled = self._marks.unsettled.get(instance_id, {})
+        skip = {seq for seq, done in unsettled.items() if not done.done() or done.exception() is None}
+        settled = [seq for seq, done in unsettled.items() if done.done()]
+        rows = await self.store.pending_events(instance_id, BATCH + len(skip))
+        for seq in settled:  # committed (or failed) before this read began: the store tells the truth now
+            unsettled.pop(seq, None)
+        if not unsettled:
+            self._marks.unsettled.pop(instance_id, None)
+        return [row for row in rows if row.seq not in skip][:BATCH]
 
     async def _wait(self, wake: asyncio.Event, ms: int) -> None:
         sleeper = asyncio.ensure_future(self.clock.sleep(ms))
@@ -211,8 +218,8 @@ class Dispatcher:
             sleeper.cancel()
             waiter.cancel()
 
-    async def _attempt(self, ev: EventRecord) -> asyncio.Future[None] | None:
-        """One attempt; the commit of its delivered mark, or None when the failure was recorded."""
+    async def _attempt(self, ev: EventRecord) -> bool:
+        """One attempt; True when delivered (its mark is queued), False when the failure was recorded."""
         target = self.target_for(ev.instance_id)
         now = self.clock.now_ms()
         if target is None or not target.url:
@@ -223,7 +230,7 @@ class Dispatcher:
             health.last_attempt_at = health.last_error_at = now
             health.last_error, health.last_status_code = missing, None
             health.consecutive_failures += 1
-            return None
+            return False
         body = ev.body.encode("utf-8")
         headers = signing.headers(secret=target.secret, auth_token=self.policy.auth_token,
                                   event_id=ev.event_id, timestamp_s=now // 1000, body=body)
@@ -263,7 +270,8 @@ class Dispatcher:
             health.consecutive_failures = 0
             log.debug("webhook_delivered", instance_id=ev.instance_id, event_id=ev.event_id,
                       webhook_event=ev.event)
-            return self._marks.add(ev.seq, now, status or 200)
+            self._marks.add(ev.instance_id, ev.seq, now, status or 200)
+            return True
         health.last_error, health.last_error_at, health.last_status_code = outcome.error, now, status
         health.consecutive_failures += 1
         await self.store.event_failed(ev.seq, now=now, next_attempt_at=next_at,
@@ -271,7 +279,7 @@ class Dispatcher:
         log.warning("webhook_attempt_failed", instance_id=ev.instance_id, event_id=ev.event_id,
                     webhook_event=ev.event, attempt=ev.attempts + 1, status_code=status, error=outcome.error,
                     dead_letter=next_at is None)
-        return None
+        return False
 
     def _next_at(self, ev: EventRecord, now: int, retry_after_ms: int | None) -> int | None:
         attempt = ev.attempts + 1
@@ -284,23 +292,31 @@ class Dispatcher:
 
 
 class _Marks:
-    """One writer for delivered marks: every lane's marks pending at a time go in one transaction."""
+    """One writer for delivered marks: every lane's marks pending at a time go in one transaction.
 
-    def __init__(self, store: EventsPort) -> None:
+    ``unsettled`` holds, per instance, the delivered events whose mark may not be committed yet (seq →
+    the commit's future): a lane's read skips them, so it never sends one twice. A batch that fails to
+    commit leaves its events pending; their lanes are woken (``wake``) and deliver them again, same ids.
+    """
+
+    def __init__(self, store: EventsPort, wake: Callable[[str], None]) -> None:
         self.store = store
+        self.wake = wake
+        self.unsettled: dict[str, dict[int, asyncio.Future[None]]] = {}
         self._batch: list[tuple[int, int, int]] = []
+        self._instances: set[str] = set()
         self._done: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
 
-    def add(self, seq: int, now: int, status_code: int) -> asyncio.Future[None]:
-        """Queue a delivered mark (``now`` in ms); the future is done once it is committed (or failed)."""
+    def add(self, instance_id: str, seq: int, now: int, status_code: int) -> None:
+        """Queue a delivered mark (``now`` in ms)."""
         if self._done is None:
             self._done = asyncio.get_running_loop().create_future()
         self._batch.append((seq, now, status_code))
-        done = self._done
+        self._instances.add(instance_id)
+        self.unsettled.setdefault(instance_id, {})[seq] = self._done
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write())
-        return done
 
     async def drain(self) -> None:
         """Wait until every queued mark is written."""
@@ -309,16 +325,16 @@ class _Marks:
 
     async def _write(self) -> None:
         while self._batch:
-            batch, done = self._batch, self._done
-            self._batch, self._done = [], None
+            batch, instances, done = self._batch, self._instances, self._done
+            self._batch, self._instances, self._done = [], set(), None
             assert done is not None
             try:
                 await self.store.events_delivered(batch)
             except Exception as exc:  # the events stay pending and go out again (same ids)
                 log.warning("webhook_marks_failed", count=len(batch), error=f"{exc.__class__.__name__}: {exc}"[:300])
-                if not done.done():
-                    done.set_exception(exc)
-                    done.exception()  # retrieved here: a lane may not be waiting for it
+                done.set_exception(exc)
+                done.exception()  # retrieved: nobody awaits these futures
+                for instance_id in instances:
+                    self.wake(instance_id)
                 continue
-            if not done.done():
-                done.set_result(None)
+            done.set_result(None)
