@@ -5,11 +5,18 @@ Everything here talks to a receiver on 127.0.0.1 run on the test's own event loo
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import datetime
+import ssl
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.support.rawreceiver import HOLD, RawReceiver
 from wahub.domain import webhookurl
@@ -128,7 +135,6 @@ async def test_a_name_rebound_to_metadata_is_never_dialled_and_each_connection_r
         client = HookClient(LOOPBACK, resolve)
         assert (await client.post(f"http://rebind.test:{port}/hook", b"{}", H, 5)).status_code == 200
         table["rebind.test"] = ["169.254.169.254"]
-        import asyncio
         loop = asyncio.get_running_loop()
         real = loop.create_connection
 
@@ -145,3 +151,41 @@ async def test_a_name_rebound_to_metadata_is_never_dialled_and_each_connection_r
     assert dialled == []
     assert calls == ["rebind.test", "rebind.test"]  # judged again at connect time, not from a cache
     assert len(rx.requests) == 1
+
+
+async def test_an_https_receiver_with_an_untrusted_certificate_gets_no_request(tmp_path: Any) -> None:
+    """TLS is verified (the CA bundle httpx used before): a self-signed receiver is a connect error."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    requests: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            requests.append(await reader.readuntil(b"\r\n\r\n"))
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    client = HookClient(LOOPBACK)
+    try:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.post(f"https://localhost:{port}/hook", b"{}", H, 5)
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+    assert requests == []

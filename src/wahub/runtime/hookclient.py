@@ -285,8 +285,8 @@ class HookClient:
         raise last
 
     def _tls(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context()
+        if self._ssl is None:  # the same verification as before: httpx's context (certifi's CA bundle)
+            self._ssl = httpx.create_ssl_context(trust_env=False)
         return self._ssl
 
     async def _exchange(self, conn: _Conn, origin: tuple[str, str, int], request: bytes,

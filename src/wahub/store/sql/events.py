@@ -49,7 +49,7 @@ class EventsSql(SqlBase):
         """Up to ``limit`` pending events of an instance, oldest first."""
         q = (t.events.select().where(t.events.c.instance_id == instance_id, t.events.c.status == "pending")
              .order_by(t.events.c.seq).limit(limit))
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:  # SQLite: the read-only connection beside the writer
             return [_event(r) for r in (await conn.execute(q)).all()]
 
     async def events_delivered(self, marks: Sequence[tuple[int, int, int]]) -> None:
