@@ -52,7 +52,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.enqueue import API_KEY, Bare, Hub, cpu_s, free_port, machine  # noqa: E402
+from bench.enqueue import API_KEY, Bare, Hub, cpu_s, machine  # noqa: E402
 
 _OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 _MARK = b"lat:"
@@ -94,15 +94,17 @@ class _Answer(asyncio.Protocol):
             self.transport.write(_OK)
 
 
-def serve(ports: list[int], notes: str | None) -> None:
-    """Run the receivers until SIGTERM; then write the latency marks seen to ``notes``."""
+def serve(count: int, notes: str | None) -> None:
+    """Run ``count`` receivers (ports printed as JSON) until SIGTERM; then write the latency marks to ``notes``."""
     async def run() -> None:
         loop = asyncio.get_running_loop()
-        for port in ports:
-            await loop.create_server(_Answer, "127.0.0.1", port)
+        ports = []
+        for _ in range(count):  # the kernel picks distinct free ports
+            server = await loop.create_server(_Answer, "127.0.0.1", 0)
+            ports.append(server.sockets[0].getsockname()[1])
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        print("listening", flush=True)
+        print(json.dumps(ports), flush=True)
         await stop.wait()
 
     _run(run())
@@ -160,13 +162,12 @@ class Receivers:
     """The receiver process (``--serve``) on ``count`` ports."""
 
     def __init__(self, count: int, notes: Path | None = None) -> None:
-        self.ports = [free_port() for _ in range(count)]
-        cmd = [sys.executable, __file__, "--serve", ",".join(map(str, self.ports))]
+        cmd = [sys.executable, __file__, "--serve", str(count)]
         if notes is not None:
             cmd += ["--notes", str(notes)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
-        self.proc.stdout.readline()
+        self.ports: list[int] = json.loads(self.proc.stdout.readline())
 
     def stop(self) -> None:
         """SIGTERM (the receiver writes its notes) and wait."""
@@ -378,7 +379,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.serve:
-        serve([int(p) for p in args.serve.split(",")], args.notes)
+        serve(int(args.serve), args.notes)
         return
     if args.bare:
         bare([int(p) for p in args.bare.split(",")], args.count, args.in_flight, args.bare_out)
