@@ -290,7 +290,19 @@ def bench_case(db: str, stored: int, linked: bool, bare: Bare, args: argparse.Na
     try:
         for mode in args.keys.split(","):
             ref = measured(bare, mode, args)
+            spy = None
+            if args.profile:  # py-spy over the hub's warm-up and measured run
+                assert hub.proc is not None
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                                        str(hub.proc.pid), "--format", "raw", "--rate", "200", "--nonblocking",
+                                        "--output",
+                                        str(Path(args.profile) / f"enqueue-{db}-{stored}-{label}-{mode}.txt")],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             res = measured(hub, mode, args)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
             rss, peak = hub.rss_kib()
             row = {"db": db, "stored": stored, "instances": label, "keys": mode, **res,
                    "bare": ref, "ratio_rps": round(res["rps"] / ref["rps"], 3),
@@ -346,6 +358,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections of wrk")
     parser.add_argument("--pythonpath", default=None, help="run the hub from this source tree (e.g. older code)")
     parser.add_argument("--env", action="append", default=[], help="extra server env VAR=VALUE (repeatable)")
+    parser.add_argument("--profile", default=None, help="directory for py-spy profiles of the hub (raw stacks)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -23,8 +23,10 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,6 +97,7 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=int, default=1000)
     parser.add_argument("--timeout", type=int, default=600, help="give up after this many seconds of draining")
     parser.add_argument("--pythonpath", default=None, help="run the hub from this source tree (e.g. older code)")
+    parser.add_argument("--profile", default=None, help="write py-spy stacks (raw) of the hub's drain to this file")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     total = args.instances * args.per_instance
@@ -117,6 +120,12 @@ def main() -> None:
     hub.start()
     ready_ms = int(time.time() * 1000)
     cpu0, t0 = hub.cpu_s(), time.monotonic()
+    spy = None
+    if args.profile:
+        assert hub.proc is not None
+        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(hub.proc.pid),
+                                "--format", "raw", "--rate", "200", "--nonblocking", "--output", args.profile],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = data / "wa-hub.sqlite3"
     while sent_count(db) < total:
         if time.monotonic() - t0 > args.timeout:
@@ -124,6 +133,9 @@ def main() -> None:
         time.sleep(0.5)
     drain_s = time.monotonic() - t0
     cpu = hub.cpu_s() - cpu0
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
     stamps = asyncio.run(deliveries(hub.url, args.instances))
     load_after = os.getloadavg()[0]
     hub.stop()

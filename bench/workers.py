@@ -9,8 +9,11 @@ Two kinds of worker are measured, neither of which touches the network:
   (run inside ``unshare -n`` when the machine allows it).
 
 Memory is read from ``/proc/<pid>/status`` (VmRSS) and ``/proc/<pid>/smaps_rollup`` (Pss: shared
-pages such as the 19 MB Go library split between the processes that map them), once every
-worker has said hello and settled for a second. Prints a Markdown table.
+pages such as the 19 MB Go library split between the processes that map them; USS, the private
+memory a worker alone holds = Private_Clean + Private_Dirty), once every worker has said hello and
+settled for a second. ``--env 'GOGC=20 GOMEMLIMIT=16MiB'`` adds rows for the fake client under other
+worker environments, with their USS as a ratio to the default's in the same run. Prints a Markdown
+table.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def no_network_prefix() -> list[str]:
     return []
 
 
-async def spawn(session: Path, instance: str, fake: bool) -> asyncio.subprocess.Process:
+async def spawn(session: Path, instance: str, fake: bool, extra_env: dict[str, str] | None = None
+                ) -> asyncio.subprocess.Process:
     args = [sys.executable, "-m", "wahub.engines.whatsmeow.worker", "--session", str(session),
             "--instance", instance, "--log-level", "warning"]
     prefix: list[str] = []
@@ -58,7 +62,7 @@ async def spawn(session: Path, instance: str, fake: bool) -> asyncio.subprocess.
         args += ["--fake-client", FAKE]
     else:
         prefix = no_network_prefix()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(extra_env or {})}
     proc = await asyncio.create_subprocess_exec(*prefix, *args, stdin=asyncio.subprocess.PIPE,
                                                 stdout=asyncio.subprocess.PIPE, env=env)
     assert proc.stdout is not None and proc.stdin is not None
@@ -73,14 +77,18 @@ async def spawn(session: Path, instance: str, fake: bool) -> asyncio.subprocess.
     return proc
 
 
-async def measure(count: int, fake: bool, base: Path) -> tuple[float, float, float]:
-    """(mean RSS MiB per worker, total RSS MiB, total PSS MiB) of ``count`` idle workers."""
+async def measure(count: int, fake: bool, base: Path, extra_env: dict[str, str] | None = None
+                  ) -> tuple[float, float, float, float]:
+    """(mean RSS MiB per worker, total RSS MiB, total PSS MiB, mean USS MiB per worker) of ``count`` idle workers."""
     procs = []
+    tag = "-".join(f"{k}{v}" for k, v in (extra_env or {}).items())
     for i in range(count):  # one after another, like the hub's staggered restore
-        procs.append(await spawn(base / f"{'fake' if fake else 'real'}-{i}", f"bench{i}", fake))
+        procs.append(await spawn(base / f"{'fake' if fake else 'real'}{tag}-{i}", f"bench{i}", fake, extra_env))
     await asyncio.sleep(1.0)
     rss = [kib(p.worker_pid, "status", "VmRSS") for p in procs]  # type: ignore[attr-defined]
     pss = [kib(p.worker_pid, "smaps_rollup", "Pss") for p in procs]  # type: ignore[attr-defined]
+    uss = [kib(p.worker_pid, "smaps_rollup", "Private_Clean") + kib(p.worker_pid, "smaps_rollup", "Private_Dirty")
+           for p in procs]  # type: ignore[attr-defined]
     for p in procs:
         assert p.stdin is not None
         p.stdin.close()
@@ -90,7 +98,7 @@ async def measure(count: int, fake: bool, base: Path) -> tuple[float, float, flo
         except TimeoutError:
             p.kill()
             await p.wait()
-    return sum(rss) / len(rss) / 1024, sum(rss) / 1024, sum(pss) / 1024
+    return sum(rss) / len(rss) / 1024, sum(rss) / 1024, sum(pss) / 1024, sum(uss) / len(uss) / 1024
 
 
 def cpu_model() -> str:
@@ -104,21 +112,30 @@ def cpu_model() -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--env", action="append", default=[],
+                        help="a worker environment to compare with the default, e.g. 'GOGC=20 GOMEMLIMIT=16MiB' "
+                             "(repeatable; each is measured for the fake client with --count workers)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for fake in (True, False):
             for n in (1, args.count):
-                mean, total, pss = await measure(n, fake, Path(tmp))
+                mean, total, pss, uss = await measure(n, fake, Path(tmp))
                 rows.append(("fake client, connected" if fake else "neonize client, not connected", n,
-                             mean, total, pss))
+                             mean, total, pss, uss))
+        for variant in args.env:
+            extra = dict(pair.split("=", 1) for pair in variant.split())
+            mean, total, pss, uss = await measure(args.count, True, Path(tmp), extra)
+            rows.append((f"fake client, connected, {variant}", args.count, mean, total, pss, uss))
     print(f"machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
           f"{platform.system()} {platform.release()}")
     print()
-    print("| worker | workers | RSS per worker (MiB) | RSS total (MiB) | PSS total (MiB) |")
-    print("|---|---:|---:|---:|---:|")
-    for kind, n, mean, total, pss in rows:
-        print(f"| {kind} | {n} | {mean:.1f} | {total:.1f} | {pss:.1f} |")
+    base_uss = rows[1][5]  # the fake client with --count workers, default environment
+    print("| worker | workers | RSS per worker (MiB) | RSS total (MiB) | PSS total (MiB) | USS per worker (MiB) "
+          "| USS ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for kind, n, mean, total, pss, uss in rows:
+        print(f"| {kind} | {n} | {mean:.1f} | {total:.1f} | {pss:.1f} | {uss:.1f} | {uss / base_uss:.2f} |")
 
 
 if __name__ == "__main__":

@@ -7,15 +7,9 @@ receiver on 127.0.0.1.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
-import httpcore
-import httpx
 import pytest
 
 from tests.conftest import HubClient
-from tests.support.receiver import Receiver
 from wahub.domain import webhookurl
 from wahub.domain.errors import InvalidInput
 from wahub.runtime import urlguard
@@ -36,24 +30,6 @@ def mapping(table: dict[str, list[str]], calls: list[str] | None = None) -> urlg
     return resolve
 
 
-class SpyBackend(httpcore.AsyncNetworkBackend):
-    """Records every address it is asked to dial, and dials it (loopback only in these tests)."""
-
-    def __init__(self) -> None:
-        self.dialled: list[str] = []
-        self.inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109
-                          local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
-        self.dialled.append(host)
-        assert host.startswith("127."), f"a test tried to dial {host}"
-        return await self.inner.connect_tcp(host, port, timeout=timeout)
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
-
-
 @pytest.mark.parametrize(("table", "url"), [
     ({"rebind.test": ["169.254.169.254"]}, "http://rebind.test/latest/meta-data/"),
     ({"internal.test": ["10.20.30.40"]}, "https://internal.test/hook"),
@@ -72,32 +48,7 @@ async def test_private_names_pass_when_the_setting_opens_them_and_unknown_names_
     assert await urlguard.UrlGuard(DEFAULT, mapping({})).checked("https://later.test/hook") == "https://later.test/hook"
 
 
-async def test_a_name_rebound_to_metadata_after_it_was_accepted_is_never_dialled() -> None:
-    """Accepted while it pointed at loopback; at delivery time it points at the metadata service."""
-    table = {"rebind.test": ["127.0.0.1"]}
-    calls: list[str] = []
-    resolver = mapping(table, calls)
-    assert await urlguard.UrlGuard(DEFAULT, resolver).checked("http://rebind.test:9/hook") is not None
-    table["rebind.test"] = ["169.254.169.254"]
-    spy = SpyBackend()
-    pool = httpcore.AsyncConnectionPool(network_backend=urlguard.GuardedBackend(DEFAULT, resolver, inner=spy))
-    with pytest.raises(httpcore.ConnectError, match="refused by the webhook address policy"):
-        await pool.request("POST", "http://rebind.test:9/hook", content=b"{}")
-    assert spy.dialled == []
-    assert calls == ["rebind.test", "rebind.test"]  # judged again at connect time, not from a cache
-
-
-async def test_the_webhook_client_dials_the_address_it_checked() -> None:
-    """``hook.test`` has no DNS entry: the request can only arrive if the client dialled the checked address."""
-    with Receiver() as receiver:
-        port = int(receiver.url.split(":")[2].split("/")[0])
-        client = urlguard.guarded_client(DEFAULT, 5, resolver=mapping({"hook.test": ["127.0.0.1"]}))
-        async with client:
-            r = await client.post(f"http://hook.test:{port}/hook", content=b'{"event":"x"}')
-            assert r.status_code == 200
-            with pytest.raises(httpx.ConnectError, match="never allowed"):
-                await client.post("http://169.254.169.254/latest/meta-data/", content=b"{}")
-        assert [req.path for req in receiver.snapshot()] == ["/hook"]
+# Dialling (rebinding, the checked address is the one dialled): tests/integration/test_webhook_client.py
 
 
 @pytest.mark.parametrize("url", ["http://", "http:///nohost", "http://169.254.169.254/latest/meta-data/",

@@ -32,6 +32,7 @@ from wahub.runtime.degraded import DegradedWatch
 from wahub.runtime.directory import DirectoryRoom
 from wahub.runtime.eventhold import EventHold
 from wahub.runtime.events import Events
+from wahub.runtime.hookclient import HookClient, HttpxPoster
 from wahub.runtime.inbound import Inbound
 from wahub.runtime.instances import Instances
 from wahub.runtime.leases import LeasePolicy, default_capacity
@@ -79,7 +80,7 @@ class Hub:
                            auth_token=settings.webhook_auth_token,
                            protection_bypass=settings.webhook_protection_bypass),
             self._target_for, rng=self.rng, on_attempt=self.metrics.webhook_attempt, owns=self.runs_here,
-            client=http_client or urlguard.guarded_client(self.url_guard.policy, settings.webhook_timeout_ms / 1000))
+            client=HttpxPoster(http_client) if http_client is not None else HookClient(self.url_guard.policy))
         self._background: set[asyncio.Task[Any]] = set()
         self._started = False
         self.uncertain_at_boot: list[OutboxItem] = []
@@ -400,7 +401,7 @@ class Hub:
         n = await self.store.replay_events(rt.id, event_id=event_id, now=self.clock.now_ms())
         if event_id is not None and n == 0:
             raise NotFound(f"no dead letter {event_id} on instance {rt.id}")
-        self.dispatcher.notify(rt.id)
+        self.dispatcher.replayed(rt.id)
         return n
 
     async def list_events(self, instance_id: str, status: str | None = None, limit: int = 50,

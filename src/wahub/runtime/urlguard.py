@@ -2,10 +2,12 @@
 
 Two checks, because a name can change what it points to (DNS rebinding): :meth:`UrlGuard.checked`
 refuses a URL when it is set (400 naming ``webhook.url``) if its name resolves to a refused address;
-:func:`guarded_client` builds the dispatcher's HTTP client whose network backend resolves the name
-itself, checks every address, and connects to the checked address — so the address that was judged is
-the address that is dialled, and a name that turned into 169.254.169.254 after it was accepted gets a
-connection error, never a request. Proxies from the environment are not used (they would dial for us).
+:class:`wahub.runtime.hookclient.HookClient` (the dispatcher's HTTP client) resolves the name itself
+at every new connection with :func:`resolve_checked`, checks every address, and connects to the checked
+address — so the address that was judged is the address that is dialled, and a name that turned into
+169.254.169.254 after it was accepted gets a connection error, never a request. Proxies from the
+environment are not used (they would dial for us). Media fetched for ``send-media`` goes through
+:class:`GuardedTransport`, the same check for httpx.
 
 A name that does not resolve when it is set is accepted (the receiver may not be deployed yet); it is
 judged at every connection.
@@ -127,10 +129,3 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
                                                   max_connections=100, max_keepalive_connections=20,
                                                   keepalive_expiry=5.0, network_backend=GuardedBackend(policy,
                                                                                                        resolver))
-
-
-def guarded_client(policy: webhookurl.Policy, timeout_s: float, resolver: Resolver = system_resolver
-                   ) -> httpx.AsyncClient:
-    """The webhook HTTP client: no redirects, no proxies from the environment, every connection checked."""
-    return httpx.AsyncClient(transport=GuardedTransport(policy, resolver), timeout=timeout_s,
-                             follow_redirects=False, trust_env=False)

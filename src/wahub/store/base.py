@@ -332,8 +332,16 @@ class EventsPort(Protocol):
         """The oldest pending event of an instance."""
         ...
 
+    async def pending_events(self, instance_id: str, limit: int) -> list[EventRecord]:
+        """Up to ``limit`` pending events of an instance, oldest first."""
+        ...
+
     async def event_delivered(self, seq: int, *, now: int, status_code: int) -> None:
         """Mark an event delivered."""
+        ...
+
+    async def events_delivered(self, marks: Sequence[tuple[int, int, int]]) -> None:
+        """Mark events delivered in one transaction: ``(seq, delivered_at ms, status_code)`` each."""
         ...
 
     async def event_failed(self, seq: int, *, now: int, next_attempt_at: int | None, error: str,

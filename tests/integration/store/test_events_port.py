@@ -75,3 +75,19 @@ async def test_events_keep_their_order_per_instance(store: Store) -> None:
         await store.event_delivered(head.seq, now=T0 + 100, status_code=200)
     assert seen == [d.event_id for d in drafts]
     assert (await store.event_stats("b"))["backlog"] == 6
+
+
+async def test_pending_events_come_oldest_first_and_marks_in_one_call_deliver_them(store: Store) -> None:
+    drafts = [draft("a", f"e{i}") for i in range(5)]
+    await store.add_events(drafts[:3] + [draft("b")], T0)
+    await store.add_events(drafts[3:], T0 + 1)
+    batch = await store.pending_events("a", 4)
+    assert [e.event_id for e in batch] == [d.event_id for d in drafts[:4]]
+    await store.events_delivered([(batch[0].seq, T0 + 10, 200), (batch[1].seq, T0 + 11, 204)])
+    rest = await store.pending_events("a", 10)
+    assert [e.event_id for e in rest] == [d.event_id for d in drafts[2:]]
+    first = await store.get_event("a", drafts[1].event_id)
+    assert first is not None
+    assert (first.status, first.delivered_at, first.attempts, first.last_status_code) == ("delivered", T0 + 11, 1, 204)
+    await store.events_delivered([])
+    assert (await store.event_stats("a"))["delivered"] == 2

@@ -38,6 +38,21 @@ class EventsMemory(MemoryBase):
                 return _event(row)
         return None
 
+    async def pending_events(self, instance_id: str, limit: int) -> list[EventRecord]:
+        """Up to ``limit`` pending events of an instance, oldest first."""
+        out: list[EventRecord] = []
+        for row in self._events.values():
+            if row["instance_id"] == instance_id and row["status"] == "pending":
+                out.append(_event(row))
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def events_delivered(self, marks: Sequence[tuple[int, int, int]]) -> None:
+        """Mark events delivered in one transaction: ``(seq, delivered_at ms, status_code)`` each."""
+        for seq, at, code in marks:
+            await self.event_delivered(seq, now=at, status_code=code)
+
     async def event_delivered(self, seq: int, *, now: int, status_code: int) -> None:
         """Mark an event delivered."""
         row = self._events.get(seq)

@@ -9,7 +9,8 @@ handed over and go back to ``queued``; rows with it may have reached WhatsApp an
 ``uncertain``.
 
 SQLite runs on one connection (all statements serialise through it, which avoids
-"database is locked" under concurrent writers); PostgreSQL uses a pool.
+"database is locked" under concurrent writers), plus one read-only connection for the webhook
+lanes' reads of pending events (WAL readers never wait for the writer); PostgreSQL uses a pool.
 """
 
 from __future__ import annotations

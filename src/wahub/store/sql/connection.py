@@ -104,6 +104,12 @@ class SqlBase:
                 url, echo=echo, hide_parameters=True, pool_size=1, max_overflow=0, pool_timeout=60,
                 connect_args={"timeout": busy_timeout_ms / 1000})
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+            # A second connection only for the webhook lanes' reads: WAL readers never wait for the
+            # writer, so a lane is not queued behind every write (and WAL checkpoint) of the hub.
+            self.reader: AsyncEngine = create_async_engine(
+                url, echo=echo, hide_parameters=True, pool_size=1, max_overflow=0, pool_timeout=60,
+                connect_args={"timeout": busy_timeout_ms / 1000})
+            sa.event.listen(self.reader.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms, read_only=True))
         else:
             # No pool_pre_ping: it costs a round trip before every checkout, i.e. before every batch.
             # A connection the server closed (restart, idle timeout, pg_terminate_backend) is noticed
@@ -115,6 +121,7 @@ class SqlBase:
             self.engine = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=8, max_overflow=4,
                                               connect_args={"server_settings": server} if server else {})
             sa.event.listen(self.engine.sync_engine, "checkout", _pg_alive)
+            self.reader = self.engine
         self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(self._insert_batch)
         self._inflight: set[asyncio.Task[Any]] = set()
 
@@ -133,6 +140,8 @@ class SqlBase:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
         await self._enqueue.close()
         await self.engine.dispose()
+        if self.reader is not self.engine:
+            await self.reader.dispose()
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -234,12 +243,15 @@ def _pg_alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
         raise sa.exc.DisconnectionError("connection closed by the server")
 
 
-def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+def _sqlite_pragmas(busy_timeout_ms: int, *, read_only: bool = False) -> Callable[[Any, Any], None]:
     def apply(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
+        if read_only:  # the writer connection set WAL on the file; this one only reads
+            cur.execute("PRAGMA query_only=ON")
+        else:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.close()
 

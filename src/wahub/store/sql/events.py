@@ -17,6 +17,10 @@ from wahub.store.sql.connection import (
     _event,
 )
 
+_MARK_DELIVERED = t.events.update().where(t.events.c.seq == sa.bindparam("m_seq")).values(
+    status="delivered", delivered_at=sa.bindparam("m_at"), attempts=t.events.c.attempts + 1,
+    last_status_code=sa.bindparam("m_code"), last_error=None)
+
 
 class EventsSql(SqlBase):
     """Webhook events on SQL (events port)."""
@@ -40,6 +44,20 @@ class EventsSql(SqlBase):
         async with self.engine.connect() as conn:
             row = (await conn.execute(q)).first()
         return _event(row) if row else None
+
+    async def pending_events(self, instance_id: str, limit: int) -> list[EventRecord]:
+        """Up to ``limit`` pending events of an instance, oldest first."""
+        q = (t.events.select().where(t.events.c.instance_id == instance_id, t.events.c.status == "pending")
+             .order_by(t.events.c.seq).limit(limit))
+        async with self.reader.connect() as conn:  # SQLite: the read-only connection beside the writer
+            return [_event(r) for r in (await conn.execute(q)).all()]
+
+    async def events_delivered(self, marks: Sequence[tuple[int, int, int]]) -> None:
+        """Mark events delivered in one transaction: ``(seq, delivered_at ms, status_code)`` each."""
+        if not marks:
+            return
+        async with self._tx() as conn:
+            await conn.execute(_MARK_DELIVERED, [{"m_seq": seq, "m_at": at, "m_code": code} for seq, at, code in marks])
 
     async def event_delivered(self, seq: int, *, now: int, status_code: int) -> None:
         """Mark an event delivered."""
