@@ -174,6 +174,11 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
                                     json={"phoneNumber": "201000000099"})  # not forwarded: 409 names the owner
         assert code.status_code == 409 and code.json()["owner"] == owner_of[elsewhere], code.text
         assert code.json()["ownerAddress"] == nodes[int(owner_of[elsewhere][-1])].url
+        for action, body in (("get-chats", {}), ("send-seen", {"chatId": "201000000001"}),
+                             ("get-number-id", {"number": "201000000001"})):  # reads and direct actions too
+            refused = nodes[0].client.post(f"/instances/{elsewhere}/client/action/{action}", json=body)
+            assert refused.status_code == 409 and refused.json()["owner"] == owner_of[elsewhere], (action,
+                                                                                                  refused.text)
         with httpx.Client(base_url=nodes[0].url, timeout=30) as board:
             assert board.post("/dashboard/login", data={"api_key": API_KEY}).status_code == 303
             page = board.get("/dashboard/partials/instances", params={"q": elsewhere}).text

@@ -294,3 +294,15 @@ async def test_sandbox_votes_are_what_whatsapp_could_deliver(hub_client: HubClie
     assert good.status_code == 200, good.text
     votes = (await c.get(f"/instances/shop/polls/{pid}/votes")).json()
     assert "Yes" in str(votes)
+
+
+@pytest.mark.parametrize("url", ["http://a..b/h", "http://xn--/h", "http://1.2.3.999/h", "http://[v1.x]/h"])
+async def test_a_webhook_url_no_client_can_dial_is_a_400_on_create_and_update(hub_client: HubClient,
+                                                                              url: str) -> None:
+    c = hub_client.client
+    r = await c.post("/instances", json={"name": "u9", "webhook": {"url": url}})
+    assert r.status_code == 400 and "webhook.url" in r.json()["error"], r.text
+    assert (await c.get("/instances/u9")).status_code == 404
+    await c.post("/instances", json={"name": "u1"})
+    r = await c.put("/instances/u1", json={"webhook": {"url": url}})
+    assert r.status_code == 400 and "webhook.url" in r.json()["error"], r.text

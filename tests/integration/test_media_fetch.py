@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +32,18 @@ class Files(BaseHTTPRequestHandler):
             try:
                 for _ in range(1000):
                     self.wfile.write(b"%PDF" + b"\x00" * 1020)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        elif self.path == "/trickle":  # a length announced, then 10 bytes every 0.1 s: no read ever times out
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(10_000):
+                    self.wfile.write(b"\x01" * 10)
+                    self.wfile.flush()
+                    time.sleep(0.1)
             except (BrokenPipeError, ConnectionResetError):
                 pass
         elif self.path == "/to-photo":
@@ -94,3 +107,19 @@ async def test_loopback_is_refused_when_the_policy_refuses_it_and_a_private_name
     with pytest.raises(InvalidInput, match="refused by the webhook address policy"):
         await source().resolve({"mediaUrl": "http://files.internal:8080/photo.jpg"})
     assert Files.served == []  # neither reached any server
+
+
+async def test_a_slow_body_is_cut_at_the_fetch_deadline(server: str) -> None:
+    with pytest.raises(InvalidInput, match="mediaUrl was not fetched within 1000 ms"):
+        await MediaSource(webhookurl.parse_policy("loopback"), max_bytes=1_000_000, mime_types=["image/*"],
+                          timeout_ms=1_000).resolve({"chatId": "x", "mediaUrl": server + "/trickle"})
+
+
+@pytest.mark.parametrize("url", ["http://a..b/png", "http://xn--/png", "http://[v1.x]/png", "http://1.2.3.999/png",
+                                 "http://0177.0.0.1:18092/png", "http://0251.0376.0251.0376/x.png",
+                                 "http://" + "a" * 300 + ".example/x.png"])
+async def test_a_host_no_client_can_dial_is_a_400_naming_the_field(url: str) -> None:
+    with pytest.raises(InvalidInput, match="mediaUrl has an invalid host"):
+        await source().resolve({"chatId": "x", "mediaUrl": url})
+    with pytest.raises(InvalidInput, match="webhook.url has an invalid host"):
+        webhookurl.parse(url)

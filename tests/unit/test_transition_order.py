@@ -48,3 +48,4 @@ async def test_a_slow_earlier_change_never_overwrites_a_later_one() -> None:
     moves = [(t.from_state, t.to_state) for t in reversed(await store.transitions(rt.id))]
     assert all(a[1] == b[0] for a, b in zip(moves, moves[1:], strict=False)), moves  # one unbroken chain
     await fh.hub.stop()
+

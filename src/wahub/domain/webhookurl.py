@@ -132,7 +132,40 @@ def parse(url: object) -> Target:
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise InvalidInput(f"{FIELD} has no host: write it as https://host/path")
+    problem = host_problem(host, bracketed="[" in parts.netloc)
+    if problem is not None:
+        raise InvalidInput(f"{FIELD} has an invalid host: {problem}")
     return Target(url=url, host=host, port=port or (443 if parts.scheme.lower() == "https" else 80))
+
+
+def host_problem(host: str, *, bracketed: bool) -> str | None:
+    """Why ``host`` is no host an HTTP client can dial, or None.
+
+    An IPv6 address must be one (in brackets); a host of digits and dots must be a dotted-decimal
+    IPv4 address (``1.2.3.999``, octal ``0177.0.0.1`` and similar are refused, not guessed); a name
+    needs labels of 1 to 63 characters (253 in all) that encode as IDNA (RFC 1035 §2.3.4, RFC 5890).
+    """
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return f"{host} is not an IPv6 address"
+        return None
+    labels = host.split(".")
+    if all(label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return f"{host} is not a dotted-decimal IPv4 address"
+        return None
+    if len(host) > 253 or any(not 0 < len(label) <= 63 for label in labels):
+        return "each dot-separated label must have 1 to 63 characters (253 in all)"
+    try:
+        ascii_host = host.encode("idna")
+        ascii_host.decode("idna")  # an ``xn--`` label must be real punycode
+    except UnicodeError:
+        return f"{host} is not a valid domain name"
+    return None
 
 
 def literal_ip(host: str) -> IpAddress | None:

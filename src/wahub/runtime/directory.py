@@ -45,6 +45,7 @@ class DirectoryRoom:
         args = directory.parse(action, body, default_country_code=rt.record.default_country_code)
         if action.kind == "local":
             return local(name, args)
+        rt = self.registry.engine_rt(instance_id)
         engine = rt.engine
         if rt.state != State.READY or engine is None:
             raise Conflict(f"instance is {rt.state.value}, not ready: {name} needs a connected account",

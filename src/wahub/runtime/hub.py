@@ -118,6 +118,7 @@ class Hub:
                 spawn=self._spawn, auto_resume=settings.restricted_auto_resume,
                 boot_concurrency=settings.restore_concurrency, metrics_registry=self.metrics.registry)
             self.admin.start_new = self.placement.created
+            self.instances.must_run_here = self.placement.must_run_here
         self.lifecycle_policy = LifecyclePolicy.from_settings(settings)
         self.send_policy = SendPolicy(max_attempts=settings.max_send_attempts,
                                       retry_base_ms=settings.retry_base_backoff_ms,

@@ -10,6 +10,7 @@ read further. The bytes then travel in the item's payload (base64) until the ite
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import Sequence
@@ -102,7 +103,8 @@ class MediaSource:
         chunks: list[bytes] = []
         size = 0
         try:
-            async with self._client() as client, client.stream("GET", target.url) as response:
+            async with asyncio.timeout(self.timeout_ms / 1000), self._client() as client, \
+                    client.stream("GET", target.url) as response:  # the whole fetch, a slow body included
                 if response.status_code != 200:
                     raise InvalidInput(f"mediaUrl answered HTTP {response.status_code}, not 200")
                 length = response.headers.get("content-length", "")
@@ -118,9 +120,9 @@ class MediaSource:
                 final = str(response.url)
         except httpx.TooManyRedirects:
             raise InvalidInput(f"mediaUrl redirects more than {MAX_REDIRECTS} times") from None
-        except httpx.TimeoutException:
-            raise InvalidInput(f"mediaUrl did not answer within {self.timeout_ms} ms") from None
-        except httpx.HTTPError as exc:
+        except (httpx.TimeoutException, TimeoutError):
+            raise InvalidInput(f"mediaUrl was not fetched within {self.timeout_ms} ms") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise InvalidInput(f"mediaUrl could not be fetched: {exc}") from None
         mime = None
         if served:

@@ -58,11 +58,24 @@ class InstanceRuntime:
 class Registry(dict[str, InstanceRuntime]):
     """Instance id → runtime, with the API's lookup rules."""
 
+    # Several nodes: refuses an instance another node runs (Conflict naming the owner); None with one node.
+    must_run_here: Callable[[InstanceRuntime], None] | None = None
+
     def get_rt(self, instance_id: str) -> InstanceRuntime:
         """The runtime of an instance. Raises :class:`NotFound`."""
         rt = self.lookup(instance_id)
         if rt is None:
             raise NotFound(f"instance {instance_id} not found")
+        return rt
+
+    def engine_rt(self, instance_id: str) -> InstanceRuntime:
+        """The runtime of an instance whose engine this node runs (for engine-bound calls).
+
+        Raises :class:`NotFound`, or Conflict naming the node that runs it.
+        """
+        rt = self.get_rt(instance_id)
+        if self.must_run_here is not None:
+            self.must_run_here(rt)
         return rt
 
     def lookup(self, instance_id: str) -> InstanceRuntime | None:

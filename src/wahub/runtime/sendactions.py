@@ -208,7 +208,7 @@ class SendActions:
 
     # -- straight to the engine ------------------------------------------------------------------
     def _ready_engine(self, instance_id: str) -> tuple[InstanceRuntime, eng.Engine]:
-        rt = self.registry.get_rt(instance_id)
+        rt = self.registry.engine_rt(instance_id)
         if rt.state != State.READY or rt.engine is None:
             raise Conflict(f"instance is {rt.state.value}, not ready", instanceState=rt.state.value)
         return rt, rt.engine

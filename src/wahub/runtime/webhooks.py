@@ -256,6 +256,8 @@ class Dispatcher:
                 error = f"{exc.__class__.__name__}: no progress within {self.policy.timeout_ms} ms"
             except httpx.HTTPError as exc:
                 error = f"{exc.__class__.__name__}: {exc}"[:300]
+            except (httpx.InvalidURL, ValueError, UnicodeError, OSError) as exc:  # a URL no client can dial:
+                error = f"{exc.__class__.__name__}: {exc}"[:300]  # an attempt that failed, retried then dead
         now = self.clock.now_ms()
         previous_timeout = ev.attempts > 0 and (ev.last_error or "").startswith(RESPONSE_TIMEOUT)
         outcome = classify(status, error, retry_after, now, response_timeout=response_timeout,

@@ -57,6 +57,7 @@ def _event(row: Any) -> EventRecord:
     )
 
 
+MIGRATION_LOCK_KEY = 0x77612D687562  # PostgreSQL advisory lock held while migrating ("wa-hub")
 BUSY_TIMEOUT_MS = 5_000  # a locked SQLite write waits this long, then the API answers 503 + Retry-After
 
 _Inserted = tuple[OutboxItem, bool, int]  # insert_item's answer: (item, created, open_count)
@@ -131,6 +132,8 @@ class SqlBase:
         from wahub.store import migrate
 
         async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # nodes starting together migrate one after another
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             await conn.run_sync(migrate.upgrade_connection, self.default_engine)
 
     async def close(self) -> None:
