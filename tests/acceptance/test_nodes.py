@@ -121,6 +121,19 @@ def _ready_on(nodes: list[Server], wanted: set[str]) -> bool:
     return all(states.get(i) == "ready" for i in wanted)
 
 
+def _wait_ready(nodes: list[Server], wanted: set[str], timeout: float) -> None:
+    """Wait until every wanted instance is ready on one node; on timeout, say which are not and where."""
+    try:
+        wait_until(lambda: _ready_on(nodes, wanted), timeout=timeout, interval=0.5)
+    except TimeoutError:
+        owned = _sample(nodes, wanted)
+        states = {rt["id"]: (rt["state"], rt.get("owner")) for rt in nodes[0].client.get("/instances").json()}
+        late = {i: states.get(i) for i in sorted(wanted) if states.get(i, ("?",))[0] != "ready"}
+        unowned = sorted(wanted - set().union(*owned.values()))
+        raise AssertionError(f"not ready after {timeout} s: {len(late)} {dict(list(late.items())[:10])}; "
+                             f"unowned {unowned[:10]}; per node {[len(v) for v in owned.values()]}") from None
+
+
 def _enqueue(nodes: list[Server], ids: list[str], round_: int, per_instance: int) -> dict[str, str]:
     """Enqueue ``per_instance`` messages to every instance, through every node in turn (any node answers)."""
     jobs = [(ids[k], f"r{round_}:{ids[k]}:{m}", nodes[(k + m) % len(nodes)])
@@ -157,7 +170,7 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
             assert resp.status_code == 200, resp.text
             ids.append(resp.json()["instance"]["id"])
         every = set(ids)
-        wait_until(lambda: _ready_on(nodes, every), timeout=120, interval=0.5)
+        _wait_ready(nodes, every, timeout=120)
         sets = _sample(nodes, every)
         counts = sorted(len(s) for s in sets.values())
         assert sum(counts) == INSTANCES
