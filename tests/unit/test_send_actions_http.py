@@ -39,11 +39,18 @@ class Api:
 def _served(request: httpx.Request) -> httpx.Response:
     if request.url.path == "/parcel.jpg":
         return httpx.Response(200, content=JPEG, headers={"content-type": "image/jpeg"})
+    if request.url.path == "/stamped.jpg":  # a CDN that stamps every copy: other bytes on each fetch
+        _served.copies += 1  # type: ignore[attr-defined]
+        return httpx.Response(200, content=JPEG + str(_served.copies).encode(),  # type: ignore[attr-defined]
+                              headers={"content-type": "image/jpeg"})
     if request.url.path == "/big.bin":
         return httpx.Response(200, content=b"\x00" * 5000, headers={"content-type": "application/pdf"})
     if request.url.path == "/fake.jpg":
         return httpx.Response(200, content=b"<html>not an image</html>", headers={"content-type": "image/jpeg"})
     return httpx.Response(404)
+
+
+_served.copies = 0  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -319,3 +326,14 @@ async def test_reactions_toggled_back_without_keys_end_on_the_last_one_and_a_ret
     assert answers[3]["queueId"] == answers[2]["queueId"]
     reactions = [d["reaction"] for d in api.deliveries() if d["kind"] == "reaction"]
     assert reactions == ["👍", "❤️", "👍"]
+
+
+async def test_a_retried_media_url_is_the_same_message_even_when_its_bytes_differ(api: Api) -> None:
+    body = {"chatId": "201000000001", "mediaUrl": "http://127.0.0.1:9/stamped.jpg", "mediaCaption": "your parcel"}
+    keyed = [await api.post("send-media", body, headers={"Idempotency-Key": "parcel-1"}) for _ in range(2)]
+    assert [r.status_code for r in keyed] in ([202, 202], [202, 200]), [r.text for r in keyed]
+    assert keyed[0].json()["queueId"] == keyed[1].json()["queueId"] and keyed[1].json()["replay"] is True
+    keyless = [await api.post("send-media", {**body, "mediaCaption": "no key"}) for _ in range(2)]
+    assert keyless[0].json()["queueId"] == keyless[1].json()["queueId"]  # a client's timeout retry
+    await api.fh.advance(10 * SEC)
+    assert [d["caption"] for d in api.deliveries()] == ["your parcel", "no key"]

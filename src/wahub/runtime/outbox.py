@@ -73,8 +73,13 @@ class Outbox:
 
     # -- enqueue -------------------------------------------------------------------------------
     async def enqueue(self, instance_id: str, kind: ItemKind, body: dict[str, Any], *,
-                      header_key: str | None, retry: bool = False) -> EnqueueResult:
+                      header_key: str | None, retry: bool = False,
+                      identity: dict[str, Any] | None = None) -> EnqueueResult:
         """Validate and enqueue a send (DESIGN §3.1); never waits for WhatsApp.
+
+        ``identity``: what the request named when that differs from what is stored (a ``mediaUrl``,
+        whose bytes may differ on every fetch); the fingerprint is taken of it, so a retry of the same
+        request is the same message (replay), not a conflict or a second message.
 
         An item imported from the existing wa-hub answers any send under its key as a replay of a
         sent message (see :data:`wahub.domain.answer.IMPORTED`).
@@ -90,7 +95,7 @@ class Outbox:
         fields = content.validate(kind, body)
         if self.screen is not None:
             fields = await self.screen.prepare(rt, kind, body, fields)
-        fp = idempotency.fingerprint(kind.value, chat, fields)
+        fp = idempotency.fingerprint(kind.value, chat, identity if identity is not None else fields)
         now = self.clock.now_ms()
         if header_key is not None:
             key, source = idempotency.validate_key(header_key, field="Idempotency-Key header"), "header"

@@ -103,9 +103,12 @@ class SendActions:
         rt = self.registry.get_rt(instance_id)
         self._check_capability(rt, kind)
         data = dict(body)
+        identity: dict[str, Any] | None = None
         if kind == ItemKind.MEDIA:
             chatid.normalize(data.get("chatId"), field="chatId", default_country_code=rt.record.default_country_code,
                              allow_status_broadcast=self.allow_status_broadcast)  # before any fetch
+            if data.get("mediaUrl") is not None:  # the request names a URL: a retry is the same message
+                identity = {k: v for k, v in data.items() if k not in ("chatId", "idempotencyKey", "retry")}
             data = await self.media.resolve(data)
         elif kind in (ItemKind.REACTION, ItemKind.EDIT, ItemKind.REVOKE):
             data = await self._targeted(rt, kind, data)
@@ -115,7 +118,7 @@ class SendActions:
             and header_key is None and data.get("idempotencyKey") is None else None
         if chain is not None:
             data = self._chained(chain, data)
-        result = await self.outbox.enqueue(rt.id, kind, data, header_key=header_key, retry=retry)
+        result = await self.outbox.enqueue(rt.id, kind, data, header_key=header_key, retry=retry, identity=identity)
         if chain is not None:
             self._changes.pop(chain, None)
             self._changes[chain] = (result.item.queue_id, self._change_of(data), data.get("after"))
