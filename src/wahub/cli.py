@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -75,6 +77,14 @@ def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> N
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=5,
                                            http=_http_protocol(),
                                            h11_max_incomplete_event_size=serving.MAX_HEADER_BYTES))
+    told_to_stop = server.handle_exit
+
+    def handle_exit(sig: int, frame: Any) -> None:  # SIGTERM/SIGINT: refuse new sends and end media fetches now
+        with contextlib.suppress(RuntimeError):  # no loop yet: nothing is in progress
+            asyncio.get_running_loop().call_soon_threadsafe(hub.begin_shutdown)
+        told_to_stop(sig, frame)
+
+    server.handle_exit = handle_exit  # type: ignore[method-assign]
     try:
         server.run(sockets=[sock])
     finally:

@@ -5,6 +5,7 @@ Asserted on the sandbox's deliveries (what "WhatsApp" received) and on the publi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -337,3 +338,21 @@ async def test_a_retried_media_url_is_the_same_message_even_when_its_bytes_diffe
     assert keyless[0].json()["queueId"] == keyless[1].json()["queueId"]  # a client's timeout retry
     await api.fh.advance(10 * SEC)
     assert [d["caption"] for d in api.deliveries()] == ["your parcel", "no key"]
+
+
+async def test_a_stop_during_a_media_fetch_answers_503_at_once(api: Api) -> None:
+    started = asyncio.Event()
+
+    async def hanging(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await asyncio.Event().wait()  # a media server that never answers
+        raise AssertionError("unreachable")
+
+    api.fh.hub.send_actions.media.transport = httpx.MockTransport(hanging)
+    pending = asyncio.ensure_future(api.post("send-media", {"chatId": "201000000001",
+                                                            "mediaUrl": "http://127.0.0.1:9/slow.jpg"}))
+    await asyncio.wait_for(started.wait(), 5)
+    api.fh.hub.begin_shutdown()  # what SIGTERM does first
+    r = await asyncio.wait_for(pending, 5)
+    assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text
+    assert api.deliveries() == [] and (await api.fh.hub.outbox.queue_stats(api.iid)).depth == 0

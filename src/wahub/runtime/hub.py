@@ -160,6 +160,11 @@ class Hub:
             self._spawn(self.admin.restore_all(self.settings.restore_stagger_ms, self.settings.restricted_auto_resume,
                                                self.settings.restore_concurrency))
 
+    def begin_shutdown(self) -> None:
+        """The process was told to stop (SIGTERM): refuse new sends (503) and end media fetches in progress."""
+        self.outbox.accepting = False
+        self.outbox.stopping.set()
+
     async def stop(self) -> None:
         """Stop gracefully: refuse new sends (503), let engine calls in flight finish (at most
         ``SHUTDOWN_GRACE_MS``), then stop engines, loops and delivery; the store keeps the rest."""

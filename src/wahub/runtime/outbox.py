@@ -7,6 +7,7 @@ answer); this room carries them out against the outbox store port.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -68,6 +69,7 @@ class Outbox:
         self.registry = registry
         self.spawn = spawn
         self.accepting = True
+        self.stopping = asyncio.Event()  # set when the process is told to stop: requests in progress end (503)
         self.after_sent: Callable[[InstanceRuntime, str, int], Any] | None = None  # early receipts (inbound)
         self.screen: Screen | None = None  # engine-specific admission (the cloud room's service window)
 

@@ -29,6 +29,7 @@ from wahub.domain.errors import (
     NotFound,
     NotSupported,
     ServiceUnavailable,
+    ShuttingDown,
     Unprocessable,
 )
 from wahub.domain.lifecycle import State
@@ -109,7 +110,7 @@ class SendActions:
                              allow_status_broadcast=self.allow_status_broadcast)  # before any fetch
             if data.get("mediaUrl") is not None:  # the request names a URL: a retry is the same message
                 identity = {k: v for k, v in data.items() if k not in ("chatId", "idempotencyKey", "retry")}
-            data = await self.media.resolve(data)
+            data = await self._unless_stopping(self.media.resolve(data))
         elif kind in (ItemKind.REACTION, ItemKind.EDIT, ItemKind.REVOKE):
             data = await self._targeted(rt, kind, data)
         elif kind == ItemKind.FORWARD:
@@ -208,6 +209,20 @@ class SendActions:
                     "messageId": tgt.message_id}
         content = {k: v for k, v in content.items() if k != "chatId"}
         return {**data, "sourceKind": tgt.sent_item_kind.value, "content": content, "messageId": tgt.message_id}
+
+    async def _unless_stopping(self, fetch: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """``fetch``, ended with ShuttingDown (503 + Retry-After) when the process is told to stop meanwhile."""
+        work = asyncio.ensure_future(fetch)
+        stop = asyncio.ensure_future(self.outbox.stopping.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not work.done():
+                work.cancel()
+        if not work.done() or work.cancelled():
+            raise ShuttingDown("wa-hub is shutting down; send again shortly", retry_after_s=5)
+        return work.result()
 
     # -- straight to the engine ------------------------------------------------------------------
     def _ready_engine(self, instance_id: str) -> tuple[InstanceRuntime, eng.Engine]:
