@@ -83,8 +83,13 @@ async def test_renewal_keeps_leases_and_a_given_up_lease_is_free_at_once(store: 
     assert store.holds("a")
     await enqueue(store, "k1")
     assert await store.claim_next("a", T0 + 2, hand_over=True) is not None  # the holder writes
+    for node in ("n1", "n2"):
+        await store.heartbeat(node, address=None, capacity=10, now=T0 + 2)
+    assert (await store.claim_round("n2", now=T0 + 3, ttl_ms=TTL)).live_nodes == 2
     assert await store.release_leases("n1", ["a"]) == 1
     assert not store.holds("a")
+    # a node that stopped cleanly is no longer live: the others' fair shares cover its instances at once
+    assert (await store.claim_round("n2", now=T0 + 3, ttl_ms=TTL)).live_nodes == 1
     taken, _ = await store.claim_leases("n2", now=T0 + 3, ttl_ms=TTL, limit=10)
     assert [(le.instance_id, le.token) for le in taken] == [("a", 2)]
 

@@ -96,7 +96,9 @@ class LeasesMemory(MemoryBase):
         return out
 
     async def release_leases(self, node_id: str, instance_ids: Sequence[str]) -> int:
-        """Give leases up: free at once, tokens kept."""
+        """Give leases up: free at once, tokens kept; the node stops counting as live."""
+        if node_id in self._nodes:
+            self._nodes[node_id]["heartbeat_at"] = 0
         n = 0
         for iid in instance_ids:
             self.forget_lease(iid)

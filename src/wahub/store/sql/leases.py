@@ -120,13 +120,15 @@ class LeasesSql(FenceSql):
         return leases
 
     async def release_leases(self, node_id: str, instance_ids: Sequence[str]) -> int:
-        """Give leases up: free at once (expiry 0), tokens kept."""
-        if not instance_ids:
-            return 0
+        """Give leases up (a clean stop): free at once (expiry 0), tokens kept; the node stops counting as
+        live at once too, so the others' fair shares take all of them in their next round."""
         for iid in instance_ids:
             self.forget_lease(iid)
         le = t.leases
         async with self._tx() as conn:
+            await conn.execute(t.nodes.update().where(t.nodes.c.id == node_id).values(heartbeat_at=0))
+            if not instance_ids:
+                return 0
             res = await conn.execute(le.update().where(le.c.owner == node_id, le.c.instance_id.in_(list(instance_ids)))
                                      .values(owner=None, expires_at=0))
         return int(res.rowcount)
