@@ -52,6 +52,23 @@ _MARK_SENT = (_o.update().where(_o.c.seq == sa.bindparam("s_seq"),
               .values(status=St.SENT.value, sent_at=sa.bindparam("s_sent_at"), message_id=sa.bindparam("s_message_id"),
                       updated_at=sa.bindparam("s_now"), attempts=_o.c.attempts + 1, ack="server", last_error=None,
                       error_reason=None))
+
+
+def _release(error: bool, count_attempt: bool) -> sa.Update:
+    values: dict[str, Any] = {"status": St.QUEUED.value, "next_attempt_at": sa.bindparam("r_next"),
+                              "updated_at": sa.bindparam("r_now"), "handed_over_at": None}
+    if error:
+        values.update(last_error=sa.bindparam("r_error"), error_reason=sa.bindparam("r_reason"))
+    if count_attempt:
+        values["attempts"] = _o.c.attempts + 1
+    return _o.update().where(_o.c.seq == sa.bindparam("r_seq"), _o.c.status == St.SENDING.value).values(**values)
+
+
+# release(): by (error given, count_attempt); every item's first send to a new number passes here.
+_RELEASE = {(error, count): _release(error, count) for error in (False, True) for count in (False, True)}
+_QUEUE_ID_OF = sa.select(_o.c.queue_id).where(_o.c.seq == sa.bindparam("r_seq"))
+_UNLOG = _sl.delete().where(_sl.c.queue_id == sa.bindparam("u_queue"))
+
 # The enqueue batch's statements (group commit), built once as well.
 _OPEN_COUNTS = (sa.select(_o.c.instance_id, sa.func.count())
                 .where(_o.c.instance_id.in_(sa.bindparam("k_instances", expanding=True)),
@@ -62,6 +79,7 @@ _BY_KEYS = _o.select().where(_o.c.instance_id.in_(sa.bindparam("k_instances", ex
 _INSERT_ITEMS_SQLITE, _INSERT_ITEMS_PG = (
     ins(_o).on_conflict_do_nothing(index_elements=["instance_id", "idempotency_key"])
     .returning(_o.c.seq, _o.c.instance_id, _o.c.idempotency_key) for ins in (sqlite.insert, postgresql.insert))
+
 _NEXT_DUE = sa.select(sa.func.min(_o.c.next_attempt_at)).where(_o.c.instance_id == sa.bindparam("n_instance"),
                                                                _o.c.status == St.QUEUED.value)
 
@@ -260,19 +278,14 @@ class OutboxSql(FenceSql):
         ``unlog`` removes the item's send-log row when the engine proved nothing went out
         (e.g. not connected), so the rolling windows do not count a send that never happened.
         """
-        values: dict[str, Any] = {"status": St.QUEUED.value, "next_attempt_at": next_attempt_at, "updated_at": now,
-                                  "handed_over_at": None}
+        params: dict[str, Any] = {"r_seq": seq, "r_next": next_attempt_at, "r_now": now}
         if error is not None:
-            values["last_error"] = error
-            values["error_reason"] = reason
-        if count_attempt:
-            values["attempts"] = t.outbox.c.attempts + 1
+            params.update(r_error=error, r_reason=reason)
         async with self._fenced_item_tx(t.outbox.c.seq, seq) as conn:
-            row = (await conn.execute(sa.select(t.outbox.c.queue_id).where(t.outbox.c.seq == seq))).first()
-            await conn.execute(t.outbox.update().where(t.outbox.c.seq == seq,
-                                                       t.outbox.c.status == St.SENDING.value).values(**values))
+            row = (await conn.execute(_QUEUE_ID_OF, {"r_seq": seq})).first()
+            await conn.execute(_RELEASE[(error is not None, count_attempt)], params)
             if unlog and row is not None:
-                await conn.execute(t.send_log.delete().where(t.send_log.c.queue_id == row[0]))
+                await conn.execute(_UNLOG, {"u_queue": row[0]})
 
     async def mark_handed_over(self, item: OutboxItem, now: int, *, chosen_message_id: str | None = None) -> None:
         """Record that the item is about to reach the engine (and log the send for the windows).
@@ -342,7 +355,7 @@ class OutboxSql(FenceSql):
         async with self._fenced_tx(item.instance_id) as conn:
             await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(**values))
             if unlog:
-                await conn.execute(t.send_log.delete().where(t.send_log.c.queue_id == item.queue_id))
+                await conn.execute(_UNLOG, {"u_queue": item.queue_id})
             await self._add_events(conn, events, now)
 
     async def recover_in_flight(self, now: int) -> tuple[int, list[OutboxItem]]:
