@@ -57,6 +57,8 @@ def _event(row: Any) -> EventRecord:
     )
 
 
+_INSERT_EVENTS = t.events.insert()  # built once: the send path's outcome runs it
+
 MIGRATION_LOCK_KEY = 0x77612D687562  # PostgreSQL advisory lock held while migrating ("wa-hub")
 BUSY_TIMEOUT_MS = 5_000  # a locked SQLite write waits this long, then the API answers 503 + Retry-After
 
@@ -185,7 +187,7 @@ class SqlBase:
         """Insert webhook event drafts inside the caller's transaction."""
         if not events:
             return
-        await conn.execute(t.events.insert(), [
+        await conn.execute(_INSERT_EVENTS, [
             {"event_id": e.event_id, "instance_id": e.instance_id, "event": e.event, "body": e.body,
              "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now} for e in events])
 

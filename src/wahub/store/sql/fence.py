@@ -22,6 +22,10 @@ from wahub.store import tables as t
 from wahub.store.base import Fenced
 from wahub.store.sql.connection import SqlBase
 
+_le = t.leases
+_FENCE = (sa.select(_le.c.token).where(_le.c.instance_id == sa.bindparam("f_instance"),
+                                       _le.c.owner == sa.bindparam("f_owner"), _le.c.token == sa.bindparam("f_token"))
+          .with_for_update(read=True))  # built once: every fenced write runs it
 
 class FenceSql(SqlBase):
     """This node's leases as the store knows them, and the fenced transaction."""
@@ -71,10 +75,8 @@ class FenceSql(SqlBase):
         token = (self._held_tokens or {}).get(instance_id)
         if token is None:
             self._refused(instance_id)
-        le = t.leases
-        row = (await conn.execute(sa.select(le.c.token).where(
-            le.c.instance_id == instance_id, le.c.owner == self._fence_node, le.c.token == token)
-            .with_for_update(read=True))).first()
+        row = (await conn.execute(_FENCE, {"f_instance": instance_id, "f_owner": self._fence_node,
+                                           "f_token": token})).first()
         if row is None:
             self._refused(instance_id)
 

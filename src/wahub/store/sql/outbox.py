@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +26,62 @@ from wahub.store.sql.connection import (
     _NewItem,
 )
 from wahub.store.sql.fence import FenceSql
+
+# The send path's statements, built once: each call only binds its values (building an UPDATE and
+# its cache key on every call cost about as much as running it). Bind names are prefixed so they
+# never collide with the column names SQLAlchemy reserves for the SET clause.
+_o, _sl = t.outbox, t.send_log
+_DUE = (sa.select(_o.c.seq).where(_o.c.instance_id == sa.bindparam("c_instance"), _o.c.status == St.QUEUED.value,
+                                  _o.c.next_attempt_at <= sa.bindparam("c_now"))
+        .order_by(_o.c.seq).limit(1).scalar_subquery())
+_CLAIM = (_o.update().where(_o.c.seq == _DUE, _o.c.status == St.QUEUED.value)
+          .values(status=St.SENDING.value, updated_at=sa.bindparam("c_now")).returning(*_o.c))
+_CLAIM_HAND_OVER = (_o.update().where(_o.c.seq == _DUE, _o.c.status == St.QUEUED.value)
+                    .values(status=St.SENDING.value, updated_at=sa.bindparam("c_now"),
+                            handed_over_at=sa.bindparam("c_now"), chosen_message_id=sa.bindparam("c_chosen"))
+                    .returning(*_o.c))
+_HAND_OVER = (_o.update().where(_o.c.seq == sa.bindparam("h_seq"))
+              .values(handed_over_at=sa.bindparam("h_now"), updated_at=sa.bindparam("h_now"),
+                      chosen_message_id=sa.bindparam("h_chosen")))
+_LOG_SEND = _sl.insert()  # executed with {"instance_id", "at", "queue_id"}
+_STAMP = (_sl.update().where(_sl.c.instance_id == sa.bindparam("l_instance"), _sl.c.at >= sa.bindparam("l_since"),
+                             _sl.c.queue_id == sa.bindparam("l_queue")).values(at=sa.bindparam("l_at")))
+_STAMP_ANY = _sl.update().where(_sl.c.queue_id == sa.bindparam("l_queue")).values(at=sa.bindparam("l_at"))
+_MARK_SENT = (_o.update().where(_o.c.seq == sa.bindparam("s_seq"),
+                                _o.c.status.in_(sa.bindparam("s_from", expanding=True)))
+              .values(status=St.SENT.value, sent_at=sa.bindparam("s_sent_at"), message_id=sa.bindparam("s_message_id"),
+                      updated_at=sa.bindparam("s_now"), attempts=_o.c.attempts + 1, ack="server", last_error=None,
+                      error_reason=None))
+
+
+def _release(error: bool, count_attempt: bool) -> sa.Update:
+    values: dict[str, Any] = {"status": St.QUEUED.value, "next_attempt_at": sa.bindparam("r_next"),
+                              "updated_at": sa.bindparam("r_now"), "handed_over_at": None}
+    if error:
+        values.update(last_error=sa.bindparam("r_error"), error_reason=sa.bindparam("r_reason"))
+    if count_attempt:
+        values["attempts"] = _o.c.attempts + 1
+    return _o.update().where(_o.c.seq == sa.bindparam("r_seq"), _o.c.status == St.SENDING.value).values(**values)
+
+
+# release(): by (error given, count_attempt); every item's first send to a new number passes here.
+_RELEASE = {(error, count): _release(error, count) for error in (False, True) for count in (False, True)}
+_QUEUE_ID_OF = sa.select(_o.c.queue_id).where(_o.c.seq == sa.bindparam("r_seq"))
+_UNLOG = _sl.delete().where(_sl.c.queue_id == sa.bindparam("u_queue"))
+
+# The enqueue batch's statements (group commit), built once as well.
+_OPEN_COUNTS = (sa.select(_o.c.instance_id, sa.func.count())
+                .where(_o.c.instance_id.in_(sa.bindparam("k_instances", expanding=True)),
+                       _o.c.status.in_((St.QUEUED.value, St.SENDING.value)))
+                .group_by(_o.c.instance_id))
+_BY_KEYS = _o.select().where(_o.c.instance_id.in_(sa.bindparam("k_instances", expanding=True)),
+                             _o.c.idempotency_key.in_(sa.bindparam("k_keys", expanding=True)))
+_INSERT_ITEMS_SQLITE, _INSERT_ITEMS_PG = (
+    ins(_o).on_conflict_do_nothing(index_elements=["instance_id", "idempotency_key"])
+    .returning(_o.c.seq, _o.c.instance_id, _o.c.idempotency_key) for ins in (sqlite.insert, postgresql.insert))
+
+_NEXT_DUE = sa.select(sa.func.min(_o.c.next_attempt_at)).where(_o.c.instance_id == sa.bindparam("n_instance"),
+                                                               _o.c.status == St.QUEUED.value)
 
 
 class OutboxSql(FenceSql):
@@ -88,15 +145,12 @@ class OutboxSql(FenceSql):
             return results
 
     async def _insert_batch_tx(self, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
-        o = t.outbox
         keys = list(dict.fromkeys((r.instance_id, r.idempotency_key) for r in reqs))
         instance_ids = list(dict.fromkeys(r.instance_id for r in reqs))
         async with self._tx() as conn:
             stored = await self._items_by_keys(conn, keys)
             counts: dict[str, int] = {row[0]: int(row[1]) for row in (await conn.execute(
-                sa.select(o.c.instance_id, sa.func.count()).where(
-                    o.c.instance_id.in_(instance_ids), o.c.status.in_((St.QUEUED.value, St.SENDING.value)))
-                .group_by(o.c.instance_id))).all()}
+                _OPEN_COUNTS, {"k_instances": instance_ids})).all()}
             decided: list[tuple[str, tuple[str, str], int] | BaseException] = []
             new_rows: dict[tuple[str, str], dict[str, Any]] = {}
             for r in reqs:
@@ -117,9 +171,7 @@ class OutboxSql(FenceSql):
                     decided.append(("created", key, count + 1))
             created: dict[tuple[str, str], OutboxItem] = {}
             if new_rows:
-                stmt = (self._insert(o)
-                        .on_conflict_do_nothing(index_elements=["instance_id", "idempotency_key"])
-                        .returning(o.c.seq, o.c.instance_id, o.c.idempotency_key))
+                stmt = _INSERT_ITEMS_SQLITE if self.is_sqlite else _INSERT_ITEMS_PG
                 for seq, instance_id, key in (await conn.execute(stmt, list(new_rows.values()))).all():
                     created[(instance_id, key)] = _new_item(seq, new_rows[(instance_id, key)])
                 lost = [k for k in new_rows if k not in created]
@@ -147,9 +199,8 @@ class OutboxSql(FenceSql):
         found: dict[tuple[str, str], OutboxItem] = {}
         for start in range(0, len(keys), 400):
             chunk = keys[start:start + 400]
-            rows = (await conn.execute(t.outbox.select().where(
-                t.outbox.c.instance_id.in_(list({k[0] for k in chunk})),
-                t.outbox.c.idempotency_key.in_(list({k[1] for k in chunk}))))).all()
+            rows = (await conn.execute(_BY_KEYS, {"k_instances": list({k[0] for k in chunk}),
+                                                  "k_keys": list({k[1] for k in chunk})})).all()
             for row in rows:
                 if (row.instance_id, row.idempotency_key) in wanted:
                     item = _item(row)
@@ -193,34 +244,24 @@ class OutboxSql(FenceSql):
         ``hand_over`` the same transaction also does :meth:`mark_handed_over` at ``now``: one
         ``UPDATE … RETURNING`` (the claim) and one ``INSERT`` (the send log), one commit.
         """
-        o = t.outbox
-        due = (sa.select(o.c.seq).where(
-            o.c.instance_id == instance_id, o.c.status == St.QUEUED.value,
-            o.c.next_attempt_at <= now).order_by(o.c.seq).limit(1).scalar_subquery())
-        values: dict[str, Any] = {"status": St.SENDING.value, "updated_at": now}
-        if hand_over:
-            values.update(handed_over_at=now, chosen_message_id=chosen_message_id)
-        claim = (o.update().where(o.c.seq == due, o.c.status == St.QUEUED.value).values(**values)
-                 .returning(*o.c))
+        claim, params = ((_CLAIM_HAND_OVER, {"c_instance": instance_id, "c_now": now, "c_chosen": chosen_message_id})
+                         if hand_over else (_CLAIM, {"c_instance": instance_id, "c_now": now}))
         try:
             async with self._fenced_tx(instance_id) as conn:
-                row = (await conn.execute(claim)).first()
+                row = (await conn.execute(claim, params)).first()
                 if row is None:
                     return None
                 item = _item(row)
                 if hand_over:
-                    await conn.execute(t.send_log.insert().values(instance_id=instance_id, at=now,
-                                                                  queue_id=item.queue_id))
+                    await conn.execute(_LOG_SEND, {"instance_id": instance_id, "at": now, "queue_id": item.queue_id})
                 return item
         except IntegrityError:
             return None  # another claim holds the instance's one `sending` slot
 
     async def next_due_at(self, instance_id: str) -> int | None:
         """Smallest ``next_attempt_at`` among queued items (epoch ms), or None when none is queued."""
-        q = sa.select(sa.func.min(t.outbox.c.next_attempt_at)).where(
-            t.outbox.c.instance_id == instance_id, t.outbox.c.status == St.QUEUED.value)
         async with self.engine.connect() as conn:
-            v = (await conn.execute(q)).scalar()
+            v = (await conn.execute(_NEXT_DUE, {"n_instance": instance_id})).scalar()
         return int(v) if v is not None else None
 
     async def send_history(self, instance_id: str, since: int) -> list[int]:
@@ -237,19 +278,14 @@ class OutboxSql(FenceSql):
         ``unlog`` removes the item's send-log row when the engine proved nothing went out
         (e.g. not connected), so the rolling windows do not count a send that never happened.
         """
-        values: dict[str, Any] = {"status": St.QUEUED.value, "next_attempt_at": next_attempt_at, "updated_at": now,
-                                  "handed_over_at": None}
+        params: dict[str, Any] = {"r_seq": seq, "r_next": next_attempt_at, "r_now": now}
         if error is not None:
-            values["last_error"] = error
-            values["error_reason"] = reason
-        if count_attempt:
-            values["attempts"] = t.outbox.c.attempts + 1
+            params.update(r_error=error, r_reason=reason)
         async with self._fenced_item_tx(t.outbox.c.seq, seq) as conn:
-            row = (await conn.execute(sa.select(t.outbox.c.queue_id).where(t.outbox.c.seq == seq))).first()
-            await conn.execute(t.outbox.update().where(t.outbox.c.seq == seq,
-                                                       t.outbox.c.status == St.SENDING.value).values(**values))
+            row = (await conn.execute(_QUEUE_ID_OF, {"r_seq": seq})).first()
+            await conn.execute(_RELEASE[(error is not None, count_attempt)], params)
             if unlog and row is not None:
-                await conn.execute(t.send_log.delete().where(t.send_log.c.queue_id == row[0]))
+                await conn.execute(_UNLOG, {"u_queue": row[0]})
 
     async def mark_handed_over(self, item: OutboxItem, now: int, *, chosen_message_id: str | None = None) -> None:
         """Record that the item is about to reach the engine (and log the send for the windows).
@@ -259,26 +295,22 @@ class OutboxSql(FenceSql):
         replaces it with the engine-call instant.
         """
         async with self._fenced_tx(item.instance_id) as conn:
-            await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(
-                handed_over_at=now, updated_at=now, chosen_message_id=chosen_message_id))
-            await conn.execute(t.send_log.insert().values(instance_id=item.instance_id, at=now,
-                                                          queue_id=item.queue_id))
+            await conn.execute(_HAND_OVER, {"h_seq": item.seq, "h_now": now, "h_chosen": chosen_message_id})
+            await conn.execute(_LOG_SEND, {"instance_id": item.instance_id, "at": now, "queue_id": item.queue_id})
 
     async def stamp_send(self, queue_id: str, at: int) -> None:
         """Set the logged time of the item's send to the engine-call instant ``at``."""
         async with self._fenced_item_tx(t.outbox.c.queue_id, queue_id) as conn:
-            await conn.execute(t.send_log.update().where(t.send_log.c.queue_id == queue_id).values(at=at))
+            await conn.execute(_STAMP_ANY, {"l_queue": queue_id, "l_at": at})
 
     @staticmethod
     async def _stamp(conn: AsyncConnection, item: OutboxItem, at: int) -> None:
         """Stamp the send-log row of a claimed ``item``: found by the ``(instance_id, at)`` index, from
         the claim time (``item.updated_at``) on, since the log is not indexed by item."""
-        sl = t.send_log
-        res = await conn.execute(sl.update().where(sl.c.instance_id == item.instance_id,
-                                                   sl.c.at >= item.updated_at, sl.c.queue_id == item.queue_id)
-                                 .values(at=at))
+        res = await conn.execute(_STAMP, {"l_instance": item.instance_id, "l_since": item.updated_at,
+                                          "l_queue": item.queue_id, "l_at": at})
         if res.rowcount == 0:  # the wall clock stepped back between claim and hand-over
-            await conn.execute(sl.update().where(sl.c.queue_id == item.queue_id).values(at=at))
+            await conn.execute(_STAMP_ANY, {"l_queue": item.queue_id, "l_at": at})
 
     async def latest_send_at(self) -> int | None:
         """The newest send instant of any instance (epoch ms), or None."""
@@ -298,11 +330,9 @@ class OutboxSql(FenceSql):
         async with self._fenced_tx(item.instance_id) as conn:
             if sent_at is not None and St.UNCERTAIN.value not in from_statuses:
                 await self._stamp(conn, item, sent_at)
-            res = await conn.execute(t.outbox.update().where(
-                t.outbox.c.seq == item.seq, t.outbox.c.status.in_(list(from_statuses))).values(
-                status=St.SENT.value, sent_at=sent_at if sent_at is not None else now, message_id=message_id,
-                updated_at=now, attempts=t.outbox.c.attempts + 1, ack="server", last_error=None,
-                error_reason=None))
+            res = await conn.execute(_MARK_SENT, {
+                "s_seq": item.seq, "s_from": list(from_statuses), "s_sent_at": sent_at if sent_at is not None else now,
+                "s_message_id": message_id, "s_now": now})
             if res.rowcount != 1:
                 return False
             if item.kind == ItemKind.POLL:
@@ -325,7 +355,7 @@ class OutboxSql(FenceSql):
         async with self._fenced_tx(item.instance_id) as conn:
             await conn.execute(t.outbox.update().where(t.outbox.c.seq == item.seq).values(**values))
             if unlog:
-                await conn.execute(t.send_log.delete().where(t.send_log.c.queue_id == item.queue_id))
+                await conn.execute(_UNLOG, {"u_queue": item.queue_id})
             await self._add_events(conn, events, now)
 
     async def recover_in_flight(self, now: int) -> tuple[int, list[OutboxItem]]:
