@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
 from tests.integration.store.conftest import IMPLEMENTATIONS, T0, enqueue, send
 from wahub.domain.outbox import ItemKind, ItemStatus
@@ -32,15 +31,3 @@ async def test_each_new_kind_is_stored_claimed_and_sent(store: Store) -> None:
         fetched = await store.get_item(item.queue_id)
         assert fetched is not None and fetched.status == ItemStatus.SENT and fetched.kind == kind
     assert (await store.get_item_by_message_id("a", "3EB00")) is not None
-
-
-async def test_the_database_refuses_a_kind_it_does_not_know(store: Store) -> None:
-    engine = getattr(store, "engine", None)
-    if engine is None:
-        pytest.skip("the memory fake has no schema")
-    with pytest.raises(sa.exc.IntegrityError):
-        async with engine.begin() as conn:
-            await conn.execute(sa.text(
-                "INSERT INTO outbox (queue_id, instance_id, idempotency_key, key_source, kind, chat_id, payload, "
-                "fingerprint, status, attempts, next_attempt_at, created_at, updated_at) VALUES "
-                "('qx', 'a', 'kx', 'header', 'carrier', 'c', '{}', 'f', 'queued', 0, 0, 0, 0)"))
