@@ -170,7 +170,7 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
             assert resp.status_code == 200, resp.text
             ids.append(resp.json()["instance"]["id"])
         every = set(ids)
-        _wait_ready(nodes, every, timeout=120)
+        _wait_ready(nodes, every, timeout=300)  # a loaded CI box: this phase measures nothing
         sets = _sample(nodes, every)
         counts = sorted(len(s) for s in sets.values())
         assert sum(counts) == INSTANCES
