@@ -11,7 +11,6 @@ Refusals: 400 (field), 404 (instance or the thing asked about), 409 (not ready; 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,9 +18,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from wahub.api.auth import require_key
-from wahub.api.waapi import check_text, hub_of
+from wahub.api.waapi import body_of, hub_of
 from wahub.domain import directory
-from wahub.domain.errors import InvalidInput
 
 router = APIRouter(dependencies=[Depends(require_key)], tags=["WaAPI-compatible: reads, chats, groups"])
 
@@ -136,21 +134,6 @@ def present(name: str, value: Any) -> Any:
     if name == "get-disappearing-messages":
         return value.get("duration", 0)
     return value
-
-
-async def body_of(request: Request) -> dict[str, Any]:
-    """The JSON object body (empty body: ``{}``); InvalidInput for malformed JSON or another type."""
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"malformed JSON body: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput("request body must be a JSON object")
-    check_text(data, "")
-    return data
 
 
 def _route(name: str) -> Callable[[Request, str], Awaitable[JSONResponse]]:

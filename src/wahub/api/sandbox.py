@@ -12,29 +12,13 @@ from fastapi.responses import JSONResponse
 
 from wahub.api import schemas
 from wahub.api.auth import require_key
-from wahub.api.waapi import check_text, hub_of, ok
+from wahub.api.waapi import body_of, hub_of, ok
 from wahub.domain import chatid
 from wahub.domain.errors import InvalidInput, NotFound
 from wahub.runtime.inboundshapes import MESSAGE_TYPES
 from wahub.runtime.sandboxport import SandboxControl
 
 router = APIRouter(prefix="/sandbox", dependencies=[Depends(require_key)], tags=["sandbox"])
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        return {}
-    import json
-
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"malformed JSON body: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput("request body must be a JSON object")
-    check_text(data, "")
-    return data
 
 
 def _optional_chat(data: dict[str, Any], name: str) -> str | None:
@@ -53,7 +37,7 @@ def _world(request: Request, instance_id: str) -> tuple[SandboxControl, str]:
 @router.post("/instances/{instance_id}/scan", summary="Scan the current QR with a simulated phone")
 async def scan(request: Request, instance_id: str) -> JSONResponse:
     world, iid = _world(request, instance_id)
-    data = await _body(request)
+    data = await body_of(request)
     phone = data.get("phone")
     if phone is not None:
         phone = chatid.phone_number(chatid.normalize(phone, field="phone"))
@@ -139,7 +123,7 @@ async def inject_message(request: Request, instance_id: str,
     A media kind's ``mediaBase64`` is the file ``download-media`` then answers for it.
     """
     world, iid = _world(request, instance_id)
-    data = await _body(request)
+    data = await body_of(request)
     sender = chatid.normalize(data.get("from"), field="from")
     kind = data.get("type", "chat")
     if kind not in MESSAGE_TYPES:
@@ -163,7 +147,7 @@ async def inject_reaction(request: Request, instance_id: str,
                           body: schemas.SandboxReaction | None = None) -> JSONResponse:
     """``reaction`` is the emoji; ``""`` removes the sender's reaction from ``messageId``."""
     world, iid = _world(request, instance_id)
-    data = await _body(request)
+    data = await body_of(request)
     sender = chatid.normalize(data.get("from"), field="from")
     target = _required(data, "messageId")
     emoji = data.get("reaction")
@@ -176,7 +160,7 @@ async def inject_reaction(request: Request, instance_id: str,
 @router.post("/instances/{instance_id}/edits", summary="Inject an edit of an inbound message")
 async def inject_edit(request: Request, instance_id: str, body: schemas.SandboxChange | None = None) -> JSONResponse:
     world, iid = _world(request, instance_id)
-    data = await _body(request)
+    data = await body_of(request)
     sender = chatid.normalize(data.get("from"), field="from")
     original = _required(data, "messageId")
     text = _str(data, "text", required=True)
@@ -189,7 +173,7 @@ async def inject_edit(request: Request, instance_id: str, body: schemas.SandboxC
 async def inject_revoke(request: Request, instance_id: str,
                         body: schemas.SandboxChange | None = None) -> JSONResponse:
     world, iid = _world(request, instance_id)
-    data = await _body(request)
+    data = await body_of(request)
     sender = chatid.normalize(data.get("from"), field="from")
     original = _required(data, "messageId")
     assert original is not None
@@ -200,7 +184,7 @@ async def inject_revoke(request: Request, instance_id: str,
 @router.post("/instances/{instance_id}/votes", summary="Inject a poll vote (decryptFailed: one that cannot be read)")
 async def inject_vote(request: Request, instance_id: str, body: schemas.SandboxVote | None = None) -> JSONResponse:
     world, iid = _world(request, instance_id)
-    data = await _body(request)
+    data = await body_of(request)
     poll_id = data.get("pollMessageId")
     if not isinstance(poll_id, str) or not poll_id:
         raise InvalidInput("pollMessageId is required")
@@ -225,7 +209,7 @@ async def inject_vote(request: Request, instance_id: str, body: schemas.SandboxV
 @router.post("/instances/{instance_id}/acks", summary="Inject a receipt for sent messages")
 async def inject_ack(request: Request, instance_id: str) -> JSONResponse:
     world, iid = _world(request, instance_id)
-    data = await _body(request)
+    data = await body_of(request)
     ids = data.get("messageIds")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise InvalidInput("messageIds must be a non-empty list of message ids")
@@ -236,7 +220,7 @@ async def inject_ack(request: Request, instance_id: str) -> JSONResponse:
 @router.post("/instances/{instance_id}/faults", summary="Script a fault (see the sandbox docs)")
 async def fault(request: Request, instance_id: str) -> JSONResponse:
     world, iid = _world(request, instance_id)
-    data = await _body(request)
+    data = await body_of(request)
     kind = data.get("kind")
     if not isinstance(kind, str):
         raise InvalidInput("kind is required: disconnect, auth_failure, temporary_ban, send_error, "

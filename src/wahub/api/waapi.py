@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -44,6 +45,21 @@ def instance_brief(rt: InstanceRuntime) -> dict[str, Any]:
 def _dump(body: Any) -> dict[str, Any]:
     """A request model as a plain dict, after checking every string in it is valid Unicode."""
     data: dict[str, Any] = body.model_dump(exclude_unset=True) if body is not None else {}
+    check_text(data, "")
+    return data
+
+
+async def body_of(request: Request) -> dict[str, Any]:
+    """The JSON object body (empty body: ``{}``); InvalidInput for malformed JSON or another type."""
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"malformed JSON body: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object")
     check_text(data, "")
     return data
 
