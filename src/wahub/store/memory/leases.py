@@ -22,22 +22,6 @@ class LeasesMemory(MemoryBase):
 
     _wake_listeners: list[Callable[[str], None]] | None = None
 
-    def fence_as(self, node_id: str, *, on_lost: Callable[[str], None] | None = None) -> None:
-        """From now on, fence the writes of instances by this node's leases (``on_lost``: a write was refused)."""
-        self._fence_node = node_id
-        self._on_fenced = on_lost
-        if self._held_tokens is None:
-            self._held_tokens = {}
-
-    def holds(self, instance_id: str) -> bool:
-        """Whether this node holds the instance's lease; always without fencing."""
-        return self._held_tokens is None or instance_id in self._held_tokens
-
-    def forget_lease(self, instance_id: str) -> None:
-        """Refuse this node's writes for the instance from now on."""
-        if self._held_tokens is not None:
-            self._held_tokens.pop(instance_id, None)
-
     async def heartbeat(self, node_id: str, *, address: str | None, capacity: int, now: int) -> None:
         """Register the node or refresh its heartbeat, address and capacity."""
         row = self._nodes.setdefault(node_id, {"started_at": now})

@@ -10,6 +10,7 @@ from typing import Any
 from wahub.domain.outbox import ItemStatus as St
 from wahub.domain.outbox import OutboxItem
 from wahub.store.base import Fenced
+from wahub.store.heldleases import HeldLeases
 from wahub.store.records import (
     CloudCredentials,
     EventDraft,
@@ -37,7 +38,7 @@ def _event(row: Row) -> EventRecord:
     return EventRecord(**row)
 
 
-class MemoryBase:
+class MemoryBase(HeldLeases):
     """The dictionaries every port of the fake keeps, and small helpers over them."""
 
 
@@ -59,9 +60,6 @@ class MemoryBase:
         self._chat_inbound: dict[tuple[str, str], int] = {}
         self._leases: dict[str, Row] = {}  # instance id -> {owner, token, expires_at}
         self._nodes: dict[str, Row] = {}
-        self._fence_node: str | None = None  # set by fence_as: writes then check this node's leases
-        self._held_tokens: dict[str, int] | None = None
-        self._on_fenced: Callable[[str], None] | None = None
 
     def _fence(self, instance_id: str | None) -> None:
         """Refuse a write for an instance this node does not hold under its claimed token (as the SQL

@@ -12,7 +12,7 @@ no check runs and the transaction is the plain one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wahub.store import tables as t
 from wahub.store.base import Fenced
+from wahub.store.heldleases import HeldLeases
 from wahub.store.sql.connection import SqlBase
 
 _le = t.leases
@@ -27,28 +28,9 @@ _FENCE = (sa.select(_le.c.token).where(_le.c.instance_id == sa.bindparam("f_inst
                                        _le.c.owner == sa.bindparam("f_owner"), _le.c.token == sa.bindparam("f_token"))
           .with_for_update(read=True))  # built once: every fenced write runs it
 
-class FenceSql(SqlBase):
+
+class FenceSql(HeldLeases, SqlBase):
     """This node's leases as the store knows them, and the fenced transaction."""
-
-    _fence_node: str | None = None
-    _held_tokens: dict[str, int] | None = None  # instance id -> token of the lease this node holds
-    _on_fenced: Callable[[str], None] | None = None
-
-    def fence_as(self, node_id: str, *, on_lost: Callable[[str], None] | None = None) -> None:
-        """From now on, fence the writes of instances by this node's leases (``on_lost``: a write was refused)."""
-        self._fence_node = node_id
-        self._on_fenced = on_lost
-        if self._held_tokens is None:
-            self._held_tokens = {}
-
-    def holds(self, instance_id: str) -> bool:
-        """Whether this node holds the instance's lease (as last claimed or renewed); always without fencing."""
-        return self._held_tokens is None or instance_id in self._held_tokens
-
-    def forget_lease(self, instance_id: str) -> None:
-        """Refuse this node's writes for the instance from now on (fenced out or given up)."""
-        if self._held_tokens is not None:
-            self._held_tokens.pop(instance_id, None)
 
     @asynccontextmanager
     async def _fenced_tx(self, instance_id: str) -> AsyncIterator[AsyncConnection]:
