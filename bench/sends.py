@@ -47,8 +47,9 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
-async def populate(url: str, instances: int, per_instance: int) -> None:
-    """Create the instances and queue ``per_instance`` messages on each, 16 requests at a time."""
+async def populate(url: str, instances: int, per_instance: int, *, new_numbers: bool = True) -> None:
+    """Create the instances and queue ``per_instance`` messages on each, 16 requests at a time: each
+    to a number not seen before (``new_numbers``, the order-confirmation case) or all to one number."""
     headers = {"authorization": f"Bearer {API_KEY}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as c:
         sem = asyncio.Semaphore(16)
@@ -62,7 +63,7 @@ async def populate(url: str, instances: int, per_instance: int) -> None:
         await asyncio.gather(*(one("POST", "/instances", {"name": f"fleet{n:04d}"}) for n in range(instances)))
         await asyncio.gather(*(
             one("POST", f"/instances/fleet{n:04d}/client/action/send-message",
-                {"chatId": f"2010{n:04d}{k:04d}@c.us", "message": f"m{k}"}, key=f"k{n}-{k}")
+                {"chatId": f"2010{n:04d}{k if new_numbers else 0:04d}@c.us", "message": f"m{k}"}, key=f"k{n}-{k}")
             for k in range(per_instance) for n in range(instances)))
 
 
@@ -99,6 +100,8 @@ def main() -> None:
     parser.add_argument("--pythonpath", default=None, help="run the hub from this source tree (e.g. older code)")
     parser.add_argument("--profile", default=None, help="write py-spy stacks (raw) of the hub's drain to this file")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--same-number", action="store_true",
+                        help="every item of an instance to one number (only the first send asks WhatsApp)")
     args = parser.parse_args()
     total = args.instances * args.per_instance
     env = {"MAX_SENDS_PER_MINUTE_PER_INSTANCE": "60", "MAX_SENDS_PER_HOUR_PER_INSTANCE": "3600",
@@ -111,7 +114,7 @@ def main() -> None:
     hub = Hub(data, None, env)
     hub.start()
     t = time.monotonic()
-    asyncio.run(populate(hub.url, args.instances, args.per_instance))
+    asyncio.run(populate(hub.url, args.instances, args.per_instance, new_numbers=not args.same_number))
     print(f"created {args.instances} instances and queued {total} items in {time.monotonic() - t:.0f} s",
           flush=True)
     hub.stop()
@@ -151,6 +154,7 @@ def main() -> None:
     late_steady = [float(b - a - args.interval_ms) for v in stamps.values()
                    for a, b in zip(v, v[1:], strict=False) if b > all_ready]
     row = {"instances": args.instances, "per_instance": args.per_instance, "interval_ms": args.interval_ms,
+           "numbers": "one per instance" if args.same_number else "new per item",
            "delivered": len(all_at), "expected": total, "asked_per_s": round(args.instances * 1000 / args.interval_ms),
            "sends_per_s": round(len(all_at) / span_s, 1) if span_s == span_s and span_s > 0 else None,
            "steady_sends_per_s": round(len(steady) / steady_s, 1) if steady and steady_s > 0 else None,

@@ -25,6 +25,7 @@ from wahub.store.records import (
     InstanceRecord,
     outbox_item,
 )
+from wahub.store.sql.sendbatch import SqliteSendWrites
 
 
 def _item(row: Any) -> OutboxItem:
@@ -126,6 +127,9 @@ class SqlBase:
             sa.event.listen(self.engine.sync_engine, "checkout", _pg_alive)
             self.reader = self.engine
         self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(self._insert_batch)
+        # SQLite: the send loops' claims and outcomes, many instances' per transaction and thread call.
+        self._send_writes = (SqliteSendWrites(self.engine, self._write_fault, self._write_ok)
+                             if self.is_sqlite else None)
         self._inflight: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -144,6 +148,8 @@ class SqlBase:
         while self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
         await self._enqueue.close()
+        if self._send_writes is not None:
+            await self._send_writes.close()
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
@@ -170,11 +176,19 @@ class SqlBase:
             async with self.engine.begin() as conn:
                 yield conn
         except (OperationalError, OSError) as exc:
-            reason = fault_reason(exc)
-            self._faulted = True
-            if self._fault_listener is not None:
-                self._fault_listener(reason)
-            raise StoreUnavailable(f"store cannot write: {reason}") from exc
+            raise self._write_fault(exc) from exc
+        self._write_ok()
+
+    def _write_fault(self, exc: BaseException) -> StoreUnavailable:
+        """A write failed for the store's sake: report it; the error to raise."""
+        reason = fault_reason(exc)
+        self._faulted = True
+        if self._fault_listener is not None:
+            self._fault_listener(reason)
+        return StoreUnavailable(f"store cannot write: {reason}")
+
+    def _write_ok(self) -> None:
+        """A write succeeded: clear a reported fault."""
         if self._faulted:
             self._faulted = False
             if self._fault_listener is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,48 +27,21 @@ from wahub.store.sql.connection import (
     _NewItem,
 )
 from wahub.store.sql.fence import FenceSql
-
-# The send path's statements, built once: each call only binds its values (building an UPDATE and
-# its cache key on every call cost about as much as running it). Bind names are prefixed so they
-# never collide with the column names SQLAlchemy reserves for the SET clause.
-_o, _sl = t.outbox, t.send_log
-_DUE = (sa.select(_o.c.seq).where(_o.c.instance_id == sa.bindparam("c_instance"), _o.c.status == St.QUEUED.value,
-                                  _o.c.next_attempt_at <= sa.bindparam("c_now"))
-        .order_by(_o.c.seq).limit(1).scalar_subquery())
-_CLAIM = (_o.update().where(_o.c.seq == _DUE, _o.c.status == St.QUEUED.value)
-          .values(status=St.SENDING.value, updated_at=sa.bindparam("c_now")).returning(*_o.c))
-_CLAIM_HAND_OVER = (_o.update().where(_o.c.seq == _DUE, _o.c.status == St.QUEUED.value)
-                    .values(status=St.SENDING.value, updated_at=sa.bindparam("c_now"),
-                            handed_over_at=sa.bindparam("c_now"), chosen_message_id=sa.bindparam("c_chosen"))
-                    .returning(*_o.c))
-_HAND_OVER = (_o.update().where(_o.c.seq == sa.bindparam("h_seq"))
-              .values(handed_over_at=sa.bindparam("h_now"), updated_at=sa.bindparam("h_now"),
-                      chosen_message_id=sa.bindparam("h_chosen")))
-_LOG_SEND = _sl.insert()  # executed with {"instance_id", "at", "queue_id"}
-_STAMP = (_sl.update().where(_sl.c.instance_id == sa.bindparam("l_instance"), _sl.c.at >= sa.bindparam("l_since"),
-                             _sl.c.queue_id == sa.bindparam("l_queue")).values(at=sa.bindparam("l_at")))
-_STAMP_ANY = _sl.update().where(_sl.c.queue_id == sa.bindparam("l_queue")).values(at=sa.bindparam("l_at"))
-_MARK_SENT = (_o.update().where(_o.c.seq == sa.bindparam("s_seq"),
-                                _o.c.status.in_(sa.bindparam("s_from", expanding=True)))
-              .values(status=St.SENT.value, sent_at=sa.bindparam("s_sent_at"), message_id=sa.bindparam("s_message_id"),
-                      updated_at=sa.bindparam("s_now"), attempts=_o.c.attempts + 1, ack="server", last_error=None,
-                      error_reason=None))
-
-
-def _release(error: bool, count_attempt: bool) -> sa.Update:
-    values: dict[str, Any] = {"status": St.QUEUED.value, "next_attempt_at": sa.bindparam("r_next"),
-                              "updated_at": sa.bindparam("r_now"), "handed_over_at": None}
-    if error:
-        values.update(last_error=sa.bindparam("r_error"), error_reason=sa.bindparam("r_reason"))
-    if count_attempt:
-        values["attempts"] = _o.c.attempts + 1
-    return _o.update().where(_o.c.seq == sa.bindparam("r_seq"), _o.c.status == St.SENDING.value).values(**values)
-
-
-# release(): by (error given, count_attempt); every item's first send to a new number passes here.
-_RELEASE = {(error, count): _release(error, count) for error in (False, True) for count in (False, True)}
-_QUEUE_ID_OF = sa.select(_o.c.queue_id).where(_o.c.seq == sa.bindparam("r_seq"))
-_UNLOG = _sl.delete().where(_sl.c.queue_id == sa.bindparam("u_queue"))
+from wahub.store.sql.sendbatch import SqliteSendWrites
+from wahub.store.sql.sendsql import (
+    _CLAIM,
+    _CLAIM_HAND_OVER,
+    _HAND_OVER,
+    _LOG_SEND,
+    _MARK_SENT,
+    _QUEUE_ID_OF,
+    _RELEASE,
+    _STAMP,
+    _STAMP_ANY,
+    _UNLOG,
+    OnSqlite,
+    _o,
+)
 
 # The enqueue batch's statements (group commit), built once as well.
 _OPEN_COUNTS = (sa.select(_o.c.instance_id, sa.func.count())
@@ -236,6 +210,11 @@ class OutboxSql(FenceSql):
             return _item(row), created, open_count + (1 if created else 0)
 
     # -- outbox: drain -------------------------------------------------------------------------
+    def _batched_sends(self) -> SqliteSendWrites | None:
+        """The send-write batch (one node on SQLite), or None when each write runs in its own
+        (fenced) transaction."""
+        return self._send_writes if self._fence_node is None else None
+
     async def claim_next(self, instance_id: str, now: int, *, hand_over: bool = False,
                          chosen_message_id: str | None = None) -> OutboxItem | None:
         """Move the first due queued item (FIFO by enqueue order) to ``sending`` and return it.
@@ -244,6 +223,11 @@ class OutboxSql(FenceSql):
         ``hand_over`` the same transaction also does :meth:`mark_handed_over` at ``now``: one
         ``UPDATE … RETURNING`` (the claim) and one ``INSERT`` (the send log), one commit.
         """
+        batch = self._batched_sends()
+        if batch is not None:
+            return await batch.run(  # type: ignore[no-any-return]
+                lambda c: OnSqlite.claim(c, instance_id, now, hand_over, chosen_message_id),
+                catch=(sqlite3.IntegrityError,), on_caught=None)
         claim, params = ((_CLAIM_HAND_OVER, {"c_instance": instance_id, "c_now": now, "c_chosen": chosen_message_id})
                          if hand_over else (_CLAIM, {"c_instance": instance_id, "c_now": now}))
         try:
@@ -281,6 +265,11 @@ class OutboxSql(FenceSql):
         params: dict[str, Any] = {"r_seq": seq, "r_next": next_attempt_at, "r_now": now}
         if error is not None:
             params.update(r_error=error, r_reason=reason)
+        batch = self._batched_sends()
+        if batch is not None:
+            key = (error is not None, count_attempt)
+            await batch.run(lambda c: OnSqlite.release(c, seq, params, key, unlog))
+            return
         async with self._fenced_item_tx(t.outbox.c.seq, seq) as conn:
             row = (await conn.execute(_QUEUE_ID_OF, {"r_seq": seq})).first()
             await conn.execute(_RELEASE[(error is not None, count_attempt)], params)
@@ -294,6 +283,10 @@ class OutboxSql(FenceSql):
         reconciling an ``uncertain`` outcome. The logged time is provisional: :meth:`stamp_send`
         replaces it with the engine-call instant.
         """
+        batch = self._batched_sends()
+        if batch is not None:
+            await batch.run(lambda c: OnSqlite.hand_over(c, item, now, chosen_message_id))
+            return
         async with self._fenced_tx(item.instance_id) as conn:
             await conn.execute(_HAND_OVER, {"h_seq": item.seq, "h_now": now, "h_chosen": chosen_message_id})
             await conn.execute(_LOG_SEND, {"instance_id": item.instance_id, "at": now, "queue_id": item.queue_id})
@@ -327,6 +320,11 @@ class OutboxSql(FenceSql):
         outcome (``from_statuses`` without ``uncertain``, ``sent_at`` given) also stamps the item's
         send-log row with ``sent_at`` (what :meth:`stamp_send` does), in the same transaction.
         """
+        batch = self._batched_sends()
+        if batch is not None and sent_at is not None and tuple(from_statuses) == (St.SENDING.value,):
+            own_sent_at = sent_at
+            return await batch.run(  # type: ignore[no-any-return]
+                lambda c: OnSqlite.sent(c, item, message_id, now, own_sent_at, events))
         async with self._fenced_tx(item.instance_id) as conn:
             if sent_at is not None and St.UNCERTAIN.value not in from_statuses:
                 await self._stamp(conn, item, sent_at)
