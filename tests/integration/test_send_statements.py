@@ -7,10 +7,12 @@ engine call), and the outcome with its send-log stamp and webhook event.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 from tests.support.fakehub import build
 from tests.support.polling import until
@@ -20,11 +22,33 @@ from wahub.store.sql import SqlStore
 SENDS = 60
 
 
+@contextmanager
+def counted(store: SqlStore) -> Iterator[dict[str, list[str]]]:
+    """Every statement and commit the store's engine runs inside the block, as SQLAlchemy issues them
+    (an ``executemany`` counts once; the SQLite send batch is not seen here: see :func:`traced`)."""
+    seen: dict[str, list[str]] = {"statements": [], "commits": []}
+    engine = store.engine.sync_engine
+
+    def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
+        seen["statements"].append(" ".join(text.split()[:3]) + (" RETURNING" if "RETURNING" in text else ""))
+
+    def commit(_conn: Any) -> None:
+        seen["commits"].append("COMMIT")
+
+    sa.event.listen(engine, "before_cursor_execute", statement)
+    sa.event.listen(engine, "commit", commit)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", statement)
+        sa.event.remove(engine, "commit", commit)
+
+
 CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
 @asynccontextmanager
-async def counted(store: SqlStore) -> AsyncIterator[dict[str, list[str]]]:
+async def traced(store: SqlStore) -> AsyncIterator[dict[str, list[str]]]:
     """Every statement and commit SQLite runs on the store's writer connection inside the block,
     counted by the driver itself (``sqlite3`` trace callback), whichever layer issued them; and the
     calls made into the database thread."""
@@ -72,7 +96,7 @@ async def test_a_send_costs_two_transactions_and_four_statements(tmp_path: Path)
         for i in range(SENDS):  # queued before the link: the sends all run inside the counted block
             await fh.hub.outbox.enqueue(rt.id, ItemKind.TEXT, {"chatId": "201000000001", "message": f"m{i}"},
                                         header_key=f"k{i}")
-        async with counted(store) as seen:
+        async with traced(store) as seen:
             await fh.link(rt.id)
 
             async def all_sent() -> bool:  # read from the hub's counters: the test itself runs no query
@@ -119,7 +143,7 @@ async def test_sends_of_many_instances_share_transactions_and_database_thread_ca
                 await fh.hub.outbox.enqueue(rt.id, ItemKind.TEXT, {"chatId": "201000000001", "message": f"m{i}"},
                                             header_key=f"k{i}")
         total = instances * per_instance
-        async with counted(store) as seen:
+        async with traced(store) as seen:
             await fh.advance(10)
             for iid in ids:
                 await fh.world.scan(iid)

@@ -131,7 +131,6 @@ class SendLoop:
         self._jitter_ms = 0
         self._draining = False
         self._history: list[int] | None = None  # send instants of the last hour; None = read from the store
-        self._claim_without_hand_over = False  # the next item's number must be asked about first
         self._not_before = 0  # the pacing decision of the last turn (epoch ms): no send before it
         self._wake_at: int | None = None  # when the parked loop wakes by itself; None while it works
 
@@ -262,8 +261,7 @@ class SendLoop:
         # Typing goes out between the claim and the hand-over, so only then are they two transactions.
         own = getattr(self.link, "typing", None)  # the instance's own typing setting; None: the policy's
         typing = self.policy.typing if own is None else own
-        hand_over = not typing and not self._claim_without_hand_over
-        self._claim_without_hand_over = False
+        hand_over = not typing
         item = await self.store.claim_next(iid, now, hand_over=hand_over, chosen_message_id=chosen)
         if item is None:
             due_at = await self.store.next_due_at(iid)
@@ -287,21 +285,24 @@ class SendLoop:
         # Who the number is on WhatsApp: a stored answer, or a question to WhatsApp before the first
         # send to it. A question is never asked while the item is handed over: a crash or a failed
         # answer meanwhile would leave an item marked as possibly sent that never left. So a
-        # handed-over item whose number needs a question is given back (no send counted) and the next
-        # claim is made without hand-over: it asks, then hands over. Either way before the pacing
-        # decision below.
+        # handed-over item whose number needs a question has its hand-over taken back (no send
+        # counted; the item stays claimed), then the question is asked, then it is handed over again.
+        # Either way before the pacing decision below.
         chat = item.chat_id
         if self.resolve is not None:
             try:
-                chat = await self.resolve(engine, item.chat_id, not handed_over)
-            except NeedsLookup:
-                await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=True)
-                self._history = None
-                self._claim_without_hand_over = True
-                return
+                try:
+                    chat = await self.resolve(engine, item.chat_id, not handed_over)
+                except NeedsLookup:
+                    await store.take_back_hand_over(item)
+                    handed_over = False
+                    chat = await self.resolve(engine, item.chat_id, True)
             except SendError as exc:  # not on WhatsApp: fails for good; no answer: retried later
                 self._history = None
                 await self._failed(item, exc)
+                return
+            if link.state != State.READY or link.engine is not engine or self._draining:
+                await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=handed_over)
                 return
         if not handed_over:
             if typing and item.kind == ItemKind.TEXT:  # a claim without hand-over is not a wish to type

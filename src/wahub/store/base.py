@@ -185,6 +185,11 @@ class OutboxPort(Protocol):
         """Record that the item is about to reach the engine (and log the send), with its chosen id."""
         ...
 
+    async def take_back_hand_over(self, item: OutboxItem) -> None:
+        """Undo :meth:`mark_handed_over` of a still-``sending`` item whose engine call was not made (its
+        number must first be asked about): the send-log row goes, the item stays claimed."""
+        ...
+
     async def stamp_send(self, queue_id: str, at: int) -> None:
         """Set the logged time of the item's send to the engine-call instant ``at``."""
         ...

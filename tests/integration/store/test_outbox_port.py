@@ -345,3 +345,20 @@ async def test_a_reconciled_send_keeps_the_logged_instant(store: Store) -> None:
     assert await store.mark_sent(claimed, message_id="3EB0CHOSEN", now=T0 + 9, sent_at=T0,
                                  from_statuses=("sending", "uncertain")) is True
     assert await store.send_history("a", 0) == [T0 + 7]  # evidence does not move the window's instant
+
+
+async def test_a_hand_over_taken_back_counts_no_send_and_a_stop_then_requeues_the_item(store: Store) -> None:
+    first, _, _ = await enqueue(store, "k1")
+    claimed = await store.claim_next("a", T0 + 5, hand_over=True, chosen_message_id="3EB0CHOSEN")
+    assert claimed is not None and await store.send_history("a", 0) == [T0 + 5]
+    await store.take_back_hand_over(claimed)  # the number must be asked about first: no engine call yet
+    assert await store.send_history("a", 0) == []  # no send counted for the windows
+    held = await store.get_item(first.queue_id)
+    assert held is not None and held.status == ItemStatus.SENDING and held.handed_over_at is None
+    assert await store.claim_next("a", T0 + 6) is None  # still the instance's one `sending` item
+    # a stop while WhatsApp is asked: the item was never handed over, so it is queued again, not uncertain
+    assert await store.recover_in_flight(T0 + 10) == (1, [])
+    again = await store.claim_next("a", T0 + 20, hand_over=True)
+    assert again is not None and again.queue_id == first.queue_id
+    assert await store.mark_sent(again, message_id="m1", now=T0 + 30, sent_at=T0 + 25) is True
+    assert await store.send_history("a", 0) == [T0 + 25]

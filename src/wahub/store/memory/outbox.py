@@ -115,6 +115,14 @@ class OutboxMemory(MemoryBase):
         self._send_log.append({"id": next(self._seq), "instance_id": item.instance_id, "at": now,
                                "queue_id": item.queue_id})
 
+    async def take_back_hand_over(self, item: OutboxItem) -> None:
+        """Undo the hand-over of a still-``sending`` item whose engine call was not made."""
+        self._fence(item.instance_id)
+        row = self._outbox.get(item.seq)
+        if row is not None and row["status"] == St.SENDING.value:
+            row.update(handed_over_at=None, chosen_message_id=None)
+        self._unlog(item.queue_id)
+
     async def stamp_send(self, queue_id: str, at: int) -> None:
         """Set the logged time of the item's send to the engine-call instant ``at``."""
         self._fence(next((r["instance_id"] for r in self._outbox.values() if r["queue_id"] == queue_id), None))

@@ -38,6 +38,7 @@ from wahub.store.sql.sendsql import (
     _RELEASE,
     _STAMP,
     _STAMP_ANY,
+    _TAKE_BACK,
     _UNLOG,
     OnSqlite,
     _o,
@@ -290,6 +291,16 @@ class OutboxSql(FenceSql):
         async with self._fenced_tx(item.instance_id) as conn:
             await conn.execute(_HAND_OVER, {"h_seq": item.seq, "h_now": now, "h_chosen": chosen_message_id})
             await conn.execute(_LOG_SEND, {"instance_id": item.instance_id, "at": now, "queue_id": item.queue_id})
+
+    async def take_back_hand_over(self, item: OutboxItem) -> None:
+        """Undo :meth:`mark_handed_over` of a still-``sending`` item whose engine call was not made."""
+        batch = self._batched_sends()
+        if batch is not None:
+            await batch.run(lambda c: OnSqlite.take_back(c, item))
+            return
+        async with self._fenced_tx(item.instance_id) as conn:
+            await conn.execute(_TAKE_BACK, {"b_seq": item.seq})
+            await conn.execute(_UNLOG, {"u_queue": item.queue_id})
 
     async def stamp_send(self, queue_id: str, at: int) -> None:
         """Set the logged time of the item's send to the engine-call instant ``at``."""

@@ -35,6 +35,8 @@ _CLAIM_HAND_OVER = (_o.update().where(_o.c.seq == _DUE, _o.c.status == St.QUEUED
 _HAND_OVER = (_o.update().where(_o.c.seq == sa.bindparam("h_seq"))
               .values(handed_over_at=sa.bindparam("h_now"), updated_at=sa.bindparam("h_now"),
                       chosen_message_id=sa.bindparam("h_chosen")))
+_TAKE_BACK = (_o.update().where(_o.c.seq == sa.bindparam("b_seq"), _o.c.status == St.SENDING.value)
+              .values(handed_over_at=None, chosen_message_id=None))
 _LOG_SEND = _sl.insert()  # executed with {"instance_id", "at", "queue_id"}
 _STAMP = (_sl.update().where(_sl.c.instance_id == sa.bindparam("l_instance"), _sl.c.at >= sa.bindparam("l_since"),
                              _sl.c.queue_id == sa.bindparam("l_queue")).values(at=sa.bindparam("l_at")))
@@ -77,6 +79,7 @@ class OnSqlite:
     CLAIM = Statement.of(_CLAIM)
     CLAIM_HAND_OVER = Statement.of(_CLAIM_HAND_OVER)
     HAND_OVER = Statement.of(_HAND_OVER)
+    TAKE_BACK = Statement.of(_TAKE_BACK)
     LOG_SEND = Statement.of(_LOG_SEND, _LOG_KEYS)
     STAMP = Statement.of(_STAMP)
     STAMP_ANY = Statement.of(_STAMP_ANY)
@@ -110,6 +113,12 @@ class OnSqlite:
         """:meth:`OutboxSql.mark_handed_over`."""
         cls.HAND_OVER.run(conn, {"h_seq": item.seq, "h_now": now, "h_chosen": chosen_message_id})
         cls.LOG_SEND.run(conn, {"instance_id": item.instance_id, "at": now, "queue_id": item.queue_id})
+
+    @classmethod
+    def take_back(cls, conn: sqlite3.Connection, item: OutboxItem) -> None:
+        """:meth:`OutboxSql.take_back_hand_over`."""
+        cls.TAKE_BACK.run(conn, {"b_seq": item.seq})
+        cls.UNLOG.run(conn, {"u_queue": item.queue_id})
 
     @classmethod
     def sent(cls, conn: sqlite3.Connection, item: OutboxItem, message_id: str, now: int, sent_at: int,
