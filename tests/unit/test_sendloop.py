@@ -94,6 +94,24 @@ async def test_windows_and_interval_hold_on_engine_stamps_when_commits_take_vari
     assert sorted(await store.send_history(iid, 0)) == times
 
 
+async def test_a_claim_lead_hands_over_early_but_never_sends_before_the_pacing_instant() -> None:
+    """SEND_CLAIM_LEAD_MS: the claim's commit is taken off the pacing lateness, not off the interval."""
+    lead = 80
+    store = MemoryStore()
+    fh = build(None, store=store, send_claim_lead_ms=lead, send_interval_ms=2_000, max_sends_per_minute=20)
+    iid = await ready(fh)
+    await enqueue(fh, iid, 12)
+    for _ in range(60):
+        await fh.advance(SEC)
+    times = stamps(fh, iid)
+    assert len(times) == 12
+    assert_paced(times, 20, 2_000)  # the interval and the window hold on the engine's stamps
+    items, _ = await store.list_items(iid, statuses=None, limit=20, offset=0)
+    # each after the first was handed over (claimed) `lead` before its send instant (without it: 0 ms)
+    early = [i.sent_at - i.handed_over_at for i in items if i.sent_at and i.handed_over_at]  # type: ignore[operator]
+    assert len(early) == 12 and early[1:] == [lead] * 11, early
+
+
 def _stepped_clock(step: dict[str, int]) -> Any:
     def make(true: FakeClock) -> SystemClock:
         return SystemClock(wall_ns=lambda: (true.now_ms() + step["ms"]) * 1_000_000,

@@ -123,7 +123,8 @@ class Hub:
         self.send_policy = SendPolicy(max_attempts=settings.max_send_attempts,
                                       retry_base_ms=settings.retry_base_backoff_ms,
                                       retry_max_ms=settings.retry_max_backoff_ms, jitter_ms=settings.send_jitter_ms,
-                                      typing=settings.typing_indicator_enabled)
+                                      typing=settings.typing_indicator_enabled,
+                                      claim_lead_ms=settings.send_claim_lead_ms)
 
     # -- start / stop ----------------------------------------------------------------------------
     async def start(self, *, restore: bool = True) -> None:

@@ -61,6 +61,7 @@ class SendPolicy:
     jitter_ms: int
     typing: bool
     send_timeout_ms: int = 120_000  # an engine call that hangs longer is treated as `uncertain`
+    claim_lead_ms: int = 0  # claim (and hand over) this long before the pacing instant; the send waits for it
 
 
 class Link(Protocol):
@@ -249,9 +250,9 @@ class SendLoop:
         limits = self.limits()
         decision = ratelimit.next_allowed(history, now, limits, self._jitter_ms)
         self._not_before = decision.at_ms
-        if decision.at_ms > now:
+        if decision.at_ms > now + self.policy.claim_lead_ms:
             self.outcomes.deferred(iid, decision.reason)
-            return decision.at_ms - now
+            return decision.at_ms - now - self.policy.claim_lead_ms
         engine = self.link.engine
         if engine is None or self._draining:
             return 200
