@@ -80,12 +80,17 @@ class Events:
     def drafts(self, rec: InstanceRecord, event: str, data: dict[str, Any]) -> list[EventDraft]:
         """The event as a stored draft, or [] when the instance has no URL or filters it out
         (events in :data:`ALWAYS_SENT` pass every filter)."""
-        if not rec.webhook_url:
-            return []
-        if rec.webhook_events and event not in rec.webhook_events and event not in ALWAYS_SENT:
+        if not self.wants(rec, event):
             return []
         body = signing.serialize({"event": event, "instanceId": rec.id, "data": data})
         return [EventDraft(event_id="evt_" + uuid.uuid4().hex, instance_id=rec.id, event=event, body=body)]
+
+    @staticmethod
+    def wants(rec: InstanceRecord, event: str) -> bool:
+        """True when ``event`` would be stored for the instance (it has a URL and does not filter it out)."""
+        if not rec.webhook_url:
+            return False
+        return not rec.webhook_events or event in rec.webhook_events or event in ALWAYS_SENT
 
     async def emit(self, rec: InstanceRecord, event: str, data: dict[str, Any]) -> None:
         """Store an event that is not part of another change, then wake the dispatcher."""

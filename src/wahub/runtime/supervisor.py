@@ -285,8 +285,9 @@ class Supervisor(Restarts):
             self._cancel("watchdog")
             if rt.state in (State.INITIALIZING, State.DISCONNECTED):
                 await self.transition(State.CONNECTING, "waiting for QR scan")
-            drafts = self.events.drafts(rt.record, "qr", {"qr": qr_png_b64(ev.code), "qrString": ev.code})
-            await self.events.store_drafts(rt.id, drafts)
+            if self.events.wants(rt.record, "qr"):  # rendering the PNG costs ~10 ms: only for a receiver
+                drafts = self.events.drafts(rt.record, "qr", {"qr": qr_png_b64(ev.code), "qrString": ev.code})
+                await self.events.store_drafts(rt.id, drafts)
         elif isinstance(ev, eng.PairCode):
             rt.pair_code = ev.code
         elif isinstance(ev, eng.Authenticated):
