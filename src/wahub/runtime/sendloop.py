@@ -326,7 +326,7 @@ class SendLoop:
         if lease_valid is not None and not lease_valid():
             raise Fenced(link.id)  # the next owner finds the item handed over: uncertain, never sent twice
         instant = now  # nothing but the engine call from here
-        log.info("send_started", instance_id=link.id, queue_id=item.queue_id, kind=item.kind.value,
+        log.debug("send_started", instance_id=link.id, queue_id=item.queue_id, kind=item.kind.value,
                  attempt=item.attempts + 1)
         try:
             async with asyncio.timeout(self.policy.send_timeout_ms / 1000):
