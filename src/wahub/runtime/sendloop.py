@@ -327,7 +327,7 @@ class SendLoop:
             raise Fenced(link.id)  # the next owner finds the item handed over: uncertain, never sent twice
         instant = now  # nothing but the engine call from here
         log.debug("send_started", instance_id=link.id, queue_id=item.queue_id, kind=item.kind.value,
-                 attempt=item.attempts + 1)
+                  attempt=item.attempts + 1)
         try:
             async with asyncio.timeout(self.policy.send_timeout_ms / 1000):
                 result = await sendkinds.send_item(engine, item, chat, chosen)
