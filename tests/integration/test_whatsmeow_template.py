@@ -202,3 +202,21 @@ async def test_a_changed_interpreter_setting_gets_a_fresh_interpreter(tmp_path: 
             proc.stdin.close()
             await asyncio.wait_for(proc.wait(), 30)
         await launcher.close()
+
+
+async def test_a_forked_worker_builds_neonizes_real_client(tmp_path: Path) -> None:
+    """The fork runs neonize's ``__init__`` itself (loading Go) and creates ``NewClient``; nothing connects."""
+    launcher = WorkerLauncher(sys.executable)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    args = ["--session", str(tmp_path), "--instance", "real", "--log-level", "warning"]
+    proc = await launcher.launch(args, env, limit=protocol.MAX_LINE_BYTES)
+    try:
+        said = await hello(proc)
+        assert (said["type"], said["client"]) == ("hello", "neonize")
+        assert parent_of(proc.pid) == launcher.template_pid and maps_go(proc.pid)
+        assert launcher.template_pid is not None and not maps_go(launcher.template_pid)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        await launcher.close()

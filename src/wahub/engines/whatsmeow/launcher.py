@@ -39,7 +39,7 @@ TEMPLATE_MODULE = "wahub.engines.whatsmeow.template"
 WORKER_MODULE = "wahub.engines.whatsmeow.worker"
 UNKNOWN_EXIT = 255  # a forked worker's exit code after its template died (nobody could report it)
 TEMPLATE_RETRY_S = 60.0  # after a template failed to start, workers are spawned this long before it is tried again
-MAX_MESSAGE_BYTES = 1 << 20
+REPLY_BYTES = 1 << 16  # the template answers with small JSON objects
 
 LogRelay = Callable[[bytes, str, int], None]
 
@@ -224,7 +224,7 @@ class Template:
     def _on_message(self) -> None:
         while self.alive:
             try:
-                data, fds, _, _ = socket.recv_fds(self.sock, MAX_MESSAGE_BYTES, 1, socket.MSG_CMSG_CLOEXEC)
+                data, fds, _, _ = socket.recv_fds(self.sock, REPLY_BYTES, 1, socket.MSG_CMSG_CLOEXEC)
             except BlockingIOError:
                 return
             except OSError as exc:
