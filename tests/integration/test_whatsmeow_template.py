@@ -220,3 +220,11 @@ async def test_a_forked_worker_builds_neonizes_real_client(tmp_path: Path) -> No
         proc.stdin.close()
         assert await asyncio.wait_for(proc.wait(), 30) == 0
         await launcher.close()
+
+
+def test_the_template_imports_what_neonize_imports_except_the_go_loading_modules() -> None:
+    from wahub.engines.whatsmeow.template import neonize_imports
+
+    names = neonize_imports()
+    assert {"PIL", "magic", "linkpreview", "neonize.events", "neonize.proto.Neonize_pb2"} <= set(names)
+    assert not {"neonize", "neonize._binder", "neonize.client"} & set(names)

@@ -123,6 +123,7 @@ class Template:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the hub, which stops the workers and us
 
     def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        """One message to the hub, with file descriptors (blocking: the hub reads at once)."""
         socket.send_fds(self.control, [json.dumps(message).encode()], fds or [])
 
     def run(self) -> int:
@@ -145,6 +146,7 @@ class Template:
                     self.spawn(json.loads(data), fds)
 
     def reap(self) -> None:
+        """Collect every exited worker and report its exit code."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -155,6 +157,7 @@ class Template:
             self.send({"op": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
     def spawn(self, request: dict[str, Any], fds: list[int]) -> None:
+        """Fork one worker; answer ``spawned`` with its pidfd, or ``failed``. Closes ``fds`` here."""
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -164,7 +167,7 @@ class Template:
             if pid == 0:
                 self.child(request, fds)
             pidfd = os.pidfd_open(pid)
-        except Exception as exc:
+        except (OSError, ValueError) as exc:  # no memory or pids left for a fork: that launch fails, we go on
             self.send({"op": "failed", "id": request.get("id"), "error": f"{type(exc).__name__}: {exc}"})
             return
         finally:
