@@ -16,7 +16,9 @@ machine allows it. Memory is read from ``/proc/<pid>/status`` (VmRSS) and ``/pro
 holds = Private_Clean + Private_Dirty), once every worker has said hello and settled for a second.
 "PSS total" includes the template's own PSS in the forked rows. USS ratios are to the spawned fake
 workers (``--count`` of them) measured in the same run; the 1-minute load average is read before
-each row. Prints a Markdown table.
+each row; "start" is the median time from launch to the worker's ``hello`` (and, for the fake client,
+the reply to ``connect``), the template's own start included in the first forked worker's. Prints a
+Markdown table.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ import asyncio
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +54,7 @@ class Row:
     rss: float  # mean per worker, MiB
     pss_total: float  # MiB, the template's included
     uss: float  # mean per worker, MiB
+    start_ms: float  # median, launch to hello (+ the connect reply for the fake client)
     template_uss: float | None = None
 
 
@@ -105,8 +110,11 @@ async def measure(count: int, fake: bool, forked: bool, base: Path, extra_env: d
     load1 = os.getloadavg()[0]
     procs = []
     tag = f"{'fake' if fake else 'real'}-{'fork' if forked else 'spawn'}-{count}-{len(extra_env or {})}"
+    starts = []
     for i in range(count):
+        began = time.monotonic()
         procs.append(await start(launcher, base / f"{tag}-{i}", f"bench{i}", fake, extra_env or {}))
+        starts.append((time.monotonic() - began) * 1000)
     await asyncio.sleep(1.0)
     pids = [p.pid for p in procs]
     template = launcher.template_pid
@@ -133,7 +141,7 @@ async def measure(count: int, fake: bool, forked: bool, base: Path, extra_env: d
     if extra_env:
         kind += ", " + " ".join(f"{k}={v}" for k, v in extra_env.items())
     return Row(kind, count, load1, sum(rss) / len(rss) / 1024, (sum(pss) + template_pss) / 1024,
-               sum(uss) / len(uss) / 1024, template_uss)
+               sum(uss) / len(uss) / 1024, statistics.median(starts), template_uss)
 
 
 def cpu_model() -> str:
@@ -166,12 +174,12 @@ async def main() -> None:
     print()
     base_uss = next(r.uss for r in rows if r.count == args.count and r.kind == "fake client, connected, spawned")
     print("| worker | workers | load1 | RSS per worker (MiB) | PSS total (MiB) | USS per worker (MiB) | USS ratio "
-          "| template USS (MiB) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| template USS (MiB) | start, median (ms) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         template = f"{r.template_uss:.1f}" if r.template_uss is not None else "—"
         print(f"| {r.kind} | {r.count} | {r.load1:.1f} | {r.rss:.1f} | {r.pss_total:.1f} | {r.uss:.1f} "
-              f"| {r.uss / base_uss:.2f} | {template} |")
+              f"| {r.uss / base_uss:.2f} | {template} | {r.start_ms:.0f} |")
 
 
 if __name__ == "__main__":
