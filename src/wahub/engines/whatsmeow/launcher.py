@@ -251,8 +251,8 @@ class Template:
                 fut.set_result(worker)
             else:  # the launch gave up waiting: its pipes are closed, the worker exits on its own
                 log.info("worker_fork_abandoned", pid=pid)
-        elif op == "failed" and fut is not None and not fut.done():
-            fut.set_exception(TemplateError(str(message.get("error"))))
+        elif op in ("failed", "spawned") and fut is not None and not fut.done():  # a spawn without its pidfd
+            fut.set_exception(TemplateError(str(message.get("error") or "the template sent no pidfd")))
         elif op == "ready":
             if not self.ready.done():
                 self.ready.set_result(None)
