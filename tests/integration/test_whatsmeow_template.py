@@ -102,11 +102,11 @@ async def test_a_dead_template_leaves_its_workers_running_and_the_next_start_mak
     first = fac.launcher.template_pid
     assert first is not None and engine.pid is not None
     os.kill(first, signal.SIGKILL)
-    wait_until(lambda: not runs(first), timeout=20)
-    assert (await engine.send_text(CUSTOMER, "still here")).message_id  # the worker did not notice
-    other, _ = await linked(fac, "other")
+    wait_until(lambda: not runs(first), timeout=20)  # blocking: the hub has not read the closed channel yet
+    other, _ = await linked(fac, "other")  # its fork finds the template dead: a new one, not a spawn
     second = fac.launcher.template_pid
     assert second not in (None, first) and other.pid is not None and parent_of(other.pid) == second
+    assert (await engine.send_text(CUSTOMER, "still here")).message_id  # the running worker did not notice
     os.kill(engine.pid, signal.SIGKILL)  # nobody reports its exit code any more: the pidfd still tells
     assert (await rec.wait_for(base.Disconnected)).reason == "worker_exit"
     assert not engine.running

@@ -321,12 +321,20 @@ class WorkerLauncher:
 
     async def launch(self, argv: Sequence[str], env: Mapping[str, str], *, limit: int) -> WorkerProcess:
         """A running worker with ``argv`` (its options) and ``env``; stdin, stdout and stderr are pipes."""
-        if self.use_template and time.monotonic() >= self._retry_at:
+        for _ in range(2):  # a template found dead by this fork is replaced once
+            if not self.use_template or time.monotonic() < self._retry_at:
+                break
             try:
                 template = await self._running_template(env)
-                return await template.fork(argv, env, limit, self.start_timeout_s)
             except (TemplateError, OSError, TimeoutError) as exc:
                 log.warning("worker_template_unavailable", error=str(exc) or type(exc).__name__)
+                break
+            try:
+                return await template.fork(argv, env, limit, self.start_timeout_s)
+            except (TemplateError, OSError, TimeoutError) as exc:
+                log.warning("worker_fork_failed", template_pid=template.proc.pid, error=str(exc) or type(exc).__name__)
+                if template.alive:  # it is there but could not fork (no memory, no pids): spawn this one
+                    break
         return await asyncio.create_subprocess_exec(
             self.python, "-m", WORKER_MODULE, *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=dict(env), limit=limit)
