@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from wahub.engines.whatsmeow import protocol  # noqa: E402
-from wahub.engines.whatsmeow.launcher import WorkerLauncher, WorkerProcess  # noqa: E402
+from wahub.engines.whatsmeow.forked import WorkerProcess  # noqa: E402
+from wahub.engines.whatsmeow.launcher import WorkerLauncher  # noqa: E402
 
 FAKE = "wahub.engines.whatsmeow.fakeclient:FakeClient"
 NO_NET_ENV = "WAHUB_BENCH_NO_NET"

@@ -44,7 +44,8 @@ from wahub.engines import base
 from wahub.engines.whatsmeow import msgids, protocol
 from wahub.engines.whatsmeow.directory import WhatsmeowDirectory
 from wahub.engines.whatsmeow.engineactions import SendActionsMixin
-from wahub.engines.whatsmeow.launcher import WorkerLauncher, WorkerProcess
+from wahub.engines.whatsmeow.forked import WorkerProcess
+from wahub.engines.whatsmeow.launcher import WorkerLauncher
 from wahub.engines.whatsmeow.workeractions import TRANSFER_DIR
 
 log = structlog.get_logger("wahub.engines.whatsmeow")

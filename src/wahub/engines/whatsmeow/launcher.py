@@ -6,12 +6,12 @@ which imports the worker's Python side once; every worker is then a fork of it t
 pages and loads neonize's Go library itself. A forked worker is the template's child, not the hub's:
 
 * its stdin, stdout and stderr are pipes the hub made and handed over (``SCM_RIGHTS``), so the
-  engine speaks to it exactly as to a spawned one (:class:`WorkerProcess`);
+  engine speaks to it exactly as to a spawned one (:class:`~wahub.engines.whatsmeow.forked.WorkerProcess`);
 * its exit is seen on a pidfd the template opened before it could reap the process (a pid that was
   reused cannot be mistaken for it), its exit code comes from the template (``-N`` for signal N);
   ``kill`` signals through the pidfd;
 * when the template dies the workers run on; their later exits are still seen on their pidfds (the
-  code is then :data:`UNKNOWN_EXIT`, unless the hub became their parent and reaps them itself), and
+  code is then :data:`~wahub.engines.whatsmeow.forked.UNKNOWN_EXIT`, unless the hub became their parent), and
   the next launch starts a new template;
 * when the template cannot start (no pidfds, it crashed while importing, it did not answer within
   the hello timeout) the launch spawns the worker as before, and the template is tried again after
@@ -25,141 +25,27 @@ import contextlib
 import itertools
 import json
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any, Protocol
+from typing import Any
 
 import structlog
+
+from wahub.engines.whatsmeow.forked import ForkedWorker, WorkerProcess
 
 log = structlog.get_logger("wahub.engines.whatsmeow")
 
 TEMPLATE_MODULE = "wahub.engines.whatsmeow.template"
 WORKER_MODULE = "wahub.engines.whatsmeow.worker"
-UNKNOWN_EXIT = 255  # a forked worker's exit code after its template died (nobody could report it)
 TEMPLATE_RETRY_S = 60.0  # after a template failed to start, workers are spawned this long before it is tried again
 REPLY_BYTES = 1 << 16  # the template answers with small JSON objects
 
 LogRelay = Callable[[bytes, str, int], None]
 
 
-class WorkerProcess(Protocol):
-    """What the engine uses of a worker process; ``asyncio.subprocess.Process`` is one."""
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def returncode(self) -> int | None: ...
-
-    stdin: asyncio.StreamWriter | None
-    stdout: asyncio.StreamReader | None
-    stderr: asyncio.StreamReader | None
-
-    async def wait(self) -> int: ...
-
-    def kill(self) -> None: ...
-
-
 class TemplateError(Exception):
     """The template could not fork a worker (it is gone, or the fork failed)."""
-
-
-class ForkedWorker:
-    """A worker forked by the template (see the module docstring for how its exit is seen)."""
-
-    def __init__(self, pid: int, pidfd: int, loop: asyncio.AbstractEventLoop) -> None:
-        self._pid = pid
-        self._pidfd = pidfd
-        self._loop = loop
-        self.stdin: asyncio.StreamWriter | None = None
-        self.stdout: asyncio.StreamReader | None = None
-        self.stderr: asyncio.StreamReader | None = None
-        self._exited = False
-        self._code: int | None = None
-        self._template_gone = False
-        self._done: asyncio.Future[int] = loop.create_future()
-        loop.add_reader(pidfd, self._on_exit)
-
-    @property
-    def pid(self) -> int:
-        """The worker's pid."""
-        return self._pid
-
-    @property
-    def returncode(self) -> int | None:
-        """None while it runs; then its exit code (``-N`` when killed by signal N)."""
-        return self._done.result() if self._done.done() else None
-
-    async def attach(self, stdin_fd: int, stdout_fd: int, stderr_fd: int, limit: int) -> None:
-        """Wrap the hub's ends of the worker's three pipes in asyncio streams (takes the descriptors over)."""
-        stdout = os.fdopen(stdout_fd, "rb", buffering=0)  # owned by the file objects from here on
-        stderr = os.fdopen(stderr_fd, "rb", buffering=0)
-        stdin = os.fdopen(stdin_fd, "wb", buffering=0)
-        try:
-            self.stdout = await _read_pipe(self._loop, stdout, limit)
-            self.stderr = await _read_pipe(self._loop, stderr, limit)
-            transport, protocol = await self._loop.connect_write_pipe(
-                lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), stdin)
-            self.stdin = asyncio.StreamWriter(transport, protocol, None, self._loop)
-        except BaseException:
-            for pipe in (stdout, stderr, stdin):
-                pipe.close()
-            raise
-
-    async def wait(self) -> int:
-        """Wait until the worker has exited; its exit code."""
-        return await asyncio.shield(self._done)
-
-    def kill(self) -> None:
-        """SIGKILL through the pidfd; ``ProcessLookupError`` once it has exited."""
-        if self._done.done():
-            raise ProcessLookupError(self._pid)
-        signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-
-    def _on_exit(self) -> None:
-        self._loop.remove_reader(self._pidfd)
-        self._exited = True
-        self._settle()
-
-    def reaped(self, code: int) -> None:
-        """The template reaped the worker: its exit code."""
-        self._code, self._exited = code, True
-        self._settle()
-
-    def orphaned(self) -> None:
-        """The template is gone: nobody will report the exit code."""
-        self._template_gone = True
-        self._settle()
-
-    def _settle(self) -> None:
-        if self._done.done():
-            return
-        if self._code is None:
-            if not (self._exited and self._template_gone):
-                return
-            self._code = _reap_own(self._pidfd)
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self._done.set_result(self._code)
-
-
-def _reap_own(pidfd: int) -> int:
-    """The exit code of an exited process when it became this process's child (e.g. the hub is pid 1)."""
-    try:
-        info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
-    except OSError:
-        return UNKNOWN_EXIT
-    if info is None:
-        return UNKNOWN_EXIT
-    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-
-
-async def _read_pipe(loop: asyncio.AbstractEventLoop, pipe: IO[bytes], limit: int) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=limit)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    return reader
 
 
 class Template:
@@ -283,10 +169,14 @@ class Template:
         if not self._closing:
             log.warning("worker_template_gone", pid=self.proc.pid, reason=reason)
 
-    async def close(self, timeout_s: float) -> None:
-        """Close the control channel (the template exits); kill it when it does not within ``timeout_s``."""
+    def abandon(self) -> None:
+        """Close the control channel without waiting: the template exits on its own."""
         self._closing = True
         self._gone("closed by the hub")
+
+    async def close(self, timeout_s: float) -> None:
+        """Close the control channel (the template exits); kill it when it does not within ``timeout_s``."""
+        self.abandon()
         try:
             await asyncio.wait_for(self.proc.wait(), timeout_s)
         except TimeoutError:
@@ -380,8 +270,8 @@ class WorkerLauncher:
             await template.close(self.stop_timeout_s)
             raise
         previous, self._template = self._template, template
-        if previous is not None and previous.alive:  # an older event loop's template: nothing reaches it any more
-            await previous.close(self.stop_timeout_s)
+        if previous is not None:  # an older event loop's: closing its channel ends it (its loop may be closed)
+            previous.abandon()
         log.info("worker_template_ready", pid=proc.pid)
         return template
 
