@@ -6,7 +6,8 @@ and is not safe for many clients in one process. This class speaks the JSON-line
 :mod:`wahub.engines.whatsmeow.protocol` over the worker's stdin/stdout and maps it onto the
 :class:`~wahub.engines.base.Engine` interface:
 
-* ``start`` spawns the worker, waits for its ``hello`` and asks it to connect;
+* ``start`` launches the worker (forked from the factory's worker template, see
+  :mod:`~wahub.engines.whatsmeow.launcher`), waits for its ``hello`` and asks it to connect;
 * the worker's death (any exit the engine did not ask for) is ``Disconnected("worker_exit")``,
   and pending calls fail with ``DisconnectedError(reason="worker_exit")``;
 * ``reconnect`` (soft restart) reconnects inside the worker, or respawns a dead one;
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -42,6 +44,8 @@ from wahub.engines import base
 from wahub.engines.whatsmeow import msgids, protocol
 from wahub.engines.whatsmeow.directory import WhatsmeowDirectory
 from wahub.engines.whatsmeow.engineactions import SendActionsMixin
+from wahub.engines.whatsmeow.forked import WorkerProcess
+from wahub.engines.whatsmeow.launcher import WorkerLauncher
 from wahub.engines.whatsmeow.workeractions import TRANSFER_DIR
 
 log = structlog.get_logger("wahub.engines.whatsmeow")
@@ -60,6 +64,14 @@ class WorkerOptions:
     stop_timeout_s: float = 5.0
     log_level: str = "info"
     env: Mapping[str, str] = field(default_factory=dict)
+    template: bool = True  # fork workers from the worker template (shared imports); False spawns each anew
+
+    def launcher(self) -> WorkerLauncher:
+        """A launcher for workers with these options (the factory shares one between its engines)."""
+        preload = [self.fake_client.partition(":")[0]] if self.fake_client else []
+        return WorkerLauncher(self.python, use_template=self.template, preload=preload,
+                              start_timeout_s=self.hello_timeout_s, stop_timeout_s=self.stop_timeout_s,
+                              relay=relay_worker_log)
 
 
 class WhatsmeowEngine(SendActionsMixin, base.Engine):
@@ -71,15 +83,17 @@ class WhatsmeowEngine(SendActionsMixin, base.Engine):
                                      media_download=True)
 
     def __init__(self, instance_id: str, sink: base.EventSink, *, session_dir: Path, clock: Clock,
-                 options: WorkerOptions | None = None) -> None:
+                 options: WorkerOptions | None = None, launcher: WorkerLauncher | None = None) -> None:
         self.instance_id = instance_id
         self.sink = sink
         self.session_dir = session_dir
         self.clock = clock
         self.options = options or WorkerOptions()
+        # Without the factory's shared launcher, each worker is spawned (a template for one worker saves nothing).
+        self.launcher = launcher or dataclasses.replace(self.options, template=False).launcher()
         self.pid: int | None = None
         self.client_kind: str | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: WorkerProcess | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
@@ -98,16 +112,13 @@ class WhatsmeowEngine(SendActionsMixin, base.Engine):
             return
         shutil.rmtree(self.session_dir / TRANSFER_DIR, ignore_errors=True)  # files a crash left behind
         opts = self.options
-        args = [opts.python, "-m", "wahub.engines.whatsmeow.worker", "--session", str(self.session_dir),
-                "--instance", self.instance_id, "--qr-window-ms", str(opts.qr_window_ms),
-                "--log-level", opts.log_level]
+        args = ["--session", str(self.session_dir), "--instance", self.instance_id,
+                "--qr-window-ms", str(opts.qr_window_ms), "--log-level", opts.log_level]
         if opts.fake_client:
             args += ["--fake-client", opts.fake_client]
         env = {**os.environ, **opts.env}
         self._expected_exit = False
-        proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                                                    env=env, limit=protocol.MAX_LINE_BYTES)
+        proc = await self.launcher.launch(args, env, limit=protocol.MAX_LINE_BYTES)
         self._proc, self.pid = proc, proc.pid
         self._log_relay = asyncio.ensure_future(self._relay_logs(proc))
         log.info("worker_spawned", instance_id=self.instance_id, pid=proc.pid)
@@ -269,7 +280,7 @@ class WhatsmeowEngine(SendActionsMixin, base.Engine):
             return dict(reply.get("result") or {})
         raise protocol.error_from_wire(dict(reply.get("error") or {}))
 
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+    async def _read(self, proc: WorkerProcess) -> None:
         """Route replies to their callers and events to the sink until the worker's stdout closes."""
         assert proc.stdout is not None
         try:
@@ -313,7 +324,7 @@ class WhatsmeowEngine(SendActionsMixin, base.Engine):
             self._expected_exit = True  # the worker exits right after reporting it
         await self.sink(event)
 
-    async def _relay_logs(self, proc: asyncio.subprocess.Process) -> None:
+    async def _relay_logs(self, proc: WorkerProcess) -> None:
         """Re-emit the worker's stderr (JSON lines) in the hub's structured log until it closes."""
         assert proc.stderr is not None
         try:
@@ -328,7 +339,7 @@ class WhatsmeowEngine(SendActionsMixin, base.Engine):
                 fut.set_exception(exc)
         self._pending.clear()
 
-    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+    async def _kill(self, proc: WorkerProcess) -> None:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

@@ -20,6 +20,7 @@ class WhatsmeowFactory(base.EngineFactory):
         self.clock = clock
         self.options = options or WorkerOptions()
         self._engines: weakref.WeakSet[WhatsmeowEngine] = weakref.WeakSet()
+        self.launcher = self.options.launcher()  # one worker template shared by this factory's engines
 
     def session_dir(self, instance_id: str) -> Path:
         """Where ``instance_id``'s whatsmeow session database lives."""
@@ -27,7 +28,7 @@ class WhatsmeowFactory(base.EngineFactory):
 
     def create(self, instance_id: str, sink: base.EventSink) -> WhatsmeowEngine:
         engine = WhatsmeowEngine(instance_id, sink, session_dir=self.session_dir(instance_id),
-                                 clock=self.clock, options=self.options)
+                                 clock=self.clock, options=self.options, launcher=self.launcher)
         self._engines.add(engine)
         return engine
 
@@ -39,7 +40,8 @@ class WhatsmeowFactory(base.EngineFactory):
         remove_session_dir(self.session_dir(instance_id))
 
     async def close(self) -> None:
-        """Stop any worker still running (the supervisors normally stopped them already)."""
+        """Stop any worker still running (the supervisors normally stopped them already), then the worker template."""
         for engine in list(self._engines):
             if engine.running:
                 await engine.stop()
+        await self.launcher.close()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from wahub.domain import chatid
+from wahub.engines.whatsmeow.template import complete_neonize
 
 SESSION_DB = "whatsmeow.sqlite3"
 
@@ -79,6 +80,7 @@ def configure_logging(level: str, instance_id: str) -> None:
 
 def load_client(session_dir: Path, instance_id: str, fake: str | None) -> tuple[Any, str]:
     """Import neonize (after the environment is set) and build the client: neonize's or the fake."""
+    complete_neonize()  # also when the package came from the worker template without its Go library
     import neonize._binder as binder
 
     # neonize 0.5.2 forgot the errcheck of DecryptPollVote: without this every call raises TypeError.
