@@ -21,8 +21,8 @@ Only for one node on SQLite: with leases (PostgreSQL, several nodes) each write 
 its own transaction (:mod:`wahub.store.sql.fence`) and the plain path is used.
 
 The one seam below SQLAlchemy: the aiosqlite connection's ``_execute(fn)`` (run ``fn`` in its
-thread), the call every aiosqlite method is built on; ``tests/integration/store/test_send_batch.py``
-fails if an aiosqlite release drops it.
+thread), the call every aiosqlite method is built on; ``tests/integration/test_send_batch.py`` fails if
+an aiosqlite release drops it.
 """
 
 from __future__ import annotations
@@ -88,9 +88,9 @@ def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Request]) -> list[Any]
             except req.catch:
                 conn.execute("ROLLBACK TO send_write")
                 result = req.on_caught
-            except sqlite3.DatabaseError as exc:
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise  # the transaction itself is in trouble: the whole batch fails
+            except sqlite3.OperationalError:
+                raise  # the transaction itself is in trouble (locked, disk full): the whole batch fails
+            except Exception as exc:  # noqa: BLE001 - this request's own failure, raised in its caller only
                 conn.execute("ROLLBACK TO send_write")
                 result = exc
             conn.execute("RELEASE send_write")
@@ -120,8 +120,9 @@ class SqliteSendWrites:
     async def run(self, apply: Apply, *, catch: tuple[type[BaseException], ...] = (), on_caught: Any = None) -> Any:
         """Run ``apply(conn)`` (synchronous, in the database thread) in the next batch; its result
         once the batch committed. An exception in ``catch`` rolls back only this request and answers
-        ``on_caught``; another database error (not operational) rolls back only this request and is
-        raised here; an operational one fails the batch: :class:`StoreUnavailable`."""
+        ``on_caught``; any other error of the request rolls back only this request and is raised here;
+        an operational database error (locked, disk full, I/O) fails the whole batch:
+        :class:`StoreUnavailable`."""
         return await self._commit.submit(_Request(apply, catch, on_caught))
 
     async def close(self) -> None:
