@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from wahub.domain.outbox import OutboxItem
@@ -21,6 +21,7 @@ from wahub.store.records import (
     VoteRecord,
     dump_json,
 )
+from wahub.store.sql import direct
 from wahub.store.sql.connection import (
     SqlBase,
     _item,
@@ -28,10 +29,16 @@ from wahub.store.sql.connection import (
 
 _seen = t.inbound_seen.c
 # Built once: mark a batch of messages seen, skipping those seen before; the rows inserted come back.
-_MARK_SEEN_SQLITE, _MARK_SEEN_PG = (
-    ins(t.inbound_seen).on_conflict_do_nothing(index_elements=["instance_id", "message_id"])
-    .returning(_seen.instance_id, _seen.message_id) for ins in (sqlite.insert, postgresql.insert))
+_MARK_SEEN_PG = (
+    postgresql.insert(t.inbound_seen).on_conflict_do_nothing(index_elements=["instance_id", "message_id"])
+    .returning(_seen.instance_id, _seen.message_id))
 _INSERT_EVENTS = t.events.insert()
+# The same two statements for SQLite's driver connection (store/sql/direct.py: one hand-off each).
+_MARK_SEEN_ROW = "(?, ?, ?)"
+_MARK_SEEN_SQL = ("INSERT INTO inbound_seen (instance_id, message_id, seen_at) VALUES {rows} "
+                  "ON CONFLICT (instance_id, message_id) DO NOTHING RETURNING instance_id, message_id")
+INSERT_EVENTS_SQL = ("INSERT INTO webhook_events (event_id, instance_id, event, body, status, attempts, "
+                     "next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)")
 
 
 @dataclass(frozen=True)
@@ -144,21 +151,31 @@ class InboundSql(SqlBase):
             rows.setdefault((r.instance_id, r.message_id),
                             {"instance_id": r.instance_id, "message_id": r.message_id, "seen_at": r.now})
         async with self._tx() as conn:
-            stmt = _MARK_SEEN_SQLITE if self.is_sqlite else _MARK_SEEN_PG
-            inserted = {(iid, mid) for iid, mid in (await conn.execute(stmt, list(rows.values()))).all()}
+            if self.is_sqlite:
+                sql = _MARK_SEEN_SQL.format(rows=", ".join([_MARK_SEEN_ROW] * len(rows)))
+                found = await direct.fetch_all(conn, sql, [v for row in rows.values() for v in row.values()])
+            else:
+                found = [tuple(r) for r in (await conn.execute(_MARK_SEEN_PG, list(rows.values()))).all()]
+            inserted = {(iid, mid) for iid, mid in found}
             fresh: list[bool | BaseException] = []
-            events: list[dict[str, Any]] = []
+            events: list[EventDraft] = []
+            nows: list[int] = []
             for r in reqs:
                 key = (r.instance_id, r.message_id)
                 fresh.append(key in inserted)
                 inserted.discard(key)  # a second copy of the id in this batch is a duplicate
                 if fresh[-1] and r.event is not None:
-                    e = r.event
-                    events.append({"event_id": e.event_id, "instance_id": e.instance_id, "event": e.event,
-                                   "body": e.body, "status": "pending", "attempts": 0, "next_attempt_at": r.now,
-                                   "created_at": r.now})
-            if events:
-                await conn.execute(_INSERT_EVENTS, events)
+                    events.append(r.event)
+                    nows.append(r.now)
+            stored = list(zip(events, nows, strict=True))
+            if stored and self.is_sqlite:
+                await direct.execute_many(conn, INSERT_EVENTS_SQL, [
+                    (e.event_id, e.instance_id, e.event, e.body, now, now) for e, now in stored])
+            elif stored:
+                await conn.execute(_INSERT_EVENTS, [
+                    {"event_id": e.event_id, "instance_id": e.instance_id, "event": e.event, "body": e.body,
+                     "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+                    for e, now in stored])
         return fresh
 
     async def advance_ack(self, instance_id: str, message_id: str, ack: str, advances: AckRule, *,
