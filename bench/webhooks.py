@@ -272,19 +272,30 @@ def case(receivers: int, instances: int, events: int, workdir: Path, args: argpa
             "load1_after": round(os.getloadavg()[0], 2)}
 
 
-async def inject(url: str, rate: float, seconds: float, path: str = "/sandbox/instances/lat{n:02d}/messages"
-                 ) -> list[float]:
-    """Post inbound messages at ``rate`` per second for ``seconds``; the injection calls' own latencies (ms)."""
+async def inject(url: str, rate: float, seconds: float, path: str = "/sandbox/instances/lat{n:02d}/messages",
+                 errors: dict[str, int] | None = None) -> list[float]:
+    """Post inbound messages at ``rate`` per second for ``seconds``; the injection calls' own latencies (ms).
+
+    A call that fails (an error status or a transport error) is counted in ``errors`` by its status
+    or error class, and left out of the latencies.
+    """
     headers = {"authorization": f"Bearer {API_KEY}"}
     calls: list[float] = []
+    failed = errors if errors is not None else {}
     tasks: set[asyncio.Task[None]] = set()
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30,
                                  limits=httpx.Limits(max_connections=64)) as c:
         async def one(n: int) -> None:
             t0 = time.time_ns()
-            r = await c.post(path.format(n=n % LATENCY_INSTANCES),
-                             json={"from": "201000000001", "text": f"lat:{t0}", "messageId": f"3EB0LAT{n:012d}"})
-            r.raise_for_status()
+            try:
+                r = await c.post(path.format(n=n % LATENCY_INSTANCES),
+                                 json={"from": "201000000001", "text": f"lat:{t0}", "messageId": f"3EB0LAT{n:012d}"})
+            except httpx.HTTPError as exc:
+                failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
+                return
+            if r.status_code >= 400:
+                failed[str(r.status_code)] = failed.get(str(r.status_code), 0) + 1
+                return
             calls.append((time.time_ns() - t0) / 1e6)
 
         start, n = time.monotonic(), 0
@@ -335,7 +346,8 @@ def latency_case(rate: float, seconds: float, workdir: Path, args: argparse.Name
         assert hub.proc is not None
         spy = profiler(hub.proc.pid, Path(args.profile) / "webhooks-latency.txt" if args.profile else None)
         cpu0, t0 = hub.cpu_s(), time.monotonic()
-        calls = asyncio.run(inject(hub.url, rate, seconds))
+        errors: dict[str, int] = {}
+        calls = asyncio.run(inject(hub.url, rate, seconds, errors=errors))
         time.sleep(1.0)  # the last events in flight
         cpu, wall = hub.cpu_s() - cpu0, time.monotonic() - t0
         stop_profiler(spy)
@@ -348,7 +360,8 @@ def latency_case(rate: float, seconds: float, workdir: Path, args: argparse.Name
     stored = dict(c2.execute("SELECT event_id, created_at FROM webhook_events WHERE event = 'message'").fetchall())
     c2.close()
     dispatch = [arrived - stored[eid] for _, eid, arrived in notes_seen if eid in stored]
-    return {"case": "latency", "rate": rate, "seconds": seconds, "injected": len(calls), "arrived": len(seen),
+    return {"case": "latency", "rate": rate, "seconds": seconds, "injected": len(calls), "inject_errors": errors,
+            "arrived": len(seen),
             "p50_ms": pct(seen, 0.5), "p99_ms": pct(seen, 0.99), "max_ms": round(max(seen), 1),
             "stored_to_arrival_p50_ms": pct(dispatch, 0.5), "stored_to_arrival_p99_ms": pct(dispatch, 0.99),
             "inject_call_p50_ms": pct(calls, 0.5), "inject_call_p99_ms": pct(calls, 0.99),
