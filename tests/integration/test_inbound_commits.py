@@ -1,4 +1,5 @@
-"""Inbound messages on SQLite: messages arriving together share one transaction, each still stored once.
+"""Inbound messages on SQLite: messages arriving together share one transaction, each still stored once;
+the webhook lanes read their pending events without a hand-off to the driver's thread.
 
 SQLite serves every write of the hub on one connection, and on a loaded machine each transaction's
 hand-offs to the driver's thread take milliseconds; with one transaction per inbound message, a
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.store.conftest import draft
 from tests.integration.test_state_truth import advance_until, ready_instance, sqlite_store
 from tests.support.fakehub import build
 from tests.support.sqltrace import trace, transactions
+from wahub.store.sql import direct
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -57,3 +60,27 @@ async def test_a_message_already_seen_before_its_batch_stores_no_second_event(tm
     events = await fh.hub.list_events(iid, limit=50)
     assert sorted(e.event for e in events if e.event == "message") == ["message"] * 3
     await fh.hub.stop()
+
+
+async def test_lanes_read_pending_events_on_the_loop_thread_and_fall_back_to_the_driver(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path)
+    await store.migrate()
+    drafts = [draft("a", "message") for _ in range(3)]
+    await store.add_events(drafts, 1_000)
+    read = await trace(store.reader)
+    assert [e.event_id for e in await store.pending_events("a", 10)] == [d.event_id for d in drafts]
+    assert not [s for s in read if s.startswith("SELECT")]  # not through aiosqlite's thread
+    assert store._loop_reader is not None
+    store._loop_reader.close()  # given up (as after an error): the driver's thread answers the same
+    assert [e.event_id for e in await store.pending_events("a", 2)] == [d.event_id for d in drafts[:2]]
+    assert [s for s in read if s.startswith("SELECT")]
+    await store.close()
+
+
+def test_the_loop_reader_reads_only_a_database_file(tmp_path: Path) -> None:
+    assert direct.LoopReader(":memory:").fetch_all("SELECT 1", ()) is None
+    assert direct.LoopReader(None).fetch_all("SELECT 1", ()) is None
+    reader = direct.LoopReader(str(tmp_path / "x.sqlite3"))
+    assert reader.fetch_all("SELECT 1", ()) == [(1,)]
+    assert reader.fetch_all("SELECT * FROM missing", ()) is None  # an error: given up for good
+    assert reader.fetch_all("SELECT 1", ()) is None

@@ -13,8 +13,9 @@ async def trace(engine: AsyncEngine) -> list[str]:
     """Trace the one pooled connection of a SQLite ``engine``: the returned list fills as statements run."""
     seen: list[str] = []
     async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        await raw.driver_connection.set_trace_callback(seen.append)
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.set_trace_callback(seen.append)
     return seen
 
 

@@ -33,6 +33,14 @@ _MARK_DELIVERED_SQL = ("UPDATE webhook_events SET status = 'delivered', delivere
 class EventsSql(SqlBase):
     """Webhook events on SQL (events port)."""
 
+    _loop_reader: direct.LoopReader | None = None  # SQLite: the lanes' reads on the loop's thread
+
+    async def close(self) -> None:
+        """Close the store (see :meth:`SqlBase.close`), then the lanes' loop-thread reader."""
+        await super().close()
+        if self._loop_reader is not None:
+            self._loop_reader.close()
+
     # -- webhook events -------------------------------------------------------------------------
     async def add_events(self, events: Sequence[EventDraft], now: int) -> None:
         """Store events for delivery."""
@@ -57,6 +65,12 @@ class EventsSql(SqlBase):
         """Up to ``limit`` pending events of an instance, oldest first."""
         q = (t.events.select().where(t.events.c.instance_id == instance_id, t.events.c.status == "pending")
              .order_by(t.events.c.seq).limit(limit))
+        if self.is_sqlite:
+            if self._loop_reader is None:
+                self._loop_reader = direct.LoopReader(self.reader.url.database)
+            rows = self._loop_reader.fetch_all(_PENDING_SQL, (instance_id, limit))
+            if rows is not None:
+                return [EventRecord(*row) for row in rows]
         async with self.reader.connect() as conn:  # SQLite: the read-only connection beside the writer
             if self.is_sqlite:
                 return [EventRecord(*row) for row in await direct.fetch_all(conn, _PENDING_SQL, (instance_id, limit))]
