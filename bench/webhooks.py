@@ -57,7 +57,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.enqueue import API_KEY, Bare, Hub, cpu_s, machine  # noqa: E402
+from bench.enqueue import API_KEY, Bare, Hub, cpu_s, free_port, machine  # noqa: E402
 
 _OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 _MARK = b"lat:"
@@ -97,6 +97,60 @@ class _Answer(asyncio.Protocol):
                 _Answer.arrivals.append(((now_ns - sent_ns) / 1e6, event_id, now_ns / 1e6))
             self.buf = self.buf[end:]
             self.transport.write(_OK)
+
+
+class ServiceHub(Hub):
+    """A ``wa-hub serve`` started in a session of its own, as a service manager (systemd, a container
+    runtime) starts it, unless ``SAME_SESSION`` is set.
+
+    Why: Linux schedules sessions (autogroups) fairly against each other before it schedules the
+    processes inside one. In the bench's own session the hub shared one session's CPU share with
+    the injectors, the receiver and the bare app, so on a machine shared with other busy sessions its
+    threads waited in the run queue for hundreds of ms (``/proc/<pid>/task/<tid>/schedstat``), a
+    condition a deployed server does not have.
+    """
+
+    def start(self) -> None:
+        """Start (in its own session) and wait until ``/ready`` answers 200."""
+        wa_hub = Path(sys.executable).with_name("wa-hub")
+        log = open(self.data_dir / "server.log", "ab")
+        self.proc = subprocess.Popen([str(wa_hub), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=not SAME_SESSION)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"wa-hub exited: {(self.data_dir / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("wa-hub did not become ready")
+
+
+class ServiceBare(Bare):
+    """The bare app in a session of its own, like :class:`ServiceHub` (unless ``SAME_SESSION``)."""
+
+    def __init__(self) -> None:  # noqa: D107 - as Bare, with its own session
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_app.py")), "--port",
+                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=not SAME_SESSION)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("bare app did not start")
+            time.sleep(0.1)
+
+
+SAME_SESSION = False  # --same-session: hubs and the bare app share the bench's session (as before)
 
 
 def serve(count: int, notes: str | None) -> None:
@@ -356,7 +410,7 @@ def latency_hub(workdir: Path, name: str, env: dict[str, str]) -> tuple[Hub, Rec
     rx = Receivers(1, notes)
     data = workdir / f"latency-{name}"
     data.mkdir()
-    hub = Hub(data, None, {**hub_env({"SANDBOX_AUTO_LINK_MS": "0"}), **env})
+    hub = ServiceHub(data, None, {**hub_env({"SANDBOX_AUTO_LINK_MS": "0"}), **env})
     try:
         hub.start()
         with httpx.Client(base_url=hub.url, headers={"authorization": f"Bearer {API_KEY}"}, timeout=30) as c:
@@ -404,7 +458,7 @@ def side_by_side(rate: float, seconds: float, workdir: Path, trees: list[str]) -
     """Every hub in ``trees`` (a source tree for ``PYTHONPATH``, ``.`` for this code) and the bare app get
     their inbound messages at the same time, each from its own injector process: one machine load for all."""
     hubs: list[tuple[str, Hub, Receivers, Path]] = []
-    bare_app = Bare()
+    bare_app = ServiceBare()
     try:
         for k, tree in enumerate(trees):
             env = {} if tree == "." else {"PYTHONPATH": tree}
@@ -446,7 +500,7 @@ def latency_case(rate: float, seconds: float, workdir: Path, args: argparse.Name
     data = hub.data_dir
     try:
         load_before = os.getloadavg()[0]
-        bare_app = Bare()  # the same injector against the bare app, just before: the machine's own latency
+        bare_app = ServiceBare()  # the same injector against the bare app, just before: the machine's own latency
         try:
             bare_path = "/instances/b{n:02d}/client/action/send-message"
             bare_calls = asyncio.run(inject(bare_app.url, rate, seconds, bare_path))
@@ -492,6 +546,8 @@ def main() -> None:
     parser.add_argument("--side-by-side", default=None,
                         help="comma-separated source trees ('.' = this code): the latency case for each hub at once, "
                              "beside the bare app, one injector process each")
+    parser.add_argument("--same-session", action="store_true",
+                        help="latency cases: run the hubs and the bare app in the bench's session (see ServiceHub)")
     parser.add_argument("--profile", default=None, help="directory for py-spy profiles of the hub")
     parser.add_argument("--pythonpath", default=None, help="run the hub from this source tree (e.g. older code)")
     parser.add_argument("--workdir", default=None, help="where the data directories go (default: a temp dir)")
@@ -513,6 +569,8 @@ def main() -> None:
         _run(run())
         Path(args.bare_out).write_text(json.dumps([calls, errors]))
         return
+    global SAME_SESSION
+    SAME_SESSION = args.same_session
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     if args.pythonpath:
