@@ -360,8 +360,8 @@ async def inject(url: str, rate: float, seconds: float, path: str = "/sandbox/in
                 writer.write(head + body)
                 try:
                     answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-                except asyncio.IncompleteReadError as exc:
-                    if not reused or exc.partial:
+                except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+                    if not reused or getattr(exc, "partial", b""):
                         raise
                     writer.close()  # the server closed a kept-alive connection: once more on a new one
                     reader, writer = await asyncio.open_connection(host, int(port))
