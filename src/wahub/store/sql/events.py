@@ -62,18 +62,22 @@ class EventsSql(SqlBase):
         return _event(row) if row else None
 
     async def pending_events(self, instance_id: str, limit: int) -> list[EventRecord]:
-        """Up to ``limit`` pending events of an instance, oldest first."""
-        q = (t.events.select().where(t.events.c.instance_id == instance_id, t.events.c.status == "pending")
-             .order_by(t.events.c.seq).limit(limit))
+        """Up to ``limit`` pending events of an instance, oldest first.
+
+        SQLite: read on the loop's thread (:class:`direct.LoopReader`), else through the read-only
+        connection beside the writer (WAL readers never wait for it).
+        """
         if self.is_sqlite:
             if self._loop_reader is None:
                 self._loop_reader = direct.LoopReader(self.reader.url.database)
             rows = self._loop_reader.fetch_all(_PENDING_SQL, (instance_id, limit))
-            if rows is not None:
-                return [EventRecord(*row) for row in rows]
-        async with self.reader.connect() as conn:  # SQLite: the read-only connection beside the writer
-            if self.is_sqlite:
-                return [EventRecord(*row) for row in await direct.fetch_all(conn, _PENDING_SQL, (instance_id, limit))]
+            if rows is None:
+                async with self.reader.connect() as conn:
+                    rows = await direct.fetch_all(conn, _PENDING_SQL, (instance_id, limit))
+            return [EventRecord(*row) for row in rows]
+        q = (t.events.select().where(t.events.c.instance_id == instance_id, t.events.c.status == "pending")
+             .order_by(t.events.c.seq).limit(limit))
+        async with self.reader.connect() as conn:
             return [_event(r) for r in (await conn.execute(q)).all()]
 
     async def events_delivered(self, marks: Sequence[tuple[int, int, int]]) -> None:
