@@ -37,8 +37,8 @@ _INSERT_EVENTS = t.events.insert()
 _MARK_SEEN_ROW = "(?, ?, ?)"
 _MARK_SEEN_SQL = ("INSERT INTO inbound_seen (instance_id, message_id, seen_at) VALUES {rows} "
                   "ON CONFLICT (instance_id, message_id) DO NOTHING RETURNING instance_id, message_id")
-INSERT_EVENTS_SQL = ("INSERT INTO webhook_events (event_id, instance_id, event, body, status, attempts, "
-                     "next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)")
+_INSERT_EVENTS_SQL = ("INSERT INTO webhook_events (event_id, instance_id, event, body, status, attempts, "
+                      "next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)")
 
 
 @dataclass(frozen=True)
@@ -158,18 +158,15 @@ class InboundSql(SqlBase):
                 found = [tuple(r) for r in (await conn.execute(_MARK_SEEN_PG, list(rows.values()))).all()]
             inserted = {(iid, mid) for iid, mid in found}
             fresh: list[bool | BaseException] = []
-            events: list[EventDraft] = []
-            nows: list[int] = []
+            stored: list[tuple[EventDraft, int]] = []  # (event, now of its message)
             for r in reqs:
                 key = (r.instance_id, r.message_id)
                 fresh.append(key in inserted)
                 inserted.discard(key)  # a second copy of the id in this batch is a duplicate
                 if fresh[-1] and r.event is not None:
-                    events.append(r.event)
-                    nows.append(r.now)
-            stored = list(zip(events, nows, strict=True))
+                    stored.append((r.event, r.now))
             if stored and self.is_sqlite:
-                await direct.execute_many(conn, INSERT_EVENTS_SQL, [
+                await direct.execute_many(conn, _INSERT_EVENTS_SQL, [
                     (e.event_id, e.instance_id, e.event, e.body, now, now) for e, now in stored])
             elif stored:
                 await conn.execute(_INSERT_EVENTS, [
