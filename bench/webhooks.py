@@ -29,6 +29,11 @@ latency is the machine's own floor in the same minute (the ratio's reference). T
 part, from the event's ``created_at`` (stored with the inbound message) to its arrival, is reported
 beside it (``stored_to_arrival``; both clocks are this machine's wall clock).
 
+Side by side (``--side-by-side TREE,TREE``, ``.`` for this code): the latency case for several hubs
+at once (e.g. this code and an older tree from ``git archive``), each with its own receiver and
+injector process, beside a third injector posting to the bare app: all see the same machine load,
+which on a shared machine moves too much between minutes for runs one after another to compare.
+
 Usage: ``.venv/bin/python bench/webhooks.py`` (``--profile DIR`` writes py-spy profiles
 of the hub, ``--cases`` picks ``throughput``, ``latency`` or both)
 """
@@ -52,7 +57,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.enqueue import API_KEY, Bare, Hub, cpu_s, machine  # noqa: E402
+from bench.enqueue import API_KEY, Bare, Hub, cpu_s, free_port, machine  # noqa: E402
 
 _OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 _MARK = b"lat:"
@@ -92,6 +97,60 @@ class _Answer(asyncio.Protocol):
                 _Answer.arrivals.append(((now_ns - sent_ns) / 1e6, event_id, now_ns / 1e6))
             self.buf = self.buf[end:]
             self.transport.write(_OK)
+
+
+class ServiceHub(Hub):
+    """A ``wa-hub serve`` started in a session of its own, as a service manager (systemd, a container
+    runtime) starts it, unless ``SAME_SESSION`` is set.
+
+    Why: Linux schedules sessions (autogroups) fairly against each other before it schedules the
+    processes inside one. In the bench's own session the hub shared one session's CPU share with
+    the injectors, the receiver and the bare app, so on a machine shared with other busy sessions its
+    threads waited in the run queue for hundreds of ms (``/proc/<pid>/task/<tid>/schedstat``), a
+    condition a deployed server does not have.
+    """
+
+    def start(self) -> None:
+        """Start (in its own session) and wait until ``/ready`` answers 200."""
+        wa_hub = Path(sys.executable).with_name("wa-hub")
+        log = open(self.data_dir / "server.log", "ab")
+        self.proc = subprocess.Popen([str(wa_hub), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=not SAME_SESSION)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"wa-hub exited: {(self.data_dir / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("wa-hub did not become ready")
+
+
+class ServiceBare(Bare):
+    """The bare app in a session of its own, like :class:`ServiceHub` (unless ``SAME_SESSION``)."""
+
+    def __init__(self) -> None:  # noqa: D107 - as Bare, with its own session
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_app.py")), "--port",
+                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=not SAME_SESSION)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("bare app did not start")
+            time.sleep(0.1)
+
+
+SAME_SESSION = False  # --same-session: hubs and the bare app share the bench's session (as before)
 
 
 def serve(count: int, notes: str | None) -> None:
@@ -272,31 +331,70 @@ def case(receivers: int, instances: int, events: int, workdir: Path, args: argpa
             "load1_after": round(os.getloadavg()[0], 2)}
 
 
-async def inject(url: str, rate: float, seconds: float, path: str = "/sandbox/instances/lat{n:02d}/messages"
-                 ) -> list[float]:
-    """Post inbound messages at ``rate`` per second for ``seconds``; the injection calls' own latencies (ms)."""
-    headers = {"authorization": f"Bearer {API_KEY}"}
+async def inject(url: str, rate: float, seconds: float, path: str = "/sandbox/instances/lat{n:02d}/messages",
+                 errors: dict[str, int] | None = None) -> list[float]:
+    """Post inbound messages at ``rate`` per second for ``seconds``; the injection calls' own latencies (ms).
+
+    A minimal HTTP/1.1 keep-alive client (up to 64 connections; a call waits for a free one), so
+    that the injector's own CPU stays small beside the hub's on a loaded machine. A call that fails
+    (an error status or a transport error) is counted in ``errors`` by its status or error class,
+    and left out of the latencies.
+    """
+    host, port = url.removeprefix("http://").split(":")
     calls: list[float] = []
+    failed = errors if errors is not None else {}
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    slots = asyncio.Semaphore(64)
     tasks: set[asyncio.Task[None]] = set()
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30,
-                                 limits=httpx.Limits(max_connections=64)) as c:
-        async def one(n: int) -> None:
+
+    async def one(n: int) -> None:
+        async with slots:
             t0 = time.time_ns()
-            r = await c.post(path.format(n=n % LATENCY_INSTANCES),
-                             json={"from": "201000000001", "text": f"lat:{t0}", "messageId": f"3EB0LAT{n:012d}"})
-            r.raise_for_status()
+            body = json.dumps({"from": "201000000001", "text": f"lat:{t0}", "messageId": f"3EB0LAT{n:012d}"}).encode()
+            head = (f"POST {path.format(n=n % LATENCY_INSTANCES)} HTTP/1.1\r\nhost: {host}:{port}\r\n"
+                    f"authorization: Bearer {API_KEY}\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(body)}\r\n\r\n").encode()
+            try:
+                reused = bool(idle)
+                reader, writer = idle.pop() if idle else await asyncio.open_connection(host, int(port))
+                writer.write(head + body)
+                try:
+                    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+                    if not reused or getattr(exc, "partial", b""):
+                        raise
+                    writer.close()  # the server closed a kept-alive connection: once more on a new one
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                    writer.write(head + body)
+                    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                length = 0
+                for line in answer.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                await reader.readexactly(length)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+                failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
+                return
+            idle.append((reader, writer))
+            status = int(answer.split(b" ", 2)[1])
+            if status >= 400:
+                failed[str(status)] = failed.get(str(status), 0) + 1
+                return
             calls.append((time.time_ns() - t0) / 1e6)
 
-        start, n = time.monotonic(), 0
-        while time.monotonic() - start < seconds:
-            due = start + n / rate
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            task = asyncio.ensure_future(one(n))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            n += 1
-        if tasks:
-            await asyncio.gather(*tasks)
+    start, n = time.monotonic(), 0
+    while time.monotonic() - start < seconds:
+        due = start + n / rate
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        task = asyncio.ensure_future(one(n))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        n += 1
+    if tasks:
+        await asyncio.gather(*tasks)
+    for _, writer in idle:
+        writer.close()
     return calls
 
 
@@ -306,13 +404,13 @@ def pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
-def latency_case(rate: float, seconds: float, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Inbound message → webhook arrival at ``rate`` messages/s over 10 linked instances."""
-    notes = workdir / "notes.json"
+def latency_hub(workdir: Path, name: str, env: dict[str, str]) -> tuple[Hub, Receivers, Path]:
+    """A started hub with 10 linked instances whose ``message`` webhooks go to one receiver (noting arrivals)."""
+    notes = workdir / f"notes-{name}.json"
     rx = Receivers(1, notes)
-    data = workdir / "latency"
+    data = workdir / f"latency-{name}"
     data.mkdir()
-    hub = Hub(data, None, hub_env({"SANDBOX_AUTO_LINK_MS": "0"}))
+    hub = ServiceHub(data, None, {**hub_env({"SANDBOX_AUTO_LINK_MS": "0"}), **env})
     try:
         hub.start()
         with httpx.Client(base_url=hub.url, headers={"authorization": f"Bearer {API_KEY}"}, timeout=30) as c:
@@ -325,8 +423,84 @@ def latency_case(rate: float, seconds: float, workdir: Path, args: argparse.Name
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"lat{n:02d} did not become ready")
                     time.sleep(0.1)
+    except BaseException:
+        hub.stop()
+        rx.stop()
+        raise
+    return hub, rx, notes
+
+
+def latency_figures(data: Path, notes: Path, calls: list[float], errors: dict[str, int]) -> dict[str, Any]:
+    """Arrival latencies noted by the receiver, the dispatcher's part (from ``created_at``) and the calls'."""
+    notes_seen = json.loads(notes.read_text())
+    seen = [lat for lat, _, _ in notes_seen]
+    c2 = sqlite3.connect(f"file:{data / 'wa-hub.sqlite3'}?mode=ro", uri=True, timeout=30)
+    stored = dict(c2.execute("SELECT event_id, created_at FROM webhook_events WHERE event = 'message'").fetchall())
+    c2.close()
+    dispatch = [arrived - stored[eid] for _, eid, arrived in notes_seen if eid in stored]
+    return {"injected": len(calls), "inject_errors": errors, "arrived": len(seen),
+            "p50_ms": pct(seen, 0.5), "p99_ms": pct(seen, 0.99), "max_ms": round(max(seen), 1),
+            "stored_to_arrival_p50_ms": pct(dispatch, 0.5), "stored_to_arrival_p99_ms": pct(dispatch, 0.99),
+            "inject_call_p50_ms": pct(calls, 0.5), "inject_call_p99_ms": pct(calls, 0.99)}
+
+
+def injector(url: str, rate: float, seconds: float, path: str, workdir: Path, name: str,
+             start_at: float) -> tuple[subprocess.Popen[bytes], Path]:
+    """This file with ``--inject`` as a subprocess: posts from ``start_at`` (epoch s); calls noted in a file."""
+    out = workdir / f"calls-{name}.json"
+    proc = subprocess.Popen([sys.executable, __file__, "--inject", url, "--inject-path", path, "--latency-rate",
+                             str(rate), "--latency-seconds", str(seconds), "--start-at", str(start_at),
+                             "--bare-out", str(out)])
+    return proc, out
+
+
+def side_by_side(rate: float, seconds: float, workdir: Path, trees: list[str]) -> list[dict[str, Any]]:
+    """Every hub in ``trees`` (a source tree for ``PYTHONPATH``, ``.`` for this code) and the bare app get
+    their inbound messages at the same time, each from its own injector process: one machine load for all."""
+    hubs: list[tuple[str, Hub, Receivers, Path]] = []
+    bare_app = ServiceBare()
+    try:
+        for k, tree in enumerate(trees):
+            env = {} if tree == "." else {"PYTHONPATH": tree}
+            hubs.append((f"{k}", *latency_hub(workdir, f"{k}", env)))
         load_before = os.getloadavg()[0]
-        bare_app = Bare()  # the same injector against the bare app, just before: the machine's own latency
+        start_at = time.time() + 2.0
+        runs = [injector(hub.url, rate, seconds, "/sandbox/instances/lat{n:02d}/messages", workdir, name, start_at)
+                for name, hub, _, _ in hubs]
+        runs.append(injector(bare_app.url, rate, seconds, "/instances/b{n:02d}/client/action/send-message",
+                             workdir, "bare", start_at))
+        cpu0 = [hub.cpu_s() for _, hub, _, _ in hubs]
+        for proc, _ in runs:
+            proc.wait(seconds + 120)
+        time.sleep(1.0)  # the last events in flight
+        cpu = [hub.cpu_s() - c0 for (_, hub, _, _), c0 in zip(hubs, cpu0, strict=True)]
+        load_after = os.getloadavg()[0]
+    finally:
+        for _, hub, rx, _ in hubs:
+            hub.stop()
+            rx.stop()
+        bare_app.stop()
+    bare_calls, _ = json.loads(runs[-1][1].read_text())
+    rows = []
+    for (_, hub, _, notes), (_, out), tree, used in zip(hubs, runs, trees, cpu, strict=False):
+        calls, errors = json.loads(out.read_text())
+        row = {"case": "latency-side-by-side", "tree": tree, "rate": rate, "seconds": seconds,
+               **latency_figures(hub.data_dir, notes, calls, errors),
+               "bare_call_p50_ms": pct(bare_calls, 0.5), "bare_call_p99_ms": pct(bare_calls, 0.99),
+               "hub_cpu_pct": round(100 * used / (seconds + 1), 1),
+               "load1_before": round(load_before, 2), "load1_after": round(load_after, 2)}
+        row["p99_ratio_to_bare_call"] = round(row["p99_ms"] / max(0.1, row["bare_call_p99_ms"]), 2)
+        rows.append(row)
+    return rows
+
+
+def latency_case(rate: float, seconds: float, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Inbound message → webhook arrival at ``rate`` messages/s over 10 linked instances."""
+    hub, rx, notes = latency_hub(workdir, "one", {})
+    data = hub.data_dir
+    try:
+        load_before = os.getloadavg()[0]
+        bare_app = ServiceBare()  # the same injector against the bare app, just before: the machine's own latency
         try:
             bare_path = "/instances/b{n:02d}/client/action/send-message"
             bare_calls = asyncio.run(inject(bare_app.url, rate, seconds, bare_path))
@@ -335,27 +509,20 @@ def latency_case(rate: float, seconds: float, workdir: Path, args: argparse.Name
         assert hub.proc is not None
         spy = profiler(hub.proc.pid, Path(args.profile) / "webhooks-latency.txt" if args.profile else None)
         cpu0, t0 = hub.cpu_s(), time.monotonic()
-        calls = asyncio.run(inject(hub.url, rate, seconds))
+        errors: dict[str, int] = {}
+        calls = asyncio.run(inject(hub.url, rate, seconds, errors=errors))
         time.sleep(1.0)  # the last events in flight
         cpu, wall = hub.cpu_s() - cpu0, time.monotonic() - t0
         stop_profiler(spy)
     finally:
         hub.stop()
         rx.stop()
-    notes_seen = json.loads(notes.read_text())
-    seen = [lat for lat, _, _ in notes_seen]
-    c2 = sqlite3.connect(f"file:{data / 'wa-hub.sqlite3'}?mode=ro", uri=True, timeout=30)
-    stored = dict(c2.execute("SELECT event_id, created_at FROM webhook_events WHERE event = 'message'").fetchall())
-    c2.close()
-    dispatch = [arrived - stored[eid] for _, eid, arrived in notes_seen if eid in stored]
-    return {"case": "latency", "rate": rate, "seconds": seconds, "injected": len(calls), "arrived": len(seen),
-            "p50_ms": pct(seen, 0.5), "p99_ms": pct(seen, 0.99), "max_ms": round(max(seen), 1),
-            "stored_to_arrival_p50_ms": pct(dispatch, 0.5), "stored_to_arrival_p99_ms": pct(dispatch, 0.99),
-            "inject_call_p50_ms": pct(calls, 0.5), "inject_call_p99_ms": pct(calls, 0.99),
-            "bare_call_p50_ms": pct(bare_calls, 0.5), "bare_call_p99_ms": pct(bare_calls, 0.99),
-            "p99_ratio_to_bare_call": round(pct(seen, 0.99) / max(0.1, pct(bare_calls, 0.99)), 2),
-            "hub_cpu_pct": round(100 * cpu / wall, 1), "load1_before": round(load_before, 2),
-            "load1_after": round(os.getloadavg()[0], 2)}
+    row = {"case": "latency", "rate": rate, "seconds": seconds, **latency_figures(data, notes, calls, errors),
+           "bare_call_p50_ms": pct(bare_calls, 0.5), "bare_call_p99_ms": pct(bare_calls, 0.99),
+           "hub_cpu_pct": round(100 * cpu / wall, 1), "load1_before": round(load_before, 2),
+           "load1_after": round(os.getloadavg()[0], 2)}
+    row["p99_ratio_to_bare_call"] = round(row["p99_ms"] / max(0.1, row["bare_call_p99_ms"]), 2)
+    return row
 
 
 def main() -> None:
@@ -373,6 +540,14 @@ def main() -> None:
     parser.add_argument("--cases", default="throughput,latency")
     parser.add_argument("--latency-rate", type=float, default=100.0, help="inbound messages per second")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--inject", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--inject-path", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--side-by-side", default=None,
+                        help="comma-separated source trees ('.' = this code): the latency case for each hub at once, "
+                             "beside the bare app, one injector process each")
+    parser.add_argument("--same-session", action="store_true",
+                        help="latency cases: run the hubs and the bare app in the bench's session (see ServiceHub)")
     parser.add_argument("--profile", default=None, help="directory for py-spy profiles of the hub")
     parser.add_argument("--pythonpath", default=None, help="run the hub from this source tree (e.g. older code)")
     parser.add_argument("--workdir", default=None, help="where the data directories go (default: a temp dir)")
@@ -384,6 +559,18 @@ def main() -> None:
     if args.bare:
         bare([int(p) for p in args.bare.split(",")], args.count, args.in_flight, args.bare_out)
         return
+    if args.inject:
+        time.sleep(max(0.0, args.start_at - time.time()))
+        errors: dict[str, int] = {}
+        calls: list[float] = []
+
+        async def run() -> None:
+            calls.extend(await inject(args.inject, args.latency_rate, args.latency_seconds, args.inject_path, errors))
+        _run(run())
+        Path(args.bare_out).write_text(json.dumps([calls, errors]))
+        return
+    global SAME_SESSION
+    SAME_SESSION = args.same_session
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     if args.pythonpath:
@@ -391,6 +578,11 @@ def main() -> None:
     rows = []
     cases = args.cases.split(",")
     with tempfile.TemporaryDirectory(prefix="wahub-hooks-", dir=args.workdir) as tmp:
+        if args.side_by_side:
+            cases = []
+            for row in side_by_side(args.latency_rate, args.latency_seconds, Path(tmp), args.side_by_side.split(",")):
+                print(json.dumps(row), flush=True)
+                rows.append(row)
         if "throughput" in cases:
             for receivers in (int(r) for r in args.receivers.split(",")):
                 row = case(receivers, args.instances, args.events, Path(tmp), args)

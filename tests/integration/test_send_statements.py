@@ -7,12 +7,10 @@ engine call), and the outcome with its send-log stamp and webhook event.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-
-import sqlalchemy as sa
 
 from tests.support.fakehub import build
 from tests.support.polling import until
@@ -20,28 +18,6 @@ from wahub.domain.outbox import ItemKind
 from wahub.store.sql import SqlStore
 
 SENDS = 60
-
-
-@contextmanager
-def counted(store: SqlStore) -> Iterator[dict[str, list[str]]]:
-    """Every statement and commit the store's engine runs inside the block, as SQLAlchemy issues them
-    (an ``executemany`` counts once; the SQLite send batch is not seen here: see :func:`traced`)."""
-    seen: dict[str, list[str]] = {"statements": [], "commits": []}
-    engine = store.engine.sync_engine
-
-    def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
-        seen["statements"].append(" ".join(text.split()[:3]) + (" RETURNING" if "RETURNING" in text else ""))
-
-    def commit(_conn: Any) -> None:
-        seen["commits"].append("COMMIT")
-
-    sa.event.listen(engine, "before_cursor_execute", statement)
-    sa.event.listen(engine, "commit", commit)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", statement)
-        sa.event.remove(engine, "commit", commit)
 
 
 CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
@@ -67,8 +43,7 @@ async def traced(store: SqlStore) -> AsyncIterator[dict[str, list[str]]]:
     async with store.engine.connect() as conn:
         raw = await conn.get_raw_connection()
         aio = raw.driver_connection
-        sqlite_conn = aio._conn
-    sqlite_conn.set_trace_callback(trace)
+    await aio.set_trace_callback(trace)
     original = aio._execute
 
     async def execute(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -79,7 +54,7 @@ async def traced(store: SqlStore) -> AsyncIterator[dict[str, list[str]]]:
     try:
         yield seen
     finally:
-        sqlite_conn.set_trace_callback(None)
+        await aio.set_trace_callback(None)
         del aio._execute  # the class's own again
 
 

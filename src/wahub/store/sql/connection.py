@@ -104,15 +104,19 @@ class SqlBase:
         self._fault_listener: Callable[[str | None], None] | None = None
         self._faulted = False
         if self.is_sqlite:
+            # pool_reset_on_return=None: every transaction ends in its own commit or rollback (engine.begin,
+            # or a Connection closing its autobegun one), so the pool's extra ROLLBACK at check-in is a
+            # wasted hand-off to aiosqlite's thread, and on a loaded machine each hand-off waits for a CPU
+            # (docs/PERFORMANCE.md, "Inbound latency under load").
             self.engine: AsyncEngine = create_async_engine(
                 url, echo=echo, hide_parameters=True, pool_size=1, max_overflow=0, pool_timeout=60,
-                connect_args={"timeout": busy_timeout_ms / 1000})
+                pool_reset_on_return=None, connect_args={"timeout": busy_timeout_ms / 1000})
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
             # A second connection only for the webhook lanes' reads: WAL readers never wait for the
             # writer, so a lane is not queued behind every write (and WAL checkpoint) of the hub.
             self.reader: AsyncEngine = create_async_engine(
                 url, echo=echo, hide_parameters=True, pool_size=1, max_overflow=0, pool_timeout=60,
-                connect_args={"timeout": busy_timeout_ms / 1000})
+                pool_reset_on_return=None, connect_args={"timeout": busy_timeout_ms / 1000})
             sa.event.listen(self.reader.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms, read_only=True))
         else:
             # No pool_pre_ping: it costs a round trip before every checkout, i.e. before every batch.

@@ -12,6 +12,7 @@ from wahub.store.records import (
     EventDraft,
     EventRecord,
 )
+from wahub.store.sql import direct
 from wahub.store.sql.connection import (
     SqlBase,
     _event,
@@ -20,10 +21,25 @@ from wahub.store.sql.connection import (
 _MARK_DELIVERED = t.events.update().where(t.events.c.seq == sa.bindparam("m_seq")).values(
     status="delivered", delivered_at=sa.bindparam("m_at"), attempts=t.events.c.attempts + 1,
     last_status_code=sa.bindparam("m_code"), last_error=None)
+# The webhook lanes' two hot statements for SQLite's driver connection (store/sql/direct.py): one
+# hand-off to aiosqlite's thread each instead of four or five through SQLAlchemy's adapter.
+_COLUMNS = ", ".join(c.name for c in t.events.columns)  # EventRecord's fields, in order
+_PENDING_SQL = (f"SELECT {_COLUMNS} FROM webhook_events WHERE instance_id = ? AND status = 'pending' "
+                "ORDER BY seq LIMIT ?")
+_MARK_DELIVERED_SQL = ("UPDATE webhook_events SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, "
+                       "last_status_code = ?, last_error = NULL WHERE seq = ?")
 
 
 class EventsSql(SqlBase):
     """Webhook events on SQL (events port)."""
+
+    _loop_reader: direct.LoopReader | None = None  # SQLite: the lanes' reads on the loop's thread
+
+    async def close(self) -> None:
+        """Close the store (see :meth:`SqlBase.close`), then the lanes' loop-thread reader."""
+        await super().close()
+        if self._loop_reader is not None:
+            self._loop_reader.close()
 
     # -- webhook events -------------------------------------------------------------------------
     async def add_events(self, events: Sequence[EventDraft], now: int) -> None:
@@ -46,10 +62,22 @@ class EventsSql(SqlBase):
         return _event(row) if row else None
 
     async def pending_events(self, instance_id: str, limit: int) -> list[EventRecord]:
-        """Up to ``limit`` pending events of an instance, oldest first."""
+        """Up to ``limit`` pending events of an instance, oldest first.
+
+        SQLite: read on the loop's thread (:class:`direct.LoopReader`), else through the read-only
+        connection beside the writer (WAL readers never wait for it).
+        """
+        if self.is_sqlite:
+            if self._loop_reader is None:
+                self._loop_reader = direct.LoopReader(self.reader.url.database)
+            rows = self._loop_reader.fetch_all(_PENDING_SQL, (instance_id, limit))
+            if rows is None:
+                async with self.reader.connect() as conn:
+                    rows = await direct.fetch_all(conn, _PENDING_SQL, (instance_id, limit))
+            return [EventRecord(*row) for row in rows]
         q = (t.events.select().where(t.events.c.instance_id == instance_id, t.events.c.status == "pending")
              .order_by(t.events.c.seq).limit(limit))
-        async with self.reader.connect() as conn:  # SQLite: the read-only connection beside the writer
+        async with self.reader.connect() as conn:
             return [_event(r) for r in (await conn.execute(q)).all()]
 
     async def events_delivered(self, marks: Sequence[tuple[int, int, int]]) -> None:
@@ -57,7 +85,11 @@ class EventsSql(SqlBase):
         if not marks:
             return
         async with self._tx() as conn:
-            await conn.execute(_MARK_DELIVERED, [{"m_seq": seq, "m_at": at, "m_code": code} for seq, at, code in marks])
+            if self.is_sqlite:
+                await direct.execute_many(conn, _MARK_DELIVERED_SQL, [(at, code, seq) for seq, at, code in marks])
+            else:
+                await conn.execute(_MARK_DELIVERED, [{"m_seq": seq, "m_at": at, "m_code": code}
+                                                     for seq, at, code in marks])
 
     async def event_delivered(self, seq: int, *, now: int, status_code: int) -> None:
         """Mark an event delivered."""
