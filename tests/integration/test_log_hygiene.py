@@ -114,7 +114,7 @@ async def test_no_secret_or_body_in_info_logs(hub_client: HubClient, log_output:
 
     text = out.getvalue()
     lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) > 20
+    assert len(lines) > 12  # the run was logged (one info line per send: its outcome)
     events = [json.loads(line) for line in lines]  # every line is one JSON event
     for needle in SECRETS_AND_BODIES:
         leaking = [line for line in lines if needle in line]
