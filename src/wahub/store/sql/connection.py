@@ -166,10 +166,17 @@ class SqlBase:
     async def _tx(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction. Every operational failure (locked, disk full, I/O error, connection lost)
         becomes :class:`StoreUnavailable`, the one error the API answers with 503 + ``Retry-After``."""
+        async with self._write_faults(), self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write_faults(self, driver_errors: tuple[type[BaseException], ...] = ()) -> AsyncIterator[None]:
+        """A write: operational failures (and ``driver_errors``, for writes on the driver's own connection)
+        become :class:`StoreUnavailable`; the fault listener hears of the failure and of the recovery."""
+        faults: tuple[type[BaseException], ...] = (OperationalError, OSError, *driver_errors)
         try:
-            async with self.engine.begin() as conn:
-                yield conn
-        except (OperationalError, OSError) as exc:
+            yield
+        except faults as exc:
             reason = fault_reason(exc)
             self._faulted = True
             if self._fault_listener is not None:
