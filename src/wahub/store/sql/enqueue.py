@@ -1,4 +1,4 @@
-"""The enqueue group commit's batch on the driver's connection: one thread hop (SQLite), three round trips (PG).
+"""The enqueue group commit's batch on the driver's connection: one thread hop (SQLite), two round trips (PG).
 
 Why not SQLAlchemy here: the batch is the hub's hottest write, and through SQLAlchemy's async
 adapters each statement costs four hand-offs to aiosqlite's thread (cursor, execute, fetch,
@@ -9,8 +9,8 @@ here once per dialect and run on the pooled connection's driver:
 * SQLite: the whole batch (read the keys and open counts, decide, insert, commit) is one function
   run on the aiosqlite connection's own thread — the thread SQLAlchemy's adapter feeds as well
   (through the same queue), so the connection is never used from two threads.
-* PostgreSQL: three statements on the asyncpg connection, outside an explicit transaction. The one
-  write is a single ``INSERT … ON CONFLICT DO NOTHING`` (atomic on its own); the reads before it
+* PostgreSQL: two statements on the asyncpg connection (one read, the insert), outside an explicit
+  transaction. The one write is a single ``INSERT … ON CONFLICT DO NOTHING`` (atomic on its own); the reads before it
   were never locking reads, and a row another writer inserted in between is read back as before.
 
 The decisions (replay, queue full, new row) are :func:`decide`'s, the same for both.
@@ -142,23 +142,33 @@ def sqlite_batch(db: sqlite3.Connection, reqs: Sequence[_NewItem]) -> list[_Inse
     return answers(decided, created, stored)
 
 
-# -- PostgreSQL: three statements on the asyncpg connection -----------------------------------------
-_PG_BY_KEYS = (f"SELECT {', '.join(COLUMNS)} FROM outbox WHERE instance_id = ANY($1::varchar[]) "
-               "AND idempotency_key = ANY($2::varchar[])")
-_PG_COUNTS = ("SELECT instance_id, count(*) FROM outbox WHERE instance_id = ANY($1::varchar[]) "
-              "AND status = ANY($2::varchar[]) GROUP BY instance_id")
+# -- PostgreSQL: two statements on the asyncpg connection ---------------------------------------------
+# One read answers both questions (the rows under the batch's keys, the open items per instance): the
+# counts come as extra rows, marked, with the count in ``seq``. Round trips are what a batch costs here.
+_OPEN_SQL = ", ".join(f"'{v}'" for v in OPEN)
+_PG_READ = (f"SELECT false, {', '.join('o.' + c for c in COLUMNS)} FROM unnest($1::varchar[], $2::varchar[]) AS "
+            "k(instance_id, idempotency_key) JOIN outbox o ON o.instance_id = k.instance_id AND o.idempotency_key = "
+            "k.idempotency_key UNION ALL SELECT true, "
+            + ", ".join("(SELECT count(*) FROM outbox WHERE outbox.instance_id = i.id AND status IN "
+                        f"({_OPEN_SQL}))" if c == "seq" else "i.id" if c == "instance_id" else "NULL" for c in COLUMNS)
+            + " FROM unnest($3::varchar[]) AS i(id)")
+_PG_BY_KEYS = (f"SELECT {', '.join('o.' + c for c in COLUMNS)} FROM unnest($1::varchar[], $2::varchar[]) AS "
+               "k(instance_id, idempotency_key) JOIN outbox o ON o.instance_id = k.instance_id AND "
+               "o.idempotency_key = k.idempotency_key")
 _PG_TYPES = {"attempts": "integer", "next_attempt_at": "bigint", "created_at": "bigint", "updated_at": "bigint",
              "payload": "text"}
 _PG_INSERT = (f"INSERT INTO outbox ({', '.join(INSERTED)}) SELECT * FROM unnest("
               + ", ".join(f"${i}::{_PG_TYPES.get(c, 'varchar')}[]" for i, c in enumerate(INSERTED, 1))
               + ") ON CONFLICT (instance_id, idempotency_key) DO NOTHING RETURNING seq, instance_id, idempotency_key")
+_SEQ = COLUMNS.index("seq") + 1
+_INSTANCE = COLUMNS.index("instance_id") + 1
 
 
 async def _pg_by_keys(pg: Any, keys: Sequence[Key]) -> dict[Key, OutboxItem]:
     found: dict[Key, OutboxItem] = {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start:start + CHUNK]
-        rows = await pg.fetch(_PG_BY_KEYS, list({k[0] for k in chunk}), list({k[1] for k in chunk}))
+        rows = await pg.fetch(_PG_BY_KEYS, [k[0] for k in chunk], [k[1] for k in chunk])
         found.update(_rows_to_items([tuple(r) for r in rows], set(chunk)))
     return found
 
@@ -166,13 +176,18 @@ async def _pg_by_keys(pg: Any, keys: Sequence[Key]) -> dict[Key, OutboxItem]:
 async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
     """The batch on the raw asyncpg connection (not in a transaction: the insert is one statement)."""
     keys, ids = _keys_and_ids(reqs)
-    stored = await _pg_by_keys(pg, keys)
-    counts = {row[0]: int(row[1]) for row in await pg.fetch(_PG_COUNTS, ids, list(OPEN))}
+    if len(keys) > CHUNK:  # a batch larger than one read: keys and counts apart
+        stored = await _pg_by_keys(pg, keys)
+        rows = await pg.fetch(_PG_READ, [], [], ids)
+    else:
+        rows = await pg.fetch(_PG_READ, [k[0] for k in keys], [k[1] for k in keys], ids)
+        stored = _rows_to_items([tuple(r)[1:] for r in rows if not r[0]], set(keys))
+    counts = {r[_INSTANCE]: int(r[_SEQ]) for r in rows if r[0]}
     decided, new_rows = decide(reqs, stored, counts)
     created: dict[Key, OutboxItem] = {}
     if new_rows:
-        rows = list(new_rows.values())
-        for seq, instance_id, key in await pg.fetch(_PG_INSERT, *([v[c] for v in rows] for c in INSERTED)):
+        values = list(new_rows.values())
+        for seq, instance_id, key in await pg.fetch(_PG_INSERT, *([v[c] for v in values] for c in INSERTED)):
             created[(instance_id, key)] = _new_item(seq, new_rows[(instance_id, key)])
         lost = [k for k in new_rows if k not in created]
         if lost:

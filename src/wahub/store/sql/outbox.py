@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -71,11 +72,13 @@ _UNLOG = _sl.delete().where(_sl.c.queue_id == sa.bindparam("u_queue"))
 
 
 
+@functools.cache
 def _integrity_errors() -> tuple[type[BaseException], ...]:
     """A constraint refused the batch: SQLAlchemy's, sqlite3's or asyncpg's error."""
     return (IntegrityError, sqlite3.IntegrityError, *_asyncpg_errors("IntegrityConstraintViolationError"))
 
 
+@functools.cache
 def _driver_faults() -> tuple[type[BaseException], ...]:
     """The drivers' own errors that mean the store cannot write now (locked, disk full, connection lost)."""
     return (sqlite3.OperationalError, *_asyncpg_errors("PostgresConnectionError", "InterfaceError"))
