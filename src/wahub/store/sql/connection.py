@@ -103,9 +103,13 @@ class SqlBase:
         self._fault_listener: Callable[[str | None], None] | None = None
         self._faulted = False
         if self.is_sqlite:
+            # No rollback when the connection goes back to the pool: every SQLAlchemy transaction ends
+            # itself (commit, or rollback on close), and the enqueue batch commits or rolls back on the
+            # connection's own thread; the pool's extra rollback was one more hand-off to that thread
+            # after every batch (see wahub.store.sql.enqueue).
             self.engine: AsyncEngine = create_async_engine(
                 url, echo=echo, hide_parameters=True, pool_size=1, max_overflow=0, pool_timeout=60,
-                connect_args={"timeout": busy_timeout_ms / 1000})
+                pool_reset_on_return=None, connect_args={"timeout": busy_timeout_ms / 1000})
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
             # A second connection only for the webhook lanes' reads: WAL readers never wait for the
             # writer, so a lane is not queued behind every write (and WAL checkpoint) of the hub.
