@@ -8,7 +8,7 @@ routes: the body is validated by the same request model, the runtime is called t
 the answer or refusal is built by the same functions, so every answer is byte for byte the
 route's. The FastAPI routes stay registered: they document the API (OpenAPI) and answer every
 request this path does not take — a body that is not a JSON object (FastAPI words those refusals),
-another content type, an ``application root path``, a disconnect before the body arrived.
+no or another content type than ``application/json``, an application root path.
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def _json_object(scope: Scope, body: bytes, model: type[BaseModel]) -> dict[str,
     """The body as the route's model dumps it, or None when FastAPI would not take it as a JSON object."""
     if not body:
         return None
-    content_type = _header(scope, b"content-type")
-    if content_type is not None and content_type.split(";", 1)[0].strip().lower().encode() not in _JSON_TYPES:
+    content_type = _header(scope, b"content-type")  # FastAPI reads a body as JSON only when it says so
+    if content_type is None or content_type.split(";", 1)[0].strip().lower().encode() not in _JSON_TYPES:
         return None
     try:
         parsed = json.loads(body)

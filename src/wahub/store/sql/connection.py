@@ -60,6 +60,7 @@ def _event(row: Any) -> EventRecord:
 _INSERT_EVENTS = t.events.insert()  # built once: the send path's outcome runs it
 
 MIGRATION_LOCK_KEY = 0x77612D687562  # PostgreSQL advisory lock held while migrating ("wa-hub")
+ENQUEUE_WRITERS_PG = 2  # enqueue batches in flight at once on PostgreSQL (each holds a pooled connection)
 BUSY_TIMEOUT_MS = 5_000  # a locked SQLite write waits this long, then the API answers 503 + Retry-After
 
 _Inserted = tuple[OutboxItem, bool, int]  # insert_item's answer: (item, created, open_count)
@@ -129,7 +130,10 @@ class SqlBase:
                                               connect_args={"server_settings": server} if server else {})
             sa.event.listen(self.engine.sync_engine, "checkout", _pg_alive)
             self.reader = self.engine
-        self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(self._insert_batch)
+        # SQLite: one writer (one connection, and the batch's decisions rely on it). PostgreSQL: a batch
+        # is mostly two round trips, so several may be in flight, each on a pooled connection.
+        self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(
+            self._insert_batch, writers=1 if self.is_sqlite else ENQUEUE_WRITERS_PG)
         self._inflight: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
