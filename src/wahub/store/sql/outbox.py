@@ -80,8 +80,9 @@ def _integrity_errors() -> tuple[type[BaseException], ...]:
 
 @functools.cache
 def _driver_faults() -> tuple[type[BaseException], ...]:
-    """The drivers' own errors that mean the store cannot write now (locked, disk full, connection lost)."""
-    return (sqlite3.OperationalError, *_asyncpg_errors("PostgresConnectionError", "InterfaceError"))
+    """Driver errors meaning the store cannot write now (locked, disk full, connection lost, server stopping)."""
+    return (sqlite3.OperationalError, *_asyncpg_errors("PostgresConnectionError", "InterfaceError",
+                                                       "OperatorInterventionError", "InsufficientResourcesError"))
 
 
 def _asyncpg_errors(*names: str) -> tuple[type[BaseException], ...]:
