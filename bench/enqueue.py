@@ -121,9 +121,21 @@ class Hub:
         return cpu_s(self.proc.pid)
 
     def wait_linked(self) -> None:
-        """Wait until every instance is ``ready`` (linked by the sandbox)."""
+        """Wait until this node runs every instance (PostgreSQL: holds its lease) and each is ``ready``.
+
+        With leases (PostgreSQL) a restarted node runs its instances only once it has claimed them,
+        which may take a lease period; until then they are views of the database (an enqueue wakes
+        the owner through ``NOTIFY`` and nothing sends), and their stored state may read ``ready``.
+        """
         deadline = time.monotonic() + 60
         with httpx.Client(base_url=self.url, headers={"authorization": f"Bearer {API_KEY}"}, timeout=30) as c:
+            while True:
+                nodes = c.get("/nodes").json()
+                if not nodes.get("leases") or sum(n["owned"] for n in nodes["nodes"] if n.get("self")) >= INSTANCES:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the node did not claim every instance: {nodes}")
+                time.sleep(0.2)
             for n in range(INSTANCES):
                 while c.get(f"/instances/bench{n:02d}").json()["instance"]["state"] != "ready":
                     if time.monotonic() > deadline:

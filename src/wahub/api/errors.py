@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from wahub.domain.errors import ApiError, EngineError, StoreUnavailable
 from wahub.edge.status import STATUS, status_of
 
-__all__ = ["STATUS", "error_body", "error_response", "install", "status_of"]
+__all__ = ["STATUS", "error_body", "error_response", "install", "refusal_response", "status_of", "unexpected_response"]
 
 log = structlog.get_logger("wahub.api")
 
@@ -50,25 +50,38 @@ def _describe(errors: list[Any]) -> tuple[int, str]:
     return 400, "; ".join(parts) or "invalid request"
 
 
+def refusal_response(exc: Exception) -> JSONResponse | None:
+    """The answer to a refusal the API maps itself (ApiError, StoreUnavailable, EngineError); None for any other."""
+    if isinstance(exc, ApiError):
+        retry_after = getattr(exc, "retry_after_s", None)  # QueueFull (429), ShuttingDown (503)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return error_response(status_of(exc), exc.message, headers, **exc.extra)
+    if isinstance(exc, StoreUnavailable):
+        # every store fault (locked, disk full, gone) arrives here as StoreUnavailable: nothing was written
+        return error_response(503, f"{exc}; nothing was stored, try again shortly", {"Retry-After": "5"})
+    if isinstance(exc, EngineError):
+        # the runtime turns an engine's state conflict into Conflict (409); any other engine refusal
+        # is a temporary 503, never a 500
+        return error_response(503, f"the WhatsApp connection could not do this now: {exc}", {"Retry-After": "5"})
+    return None
+
+
+def unexpected_response(path: str) -> JSONResponse:
+    """The 500 answer to an unexpected exception (logged with its traceback; the body says nothing more)."""
+    log.exception("unhandled_error", path=path)
+    return error_response(500, "internal error")
+
+
 def install(app: FastAPI) -> None:
     """Register the exception handlers on ``app``."""
 
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        retry_after = getattr(exc, "retry_after_s", None)  # QueueFull (429), ShuttingDown (503)
-        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-        return error_response(status_of(exc), exc.message, headers, **exc.extra)
-
     @app.exception_handler(StoreUnavailable)
-    async def _store_down(_request: Request, exc: StoreUnavailable) -> JSONResponse:
-        # every store fault (locked, disk full, gone) arrives here as StoreUnavailable: nothing was written
-        return error_response(503, f"{exc}; nothing was stored, try again shortly", {"Retry-After": "5"})
-
     @app.exception_handler(EngineError)
-    async def _engine_error(_request: Request, exc: EngineError) -> JSONResponse:
-        # the runtime turns an engine's state conflict into Conflict (409); any other engine refusal
-        # is a temporary 503, never a 500
-        return error_response(503, f"the WhatsApp connection could not do this now: {exc}", {"Retry-After": "5"})
+    async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+        response = refusal_response(exc)
+        assert response is not None
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -84,5 +97,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled_error", path=request.url.path)
-        return error_response(500, "internal error")
+        return unexpected_response(request.url.path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -231,9 +232,14 @@ async def _enqueue(request: Request, instance_id: str, kind: ItemKind, data: dic
 
 def retry_asked(request: Request, data: dict[str, Any]) -> bool:
     """``retry`` from the body or the query: queue a failed keyed item again. Raises InvalidInput."""
+    return retry_of(request.query_params, data)
+
+
+def retry_of(query: Mapping[str, str], data: dict[str, Any]) -> bool:
+    """:func:`retry_asked` given the query parameters. Raises InvalidInput."""
     if data.get("retry") is not None and not isinstance(data["retry"], bool):
         raise InvalidInput("retry must be true or false")
-    return data.get("retry") is True or request.query_params.get("retry") in ("1", "true")
+    return data.get("retry") is True or query.get("retry") in ("1", "true")
 
 
 def enqueued(hub: Hub, instance_id: str, result: EnqueueResult) -> JSONResponse:

@@ -27,18 +27,24 @@ Flush = Callable[[Sequence[Req]], Awaitable[Sequence[Res | BaseException]]]
 
 
 class GroupCommit(Generic[Req, Res]):
-    """A queue of write requests drained in batches by a single writer task.
+    """A queue of write requests drained in batches by writer tasks (one by default).
 
     ``flush(batch)`` runs one transaction for the batch and returns one entry per request, in
     order: a result, or an exception to raise in that request's caller. When ``flush`` itself
     raises, every request of the batch gets that exception. ``max_batch`` bounds one batch.
+
+    ``writers`` > 1 lets that many batches be in flight at once (PostgreSQL, where a batch mostly
+    waits on round trips and each writer holds a pooled connection of its own): a request then
+    waits for a free writer rather than for the batch before it. ``flush`` must then be correct
+    when batches overlap, as it already is against other nodes' writes.
     """
 
-    def __init__(self, flush: Flush[Req, Res], *, max_batch: int = 256) -> None:
+    def __init__(self, flush: Flush[Req, Res], *, max_batch: int = 256, writers: int = 1) -> None:
         self._flush = flush
         self.max_batch = max_batch
+        self.writers = writers
         self._pending: list[tuple[Req, asyncio.Future[Res]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     async def submit(self, request: Req) -> Res:
@@ -52,20 +58,24 @@ class GroupCommit(Generic[Req, Res]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Res] = loop.create_future()
         self._pending.append((request, future))
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run())
+        if len(self._tasks) >= self.writers:  # a writer that just ended may still be listed
+            self._tasks.difference_update([task for task in self._tasks if task.done()])
+        if len(self._tasks) < self.writers:
+            task = loop.create_task(self._run())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     async def close(self) -> None:
         """Refuse new requests and wait for the batches already queued to finish."""
         self._closed = True
-        task = self._task
-        if task is not None and not task.done():
-            await asyncio.shield(task)
+        running = [task for task in self._tasks if not task.done()]
+        if running:
+            await asyncio.shield(asyncio.gather(*running, return_exceptions=True))
 
     async def _run(self) -> None:
-        # Single writer: the task lives while requests are pending and ends when none are left;
-        # the next submit starts a new one (no await between the last check and the exit).
+        # A writer lives while requests are pending and ends when none are left; the next submit
+        # starts a new one (no await between the last check and the exit).
         while self._pending:
             batch = self._pending[:self.max_batch]
             del self._pending[:self.max_batch]

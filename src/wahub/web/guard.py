@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -34,13 +34,14 @@ class Guard:
         self.app = app
         self.hub = hub
         self.brake = brake or FailureBrake()
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex[:16]
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or os.urandom(8).hex()
         limit = self.hub.settings.max_body_bytes
         if scope.get("path", "").startswith("/cloud/"):  # Meta's webhook calls: the route caps them itself
             limit = max(limit, self.hub.settings.cloud_webhook_max_bytes)
@@ -50,9 +51,9 @@ class Guard:
         status = [500]
         length = headers.get(b"content-length")
         too_big = length is not None and length.isdigit() and int(length) > limit
-        refused = None if auth.is_public(scope.get("path", "")) else auth.refusal(
-            self.hub.settings.api_key, auth.key_from_headers(headers))
-        wait_s = 0 if refused is None and auth.is_public(scope.get("path", "")) or refused == auth.MISSING else \
+        public = auth.is_public(scope.get("path", ""))
+        refused = None if public else auth.refusal(self.hub.settings.api_key, auth.key_from_headers(headers))
+        wait_s = 0 if refused is None and public or refused == auth.MISSING else \
             brakes.braked(self.brake, scope, refused, self.hub.clock.now_ms())
         if refused is None and not too_big and length is None and b"chunked" in headers.get(b"transfer-encoding",
                                                                                               b""):
@@ -80,10 +81,18 @@ class Guard:
                 await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
-            route = _route_template(scope)
-            method = scope.get("method", "GET")
-            self.hub.metrics.http_requests.labels(method, route, str(status[0])).inc()
-            self.hub.metrics.http_latency.labels(method, route).observe(time.perf_counter() - started)
+            self._observe(scope.get("method", "GET"), _route_template(scope), status[0], time.perf_counter() - started)
+
+    def _observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count the request and its latency (the labelled series are looked up once, then kept)."""
+        series = self._series.get((method, route, status))
+        if series is None:
+            metrics = self.hub.metrics
+            series = (metrics.http_requests.labels(method, route, str(status)),
+                      metrics.http_latency.labels(method, route))
+            self._series[(method, route, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 async def _read_capped(receive: Receive, limit: int) -> tuple[bytes, bool]:

@@ -61,6 +61,7 @@ def _event(row: Any) -> EventRecord:
 _INSERT_EVENTS = t.events.insert()  # built once: the send path's outcome runs it
 
 MIGRATION_LOCK_KEY = 0x77612D687562  # PostgreSQL advisory lock held while migrating ("wa-hub")
+ENQUEUE_WRITERS_PG = 2  # enqueue batches in flight at once on PostgreSQL (each holds a pooled connection)
 BUSY_TIMEOUT_MS = 5_000  # a locked SQLite write waits this long, then the API answers 503 + Retry-After
 
 _Inserted = tuple[OutboxItem, bool, int]  # insert_item's answer: (item, created, open_count)
@@ -130,10 +131,12 @@ class SqlBase:
                                               connect_args={"server_settings": server} if server else {})
             sa.event.listen(self.engine.sync_engine, "checkout", _pg_alive)
             self.reader = self.engine
-        self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(self._insert_batch)
+        # SQLite: one writer (one connection, and the batch's decisions rely on it). PostgreSQL: a batch
+        # is mostly two round trips, so several may be in flight, each on a pooled connection.
+        self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(
+            self._insert_batch, writers=1 if self.is_sqlite else ENQUEUE_WRITERS_PG)
         # SQLite: the send loops' claims and outcomes, many instances' per transaction and thread call.
-        self._send_writes = (SqliteSendWrites(self.engine, self._write_fault, self._write_ok)
-                             if self.is_sqlite else None)
+        self._send_writes = SqliteSendWrites(self.engine, self._write_faults) if self.is_sqlite else None
         self._inflight: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -176,23 +179,22 @@ class SqlBase:
     async def _tx(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction. Every operational failure (locked, disk full, I/O error, connection lost)
         becomes :class:`StoreUnavailable`, the one error the API answers with 503 + ``Retry-After``."""
+        async with self._write_faults(), self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write_faults(self, driver_errors: tuple[type[BaseException], ...] = ()) -> AsyncIterator[None]:
+        """A write: operational failures (and ``driver_errors``, for writes on the driver's own connection)
+        become :class:`StoreUnavailable`; the fault listener hears of the failure and of the recovery."""
+        faults: tuple[type[BaseException], ...] = (OperationalError, OSError, *driver_errors)
         try:
-            async with self.engine.begin() as conn:
-                yield conn
-        except (OperationalError, OSError) as exc:
-            raise self._write_fault(exc) from exc
-        self._write_ok()
-
-    def _write_fault(self, exc: BaseException) -> StoreUnavailable:
-        """A write failed for the store's sake: report it; the error to raise."""
-        reason = fault_reason(exc)
-        self._faulted = True
-        if self._fault_listener is not None:
-            self._fault_listener(reason)
-        return StoreUnavailable(f"store cannot write: {reason}")
-
-    def _write_ok(self) -> None:
-        """A write succeeded: clear a reported fault."""
+            yield
+        except faults as exc:
+            reason = fault_reason(exc)
+            self._faulted = True
+            if self._fault_listener is not None:
+                self._fault_listener(reason)
+            raise StoreUnavailable(f"store cannot write: {reason}") from exc
         if self._faulted:
             self._faulted = False
             if self._fault_listener is not None:

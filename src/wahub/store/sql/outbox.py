@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,14 +20,14 @@ from wahub.store.records import (
     EventDraft,
     dump_json,
 )
+from wahub.store.sql import enqueue
 from wahub.store.sql.connection import (
     _Inserted,
     _item,
-    _new_item,
     _NewItem,
 )
 from wahub.store.sql.fence import FenceSql
-from wahub.store.sql.sendbatch import SqliteSendWrites
+from wahub.store.sql.sendbatch import SqliteSendWrites, in_database_thread
 from wahub.store.sql.sendsql import (
     _CLAIM,
     _CLAIM_HAND_OVER,
@@ -44,16 +44,26 @@ from wahub.store.sql.sendsql import (
     _o,
 )
 
-# The enqueue batch's statements (group commit), built once as well.
-_OPEN_COUNTS = (sa.select(_o.c.instance_id, sa.func.count())
-                .where(_o.c.instance_id.in_(sa.bindparam("k_instances", expanding=True)),
-                       _o.c.status.in_((St.QUEUED.value, St.SENDING.value)))
-                .group_by(_o.c.instance_id))
-_BY_KEYS = _o.select().where(_o.c.instance_id.in_(sa.bindparam("k_instances", expanding=True)),
-                             _o.c.idempotency_key.in_(sa.bindparam("k_keys", expanding=True)))
-_INSERT_ITEMS_SQLITE, _INSERT_ITEMS_PG = (
-    ins(_o).on_conflict_do_nothing(index_elements=["instance_id", "idempotency_key"])
-    .returning(_o.c.seq, _o.c.instance_id, _o.c.idempotency_key) for ins in (sqlite.insert, postgresql.insert))
+
+@functools.cache
+def _integrity_errors() -> tuple[type[BaseException], ...]:
+    """A constraint refused the batch: SQLAlchemy's, sqlite3's or asyncpg's error."""
+    return (IntegrityError, sqlite3.IntegrityError, *_asyncpg_errors("IntegrityConstraintViolationError"))
+
+
+@functools.cache
+def _driver_faults() -> tuple[type[BaseException], ...]:
+    """Driver errors meaning the store cannot write now (locked, disk full, connection lost, server stopping)."""
+    return (sqlite3.OperationalError, *_asyncpg_errors("PostgresConnectionError", "InterfaceError",
+                                                       "OperatorInterventionError", "InsufficientResourcesError"))
+
+
+def _asyncpg_errors(*names: str) -> tuple[type[BaseException], ...]:
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - SQLite only
+        return ()
+    return tuple(getattr(asyncpg, name) for name in names)
 
 _NEXT_DUE = sa.select(sa.func.min(_o.c.next_attempt_at)).where(_o.c.instance_id == sa.bindparam("n_instance"),
                                                                _o.c.status == St.QUEUED.value)
@@ -97,20 +107,20 @@ class OutboxSql(FenceSql):
             now=now, max_open=max_open))
 
     async def _insert_batch(self, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
-        """Group commit of :meth:`insert_item`: one transaction, four statements, for any number of calls.
+        """Group commit of :meth:`insert_item`: one transaction, three statements, for any number of calls.
 
-        Requests are decided in arrival order against the stored rows and against each other:
-        an existing key (stored, or created earlier in the batch) is a replay, a full queue is a
-        :class:`QueueFullSignal` for that request only. The insert still goes through the
-        ``(instance_id, idempotency_key)`` constraint (``ON CONFLICT DO NOTHING``), so a row
-        that another writer (another node on PostgreSQL) inserted between our read and our
-        insert is read back and reported as existing: a key still yields one item. When the
-        batch's transaction fails on a constraint, each request is retried on its own so one bad
-        request cannot fail the others.
+        Requests are decided in arrival order against the stored rows and against each other
+        (:func:`~wahub.store.sql.enqueue.decide`): an existing key (stored, or created earlier in the
+        batch) is a replay, a full queue is a :class:`QueueFullSignal` for that request only. The
+        insert still goes through the ``(instance_id, idempotency_key)`` constraint (``ON CONFLICT DO
+        NOTHING``), so a row that another writer (another node on PostgreSQL) inserted between our
+        read and our insert is read back and reported as existing: a key still yields one item. When
+        the batch fails on a constraint, each request is retried on its own so one bad request cannot
+        fail the others. The statements run on the driver's connection (:mod:`wahub.store.sql.enqueue`).
         """
         try:
             return await self._insert_batch_tx(reqs)
-        except IntegrityError:
+        except _integrity_errors():
             results: list[_Inserted | BaseException] = []
             for req in reqs:
                 try:
@@ -120,67 +130,11 @@ class OutboxSql(FenceSql):
             return results
 
     async def _insert_batch_tx(self, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
-        keys = list(dict.fromkeys((r.instance_id, r.idempotency_key) for r in reqs))
-        instance_ids = list(dict.fromkeys(r.instance_id for r in reqs))
-        async with self._tx() as conn:
-            stored = await self._items_by_keys(conn, keys)
-            counts: dict[str, int] = {row[0]: int(row[1]) for row in (await conn.execute(
-                _OPEN_COUNTS, {"k_instances": instance_ids})).all()}
-            decided: list[tuple[str, tuple[str, str], int] | BaseException] = []
-            new_rows: dict[tuple[str, str], dict[str, Any]] = {}
-            for r in reqs:
-                key = (r.instance_id, r.idempotency_key)
-                count = counts.get(r.instance_id, 0)
-                if key in stored or key in new_rows:
-                    decided.append(("existing", key, count))
-                elif count >= r.max_open:
-                    decided.append(QueueFullSignal(count))
-                else:
-                    new_rows[key] = {
-                        "queue_id": r.queue_id, "instance_id": r.instance_id,
-                        "idempotency_key": r.idempotency_key, "key_source": r.key_source, "kind": r.kind,
-                        "chat_id": r.chat_id,
-                        "payload": dump_json(r.payload), "fingerprint": r.fingerprint, "status": St.QUEUED.value,
-                        "attempts": 0, "next_attempt_at": r.now, "created_at": r.now, "updated_at": r.now}
-                    counts[r.instance_id] = count + 1
-                    decided.append(("created", key, count + 1))
-            created: dict[tuple[str, str], OutboxItem] = {}
-            if new_rows:
-                stmt = _INSERT_ITEMS_SQLITE if self.is_sqlite else _INSERT_ITEMS_PG
-                for seq, instance_id, key in (await conn.execute(stmt, list(new_rows.values()))).all():
-                    created[(instance_id, key)] = _new_item(seq, new_rows[(instance_id, key)])
-                lost = [k for k in new_rows if k not in created]
-                if lost:  # inserted by another writer since our read: theirs is the item
-                    stored.update(await self._items_by_keys(conn, lost))
-        results: list[_Inserted | BaseException] = []
-        for d in decided:
-            if isinstance(d, BaseException):
-                results.append(d)
-                continue
-            how, key, count = d
-            if how == "created" and key in created:
-                results.append((created[key], True, count))
-            elif key in stored:
-                results.append((stored[key], False, count if how == "existing" else count - 1))
-            else:  # an earlier request of this batch created it
-                results.append((created[key], False, count))
-        return results
-
-    async def _items_by_keys(self, conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> dict[
-            tuple[str, str], OutboxItem]:
-        # Two plain IN lists (cached statement, both columns of the unique index) rather than a
-        # row-value IN; pairs that only match across instances are dropped below.
-        wanted = set(keys)
-        found: dict[tuple[str, str], OutboxItem] = {}
-        for start in range(0, len(keys), 400):
-            chunk = keys[start:start + 400]
-            rows = (await conn.execute(_BY_KEYS, {"k_instances": list({k[0] for k in chunk}),
-                                                  "k_keys": list({k[1] for k in chunk})})).all()
-            for row in rows:
-                if (row.instance_id, row.idempotency_key) in wanted:
-                    item = _item(row)
-                    found[(item.instance_id, item.idempotency_key)] = item
-        return found
+        async with self._write_faults(_driver_faults()), self.engine.connect() as conn:
+            if self.is_sqlite:  # on aiosqlite's own thread, where SQLAlchemy's adapter runs it too
+                results: list[_Inserted | BaseException] = await in_database_thread(conn, enqueue.sqlite_batch, reqs)
+                return results
+            return await enqueue.pg_batch((await conn.get_raw_connection()).driver_connection, reqs)
 
     async def _insert_one(self, r: _NewItem) -> _Inserted:
         """:meth:`insert_item` in a transaction of its own (the fallback of a failed batch)."""

@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from wahub.domain.errors import StoreUnavailable
 from wahub.store.groupcommit import GroupCommit
 
 _DIALECT = sqlite.dialect(paramstyle="named")
@@ -65,6 +66,14 @@ class Statement:
 
 
 Apply = Callable[[sqlite3.Connection], Any]
+
+
+async def in_database_thread(conn: AsyncConnection, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(sqlite3_connection, *args)`` synchronously in aiosqlite's thread, on the connection
+    ``conn`` (checked out from a SQLite engine) wraps: one hand-off for the whole call. The seam is
+    aiosqlite's ``Connection._execute``, the call each of its own methods is built on."""
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    return await driver._execute(fn, driver._conn, *args)
 
 
 @dataclass
@@ -105,16 +114,16 @@ def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Request]) -> list[Any]
 class SqliteSendWrites:
     """Group commit of the send path's writes on the store's SQLite connection.
 
-    ``engine`` is the store's writer engine (one pooled connection). ``fault(exc)`` turns a failure of
-    a batch's transaction into the store's :class:`StoreUnavailable` (and reports the fault);
-    ``cleared()`` reports a batch that committed.
+    ``engine`` is the store's writer engine (one pooled connection). ``write_faults(driver_errors)`` is
+    the store's fault mapping (:meth:`SqlBase._write_faults`): a failure of a batch's transaction
+    becomes :class:`StoreUnavailable` and is reported as a store fault; a committed batch clears it.
     """
 
-    def __init__(self, engine: Any, fault: Callable[[BaseException], StoreUnavailable],
-                 cleared: Callable[[], None], *, max_batch: int = 256) -> None:
+    def __init__(self, engine: Any, write_faults: Callable[[tuple[type[BaseException], ...]],
+                                                           AbstractAsyncContextManager[None]],
+                 *, max_batch: int = 256) -> None:
         self.engine = engine
-        self._fault = fault
-        self._cleared = cleared
+        self._write_faults = write_faults
         self._commit: GroupCommit[_Request, Any] = GroupCommit(self._flush, max_batch=max_batch)
 
     async def run(self, apply: Apply, *, catch: tuple[type[BaseException], ...] = (), on_caught: Any = None) -> Any:
@@ -130,12 +139,6 @@ class SqliteSendWrites:
         await self._commit.close()
 
     async def _flush(self, batch: Sequence[_Request]) -> Sequence[Any]:
-        try:
-            async with self.engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                aio = raw.driver_connection  # the aiosqlite connection; its thread owns the sqlite3 one
-                results: list[Any] = await aio._execute(_run_batch, aio._conn, batch)
-        except (sqlite3.OperationalError, sa.exc.OperationalError, OSError) as exc:
-            raise self._fault(exc) from exc
-        self._cleared()
+        async with self._write_faults((sqlite3.OperationalError,)), self.engine.connect() as conn:
+            results: list[Any] = await in_database_thread(conn, _run_batch, batch)
         return results

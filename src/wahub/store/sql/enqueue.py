@@ -1,0 +1,195 @@
+"""The enqueue group commit's batch on the driver's connection: one thread hop (SQLite), two round trips (PG).
+
+Why not SQLAlchemy here: the batch is the hub's hottest write, and through SQLAlchemy's async
+adapters each statement costs four hand-offs to aiosqlite's thread (cursor, execute, fetch,
+close) plus the transaction's, or a ``BEGIN`` and ``COMMIT`` round trip on PostgreSQL, and the
+statement and result machinery around each. The statements are few and fixed, so they are written
+here once per dialect and run on the pooled connection's driver:
+
+* SQLite: the whole batch (read the keys and open counts, decide, insert, commit) is one function
+  run on the aiosqlite connection's own thread — the thread SQLAlchemy's adapter feeds as well
+  (through the same queue), so the connection is never used from two threads.
+* PostgreSQL: two statements on the asyncpg connection (one read, the insert), outside an explicit
+  transaction. The one write is a single ``INSERT … ON CONFLICT DO NOTHING`` (atomic on its own); the reads before it
+  were never locking reads, and a row another writer inserted in between is read back as before.
+
+The decisions (replay, queue full, new row) are :func:`decide`'s, the same for both.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from wahub.domain.outbox import ItemStatus as St
+from wahub.domain.outbox import OutboxItem
+from wahub.store import tables as t
+from wahub.store.base import QueueFullSignal
+from wahub.store.records import dump_json, outbox_item
+from wahub.store.sql.connection import _Inserted, _new_item, _NewItem
+
+Key = tuple[str, str]  # (instance_id, idempotency_key)
+Decided = tuple[str, Key, int] | BaseException  # ("created" | "existing", key, open count) or the refusal
+
+COLUMNS = [c.name for c in t.outbox.columns]
+INSERTED = ("queue_id", "instance_id", "idempotency_key", "key_source", "kind", "chat_id", "payload",
+            "fingerprint", "status", "attempts", "next_attempt_at", "created_at", "updated_at")
+OPEN = (St.QUEUED.value, St.SENDING.value)
+CHUNK = 400  # keys per read (SQLite's bound-parameter limit is far above 2 × 400)
+
+
+def decide(reqs: Sequence[_NewItem], stored: dict[Key, OutboxItem],
+           counts: dict[str, int]) -> tuple[list[Decided], dict[Key, dict[str, Any]]]:
+    """Each request's fate in arrival order, and the rows to insert by key.
+
+    An existing key (stored, or created earlier in the batch) is a replay; a full queue is a
+    :class:`QueueFullSignal` for that request only. ``counts`` (open items per instance) is updated.
+    """
+    decided: list[Decided] = []
+    new_rows: dict[Key, dict[str, Any]] = {}
+    for r in reqs:
+        key = (r.instance_id, r.idempotency_key)
+        count = counts.get(r.instance_id, 0)
+        if key in stored or key in new_rows:
+            decided.append(("existing", key, count))
+        elif count >= r.max_open:
+            decided.append(QueueFullSignal(count))
+        else:
+            new_rows[key] = {
+                "queue_id": r.queue_id, "instance_id": r.instance_id, "idempotency_key": r.idempotency_key,
+                "key_source": r.key_source, "kind": r.kind, "chat_id": r.chat_id, "payload": dump_json(r.payload),
+                "fingerprint": r.fingerprint, "status": St.QUEUED.value, "attempts": 0, "next_attempt_at": r.now,
+                "created_at": r.now, "updated_at": r.now}
+            counts[r.instance_id] = count + 1
+            decided.append(("created", key, count + 1))
+    return decided, new_rows
+
+
+def answers(decided: list[Decided], created: dict[Key, OutboxItem],
+            stored: dict[Key, OutboxItem]) -> list[_Inserted | BaseException]:
+    """Each request's ``(item, created, open_count)`` (or its refusal) once the batch committed."""
+    results: list[_Inserted | BaseException] = []
+    for d in decided:
+        if isinstance(d, BaseException):
+            results.append(d)
+            continue
+        how, key, count = d
+        if how == "created" and key in created:
+            results.append((created[key], True, count))
+        elif key in stored:  # stored before, or inserted by another writer since our read: theirs is the item
+            results.append((stored[key], False, count if how == "existing" else count - 1))
+        else:  # an earlier request of this batch created it
+            results.append((created[key], False, count))
+    return results
+
+
+def _keys_and_ids(reqs: Sequence[_NewItem]) -> tuple[list[Key], list[str]]:
+    keys = list(dict.fromkeys((r.instance_id, r.idempotency_key) for r in reqs))
+    return keys, list(dict.fromkeys(r.instance_id for r in reqs))
+
+
+def _rows_to_items(rows: Sequence[Sequence[Any]], wanted: set[Key]) -> dict[Key, OutboxItem]:
+    found: dict[Key, OutboxItem] = {}
+    for row in rows:
+        item = outbox_item(dict(zip(COLUMNS, row, strict=True)))
+        if (item.instance_id, item.idempotency_key) in wanted:  # the two IN lists also match across pairs
+            found[(item.instance_id, item.idempotency_key)] = item
+    return found
+
+
+# -- SQLite: the whole batch in one call on the connection's thread ----------------------------------
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _sqlite_by_keys(db: sqlite3.Connection, keys: Sequence[Key]) -> dict[Key, OutboxItem]:
+    found: dict[Key, OutboxItem] = {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start:start + CHUNK]
+        ids, names = list({k[0] for k in chunk}), list({k[1] for k in chunk})
+        rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM outbox WHERE instance_id IN ({_marks(len(ids))}) "
+                          f"AND idempotency_key IN ({_marks(len(names))})", [*ids, *names]).fetchall()
+        found.update(_rows_to_items(rows, set(chunk)))
+    return found
+
+
+def sqlite_batch(db: sqlite3.Connection, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
+    """The batch on the raw ``sqlite3`` connection, committed (rolled back on any error, which is raised)."""
+    try:
+        keys, ids = _keys_and_ids(reqs)
+        stored = _sqlite_by_keys(db, keys)
+        counts = {row[0]: int(row[1]) for row in db.execute(
+            f"SELECT instance_id, count(*) FROM outbox WHERE instance_id IN ({_marks(len(ids))}) "
+            f"AND status IN (?, ?) GROUP BY instance_id", [*ids, *OPEN]).fetchall()}
+        decided, new_rows = decide(reqs, stored, counts)
+        created: dict[Key, OutboxItem] = {}
+        rows = list(new_rows.values())
+        for start in range(0, len(rows), 200):  # 13 parameters a row
+            chunk = rows[start:start + 200]
+            values = ",".join(f"({_marks(len(INSERTED))})" for _ in chunk)
+            sql = (f"INSERT INTO outbox ({', '.join(INSERTED)}) VALUES {values} ON CONFLICT (instance_id, "
+                   "idempotency_key) DO NOTHING RETURNING seq, instance_id, idempotency_key")
+            for seq, instance_id, key in db.execute(sql, [v[c] for v in chunk for c in INSERTED]).fetchall():
+                created[(instance_id, key)] = _new_item(seq, new_rows[(instance_id, key)])
+        lost = [k for k in new_rows if k not in created]
+        if lost:  # inserted by another writer since our read: theirs is the item
+            stored.update(_sqlite_by_keys(db, lost))
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return answers(decided, created, stored)
+
+
+# -- PostgreSQL: two statements on the asyncpg connection ---------------------------------------------
+# One read answers both questions (the rows under the batch's keys, the open items per instance): the
+# counts come as extra rows, marked, with the count in ``seq``. Round trips are what a batch costs here.
+_OPEN_SQL = ", ".join(f"'{v}'" for v in OPEN)
+_PG_READ = (f"SELECT false, {', '.join('o.' + c for c in COLUMNS)} FROM unnest($1::varchar[], $2::varchar[]) AS "
+            "k(instance_id, idempotency_key) JOIN outbox o ON o.instance_id = k.instance_id AND o.idempotency_key = "
+            "k.idempotency_key UNION ALL SELECT true, "
+            + ", ".join("(SELECT count(*) FROM outbox WHERE outbox.instance_id = i.id AND status IN "
+                        f"({_OPEN_SQL}))" if c == "seq" else "i.id" if c == "instance_id" else "NULL" for c in COLUMNS)
+            + " FROM unnest($3::varchar[]) AS i(id)")
+_PG_BY_KEYS = (f"SELECT {', '.join('o.' + c for c in COLUMNS)} FROM unnest($1::varchar[], $2::varchar[]) AS "
+               "k(instance_id, idempotency_key) JOIN outbox o ON o.instance_id = k.instance_id AND "
+               "o.idempotency_key = k.idempotency_key")
+_PG_TYPES = {"attempts": "integer", "next_attempt_at": "bigint", "created_at": "bigint", "updated_at": "bigint",
+             "payload": "text"}
+_PG_INSERT = (f"INSERT INTO outbox ({', '.join(INSERTED)}) SELECT * FROM unnest("
+              + ", ".join(f"${i}::{_PG_TYPES.get(c, 'varchar')}[]" for i, c in enumerate(INSERTED, 1))
+              + ") ON CONFLICT (instance_id, idempotency_key) DO NOTHING RETURNING seq, instance_id, idempotency_key")
+_SEQ = COLUMNS.index("seq") + 1
+_INSTANCE = COLUMNS.index("instance_id") + 1
+
+
+async def _pg_by_keys(pg: Any, keys: Sequence[Key]) -> dict[Key, OutboxItem]:
+    found: dict[Key, OutboxItem] = {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start:start + CHUNK]
+        rows = await pg.fetch(_PG_BY_KEYS, [k[0] for k in chunk], [k[1] for k in chunk])
+        found.update(_rows_to_items([tuple(r) for r in rows], set(chunk)))
+    return found
+
+
+async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
+    """The batch on the raw asyncpg connection (not in a transaction: the insert is one statement)."""
+    keys, ids = _keys_and_ids(reqs)
+    if len(keys) > CHUNK:  # a batch larger than one read: keys and counts apart
+        stored = await _pg_by_keys(pg, keys)
+        rows = await pg.fetch(_PG_READ, [], [], ids)
+    else:
+        rows = await pg.fetch(_PG_READ, [k[0] for k in keys], [k[1] for k in keys], ids)
+        stored = _rows_to_items([tuple(r)[1:] for r in rows if not r[0]], set(keys))
+    counts = {r[_INSTANCE]: int(r[_SEQ]) for r in rows if r[0]}
+    decided, new_rows = decide(reqs, stored, counts)
+    created: dict[Key, OutboxItem] = {}
+    if new_rows:
+        values = list(new_rows.values())
+        for seq, instance_id, key in await pg.fetch(_PG_INSERT, *([v[c] for v in values] for c in INSERTED)):
+            created[(instance_id, key)] = _new_item(seq, new_rows[(instance_id, key)])
+        lost = [k for k in new_rows if k not in created]
+        if lost:
+            stored.update(await _pg_by_keys(pg, lost))
+    return answers(decided, created, stored)
