@@ -21,7 +21,7 @@ Only for one node on SQLite: with leases (PostgreSQL, several nodes) each write 
 its own transaction (:mod:`wahub.store.sql.fence`) and the plain path is used.
 
 The one seam below SQLAlchemy: the aiosqlite connection's ``_execute(fn)`` (run ``fn`` in its
-thread), the call every aiosqlite method is built on; ``tests/integration/store/test_send_batch.py``
+thread), the call every aiosqlite method is built on; ``tests/integration/test_send_statements.py``
 fails if an aiosqlite release drops it.
 """
 
