@@ -94,11 +94,29 @@ async def test_windows_and_interval_hold_on_engine_stamps_when_commits_take_vari
     assert sorted(await store.send_history(iid, 0)) == times
 
 
+class ClaimClockStore(MemoryStore):
+    """Notes the true (fake) time of every claim that returned an item."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock: FakeClock | None = None
+        self.claimed_at: list[int] = []
+
+    async def claim_next(self, instance_id: str, now: int, *, hand_over: bool = False,
+                         chosen_message_id: str | None = None) -> OutboxItem | None:
+        item = await super().claim_next(instance_id, now, hand_over=hand_over, chosen_message_id=chosen_message_id)
+        if item is not None:
+            assert self.clock is not None
+            self.claimed_at.append(self.clock.now_ms())
+        return item
+
+
 async def test_a_claim_lead_hands_over_early_but_never_sends_before_the_pacing_instant() -> None:
     """SEND_CLAIM_LEAD_MS: the claim's commit is taken off the pacing lateness, not off the interval."""
     lead = 80
-    store = MemoryStore()
+    store = ClaimClockStore()
     fh = build(None, store=store, send_claim_lead_ms=lead, send_interval_ms=2_000, max_sends_per_minute=20)
+    store.clock = fh.clock
     iid = await ready(fh)
     await enqueue(fh, iid, 12)
     for _ in range(60):
@@ -106,10 +124,12 @@ async def test_a_claim_lead_hands_over_early_but_never_sends_before_the_pacing_i
     times = stamps(fh, iid)
     assert len(times) == 12
     assert_paced(times, 20, 2_000)  # the interval and the window hold on the engine's stamps
+    # each after the first was claimed `lead` before its send instant (without it: 0 ms)
+    early = [t - c for t, c in zip(times, store.claimed_at, strict=True)]
+    assert early[1:] == [lead] * 11, early
+    # ... but its hand-over (the send log a restart counts) is recorded at the pacing instant
     items, _ = await store.list_items(iid, statuses=None, limit=20, offset=0)
-    # each after the first was handed over (claimed) `lead` before its send instant (without it: 0 ms)
-    early = [i.sent_at - i.handed_over_at for i in items if i.sent_at and i.handed_over_at]  # type: ignore[operator]
-    assert len(early) == 12 and early[1:] == [lead] * 11, early
+    assert all(i.handed_over_at == i.sent_at for i in items), [(i.handed_over_at, i.sent_at) for i in items]
 
 
 def _stepped_clock(step: dict[str, int]) -> Any:
@@ -402,3 +422,47 @@ async def test_logout_then_create_again_keeps_sent_keys_and_the_rate_windows() -
     texts = [d.text for d in deliveries]
     assert sorted(texts) == sorted([f"m{i}" for i in range(6)] + [f"new{i}" for i in range(6)]), texts
     assert_paced([d.at_ms for d in deliveries], 6, 500)  # the minute of the first six still counted
+
+
+
+class DyingStore(MemoryStore):
+    """A store whose process dies (never answers again) once ``dead`` is set: the outcome of a send
+    that reached the engine is never written, as after a SIGKILL between the call and its commit."""
+
+    dead = False
+
+    async def mark_sent(self, item: OutboxItem, **kw: Any) -> bool:
+        if self.dead:
+            await asyncio.Event().wait()
+        return await super().mark_sent(item, **kw)
+
+
+async def test_a_claim_lead_crash_after_the_call_keeps_the_interval_on_the_engine_stamps_across_a_restart() -> None:
+    """SEND_CLAIM_LEAD_MS: a kill after the engine call (the message left) but before its outcome is
+    written must not let the first send after the restart come sooner than the interval after that
+    message's own stamp (the send log kept the claim's time, ``lead`` before the real send)."""
+    lead, interval = 1_000, 20 * SEC
+    store = DyingStore()
+    fh = build(None, store=store, send_claim_lead_ms=lead, send_interval_ms=interval)
+    iid = await ready(fh)
+    await enqueue(fh, iid, 1, prefix="a")
+    await fh.advance(SEC)
+    assert len(stamps(fh, iid)) == 1
+    store.dead = True
+    await enqueue(fh, iid, 1, prefix="b")
+    await fh.advance(interval + SEC)
+    assert len(stamps(fh, iid)) == 2  # the second reached "WhatsApp"; the process dies before its outcome
+    store.dead = False
+    # the restart: the first hub is abandoned (its clock never moves again); same store, same phone
+    true = FakeClock(fh.clock.now_ms())
+    fh2 = build(None, store=store, clock=true, send_claim_lead_ms=lead, send_interval_ms=interval)
+    fh2.world.phones = fh.world.phones
+    await fh2.hub.start(restore=True)
+    await fh2.advance(5 * SEC)
+    assert fh2.state(iid) == State.READY
+    await enqueue(fh2, iid, 1, prefix="c")
+    for _ in range(60):
+        await fh2.advance(SEC)
+    times = stamps(fh2, iid)
+    assert len(times) == 3
+    assert_paced(times, 30, interval)

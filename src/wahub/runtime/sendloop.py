@@ -263,7 +263,11 @@ class SendLoop:
         own = getattr(self.link, "typing", None)  # the instance's own typing setting; None: the policy's
         typing = self.policy.typing if own is None else own
         hand_over = not typing
-        item = await self.store.claim_next(iid, now, hand_over=hand_over, chosen_message_id=chosen)
+        # With a claim lead the hand-over (and its send-log row, which a restart counts for the interval
+        # and the windows) is recorded at the pacing instant, not at the earlier claim: nothing goes out
+        # before it, and a kill after the call must not leave the send logged up to the lead too early.
+        at = max(now, decision.at_ms)
+        item = await self.store.claim_next(iid, at, hand_over=hand_over, chosen_message_id=chosen)
         if item is None:
             due_at = await self.store.next_due_at(iid)
             if due_at is None:
@@ -309,7 +313,7 @@ class SendLoop:
             if typing and item.kind == ItemKind.TEXT:  # a claim without hand-over is not a wish to type
                 with contextlib.suppress(Exception):
                     await engine.send_typing(chat)
-            await store.mark_handed_over(item, clock.now_ms(), chosen_message_id=chosen)
+            await store.mark_handed_over(item, max(clock.now_ms(), self._not_before), chosen_message_id=chosen)
         # Decide again: awaits happened since the first decision. `history` is still the whole
         # story (this instance has one item in flight), so only time moved.
         while True:
