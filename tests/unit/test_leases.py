@@ -124,3 +124,35 @@ async def test_an_item_stored_by_another_node_without_a_wake_up_goes_out_within_
     await fh.advance(TTL_S * SEC // 3 + 100)  # one lease period: the owner's sweep finds it
     assert [d.text for d in fh.world.phones[iid].deliveries] == ["from another node"]
     await fh.hub.stop()
+
+
+@pytest.mark.timeout(10)
+async def test_an_instance_claimed_here_while_its_creation_is_answered_starts_and_shows_its_state() -> None:
+    fh = build(None, node_leases="on", node_id="n1", node_lease_ttl_seconds=TTL_S, node_capacity=10,
+               world_kwargs={"auto_link_ms": 400})
+    await fh.hub.start()
+    await fh.advance(SEC + 10)  # the first claim round: the node is confirmed and claims rounds run
+    assert fh.hub.placement is not None
+    leases = fh.hub.placement.leases
+    insert = fh.store.create_instance
+
+    async def insert_then_claim(**row: object) -> object:
+        rec = await insert(**row)
+        # The claim loop's round (another task, woken by any creation) ran between the INSERT's
+        # commit and the creating request's turn: it claimed and adopted the new instance.
+        await leases.claim()
+        return rec
+
+    fh.store.create_instance = insert_then_claim
+    rt = await fh.hub.create_instance("shop", HOOK_URL, [])
+    fh.store.create_instance = insert
+    assert fh.hub.runs_here(rt.id)
+    await fh.advance(2 * SEC)  # boot, QR, automatic link after 400 ms
+    shown = fh.hub.instances[rt.id]
+    assert shown.engine is not None, "claimed here but no engine runs"
+    assert (shown.state, shown.owner) == (State.READY, "n1")
+    stored = await fh.store.get_instance(rt.id)
+    assert stored is not None and stored.state == State.READY.value
+    await fh.advance(TTL_S * SEC)  # a few claim rounds and their view refreshes change nothing
+    assert (fh.hub.instances[rt.id].state, fh.hub.instances[rt.id].owner) == (State.READY, "n1")
+    await fh.hub.stop()

@@ -54,12 +54,14 @@ class Instances:
         self.add_runtime = add_runtime
         self.notify = notify
         self.forget = forget
-        # how a new instance starts (several nodes: it waits for a node to claim it)
-        self.start_new: Callable[[InstanceRuntime], Awaitable[None]] = self._boot
+        # How a new instance's row becomes its runtime and starts (several nodes: a view that waits for
+        # a claim, unless this node claimed it while the row was being stored and runs it already).
+        self.start_new: Callable[[InstanceRecord], Awaitable[InstanceRuntime]] = self._boot
 
-    @staticmethod
-    async def _boot(rt: InstanceRuntime) -> None:
+    async def _boot(self, rec: InstanceRecord) -> InstanceRuntime:
+        rt = self.add_runtime(rec)
         await rt.supervisor.boot("created")
+        return rt
 
     async def restore_all(self, stagger_ms: int, auto_resume: bool, concurrency: int = 1) -> None:
         """Bring back every instance that was running (boot), at most ``concurrency`` connecting at once.
@@ -124,10 +126,8 @@ class Instances:
             except BaseException:
                 await self.store.delete_instance(instance_id)
                 raise
-        rt = self.add_runtime(rec)
         log.info("instance_created", instance_id=instance_id, engine=engine)
-        await self.start_new(rt)
-        return rt
+        return await self.start_new(rec)
 
     async def update(self, instance_id: str, *, name: str | None = None, webhook_url: Any = ...,
                      events: list[str] | None = None, webhook_secret: Any = ...,

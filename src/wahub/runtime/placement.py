@@ -11,7 +11,7 @@ with the owner named (:meth:`Placement.must_run_here`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -102,11 +102,16 @@ class Placement:
         """Give every lease up (shutdown, after the engines stopped): other nodes take them at once."""
         await self.leases.give_up()
 
-    def created(self, rt: InstanceRuntime) -> Awaitable[None]:
-        """A new instance was stored here: it waits for a claim (every node's claim round runs now)."""
-        self._remote(rt.record)
+    async def created(self, rec: InstanceRecord) -> InstanceRuntime:
+        """A new instance was stored here: a view that waits for a claim (every node's claim round runs now).
+
+        This node's own claim round may have claimed and started the instance already, between the
+        row's commit and this call: then the runtime that runs it is the answer, left as it is.
+        """
+        rt = self._remote(rec)
         self.leases.poke()
-        return self.store.wake_owner(rt.id)
+        await self.store.wake_owner(rec.id)
+        return self.registry.get(rec.id) or rt
 
     def _on_wake(self, instance_id: str) -> None:
         rt = self.registry.get(instance_id)
@@ -117,7 +122,16 @@ class Placement:
             self.leases.poke()  # an instance created on another node: claim round now
 
     def _remote(self, rec: InstanceRecord, owner: str | None = None) -> InstanceRuntime:
-        """A view of an instance run elsewhere (replaces any runtime of it here)."""
+        """A view of an instance run elsewhere (replaces any view of it here).
+
+        The runtime of an instance this node runs is never replaced: it is returned as it is. A view
+        put in its place would leave the engine started by the claim unreachable (or, when the
+        claim's boot had not begun, never started) while the lease, renewed each period, keeps every
+        other node from running it: ``initializing`` for good, on every node.
+        """
+        running = self.registry.get(rec.id)
+        if rec.id in self.leases.owned and running is not None and not isinstance(running.sendloop, RemoteSendLoop):
+            return running
         rt = self.add_runtime(rec, False)
         loop = RemoteSendLoop(rt, rt.sendloop.store, self.clock, rt.sendloop.policy, rt.sendloop.limits,
                               rt.sendloop.outcomes, rt.sendloop.rng)
