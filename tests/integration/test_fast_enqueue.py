@@ -20,6 +20,7 @@ from typing import Any
 import fastapi.routing
 import httpx
 import pytest
+from starlette.middleware.errors import ServerErrorMiddleware
 
 from tests.conftest import make_settings
 from tests.support.polling import until
@@ -165,3 +166,73 @@ async def test_enqueues_run_no_fastapi_dependency_solving_and_keep_their_route_m
                     and f'route="/instances/{{instance_id}}/client/action/{template}"' in ln)
         assert 'status="202"' in line and line.endswith(" 1.0")
     assert json.loads(sent.content)["queued"] is True
+
+
+@pytest.mark.timeout(60)
+async def test_enqueues_skip_fastapi_s_middleware_stack_unless_its_telemetry_is_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stacked: list[str] = []
+    original: Callable[..., Any] = ServerErrorMiddleware.__call__
+
+    async def counting(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        stacked.append(scope["path"])
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(ServerErrorMiddleware, "__call__", counting)
+    body = {"chatId": "201000000001", "message": "hi"}
+    async with served(tmp_path, fast=True) as (_, client):
+        first = await client.post(SEND.format("shop"), json=body, headers={"x-request-id": "mine"})
+        assert (first.status_code, first.headers.get_list("x-request-id")) == (202, ["mine"])
+        assert stacked == []
+        declined = await client.post(SEND.format("shop"), content=b"[1]", headers=JSON)  # FastAPI words this one
+        assert declined.status_code == 400 and len(declined.headers.get_list("x-request-id")) == 1
+        assert stacked == [SEND.format("shop")]
+        app = client._transport.app  # type: ignore[attr-defined]
+        monkeypatch.setattr(app, "_telemetry_on", lambda: True)  # an OpenTelemetry provider is configured
+        stacked.clear()
+        again = await client.post(SEND.format("shop"), json={**body, "message": "again"})
+        assert again.status_code == 202 and len(again.headers.get_list("x-request-id")) == 1
+        assert stacked == [SEND.format("shop")]  # through the whole stack (the fast path inside it answers)
+
+
+@pytest.mark.timeout(60)
+async def test_an_unexpected_error_is_answered_500_as_the_routes_do_and_raised_to_the_server(
+        tmp_path: Path) -> None:
+    got = []
+    for fast in (True, False):
+        async with served(tmp_path / str(fast), fast=fast) as (hub, _):
+            async def broken(*_args: Any, **_kwargs: Any) -> Any:
+                raise RuntimeError("boom")
+
+            hub.outbox.enqueue = broken  # type: ignore[method-assign]
+            app = create_app(hub, manage_hub=False, fast_enqueue=fast)
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://hub",
+                                         headers={"authorization": f"Bearer {API_KEY}"}) as client:
+                r = await client.post(SEND.format("shop"), json={"chatId": "201000000001", "message": "hi"})
+            with pytest.raises(RuntimeError, match="boom"):
+                await app(*_scope_for(SEND.format("shop")))
+            got.append((r.status_code, len(r.headers.get_list("x-request-id")), r.content))
+    assert got[0] == got[1] and got[0][:2] == (500, 1)
+
+
+def _scope_for(path: str) -> tuple[dict[str, Any], Callable[..., Any], Callable[..., Any]]:
+    body = b'{"chatId":"201000000001","message":"hi"}'
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "client": ("127.0.0.1", 5000), "server": ("hub", 80),
+             "headers": [(b"host", b"hub"), (b"content-type", b"application/json"),
+                         (b"authorization", f"Bearer {API_KEY}".encode()),
+                         (b"content-length", str(len(body)).encode())]}
+    sent = [False]
+
+    async def receive() -> dict[str, Any]:
+        if sent[0]:
+            return {"type": "http.disconnect"}
+        sent[0] = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(_message: Any) -> None:
+        return None
+
+    return scope, receive, send

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wahub.api import errors, schemas, waapi
 from wahub.domain.outbox import ItemKind
+from wahub.edge.auth import GUARDED
 from wahub.runtime.hub import Hub
 
 PREFIX = "/instances/"
@@ -47,7 +48,7 @@ class FastEnqueue:
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        matched = _match(scope) if scope["type"] == "http" else None
+        matched = _match(scope) if scope["type"] == "http" and GUARDED not in scope else None
         if matched is None:
             await self.app(scope, receive, send)
             return
@@ -77,6 +78,11 @@ class FastEnqueue:
         result = await self.hub.outbox.enqueue(instance_id, kind, data, header_key=header_key,
                                                retry=waapi.retry_of(query, data))
         return waapi.enqueued(self.hub, instance_id, result)
+
+
+def matches(scope: Scope) -> bool:
+    """Whether ``scope`` is a request this path answers (or declines to FastAPI for its body)."""
+    return _match(scope) is not None
 
 
 def _match(scope: Scope) -> tuple[str, str] | None:

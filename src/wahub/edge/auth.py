@@ -15,6 +15,9 @@ WRONG = "Invalid API key"
 # (Meta's webhook calls: each is signed with the app secret and checked by the route).
 PUBLIC_PREFIXES = ("/health", "/ready", "/docs", "/redoc", "/openapi.json", "/dashboard", "/metrics",
                    "/favicon.ico", "/cloud")
+#: Scope key of a request the web app's guard has already checked (key, body limit, request id) in
+#: front of FastAPI's middleware stack (``wahub.web.app.WebApp``): the layers inside pass it on.
+GUARDED = "wahub.guarded"
 
 
 def key_matches(expected: str | None, given: str | None) -> bool:
@@ -46,6 +49,10 @@ def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
     return key.decode("latin-1") if key is not None else None
 
 
+_PUBLIC_EXACT = frozenset(("/", *PUBLIC_PREFIXES))
+_PUBLIC_UNDER = tuple(p + "/" for p in PUBLIC_PREFIXES)
+
+
 def is_public(path: str) -> bool:
     """True for paths that do not take the API key."""
-    return path == "/" or any(path == p or path.startswith(p + "/") for p in PUBLIC_PREFIXES)
+    return path in _PUBLIC_EXACT or path.startswith(_PUBLIC_UNDER)

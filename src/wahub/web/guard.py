@@ -8,14 +8,16 @@ import time
 from typing import Any
 
 import structlog
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wahub.api.errors import error_body
+from wahub.api.errors import error_body, unexpected_response
 from wahub.domain.brake import FailureBrake
 from wahub.edge import auth, brakes
 from wahub.runtime.hub import Hub
 
 log = structlog.get_logger("wahub.http")
+_WANTED = frozenset((b"x-request-id", b"content-length", b"transfer-encoding", b"authorization", b"x-api-key"))
 
 
 class Guard:
@@ -37,21 +39,22 @@ class Guard:
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or auth.GUARDED in scope:  # not HTTP, or guarded already in front of the app
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        headers = _wanted_headers(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or os.urandom(8).hex()
+        path: str = scope.get("path", "")
         limit = self.hub.settings.max_body_bytes
-        if scope.get("path", "").startswith("/cloud/"):  # Meta's webhook calls: the route caps them itself
+        if path.startswith("/cloud/"):  # Meta's webhook calls: the route caps them itself
             limit = max(limit, self.hub.settings.cloud_webhook_max_bytes)
-        elif scope.get("path", "").endswith("/client/action/send-media"):  # base64 files: MEDIA_MAX_BYTES
+        elif path.endswith("/client/action/send-media"):  # base64 files: MEDIA_MAX_BYTES
             limit = max(limit, self.hub.settings.media_max_bytes * 4 // 3 + 64 * 1024)
         started = time.perf_counter()
-        status = [500]
+        status = [500, False]  # the status answered, whether the answer has started
         length = headers.get(b"content-length")
         too_big = length is not None and length.isdigit() and int(length) > limit
-        public = auth.is_public(scope.get("path", ""))
+        public = auth.is_public(path)
         refused = None if public else auth.refusal(self.hub.settings.api_key, auth.key_from_headers(headers))
         wait_s = 0 if refused is None and public or refused == auth.MISSING else \
             brakes.braked(self.brake, scope, refused, self.hub.clock.now_ms())
@@ -59,12 +62,12 @@ class Guard:
                                                                                               b""):
             body, too_big = await _read_capped(receive, limit)
             receive = _replay(body)
+        request_id_header = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+                status[0], status[1] = message["status"], True
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -79,6 +82,10 @@ class Guard:
                     413, f"request body larger than MAX_BODY_BYTES={limit}"))
             else:
                 await self.app(scope, receive, send_with_id)
+        except Exception:
+            if not status[1]:  # as the server-error middleware answers (it sits behind this guard on the fast path)
+                await unexpected_response(Request(scope).url.path)(scope, receive, send_with_id)
+            raise
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
             self._observe(scope.get("method", "GET"), _route_template(scope), status[0], time.perf_counter() - started)
@@ -93,6 +100,11 @@ class Guard:
             self._series[(method, route, status)] = series
         series[0].inc()
         series[1].observe(seconds)
+
+
+def _wanted_headers(raw: Any) -> dict[bytes, bytes]:
+    """The headers the guard reads from the raw ASGI list (the last of each, as ``dict()`` of the list keeps)."""
+    return {key: value for key, value in raw if key in _WANTED}
 
 
 async def _read_capped(receive: Receive, limit: int) -> tuple[bytes, bool]:
