@@ -16,7 +16,7 @@ from typing import Any
 # 8 to 15 digits (E.164 allows 15), optionally with a leading +, not part of a longer word or number.
 _PHONE = re.compile(r"(?<![\w.+-])\+?(\d{4,11})(\d{4})(?![\w])")
 # Values wa-hub writes itself (stamps, level, generated hex ids, names of events and kinds): nothing to mask.
-_OWN_KEYS = frozenset(("timestamp", "level", "logger", "event", "queue_id", "event_id", "request_id", "kind",
+OWN_KEYS = frozenset(("timestamp", "level", "logger", "event", "queue_id", "event_id", "request_id", "kind",
                        "key_source", "webhook_event"))
 _SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*\]")  # SQLAlchemy writes the block on one line
 
@@ -31,6 +31,6 @@ def mask_text(text: str) -> str:
 def mask_values(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: :func:`mask_text` on every string value (run after the traceback is formatted)."""
     for key, value in event_dict.items():
-        if isinstance(value, str) and key not in _OWN_KEYS:
+        if isinstance(value, str) and key not in OWN_KEYS:
             event_dict[key] = mask_text(value)
     return event_dict

@@ -7,6 +7,7 @@ secrets, session data) and no message body is ever logged at info level.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -22,35 +23,51 @@ _REDACT_KEYS = {"api_key", "apikey", "authorization", "secret", "webhook_secret"
 _HANDLER_MARK = "_wahub_handler"
 
 
-def _redact(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    if method in ("debug",):
-        return event_dict
-    for key in list(event_dict):
-        if key.lower() in _REDACT_KEYS:
-            event_dict[key] = "[redacted]"
-    return event_dict
+class _Clean:
+    """Key-based redaction, ``format_exc_info``, secret scrubbing and ``logredact.mask_values``, in
+    that order, as one processor (one call and one pass over the values on every line).
 
-
-class _Scrub:
-    """Replace every occurrence of a configured secret (API key, webhook secret) in any string value.
-
-    A second line of defence behind key-based redaction: a secret that ends up inside an error
-    message or a URL is masked at every level, debug included.
+    * Fields whose name says they are secret (:data:`_REDACT_KEYS`) become ``[redacted]``, except at
+      debug level.
+    * Every occurrence of a configured secret (API key, webhook secret) in any string value is
+      replaced, at every level, debug included: a second line of defence behind the names, for a
+      secret that ends up inside an error message or a URL.
+    * Phone numbers and SQL parameters inside text are masked (:mod:`wahub.logredact`).
     """
 
     def __init__(self, secrets: Iterable[str | None]) -> None:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
-    def __call__(self, _logger: Any, _method: str,
-                 event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        if self.secrets:
-            for key, value in event_dict.items():
-                if isinstance(value, str):
-                    for secret in self.secrets:
-                        if secret in value:
-                            value = value.replace(secret, "[redacted]")
-                    event_dict[key] = value
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if method != "debug":
+            for key in list(event_dict):
+                if key.lower() in _REDACT_KEYS:
+                    event_dict[key] = "[redacted]"
+        if "exc_info" in event_dict:
+            event_dict = structlog.processors.format_exc_info(logger, method, event_dict)
+        secrets, own = self.secrets, logredact.OWN_KEYS
+        for key, value in event_dict.items():
+            if isinstance(value, str):
+                for secret in secrets:
+                    if secret in value:
+                        value = value.replace(secret, "[redacted]")
+                event_dict[key] = value if key in own else logredact.mask_text(value)
         return event_dict
+
+
+def _json_fallback(obj: Any) -> Any:
+    """What JSON cannot carry, as structlog's renderer shows it: its ``__structlog__()`` or ``repr``."""
+    try:
+        return obj.__structlog__()
+    except AttributeError:
+        return repr(obj)
+
+
+_ENCODER = json.JSONEncoder(default=_json_fallback)  # json.dumps(obj, default=...) builds one per call
+
+
+def _dumps(obj: Any, **_kw: Any) -> str:
+    return _ENCODER.encode(obj)
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO | None = None,
@@ -70,11 +87,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO 
     isatty = getattr(out, "isatty", None)
     use_console = fmt == "console" or (fmt == "auto" and callable(isatty) and bool(isatty()))
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
-    scrub = _Scrub(secrets)
-    renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+    clean = _Clean(secrets)
+    renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer(_dumps)
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, stamp,
-                    _redact, structlog.processors.format_exc_info, scrub, logredact.mask_values, renderer],
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, stamp, clean,
+                    renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=cache,
@@ -83,8 +100,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO 
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
                            structlog.stdlib.add_logger_name, stamp],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _redact,
-                    structlog.processors.format_exc_info, scrub, logredact.mask_values, renderer]))
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, clean, renderer]))
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:

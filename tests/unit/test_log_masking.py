@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 
@@ -49,3 +50,23 @@ def test_a_traceback_carrying_a_whatsapp_id_is_masked(stream: io.StringIO) -> No
 ])
 def test_mask_text(raw: str, masked: str) -> None:
     assert logredact.mask_text(raw) == masked
+
+
+def test_one_line_keeps_its_field_order_redacts_by_name_and_scrubs_secrets_at_every_level() -> None:
+    saved = structlog.get_config()
+    out = io.StringIO()
+    observability.configure_logging("debug", "json", stream=out, secrets=("s3cret-key",))
+    structlog.contextvars.bind_contextvars(request_id="r1")
+    try:
+        log = structlog.get_logger("wahub.test")
+        log.info("enqueued", instance_id=PHONE, queue_id="0123456789abcdef" * 2, kind="text", key_source="header")
+        log.info("named", Token="t", url="https://x/?k=s3cret-key", note=f"to {PHONE}")
+        log.debug("debugging", token="t", url="s3cret-key")
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+        structlog.configure(**saved)
+    first, named, debugging = (json.loads(line) for line in out.getvalue().splitlines())
+    assert list(first) == ["instance_id", "queue_id", "kind", "key_source", "event", "request_id", "level", "timestamp"]
+    assert first["instance_id"] == "********7766" and first["queue_id"] == "0123456789abcdef" * 2
+    assert (named["Token"], named["url"], named["note"]) == ("[redacted]", "https://x/?k=[redacted]", "to ********7766")
+    assert (debugging["token"], debugging["url"]) == ("t", "[redacted]")  # names stay at debug, secrets never

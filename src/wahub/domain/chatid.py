@@ -74,6 +74,8 @@ def normalize(raw: object, *, field: str = "chatId", default_country_code: str |
 
 def _ascii_digits(value: str) -> str:
     """Any Unicode decimal digit (Arabic-Indic ``٢٠١``, full-width ``２０１``…) as its ASCII digit."""
+    if value.isascii():  # nothing to convert (the usual case)
+        return value
     return "".join(str(unicodedata.decimal(c)) if not c.isascii() and unicodedata.decimal(c, None) is not None
                    else c for c in value)
 
