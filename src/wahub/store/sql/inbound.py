@@ -20,6 +20,7 @@ from wahub.store.records import (
     PollRecord,
     VoteRecord,
     dump_json,
+    outbox_item,
 )
 from wahub.store.sql import direct
 from wahub.store.sql.connection import (
@@ -39,6 +40,11 @@ _MARK_SEEN_SQL = ("INSERT INTO inbound_seen (instance_id, message_id, seen_at) V
                   "ON CONFLICT (instance_id, message_id) DO NOTHING RETURNING instance_id, message_id")
 _INSERT_EVENTS_SQL = ("INSERT INTO webhook_events (event_id, instance_id, event, body, status, attempts, "
                       "next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)")
+_OUTBOX_COLUMNS = [c.name for c in t.outbox.columns]
+_ACK_ROW_SQL = (f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox WHERE instance_id = ? AND message_id = ? "
+                "LIMIT 1")
+# ``IS``: an item with no ack yet has NULL there, and the update must still match it (``=`` would not).
+_ACK_SET_SQL = "UPDATE outbox SET ack = ? WHERE seq = ? AND ack IS ? RETURNING seq"
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,20 @@ class InboundSql(SqlBase):
         ack advanced, None when it is unknown, equal or a step back.
         """
         async with self._tx() as conn:
+            if self.is_sqlite:  # one hand-off per statement (a send's receipt runs this once or more)
+                rows = await direct.fetch_all(conn, _ACK_ROW_SQL, (instance_id, message_id))
+                if not rows:
+                    return None
+                item = outbox_item(dict(zip(_OUTBOX_COLUMNS, rows[0], strict=True)))
+                if not advances(item.ack, ack):
+                    return None
+                if not await direct.fetch_all(conn, _ACK_SET_SQL, (ack, item.seq, item.ack)):
+                    return None
+                ev = event_for(item)
+                if ev is not None:
+                    await direct.execute_many(conn, _INSERT_EVENTS_SQL, [
+                        (ev.event_id, ev.instance_id, ev.event, ev.body, now, now)])
+                return item
             row = (await conn.execute(t.outbox.select().where(
                 t.outbox.c.instance_id == instance_id, t.outbox.c.message_id == message_id))).first()
             if row is None:
