@@ -68,8 +68,10 @@ def free_port() -> int:
 class Hub:
     """One ``wa-hub serve`` subprocess."""
 
-    def __init__(self, data_dir: Path, database_url: str | None, extra_env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, database_url: str | None, extra_env: dict[str, str], *,
+                 new_session: bool = False) -> None:
         self.data_dir = data_dir
+        self.new_session = new_session  # started in a session of its own (see bench/webhooks.py ServiceHub)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "API_KEY": API_KEY, "DATA_DIR": str(data_dir), "PORT": str(self.port),
@@ -84,7 +86,8 @@ class Hub:
         """Start and wait until ``/ready`` answers 200."""
         wa_hub = Path(sys.executable).with_name("wa-hub")
         log = open(self.data_dir / "server.log", "ab")
-        self.proc = subprocess.Popen([str(wa_hub), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([str(wa_hub), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=self.new_session)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -153,11 +156,12 @@ class Hub:
 class Bare:
     """The bare reference app (``bench/bare_app.py``) as a subprocess."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, new_session: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, str(HERE / "bare_app.py"), "--port", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=new_session)
         deadline = time.monotonic() + 30
         while True:
             try:

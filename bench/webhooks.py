@@ -57,7 +57,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.enqueue import API_KEY, Bare, Hub, cpu_s, free_port, machine  # noqa: E402
+from bench.enqueue import API_KEY, Bare, Hub, cpu_s, machine  # noqa: E402
 
 _OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 _MARK = b"lat:"
@@ -110,44 +110,15 @@ class ServiceHub(Hub):
     condition a deployed server does not have.
     """
 
-    def start(self) -> None:
-        """Start (in its own session) and wait until ``/ready`` answers 200."""
-        wa_hub = Path(sys.executable).with_name("wa-hub")
-        log = open(self.data_dir / "server.log", "ab")
-        self.proc = subprocess.Popen([str(wa_hub), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=not SAME_SESSION)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"wa-hub exited: {(self.data_dir / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("wa-hub did not become ready")
+    def __init__(self, data_dir: Path, database_url: str | None, extra_env: dict[str, str]) -> None:  # noqa: D107
+        super().__init__(data_dir, database_url, extra_env, new_session=not SAME_SESSION)
 
 
 class ServiceBare(Bare):
     """The bare app in a session of its own, like :class:`ServiceHub` (unless ``SAME_SESSION``)."""
 
     def __init__(self) -> None:  # noqa: D107 - as Bare, with its own session
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_app.py")), "--port",
-                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=not SAME_SESSION)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("bare app did not start")
-            time.sleep(0.1)
+        super().__init__(new_session=not SAME_SESSION)
 
 
 SAME_SESSION = False  # --same-session: hubs and the bare app share the bench's session (as before)
