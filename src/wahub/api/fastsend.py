@@ -19,10 +19,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wahub.api import errors, schemas, waapi
 from wahub.domain.outbox import ItemKind
+from wahub.edge.asgi import replay
 from wahub.edge.auth import GUARDED
 from wahub.runtime.hub import Hub
 
@@ -58,7 +59,7 @@ class FastEnqueue:
             return
         data = _json_object(scope, body, ROUTES[suffix][1])
         if data is None:  # FastAPI words the refusal of a body it cannot take
-            await self.app(scope, _replay(body), send)
+            await self.app(scope, replay(body), send)
             return
         scope["route"] = self.routes[suffix]
         try:
@@ -139,15 +140,3 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-def _replay(body: bytes) -> Receive:
-    sent = [False]
-
-    async def receive() -> Message:
-        if sent[0]:
-            return {"type": "http.disconnect"}
-        sent[0] = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from wahub.api.errors import error_body, unexpected_response
 from wahub.domain.brake import FailureBrake
 from wahub.edge import auth, brakes
+from wahub.edge.asgi import replay
 from wahub.runtime.hub import Hub
 
 log = structlog.get_logger("wahub.http")
@@ -61,7 +62,7 @@ class Guard:
         if refused is None and not too_big and length is None and b"chunked" in headers.get(b"transfer-encoding",
                                                                                               b""):
             body, too_big = await _read_capped(receive, limit)
-            receive = _replay(body)
+            receive = replay(body)
         request_id_header = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
@@ -121,18 +122,6 @@ async def _read_capped(receive: Receive, limit: int) -> tuple[bytes, bool]:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks), False
-
-
-def _replay(body: bytes) -> Receive:
-    sent = [False]
-
-    async def receive() -> Message:
-        if sent[0]:
-            return {"type": "http.disconnect"}
-        sent[0] = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 async def _json(send: Send, status: int, payload: dict[str, Any], retry_after_s: int = 0) -> None:

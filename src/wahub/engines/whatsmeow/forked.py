@@ -21,18 +21,26 @@ class WorkerProcess(Protocol):
     """What the engine uses of a worker process; ``asyncio.subprocess.Process`` is one."""
 
     @property
-    def pid(self) -> int: ...
+    def pid(self) -> int:
+        """The worker's process id."""
+        ...
 
     @property
-    def returncode(self) -> int | None: ...
+    def returncode(self) -> int | None:
+        """Its exit code once it has exited (negative: killed by that signal), else None."""
+        ...
 
     stdin: asyncio.StreamWriter | None
     stdout: asyncio.StreamReader | None
     stderr: asyncio.StreamReader | None
 
-    async def wait(self) -> int: ...
+    async def wait(self) -> int:
+        """Wait for the exit; returns the exit code."""
+        ...
 
-    def kill(self) -> None: ...
+    def kill(self) -> None:
+        """Send SIGKILL; raises ``ProcessLookupError`` once it has exited."""
+        ...
 
 
 class ForkedWorker:
