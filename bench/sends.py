@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--pythonpath", default=None, help="run the hub from this source tree (e.g. older code)")
     parser.add_argument("--profile", default=None, help="write py-spy stacks (raw) of the hub's drain to this file")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--stamps", default=None, help="write every instance's delivery stamps (JSON) to this file")
     parser.add_argument("--same-number", action="store_true",
                         help="every item of an instance to one number (only the first send asks WhatsApp)")
     args = parser.parse_args()
@@ -143,6 +144,8 @@ def main() -> None:
     load_after = os.getloadavg()[0]
     hub.stop()
     shutil.rmtree(tmp, ignore_errors=True)
+    if args.stamps:
+        Path(args.stamps).write_text(json.dumps({"ready_ms": ready_ms, "stamps": stamps}))
     all_at = sorted(a for v in stamps.values() for a in v)
     late = [float(b - a - args.interval_ms) for v in stamps.values() for a, b in zip(v, v[1:], strict=False)]
     first = [float(v[0] - ready_ms) for v in stamps.values() if v]

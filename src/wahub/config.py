@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     max_queue_size: int = Field(default=200, ge=1, alias="MAX_QUEUE_SIZE")
     send_interval_ms: int = Field(default=500, ge=0, alias="SEND_INTERVAL_MS")
     send_jitter_ms: int = Field(default=0, ge=0, alias="SEND_JITTER_MS")
-    send_claim_lead_ms: int = Field(default=0, ge=0, le=1000, alias="SEND_CLAIM_LEAD_MS")
+    send_claim_lead_ms: int = Field(default=500, ge=0, le=1000, alias="SEND_CLAIM_LEAD_MS")
     retry_base_backoff_ms: int = Field(default=5000, ge=1, alias="RETRY_BASE_BACKOFF_MS")
     retry_max_backoff_ms: int = Field(default=120000, ge=1, alias="RETRY_MAX_BACKOFF_MS")
     max_send_attempts: int = Field(default=5, ge=1, alias="MAX_SEND_ATTEMPTS")

@@ -20,6 +20,7 @@ from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
 from wahub.edge.status import status_of
 from wahub.engines import base as eng
 from wahub.runtime.clock import FakeClock, SystemClock
+from wahub.runtime.sendloop import ClaimTimes
 from wahub.store.memory import MemoryStore
 
 SEC = 1000
@@ -95,27 +96,30 @@ async def test_windows_and_interval_hold_on_engine_stamps_when_commits_take_vari
 
 
 class ClaimClockStore(MemoryStore):
-    """Notes the true (fake) time of every claim that returned an item."""
+    """Claims that take ``claim_ms`` on the fake clock (queued behind other instances' writes, as in
+    a loaded batch); notes the true time each claim that returned an item was asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, claim_ms: int = 0) -> None:
         super().__init__()
         self.clock: FakeClock | None = None
+        self.claim_ms = claim_ms
         self.claimed_at: list[int] = []
 
     async def claim_next(self, instance_id: str, now: int, *, hand_over: bool = False,
                          chosen_message_id: str | None = None) -> OutboxItem | None:
+        assert self.clock is not None
+        asked = self.clock.now_ms()
+        if self.claim_ms:
+            await self.clock.sleep(self.claim_ms)
         item = await super().claim_next(instance_id, now, hand_over=hand_over, chosen_message_id=chosen_message_id)
         if item is not None:
-            assert self.clock is not None
-            self.claimed_at.append(self.clock.now_ms())
+            self.claimed_at.append(asked)
         return item
 
 
-async def test_a_claim_lead_hands_over_early_but_never_sends_before_the_pacing_instant() -> None:
-    """SEND_CLAIM_LEAD_MS: the claim's commit is taken off the pacing lateness, not off the interval."""
-    lead = 80
-    store = ClaimClockStore()
-    fh = build(None, store=store, send_claim_lead_ms=lead, send_interval_ms=2_000, max_sends_per_minute=20)
+async def _paced_with_slow_claims(claim_ms: int, cap_ms: int) -> tuple[list[int], ClaimClockStore, str]:
+    store = ClaimClockStore(claim_ms)
+    fh = build(None, store=store, send_claim_lead_ms=cap_ms, send_interval_ms=2_000, max_sends_per_minute=20)
     store.clock = fh.clock
     iid = await ready(fh)
     await enqueue(fh, iid, 12)
@@ -124,12 +128,55 @@ async def test_a_claim_lead_hands_over_early_but_never_sends_before_the_pacing_i
     times = stamps(fh, iid)
     assert len(times) == 12
     assert_paced(times, 20, 2_000)  # the interval and the window hold on the engine's stamps
-    # each after the first was claimed `lead` before its send instant (without it: 0 ms)
+    return times, store, iid
+
+
+def _gaps(times: list[int]) -> list[int]:
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+async def test_slow_claims_are_started_early_so_sends_land_on_their_pacing_instant() -> None:
+    """The claim lead: claims taking 60 ms (queued in a batch behind many instances' writes) are
+    started that much before the pacing instant, so the interval is kept to the millisecond instead
+    of being 60 ms late at every send."""
+    times, store, iid = await _paced_with_slow_claims(claim_ms=60, cap_ms=500)
+    assert _gaps(times) == [2_000] * 11  # without the lead: 2,060 each
     early = [t - c for t, c in zip(times, store.claimed_at, strict=True)]
-    assert early[1:] == [lead] * 11, early
-    # ... but its hand-over (the send log a restart counts) is recorded at the pacing instant
+    assert early == [60] * 12, early  # asked 60 ms ahead once a claim was seen to take 60 ms
+    # ... but each hand-over (the send log a restart counts) is recorded at the pacing instant
     items, _ = await store.list_items(iid, statuses=None, limit=20, offset=0)
     assert all(i.handed_over_at == i.sent_at for i in items), [(i.handed_over_at, i.sent_at) for i in items]
+
+
+async def test_the_claim_lead_is_bounded_by_its_cap_and_off_at_zero() -> None:
+    """SEND_CLAIM_LEAD_MS caps the lead: claims of 150 ms with a cap of 80 leave 70 ms of lateness;
+    a cap of 0 starts every claim at the pacing instant (the whole claim time is late)."""
+    times, _, _ = await _paced_with_slow_claims(claim_ms=150, cap_ms=80)
+    assert _gaps(times) == [2_070] * 11
+    times, store, _ = await _paced_with_slow_claims(claim_ms=60, cap_ms=0)
+    assert _gaps(times) == [2_060] * 11
+    assert [t - c for t, c in zip(times, store.claimed_at, strict=True)] == [60] * 12
+
+
+def test_claim_times_remember_the_longest_claim_of_the_window_only() -> None:
+    claims = ClaimTimes(500, window_ms=300 * SEC, bucket_ms=10 * SEC)
+    t0 = 1_767_225_600_000
+    assert claims.lead_ms(t0) == 0
+    claims.observe(t0, 120)
+    claims.observe(t0 + 15 * SEC, 3)
+    assert claims.lead_ms(t0 + 20 * SEC) == 120  # one slow burst sets the lead for the next rounds
+    claims.observe(t0 + 30 * SEC, 9_000)  # a claim held by a locked database: at most the cap
+    assert claims.lead_ms(t0 + 30 * SEC) == 500
+    assert claims.lead_ms(t0 + 311 * SEC) == 500
+    assert claims.lead_ms(t0 + 341 * SEC) == 0  # the slow claims left the window; quiet claims since
+    claims.observe(t0 + 342 * SEC, 2)
+    assert claims.lead_ms(t0 + 342 * SEC) == 2
+    claims.observe(t0 + 343 * SEC, -50)  # a backward clock step is no claim time
+    assert claims.lead_ms(t0 + 343 * SEC) == 2
+    assert claims.lead_ms(t0 + 100 * SEC) == 0  # the clock stepped back past every bucket
+    off = ClaimTimes(0)
+    off.observe(t0, 300)
+    assert off.lead_ms(t0) == 0
 
 
 def _stepped_clock(step: dict[str, int]) -> Any:
@@ -425,7 +472,7 @@ async def test_logout_then_create_again_keeps_sent_keys_and_the_rate_windows() -
 
 
 
-class DyingStore(MemoryStore):
+class DyingStore(ClaimClockStore):
     """A store whose process dies (never answers again) once ``dead`` is set: the outcome of a send
     that reached the engine is never written, as after a SIGKILL between the call and its commit."""
 
@@ -442,11 +489,12 @@ async def test_a_claim_lead_crash_after_the_call_keeps_the_interval_on_the_engin
     written must not let the first send after the restart come sooner than the interval after that
     message's own stamp (the send log kept the claim's time, ``lead`` before the real send)."""
     lead, interval = 1_000, 20 * SEC
-    store = DyingStore()
+    store = DyingStore(claim_ms=900)  # claims this slow make the lead 900 ms
     fh = build(None, store=store, send_claim_lead_ms=lead, send_interval_ms=interval)
+    store.clock = fh.clock
     iid = await ready(fh)
     await enqueue(fh, iid, 1, prefix="a")
-    await fh.advance(SEC)
+    await fh.advance(2 * SEC)
     assert len(stamps(fh, iid)) == 1
     store.dead = True
     await enqueue(fh, iid, 1, prefix="b")
@@ -456,6 +504,7 @@ async def test_a_claim_lead_crash_after_the_call_keeps_the_interval_on_the_engin
     # the restart: the first hub is abandoned (its clock never moves again); same store, same phone
     true = FakeClock(fh.clock.now_ms())
     fh2 = build(None, store=store, clock=true, send_claim_lead_ms=lead, send_interval_ms=interval)
+    store.clock, store.claim_ms = true, 0  # instant claims now: nothing hides a send logged too early
     fh2.world.phones = fh.world.phones
     await fh2.hub.start(restore=True)
     await fh2.advance(5 * SEC)

@@ -43,7 +43,7 @@ from wahub.runtime.registry import InstanceRuntime, Registry
 from wahub.runtime.resolve import Resolver
 from wahub.runtime.sandboxport import SandboxControl
 from wahub.runtime.sendactions import SendActions
-from wahub.runtime.sendloop import SendLoop, SendPolicy
+from wahub.runtime.sendloop import ClaimTimes, SendLoop, SendPolicy
 from wahub.runtime.storehealth import StoreHealth
 from wahub.runtime.supervisor import LifecyclePolicy, Supervisor
 from wahub.runtime.webhooks import Dispatcher, DispatchPolicy, Target
@@ -124,7 +124,7 @@ class Hub:
                                       retry_base_ms=settings.retry_base_backoff_ms,
                                       retry_max_ms=settings.retry_max_backoff_ms, jitter_ms=settings.send_jitter_ms,
                                       typing=settings.typing_indicator_enabled,
-                                      claim_lead_ms=settings.send_claim_lead_ms)
+                                      claim_times=ClaimTimes(settings.send_claim_lead_ms))
 
     # -- start / stop ----------------------------------------------------------------------------
     async def start(self, *, restore: bool = True) -> None:

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
@@ -51,6 +52,49 @@ IDLE_MS = 3_600_000  # nothing queued: sleep until an enqueue pokes the loop
 ENGINE_STAMP_TOLERANCE_MS = 1_000  # an engine-reported send time this close after our instant is adopted
 
 
+class ClaimTimes:
+    """How long claims take on this hub lately, shared by all its send loops: the claim lead.
+
+    A loop starts its claim (with the hand-over) this long before its pacing instant and then waits
+    for the instant, so the time the claim's commit spends queued behind other instances' writes is
+    not added to the interval. The lead is the longest claim (submit → committed answer, ms on the
+    hub's clock) seen in the last ``window_ms``, kept per ``bucket_ms``, and never more than
+    ``cap_ms`` (``SEND_CLAIM_LEAD_MS``; 0: claims start at the pacing instant).
+
+    Why the longest lately: when many instances are due in the same instant (e.g. linked together)
+    their claims queue in one batch, and the last one waits for all the others; the next round of
+    the same instances queues the same way, one interval later, which the window spans. On a quiet
+    hub claims take a millisecond or two and so does the lead. The lead is also how long a claimed,
+    handed-over item can wait before its engine call, the window in which a kill leaves an item
+    that never left reported ``uncertain``: bounded by the cap, near zero unless claims are slow.
+    """
+
+    def __init__(self, cap_ms: int, *, window_ms: int = 300_000, bucket_ms: int = 10_000) -> None:
+        self.cap_ms = cap_ms
+        self.window_ms = window_ms
+        self.bucket_ms = bucket_ms
+        self._buckets: collections.deque[list[int]] = collections.deque()  # [bucket start, longest ms]
+
+    def observe(self, now: int, took_ms: int) -> None:
+        """A claim started at ``now - took_ms`` answered at ``now`` (epoch ms)."""
+        if self.cap_ms <= 0:
+            return
+        took = min(max(took_ms, 0), self.cap_ms)  # a clock step is no claim time
+        start = now - now % self.bucket_ms
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == start:
+            buckets[-1][1] = max(buckets[-1][1], took)
+        else:
+            buckets.append([start, took])
+
+    def lead_ms(self, now: int) -> int:
+        """The lead at ``now`` (epoch ms): 0 ≤ lead ≤ ``cap_ms``."""
+        buckets = self._buckets
+        while buckets and (buckets[0][0] <= now - self.window_ms or buckets[0][0] > now):
+            buckets.popleft()  # too old, or left ahead by a backward clock step
+        return max((b[1] for b in buckets), default=0)
+
+
 @dataclass(frozen=True)
 class SendPolicy:
     """The settings the loop obeys (ms throughout)."""
@@ -61,7 +105,8 @@ class SendPolicy:
     jitter_ms: int
     typing: bool
     send_timeout_ms: int = 120_000  # an engine call that hangs longer is treated as `uncertain`
-    claim_lead_ms: int = 0  # claim (and hand over) this long before the pacing instant; the send waits for it
+    # when claims start before their pacing instant; one for all the hub's loops (default: never early)
+    claim_times: ClaimTimes = field(default_factory=lambda: ClaimTimes(0))
 
 
 class Link(Protocol):
@@ -250,9 +295,11 @@ class SendLoop:
         limits = self.limits()
         decision = ratelimit.next_allowed(history, now, limits, self._jitter_ms)
         self._not_before = decision.at_ms
-        if decision.at_ms > now + self.policy.claim_lead_ms:
+        claims = self.policy.claim_times
+        lead = claims.lead_ms(now)
+        if decision.at_ms > now + lead:
             self.outcomes.deferred(iid, decision.reason)
-            return decision.at_ms - now - self.policy.claim_lead_ms
+            return decision.at_ms - now - lead
         engine = self.link.engine
         if engine is None or self._draining:
             return 200
@@ -267,7 +314,10 @@ class SendLoop:
         # and the windows) is recorded at the pacing instant, not at the earlier claim: nothing goes out
         # before it, and a kill after the call must not leave the send logged up to the lead too early.
         at = max(now, decision.at_ms)
+        asked = self.clock.now_ms()
         item = await self.store.claim_next(iid, at, hand_over=hand_over, chosen_message_id=chosen)
+        answered = self.clock.now_ms()
+        claims.observe(answered, answered - asked)
         if item is None:
             due_at = await self.store.next_due_at(iid)
             if due_at is None:

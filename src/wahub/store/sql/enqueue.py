@@ -36,6 +36,9 @@ COLUMNS = [c.name for c in t.outbox.columns]
 INSERTED = ("queue_id", "instance_id", "idempotency_key", "key_source", "kind", "chat_id", "payload",
             "fingerprint", "status", "attempts", "next_attempt_at", "created_at", "updated_at")
 OPEN = (St.QUEUED.value, St.SENDING.value)
+# Statuses go into the SQL as text, never bound: on SQLite a bound value compared with `status` makes
+# the statement re-prepare at every execution (the partial index on it; see sendbatch.Statement).
+_OPEN_SQL = ", ".join(f"'{v}'" for v in OPEN)
 CHUNK = 400  # keys per read (SQLite's bound-parameter limit is far above 2 × 400)
 
 
@@ -119,9 +122,9 @@ def sqlite_batch(db: sqlite3.Connection, reqs: Sequence[_NewItem]) -> list[_Inse
     try:
         keys, ids = _keys_and_ids(reqs)
         stored = _sqlite_by_keys(db, keys)
-        counts = {row[0]: int(row[1]) for row in db.execute(
+        counts = {row[0]: int(row[1]) for row in db.execute(  # statuses as text: see _OPEN_SQL
             f"SELECT instance_id, count(*) FROM outbox WHERE instance_id IN ({_marks(len(ids))}) "
-            f"AND status IN (?, ?) GROUP BY instance_id", [*ids, *OPEN]).fetchall()}
+            f"AND status IN ({_OPEN_SQL}) GROUP BY instance_id", ids).fetchall()}
         decided, new_rows = decide(reqs, stored, counts)
         created: dict[Key, OutboxItem] = {}
         rows = list(new_rows.values())
@@ -145,7 +148,6 @@ def sqlite_batch(db: sqlite3.Connection, reqs: Sequence[_NewItem]) -> list[_Inse
 # -- PostgreSQL: two statements on the asyncpg connection ---------------------------------------------
 # One read answers both questions (the rows under the batch's keys, the open items per instance): the
 # counts come as extra rows, marked, with the count in ``seq``. Round trips are what a batch costs here.
-_OPEN_SQL = ", ".join(f"'{v}'" for v in OPEN)
 _PG_READ = (f"SELECT false, {', '.join('o.' + c for c in COLUMNS)} FROM unnest($1::varchar[], $2::varchar[]) AS "
             "k(instance_id, idempotency_key) JOIN outbox o ON o.instance_id = k.instance_id AND o.idempotency_key = "
             "k.idempotency_key UNION ALL SELECT true, "
