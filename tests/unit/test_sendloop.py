@@ -158,6 +158,49 @@ async def test_the_claim_lead_is_bounded_by_its_cap_and_off_at_zero() -> None:
     assert [t - c for t, c in zip(times, store.claimed_at, strict=True)] == [60] * 12
 
 
+async def _item_waiting_for_its_instant(grace_ms: int) -> tuple[FakeHub, ClaimClockStore, str, OutboxItem]:
+    """One slow claim (400 ms) sets the hub's lead; later claims are instant, so the next item is
+    claimed and handed over 400 ms before its pacing instant and then waits for it: returned 300 ms
+    before that instant."""
+    store = ClaimClockStore(claim_ms=400)
+    fh = build(None, store=store, send_interval_ms=5_000, shutdown_grace_ms=grace_ms)
+    store.clock = fh.clock
+    iid = await ready(fh)
+    await enqueue(fh, iid, 1, prefix="a")
+    await fh.advance(2 * SEC)
+    (t1,) = stamps(fh, iid)
+    store.claim_ms = 0
+    await enqueue(fh, iid, 1, prefix="b")
+    await fh.advance(t1 + 4_700 - fh.clock.now_ms())
+    items, _ = await store.list_items(iid, statuses=None, limit=10, offset=0)
+    b = next(i for i in items if i.payload["message"] == "b0")
+    assert b.status == ItemStatus.SENDING and b.handed_over_at == t1 + 5_000, b
+    assert len(stamps(fh, iid)) == 1  # b has not left
+    return fh, store, iid, b
+
+
+@pytest.mark.parametrize("grace_ms", [0, 100, 15_000])
+async def test_a_clean_stop_puts_back_an_item_claimed_early_that_has_not_gone_out(grace_ms: int) -> None:
+    """A stop (SIGTERM) while an item claimed ahead of its instant waits for it: nothing went out, so
+    the item is queued again (not `uncertain` after the restart, no send counted), whatever the grace,
+    and the stop does not wait for the instant to send it."""
+    fh, store, iid, b = await _item_waiting_for_its_instant(grace_ms)
+    await fh.hub.stop()
+    assert len(stamps(fh, iid)) == 1  # not sent during the stop
+    item = await store.get_item(b.queue_id)
+    assert item is not None and item.status == ItemStatus.QUEUED and item.handed_over_at is None, item
+    assert len(await store.send_history(iid, 0)) == 1
+    fh2 = build(None, store=store, clock=fh.clock, send_interval_ms=5_000)
+    fh2.world.phones = fh.world.phones
+    await fh2.hub.start(restore=True)
+    await fh2.advance(60 * SEC)
+    item = await store.get_item(b.queue_id)
+    assert item is not None and item.status == ItemStatus.SENT, item
+    assert not fh2.hooks.names("message_uncertain")
+    assert [d.text for d in fh2.world.phones[iid].deliveries] == ["a0", "b0"]
+    await fh2.hub.stop()
+
+
 def test_claim_times_remember_the_longest_claim_of_the_window_only() -> None:
     claims = ClaimTimes(500, window_ms=300 * SEC, bucket_ms=10 * SEC)
     t0 = 1_767_225_600_000

@@ -173,6 +173,7 @@ class SendLoop:
         self.rng = rng
         self.resolve = resolve
         self.wake = asyncio.Event()
+        self._stopping = asyncio.Event()  # set by drain(): an item waiting for its instant goes back
         self._task: asyncio.Task[None] | None = None
         self._jitter_ms = 0
         self._draining = False
@@ -203,12 +204,14 @@ class SendLoop:
 
     async def drain(self, grace_ms: int) -> None:
         """Take no new item; let the loop end on its own (an engine call in flight finishes), for at
-        most ``grace_ms``; then stop it.
+        most ``grace_ms``; then stop it. An item claimed early and still waiting for its pacing
+        instant has not gone out: it goes back to the queue at once.
 
         Letting the loop end rather than cancelling it also means no store query is cut off midway:
         a cancelled query's database thread would otherwise answer into a closed event loop.
         """
         self._draining = True
+        self._stopping.set()
         self.wake.set()
         task = self._task
         if task is not None and not task.done():
@@ -365,17 +368,23 @@ class SendLoop:
                     await engine.send_typing(chat)
             await store.mark_handed_over(item, max(clock.now_ms(), self._not_before), chosen_message_id=chosen)
         # Decide again: awaits happened since the first decision. `history` is still the whole
-        # story (this instance has one item in flight), so only time moved.
-        while True:
-            now = clock.now_ms()
-            wait = ratelimit.next_allowed(history, now, limits, self._jitter_ms).at_ms - now
-            if wait <= 0:
-                break
-            await clock.sleep(wait)
-            if link.state != State.READY or link.engine is not engine:
-                await store.release(item.seq, next_attempt_at=clock.now_ms(), now=clock.now_ms(), unlog=True)
-                self._history = None
-                return
+        # story (this instance has one item in flight), so only time moved. Waiting here (for the
+        # pacing instant after a claim lead) the item is handed over but nothing has gone out: a clean
+        # stop, a state change or a cancelled task puts it back in the queue, its send-log row gone.
+        try:
+            while True:
+                now = clock.now_ms()
+                wait = ratelimit.next_allowed(history, now, limits, self._jitter_ms).at_ms - now
+                if wait <= 0:
+                    break
+                stopping = await self._sleep_unless_stopping(wait)
+                if stopping or link.state != State.READY or link.engine is not engine:
+                    await self._put_back(item)
+                    return
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._put_back(item)
+            raise
         lease_valid = getattr(link, "lease_valid", None)  # several nodes: the lease is surely still ours
         if lease_valid is not None and not lease_valid():
             raise Fenced(link.id)  # the next owner finds the item handed over: uncertain, never sent twice
@@ -400,6 +409,26 @@ class SendLoop:
         # Recording the outcome also stamps the send log with `instant` (OutboxPort.mark_sent), in the
         # same transaction.
         await self.outcomes.sent(item, result.message_id, instant)
+
+    async def _sleep_unless_stopping(self, ms: int) -> bool:
+        """Sleep ``ms`` on the clock; True (at once) when a clean stop (:meth:`drain`) comes first."""
+        if self._draining:
+            return True
+        sleeper = asyncio.ensure_future(self.clock.sleep(ms))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
+        return self._draining
+
+    async def _put_back(self, item: OutboxItem) -> None:
+        """The item, claimed and handed over, never reached the engine: queued again (due now) and
+        its send-log row removed. Shielded, so the cancel of a stop cannot cut the write off."""
+        self._history = None
+        now = self.clock.now_ms()
+        await asyncio.shield(self.store.release(item.seq, next_attempt_at=now, now=now, unlog=True))
 
     async def _after_error(self, item: OutboxItem, exc: BaseException) -> None:
         """Classify a failed call (see ``docs/decisions.md``, "Maybe sent").
