@@ -101,10 +101,11 @@ def main() -> None:
                 return item
             return apply
 
+        def outcome(item: Any) -> Any:
+            return lambda c: OnSqlite.sent(c, item, "3EB0" + item.queue_id[:12], NOW + 5, NOW + 5, [])
+
         rows["claim + hand-over request"] = per_request(conn, [claimer(i) for i in ids])
-        rows["outcome request"] = per_request(conn, [
-            (lambda it: lambda c: OnSqlite.sent(c, it, "3EB0" + it.queue_id[:12], NOW + 5, NOW + 5, []))(it)
-            for it in items if it is not None])
+        rows["outcome request"] = per_request(conn, [outcome(it) for it in items if it is not None])
         conn.close()
     print(f"SQLite {sqlite3.sqlite_version}, {args.instances} instances × {args.items} items")
     print("| statement | µs each |\n|---|---:|")
