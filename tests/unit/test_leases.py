@@ -156,3 +156,35 @@ async def test_an_instance_claimed_here_while_its_creation_is_answered_starts_an
     await fh.advance(TTL_S * SEC)  # a few claim rounds and their view refreshes change nothing
     assert (fh.hub.instances[rt.id].state, fh.hub.instances[rt.id].owner) == (State.READY, "n1")
     await fh.hub.stop()
+
+
+async def test_an_instance_held_here_whose_adoption_failed_is_run_by_a_later_round() -> None:
+    """The lease is claimed (and renewed, so no other node takes it) but starting the instance failed
+    once: a later claim round finds it held with nothing running it and runs it; its queue drains."""
+    fh = build(None, node_leases="on", node_id="n1", node_lease_ttl_seconds=TTL_S, node_capacity=10,
+               world_kwargs={"auto_link_ms": 400})
+    await fh.hub.start()
+    await fh.advance(SEC + 10)
+    assert fh.hub.placement is not None
+    placement = fh.hub.placement
+    adopt = placement._adopt
+    failures: list[str] = []
+
+    async def fails_once(instance_id: str, uncertain: list[object]) -> None:
+        if not failures:
+            failures.append(instance_id)
+            raise RuntimeError("the instance record could not be read")
+        await adopt(instance_id, uncertain)  # type: ignore[arg-type]
+
+    placement._adopt = fails_once  # type: ignore[method-assign]
+    placement.leases.adopt = fails_once
+    rt = await fh.hub.create_instance("shop", HOOK_URL, [])
+    await fh.advance(SEC)  # the claim round: claimed, adoption failed
+    assert failures == [rt.id] and fh.hub.runs_here(rt.id)
+    await fh.hub.outbox.enqueue(rt.id, ItemKind.TEXT, {"chatId": "201000000001", "message": "hi"}, header_key="k1")
+    await fh.advance(TTL_S * SEC)  # later rounds
+    shown = fh.hub.instances[rt.id]
+    assert shown.engine is not None, "held here but nothing runs it"
+    assert (shown.state, shown.owner) == (State.READY, "n1")
+    assert [d.text for d in fh.world.phones[rt.id].deliveries] == ["hi"]
+    await fh.hub.stop()

@@ -217,6 +217,15 @@ class Placement:
         for rec in records:
             seen.add(rec.id)
             rt = self.registry.get(rec.id)
+            if rec.id in self.leases.owned and (rt is None or isinstance(rt.sendloop, RemoteSendLoop)):
+                # Held by this node, yet nothing runs it here (its adoption failed, or a view took its
+                # place): nobody else may run it while the lease is renewed, so run it now.
+                log.warning("owned_instance_not_running", instance_id=rec.id)
+                try:
+                    await self._adopt(rec.id, [])
+                except Exception:  # the next round tries again
+                    log.exception("lease_adopt_failed", instance_id=rec.id)
+                continue
             if rec.id in self.leases.owned and rt is not None:
                 rt.record = rec  # settings changed through another node apply here
                 continue
