@@ -137,6 +137,9 @@ class Metrics:
         self.store_fault = Gauge("wahub_store_fault", "1 while the store cannot write", registry=r)
         self.held_events = Gauge("wahub_engine_events_held", "Engine events held until the store takes them",
                                  registry=r)
+        self.claim_lead = Gauge("wahub_send_claim_lead_ms", "How long before its pacing instant a send loop starts "
+                                "its claim now (ms): the longest claim of the last 5 minutes, capped by "
+                                "SEND_CLAIM_LEAD_MS", registry=r)
         self.store_retries = Counter("wahub_store_retries_total", "Engine-event writes retried after a store fault",
                                      registry=r)
         self._states: dict[str, tuple[str, tuple[str, ...]]] = {}

@@ -113,6 +113,8 @@ async def test_key_series_after_a_scripted_scenario(hub_client: HubClient) -> No
 
         s = await until(settled)
         assert s.value("wahub_disconnects_total", instance=a_id) == 1
+        lead = s.value("wahub_send_claim_lead_ms")  # claims were made: the longest of them, under the cap
+        assert lead is not None and 0 <= lead <= 500, lead
         assert s.value("wahub_instance_state", instance=a_id, state="disconnected") == 1
         assert s.value("wahub_instance_state", instance=a_id, state="ready") == 0
         assert s.value("wahub_webhook_deliveries_total", instance=b_id, outcome="delivered") is None

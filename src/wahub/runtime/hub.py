@@ -125,6 +125,7 @@ class Hub:
                                       retry_max_ms=settings.retry_max_backoff_ms, jitter_ms=settings.send_jitter_ms,
                                       typing=settings.typing_indicator_enabled,
                                       claim_times=ClaimTimes(settings.send_claim_lead_ms))
+        self.metrics.claim_lead.set_function(lambda: self.send_policy.claim_times.lead_ms(self.clock.now_ms()))
 
     # -- start / stop ----------------------------------------------------------------------------
     async def start(self, *, restore: bool = True) -> None:
