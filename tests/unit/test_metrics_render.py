@@ -44,7 +44,7 @@ def test_fleet_gauges_render_like_the_client_library() -> None:
     got = samples(m.render().decode())
     assert got[("wahub_sends_total", (("instance", "shop-a"), ("outcome", "sent")))] == 1
     fleet = {k: v for k, v in got.items()
-             if not k[0].startswith(("wahub_sends", "wahub_store_", "wahub_engine_events"))}  # hub-wide series
+             if not k[0].startswith(("wahub_send", "wahub_store_", "wahub_engine_events"))}  # hub-wide series
     assert fleet == samples(reference())
     assert len(fleet) == 2 * (len(STATES) + len(STATUSES) + 2)
 

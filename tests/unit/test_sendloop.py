@@ -201,6 +201,22 @@ async def test_a_clean_stop_puts_back_an_item_claimed_early_that_has_not_gone_ou
     await fh2.hub.stop()
 
 
+async def test_sigterm_stops_every_send_loop_taking_items_before_the_hub_stops() -> None:
+    """SIGTERM calls ``begin_shutdown`` at once; the drain comes only after the web server's own
+    shutdown. Meanwhile no loop takes another item: the next message stays queued."""
+    fh = build(None, send_interval_ms=5_000)
+    iid = await ready(fh)
+    await enqueue(fh, iid, 2)
+    await fh.advance(SEC)
+    assert len(stamps(fh, iid)) == 1
+    fh.hub.begin_shutdown()
+    await fh.advance(10 * SEC)  # the second message's instant passes before the hub's stop
+    assert len(stamps(fh, iid)) == 1
+    items, _ = await fh.store.list_items(iid, statuses=None, limit=10, offset=0)
+    assert sorted(i.status.value for i in items) == ["queued", "sent"]
+    await fh.hub.stop()
+
+
 def test_claim_times_remember_the_longest_claim_of_the_window_only() -> None:
     claims = ClaimTimes(500, window_ms=300 * SEC, bucket_ms=10 * SEC)
     t0 = 1_767_225_600_000

@@ -202,6 +202,14 @@ class SendLoop:
         if due_at is None or wake_at is None or max(due_at, self._not_before) < wake_at:
             self.wake.set()
 
+    def stop_taking(self) -> None:
+        """The process is stopping (SIGTERM): take no new item from now on; an item claimed early
+        and still waiting for its pacing instant goes back to the queue. :meth:`drain` then waits
+        for the loop to end."""
+        self._draining = True
+        self._stopping.set()
+        self.wake.set()
+
     async def drain(self, grace_ms: int) -> None:
         """Take no new item; let the loop end on its own (an engine call in flight finishes), for at
         most ``grace_ms``; then stop it. An item claimed early and still waiting for its pacing
@@ -210,9 +218,7 @@ class SendLoop:
         Letting the loop end rather than cancelling it also means no store query is cut off midway:
         a cancelled query's database thread would otherwise answer into a closed event loop.
         """
-        self._draining = True
-        self._stopping.set()
-        self.wake.set()
+        self.stop_taking()
         task = self._task
         if task is not None and not task.done():
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
