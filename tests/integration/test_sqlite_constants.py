@@ -3,9 +3,9 @@
 Why it matters: ``outbox`` has a partial index (``uq_outbox_one_sending``, ``WHERE status =
 'sending'``). Where a statement compares ``status`` with a bound parameter, SQLite cannot know
 while preparing whether that index applies, so it marks the statement to be prepared again every
-time the parameter is bound: every execution. The claim then took 82 µs instead of 22 µs, and with
-a thousand instances due in one instant that was most of the pacing lateness
-(``docs/PERFORMANCE.md``, "Constants in the SQL text"). Python's ``sqlite3`` gives no way to read
+time the parameter is bound: every execution. The claim then took 72–74 µs instead of 21–22 µs
+(``bench/claim_sql.py``), and with a thousand instances due in one instant that was most of the
+pacing lateness (``docs/PERFORMANCE.md``, "Constants in the SQL text"). Python's ``sqlite3`` gives no way to read
 SQLite's re-prepare counter, so the text each hot path hands the driver is what is checked here.
 """
 

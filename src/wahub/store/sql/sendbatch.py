@@ -47,19 +47,6 @@ _DIALECT = sqlite.dialect(paramstyle="named")
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
 
 
-def _literal(value: Any) -> str:
-    """``value`` (a constant of our own statements: text, integer or None) as SQL text."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    raise TypeError(f"no SQL literal for {value!r}")
-
-
 @dataclass(frozen=True)
 class Statement:
     """A prebuilt statement compiled once for SQLite, its parameters named as in the statement.
@@ -69,8 +56,8 @@ class Statement:
     ``outbox.status`` makes SQLite re-prepare the statement at every execution: the
     partial index ``uq_outbox_one_sending`` (``WHERE status = 'sending'``) may or may not apply
     depending on it, so SQLite marks the statement expired whenever that parameter is bound
-    (``sqlite3_bind_*`` with the parameter in the statement's ``expmask``). The claim took 82 µs
-    instead of 22 µs (``docs/PERFORMANCE.md``, "Constants in the SQL text").
+    (``sqlite3_bind_*`` with the parameter in the statement's ``expmask``). The claim took 72–74 µs
+    instead of 21–22 µs (``bench/claim_sql.py``; ``docs/PERFORMANCE.md``, "Constants in the SQL text").
     """
 
     sql: str
@@ -82,8 +69,9 @@ class Statement:
         assert isinstance(compiled, SQLCompiler)
         ours = {b.key for b in compiled.binds.values() if b.required} | set(keys or ())
         values = compiled.construct_params(_check=False) or {}
-        constants = {k: v for k, v in values.items() if k not in ours}
-        sql = _BIND.sub(lambda m: _literal(constants[m[1]]) if m[1] in constants else m[0], str(compiled))
+        constants = {k: compiled.render_literal_value(v, compiled.binds[k].type)
+                     for k, v in values.items() if k not in ours}
+        sql = _BIND.sub(lambda m: constants.get(m[1], m[0]), str(compiled))
         return cls(sql)
 
     def run(self, conn: sqlite3.Connection, params: dict[str, Any]) -> sqlite3.Cursor:
