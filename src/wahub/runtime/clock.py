@@ -7,6 +7,9 @@ import heapq
 import itertools
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+from wahub.domain.clock import Clock
 
 
 class SystemClock:
@@ -95,3 +98,17 @@ async def _settle(settle: object) -> None:
         return
     for _ in range(20):
         await asyncio.sleep(0)
+
+
+async def sleep_or_wake(clock: Clock, ms: float | None, wake: asyncio.Event) -> None:
+    """Wait ``ms`` milliseconds on ``clock`` (None: no time limit) or until ``wake`` is set, whichever
+    comes first; returns at once when ``wake`` is already set. ``wake`` is left as it is."""
+    waiter = asyncio.ensure_future(wake.wait())
+    waits: set[asyncio.Future[Any]] = {waiter}
+    if ms is not None:
+        waits.add(asyncio.ensure_future(clock.sleep(ms)))
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from wahub.domain.clock import Clock
 from wahub.domain.outbox import OutboxItem
+from wahub.runtime.clock import sleep_or_wake
 from wahub.store.base import LeasesPort
 
 log = structlog.get_logger("wahub.leases")
@@ -216,13 +217,7 @@ class Leases:
             await self._pause(self.policy.period_ms)
 
     async def _pause(self, ms: int) -> None:
-        sleeper = asyncio.ensure_future(self.clock.sleep(ms))
-        waiter = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waiter.cancel()
+        await sleep_or_wake(self.clock, ms, self._wake)
         self._wake.clear()
 
     async def claim(self) -> None:

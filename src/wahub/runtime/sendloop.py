@@ -43,6 +43,7 @@ from wahub.domain.lifecycle import State
 from wahub.domain.outbox import ItemKind, OutboxItem
 from wahub.engines import base as eng
 from wahub.runtime import sendkinds
+from wahub.runtime.clock import sleep_or_wake
 from wahub.runtime.resolve import NeedsLookup
 from wahub.store.base import Fenced, OutboxPort
 
@@ -266,19 +267,10 @@ class SendLoop:
         if self.wake.is_set():
             return
         self._wake_at = self.clock.now_ms() + (ms if ms is not None else IDLE_MS)
-        waiter = asyncio.ensure_future(self.wake.wait())
-        tasks: set[asyncio.Future[object]] = {waiter}  # type: ignore[arg-type]
-        sleeper = None
-        if ms is not None:
-            sleeper = asyncio.ensure_future(self.clock.sleep(ms))
-            tasks.add(sleeper)  # type: ignore[arg-type]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await sleep_or_wake(self.clock, ms, self.wake)
         finally:
             self._wake_at = None
-            waiter.cancel()
-            if sleeper is not None:
-                sleeper.cancel()
 
     async def _recent_sends(self, now: int) -> list[int]:
         """The send instants of the last hour, ascending: read once per loop start (or after an
@@ -418,15 +410,7 @@ class SendLoop:
 
     async def _sleep_unless_stopping(self, ms: int) -> bool:
         """Sleep ``ms`` on the clock; True (at once) when a clean stop (:meth:`drain`) comes first."""
-        if self._draining:
-            return True
-        sleeper = asyncio.ensure_future(self.clock.sleep(ms))
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            stopper.cancel()
+        await sleep_or_wake(self.clock, ms, self._stopping)
         return self._draining
 
     async def _put_back(self, item: OutboxItem) -> None:

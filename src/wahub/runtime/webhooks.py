@@ -56,6 +56,7 @@ from wahub.domain import backoff
 from wahub.domain.clock import Clock
 from wahub.domain.webhookretry import RESPONSE_TIMEOUT, classify
 from wahub.runtime import signing
+from wahub.runtime.clock import sleep_or_wake
 from wahub.runtime.hookclient import Poster
 from wahub.store.base import EventsPort
 from wahub.store.records import EventRecord
@@ -185,7 +186,7 @@ class Dispatcher:
                 now = self.clock.now_ms()
                 if head.next_attempt_at > now:
                     wake.clear()
-                    await self._wait(wake, head.next_attempt_at - now)
+                    await sleep_or_wake(self.clock, head.next_attempt_at - now, wake)
                     queue.clear()  # read again: a replay or a new URL may have changed what is due
                     continue
                 delivered = await self._attempt(head)
@@ -197,7 +198,7 @@ class Dispatcher:
             except Exception:  # a lane must survive anything; the event stays pending
                 log.exception("webhook_lane_error", instance_id=instance_id)
                 queue.clear()
-                await self._wait(wake, self.policy.base_ms)
+                await sleep_or_wake(self.clock, self.policy.base_ms, wake)
 
     async def _read(self, instance_id: str) -> list[EventRecord]:
         """The lane's next pending events, without those delivered whose mark may not be committed yet."""
@@ -211,14 +212,6 @@ class Dispatcher:
             self._marks.unsettled.pop(instance_id, None)
         return [row for row in rows if row.seq not in skip][:BATCH]
 
-    async def _wait(self, wake: asyncio.Event, ms: int) -> None:
-        sleeper = asyncio.ensure_future(self.clock.sleep(ms))
-        waiter = asyncio.ensure_future(wake.wait())
-        try:
-            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waiter.cancel()
 
     async def _attempt(self, ev: EventRecord) -> bool:
         """One attempt; True when delivered (its mark is queued), False when the failure was recorded."""
