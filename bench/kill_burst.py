@@ -51,16 +51,19 @@ TEMPLATE = HERE / "template"
 
 
 def base_env(interval_ms: int) -> dict[str, str]:
+    """The hub's settings for the run: limits raised, ``interval_ms`` between sends, no engine latency."""
     return {"MAX_SENDS_PER_MINUTE_PER_INSTANCE": "60", "MAX_SENDS_PER_HOUR_PER_INSTANCE": "3600",
             "SEND_INTERVAL_MS": str(interval_ms), "SANDBOX_SEND_LATENCY_MS": "0", "SANDBOX_AUTO_ACK": "false",
             "MAX_QUEUE_SIZE": "100000", "SANDBOX_QR_REFRESH_MS": "3600000"}
 
 
 def ro(db: Path) -> sqlite3.Connection:
+    """The hub's SQLite file, opened read-only."""
     return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
 
 
 def statuses(db: Path) -> dict[str, int]:
+    """Outbox items by status, plus ``sending_handed_over`` (sending items already handed over)."""
     conn = ro(db)
     try:
         out = dict(conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
@@ -72,6 +75,7 @@ def statuses(db: Path) -> dict[str, int]:
 
 
 def pending(db: Path) -> int:
+    """Open (queued or sending) items."""
     conn = ro(db)
     try:
         return int(conn.execute("SELECT count(*) FROM outbox WHERE status IN ('queued','sending')").fetchone()[0])
@@ -100,6 +104,7 @@ def make_webhook_template(args: argparse.Namespace) -> None:
 
 
 def make_template(args: argparse.Namespace) -> None:
+    """Create the instances and queue their messages once, into the template data dir (hub stopped after)."""
     if TEMPLATE.exists():
         shutil.rmtree(TEMPLATE)
     TEMPLATE.mkdir(parents=True)
@@ -116,6 +121,7 @@ def make_template(args: argparse.Namespace) -> None:
 
 
 async def fetch_sent(url: str, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The sandbox's in-memory deliveries (``/sandbox/instances/{id}/sent``) per instance id."""
     headers = {"authorization": f"Bearer {API_KEY}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as c:
         sem = asyncio.Semaphore(16)
@@ -141,6 +147,7 @@ class LogWatch:
         self.first_of_round: dict[int, int] = {}  # round (1-based per instance) -> earliest 'at'
 
     def poll(self) -> int:
+        """Read what the log gained since the last poll; the number of deliveries seen so far."""
         if self.fh is None:
             if not self.path.exists():
                 return 0
@@ -160,6 +167,7 @@ class LogWatch:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """One run: copy the template, start the hub, signal it at the chosen point, restart, drain, analyse."""
     label = args.label
     data = HERE / "runs" / label
     if data.exists():
@@ -252,6 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def analyse(db: Path, dlog: Path, sent2: dict[str, list[dict[str, Any]]], pid1: int, pid2: int, stop_ms: int,
             args: argparse.Namespace) -> dict[str, Any]:
+    """Every queued message against the delivery log: duplicates, lost, uncertain (delivered or not), gaps."""
     deliveries = [json.loads(ln) for ln in dlog.read_text().splitlines() if ln.strip()]
     by_item: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
     by_mid: dict[str, dict[str, Any]] = {}
@@ -338,22 +347,25 @@ def analyse(db: Path, dlog: Path, sent2: dict[str, list[dict[str, Any]]], pid1: 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--template", action="store_true")
+    """Parse the options; build a template or do one run and write its results as JSON."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--template", action="store_true", help="create the instances and their queue once")
     p.add_argument("--instances", type=int, default=1000)
     p.add_argument("--per-instance", type=int, default=4)
     p.add_argument("--interval-ms", type=int, default=5000)
-    p.add_argument("--label", default="run")
-    p.add_argument("--signal", choices=["TERM", "KILL"], default="TERM")
+    p.add_argument("--label", default="run", help="the run's name (results/LABEL.json)")
+    p.add_argument("--signal", choices=["TERM", "KILL"], default="TERM", help="how the hub is stopped")
     p.add_argument("--burst", type=int, default=2, help="which round of sends to stop in (1-based)")
     p.add_argument("--at-count", type=int, default=500, help="stop after this many deliveries of that burst")
     p.add_argument("--before-ms", type=int, default=0, help="with --at-count 0: stop this long before the burst")
     p.add_argument("--timeout", type=int, default=120, help="drain timeout after restart (s)")
-    p.add_argument("--env", action="append", default=[])
-    p.add_argument("--keep", action="store_true")
+    p.add_argument("--env", action="append", default=[], help="extra hub setting VAR=VALUE (repeatable)")
+    p.add_argument("--keep", action="store_true", help="keep the run's data dir and delivery log")
     p.add_argument("--source", default="template", help="template dir under the work dir to copy")
-    p.add_argument("--template-webhook", action="store_true", help="make template-wh (webhooks to the receiver)")
-    p.add_argument("--webhook-port", type=int, default=18931)
+    p.add_argument("--template-webhook", action="store_true",
+                   help="make template-wh: instances with a webhook URL on 127.0.0.1:--webhook-port "
+                        "(run any HTTP receiver there to see message_uncertain)")
+    p.add_argument("--webhook-port", type=int, default=18931, help="loopback port of that receiver")
     p.add_argument("--linger", type=float, default=0, help="extra seconds after the drain before the final stop")
     args = p.parse_args()
     if args.template:
