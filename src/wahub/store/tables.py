@@ -69,6 +69,9 @@ instances = Table(
     CheckConstraint(f"engine IN {ENGINES!r}", name="engine_known"),
 )
 
+# The items whose idempotency key was derived from their payload (DESIGN §3.1), as SQL text.
+DERIVED_ONLY = "key_source = 'derived'"
+
 outbox = Table(
     "outbox", metadata,
     Column("seq", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
@@ -110,11 +113,22 @@ Index("uq_outbox_one_sending", outbox.c.instance_id, unique=True,
       sqlite_where=text("status = 'sending'"), postgresql_where=text("status = 'sending'"))
 # The claim query: FIFO among due queued items of one instance.
 Index("ix_outbox_claim", outbox.c.instance_id, outbox.c.status, outbox.c.next_attempt_at, outbox.c.seq)
-Index("ix_outbox_message_id", outbox.c.instance_id, outbox.c.message_id)
+# Lookups by message id (acks, votes, replies, the evidence of an uncertain send) are equalities, so
+# the rows without one yet (every queued item) stay out of these two (migration 0011): fewer pages
+# written per enqueue commit.
+Index("ix_outbox_message_id", outbox.c.instance_id, outbox.c.message_id,
+      sqlite_where=text("message_id IS NOT NULL"), postgresql_where=text("message_id IS NOT NULL"))
 Index("ix_outbox_created", outbox.c.created_at)
-Index("ix_outbox_chosen_message_id", outbox.c.instance_id, outbox.c.chosen_message_id)
-# The sliding window of derived keys looks up the newest item with the same payload.
-Index("ix_outbox_fingerprint", outbox.c.instance_id, outbox.c.fingerprint, outbox.c.seq)
+Index("ix_outbox_chosen_message_id", outbox.c.instance_id, outbox.c.chosen_message_id,
+      sqlite_where=text("chosen_message_id IS NOT NULL"), postgresql_where=text("chosen_message_id IS NOT NULL"))
+# SQLite only (migration 0010): `outbox_open` holds each instance's open (queued, sending) items, kept
+# by triggers on `outbox` in every write's own transaction, so an enqueue batch reads its queue depths
+# without counting the queue. A migration that rebuilds `outbox` (batch_alter_table) must recreate them.
+# The sliding window of derived keys looks up the newest item with the same payload; only items whose
+# key was derived are looked up, so only they are indexed (migration 0011; the query names 'derived'
+# as text so the planner may use the partial index).
+Index("ix_outbox_fingerprint", outbox.c.instance_id, outbox.c.fingerprint, outbox.c.seq,
+      sqlite_where=text(DERIVED_ONLY), postgresql_where=text(DERIVED_ONLY))
 
 # Finished items of a deleted instance (0006), kept for the retention period: re-creating the same
 # instance id (logout deletes it, as the existing wa-hub does) moves them back, so an idempotency key

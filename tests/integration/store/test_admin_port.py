@@ -31,8 +31,8 @@ async def test_migrate_brings_an_empty_database_to_the_newest_revision(fresh_sto
         async with fresh_store.engine.connect() as conn:
             after = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
             revision = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
-        assert after == TABLES
-        assert revision == "0008"
+        assert after == TABLES | ({"outbox_open"} if fresh_store.is_sqlite else set())  # migration 0010 (SQLite only)
+        assert revision == "0011"
     assert await fresh_store.list_instances() == []
 
 

@@ -8,7 +8,9 @@ here once per dialect and run on the pooled connection's driver:
 
 * SQLite: the whole batch (read the keys and open counts, decide, insert, commit) is one function
   run on the aiosqlite connection's own thread — the thread SQLAlchemy's adapter feeds as well
-  (through the same queue), so the connection is never used from two threads.
+  (through the same queue), so the connection is never used from two threads. The open counts are
+  read from ``outbox_open``, which triggers keep in every write's own transaction (migration 0010):
+  counting the open rows cost one index step per open item, ~1 ms per batch at 16k queued.
 * PostgreSQL: two statements on the asyncpg connection (one read, the insert), outside an explicit
   transaction. The one write is a single ``INSERT … ON CONFLICT DO NOTHING`` (atomic on its own); the reads before it
   were never locking reads, and a row another writer inserted in between is read back as before.
@@ -129,9 +131,9 @@ def sqlite_batch(db: sqlite3.Connection, reqs: Sequence[_NewItem]) -> list[_Inse
     try:
         keys, ids = _keys_and_ids(reqs)
         stored = _sqlite_by_keys(db, keys)
-        counts = {row[0]: int(row[1]) for row in db.execute(  # statuses as text: see _OPEN_SQL
-            f"SELECT instance_id, count(*) FROM outbox WHERE instance_id IN ({_marks(len(ids))}) "
-            f"AND status IN ({_OPEN_SQL}) GROUP BY instance_id", ids).fetchall()}
+        counts = {row[0]: int(row[1]) for row in db.execute(  # kept by triggers (migration 0010)
+            f"SELECT instance_id, open_count FROM outbox_open WHERE instance_id IN ({_marks(len(ids))})",
+            ids).fetchall()}
         decided, new_rows = decide(reqs, stored, counts)
         created: dict[Key, OutboxItem] = {}
         rows = list(new_rows.values())

@@ -83,7 +83,7 @@ class OutboxSql(FenceSql):
     async def latest_derived(self, instance_id: str, fingerprint: str) -> OutboxItem | None:
         """The newest item with a derived key and this fingerprint, or None."""
         q = (t.outbox.select().where(t.outbox.c.instance_id == instance_id, t.outbox.c.fingerprint == fingerprint,
-                                     t.outbox.c.key_source == "derived").order_by(t.outbox.c.seq.desc()).limit(1))
+                                     sa.text(t.DERIVED_ONLY)).order_by(t.outbox.c.seq.desc()).limit(1))
         async with self.engine.connect() as conn:
             row = (await conn.execute(q)).first()
         return _item(row) if row else None

@@ -1,0 +1,157 @@
+"""SQLite's ``outbox_open`` (migration 0010) equals the open items it stands for after every kind of write.
+
+The enqueue batch answers queue depths (``queueDepth``) and refuses full queues (``MAX_QUEUE_SIZE``)
+from this table, so a write the triggers miss would be a wrong ``queueDepth`` or a queue refused while
+it has room (or accepted beyond its size).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import wahub.store
+from tests.integration.store.conftest import T0, enqueue, send
+from wahub.store.base import QueueFullSignal
+from wahub.store.sql import SqlStore
+
+_SPEC = importlib.util.spec_from_file_location(  # the file's name is not a module name
+    "m0010", Path(wahub.store.__file__).parent / "migrations" / "versions" / "0010_outbox_open_counts.py")
+assert _SPEC is not None and _SPEC.loader is not None
+m0010 = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(m0010)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def _counts(store: SqlStore) -> tuple[dict[str, int], dict[str, int]]:
+    async with store.engine.connect() as conn:
+        kept = {r[0]: r[1] for r in (await conn.execute(sa.text(
+            "SELECT instance_id, open_count FROM outbox_open WHERE open_count != 0"))).all()}
+        counted = {r[0]: r[1] for r in (await conn.execute(sa.text(
+            "SELECT instance_id, count(*) FROM outbox WHERE status IN ('queued', 'sending') "
+            "GROUP BY instance_id"))).all()}
+    return kept, counted
+
+
+async def _store(tmp_path: Path, *names: str) -> SqlStore:
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'open.sqlite3'}")
+    await store.migrate()
+    for name in names:
+        await store.create_instance(id=name, name=name, webhook_url=None, webhook_events=[],
+                                    webhook_secret=None, now=T0)
+    return store
+
+
+async def test_the_newest_schema_has_every_trigger_that_keeps_the_counts(tmp_path: Path) -> None:
+    # a later migration that rebuilds `outbox` (batch_alter_table) drops its triggers on SQLite
+    store = await _store(tmp_path)
+    try:
+        async with store.engine.connect() as conn:
+            names = {r[0] for r in (await conn.execute(sa.text(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'outbox'"))).all()}
+        assert names >= set(m0010.TRIGGERS)
+    finally:
+        await store.close()
+
+
+async def test_the_kept_open_counts_follow_every_write(tmp_path: Path) -> None:
+    store = await _store(tmp_path, "a", "b")
+    try:
+        steps = []
+        items = [(await enqueue(store, f"k{i}", now=T0 + i))[0] for i in range(6)]
+        await enqueue(store, "k0")  # a replay changes nothing
+        await enqueue(store, "k0", instance="b")
+        steps.append(await _counts(store))
+        claimed = await store.claim_next("a", T0 + 10)  # queued -> sending: still open
+        assert claimed is not None
+        steps.append(await _counts(store))
+        await send(store, claimed, "m1", T0 + 11)  # sending -> sent
+        steps.append(await _counts(store))
+        await store.set_item_status(items[1].queue_id, from_statuses=["queued"], to_status="canceled", now=T0 + 12)
+        steps.append(await _counts(store))
+        await store.set_item_status(items[1].queue_id, from_statuses=["canceled"], to_status="queued", now=T0 + 13,
+                                    reset_attempts=True)  # back into the queue
+        steps.append(await _counts(store))
+        claimed = await store.claim_next("a", T0 + 20, hand_over=True)
+        assert claimed is not None
+        await store.release(claimed.seq, next_attempt_at=T0 + 30, now=T0 + 21, error="timeout", reason="timeout",
+                            count_attempt=True, unlog=True)  # sending -> queued
+        steps.append(await _counts(store))
+        claimed = await store.claim_next("a", T0 + 30)
+        assert claimed is not None
+        await store.mark_failed(claimed, error="x", reason="too_long", now=T0 + 31, count_attempt=True)
+        steps.append(await _counts(store))
+        claimed = await store.claim_next("a", T0 + 32, hand_over=True)
+        assert claimed is not None
+        await store.recover_in_flight(T0 + 33)  # sending, handed over -> uncertain (a restart)
+        steps.append(await _counts(store))
+        assert await store.clear_queue("a", T0 + 40) > 0
+        steps.append(await _counts(store))
+        await enqueue(store, "k9", now=T0 + 50)
+        await store.delete_instance("b")
+        steps.append(await _counts(store))
+        for kept, counted in steps:
+            assert kept == counted
+        assert steps[0][1] == {"a": 6, "b": 1}
+        assert steps[-1][1] == {"a": 1}
+    finally:
+        await store.close()
+
+
+async def test_random_writes_never_let_the_kept_counts_drift_and_refusals_follow_them(tmp_path: Path) -> None:
+    """300 writes of every kind in a seeded random order; after each, kept == counted, and an enqueue is
+    refused exactly when the counted open items reach ``max_open``."""
+    rng = random.Random(18)
+    store = await _store(tmp_path, "a", "b", "c")
+    max_open = 7
+    try:
+        now, n = T0, 0
+        for _ in range(300):
+            now += 10
+            instance = rng.choice("abc")
+            op = rng.randrange(8)
+            if op <= 2:  # enqueue (a new key or a replay)
+                key = f"k{rng.randrange(n + 1)}"
+                n += 1
+                _, counted = await _counts(store)
+                try:
+                    _, created, depth = await enqueue(store, key, instance=instance, now=now, max_open=max_open)
+                except QueueFullSignal as full:
+                    assert counted.get(instance, 0) >= max_open and full.open_count == counted.get(instance, 0)
+                else:
+                    assert depth == counted.get(instance, 0) + (1 if created else 0)
+            elif op == 3:  # claim, then sent, failed, released or left in flight
+                item = await store.claim_next(instance, now, hand_over=rng.random() < 0.5)
+                if item is not None:
+                    fate = rng.randrange(4)
+                    if fate == 0:
+                        await send(store, item, f"m{now}", now)
+                    elif fate == 1:
+                        await store.mark_failed(item, error="x", reason="rejected", now=now, count_attempt=True)
+                    elif fate == 2:
+                        await store.release(item.seq, next_attempt_at=now, now=now, count_attempt=True)
+            elif op == 4:  # cancel or requeue one item
+                async with store.engine.connect() as conn:
+                    row = (await conn.execute(sa.text(
+                        "SELECT queue_id, status FROM outbox WHERE instance_id = :i ORDER BY random() LIMIT 1"),
+                        {"i": instance})).first()
+                if row is not None:
+                    to = "canceled" if row[1] == "queued" else "queued"
+                    await store.set_item_status(row[0], from_statuses=[row[1]], to_status=to, now=now)
+            elif op == 5:
+                await store.clear_queue(instance, now)
+            elif op == 6:
+                await store.recover_in_flight(now)
+            else:  # delete and re-create the instance
+                await store.delete_instance(instance)
+                await store.create_instance(id=instance, name=instance, webhook_url=None, webhook_events=[],
+                                            webhook_secret=None, now=now)
+            kept, counted = await _counts(store)
+            assert kept == counted, f"after op {op} on {instance}"
+    finally:
+        await store.close()
