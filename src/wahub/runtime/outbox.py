@@ -8,7 +8,6 @@ answer); this room carries them out against the outbox store port.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -18,7 +17,7 @@ from wahub.config import Settings
 from wahub.domain import answer, chatid, content, idempotency, ratelimit
 from wahub.domain.clock import Clock
 from wahub.domain.errors import Conflict, InvalidInput, NotFound, QueueFull, ShuttingDown
-from wahub.domain.outbox import EnqueueResult, ItemKind, ItemStatus, OutboxItem
+from wahub.domain.outbox import EnqueueResult, ItemKind, ItemStatus, OutboxItem, new_queue_id
 from wahub.observability import Metrics
 from wahub.runtime.events import Events, item_ref
 from wahub.runtime.registry import InstanceRuntime, Registry
@@ -116,7 +115,7 @@ class Outbox:
             await screen.admit(rt, kind, chat, fields)  # a replay of a known key is answered as always
         try:
             item, created, depth = await self.store.insert_item(
-                queue_id=uuid.uuid4().hex, instance_id=rt.id, idempotency_key=key, key_source=source,
+                queue_id=new_queue_id(now), instance_id=rt.id, idempotency_key=key, key_source=source,
                 kind=kind.value, chat_id=chat, payload={"chatId": chat, **fields}, fingerprint=fp, now=now,
                 max_open=self.settings.max_queue_size)
         except QueueFullSignal as full:
