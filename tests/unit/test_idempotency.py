@@ -2,6 +2,7 @@ import pytest
 
 from wahub.domain import idempotency
 from wahub.domain.errors import InvalidInput
+from wahub.domain.outbox import new_queue_id
 
 
 def test_fingerprint_ignores_field_order_but_not_content() -> None:
@@ -40,3 +41,13 @@ def test_bad_client_keys_are_refused(bad: object) -> None:
 
 def test_client_keys_are_trimmed() -> None:
     assert idempotency.validate_key("  order:s:1:confirmPoll:v1 ", field="k") == "order:s:1:confirmPoll:v1"
+
+
+def test_queue_ids_are_32_hex_characters_that_sort_by_enqueue_time_and_never_repeat() -> None:
+    # ordered ids keep a batch's new rows on the last page of the unique queue_id index (migration 0011)
+    ids = [new_queue_id(1_800_000_000_000 + ms) for ms in range(0, 2_000, 7) for _ in range(3)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == len(ids)
+    by_time = [i[:12] for i in ids]
+    assert by_time == sorted(by_time)
+    assert int(ids[0][:12], 16) == 1_800_000_000_000
