@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 import wahub.store
 from tests.integration.store.conftest import T0, enqueue, send
+from wahub.store import migrate
 from wahub.store.base import QueueFullSignal
 from wahub.store.sql import SqlStore
 
@@ -153,5 +154,39 @@ async def test_random_writes_never_let_the_kept_counts_drift_and_refusals_follow
                                             webhook_secret=None, now=now)
             kept, counted = await _counts(store)
             assert kept == counted, f"after op {op} on {instance}"
+    finally:
+        await store.close()
+
+
+async def test_an_existing_database_upgraded_starts_with_its_queues_counted(tmp_path: Path) -> None:
+    """A hub upgraded with items already queued, in flight and finished: migration 0010 counts them and
+    0011's partial indexes still find the sent items by message id; enqueues then refuse at the size."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
+    old = SqlStore(url)
+    async with old.engine.begin() as conn:  # the schema before 0010, with a backlog in it
+        await conn.run_sync(migrate.upgrade_connection, None, "0008")
+        await conn.execute(sa.text("INSERT INTO instances (id, name, webhook_events, state, state_since, created_at) "
+                                   "VALUES ('a', 'A', '[]', 'ready', 1, 1), ('b', 'B', '[]', 'ready', 1, 1)"))
+        statuses = ["queued"] * 4 + ["sending"] + ["sent"] * 3 + ["failed", "canceled", "uncertain"]
+        for i, status in enumerate(statuses):
+            for instance in ("a", "b")[: 1 if i % 2 else 2]:
+                await conn.execute(sa.text(
+                    "INSERT INTO outbox (queue_id, instance_id, idempotency_key, key_source, kind, chat_id, payload, "
+                    "fingerprint, status, attempts, next_attempt_at, created_at, updated_at, message_id) VALUES "
+                    "(:q, :i, :k, 'header', 'text', '201000000001@c.us', '{}', :f, :s, 0, 1, 1, 1, :m)"),
+                    {"q": f"q{i}{instance}", "i": instance, "k": f"k{i}", "f": "f" * 64, "s": status,
+                     "m": f"3EB0{i}" if status == "sent" else None})
+    await old.close()
+    store = SqlStore(url)
+    try:
+        await store.migrate()
+        kept, counted = await _counts(store)
+        assert kept == counted == {"a": 5, "b": 3}
+        assert (await store.get_item_by_message_id("a", "3EB05")) is not None
+        with pytest.raises(QueueFullSignal) as full:
+            await enqueue(store, "new", instance="a", max_open=5)
+        assert full.value.open_count == 5
+        _, created, depth = await enqueue(store, "new", instance="b", max_open=5)
+        assert created and depth == 4
     finally:
         await store.close()
