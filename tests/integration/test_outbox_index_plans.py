@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.integration.store.conftest import T0, enqueue
 from wahub.store.sql import SqlStore
@@ -33,9 +34,16 @@ async def test_message_id_and_derived_key_lookups_use_the_partial_indexes(tmp_pa
         await store.mark_sent(claimed, message_id="3EB0SENT", now=T0 + 2)  # handed over at the claim
 
         seen: list[str] = []
+        handed: list[str] = []  # the SQL text as the store hands it to the driver, before values are bound
+
+        def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+            handed.append(statement)
+
         async with store.engine.connect() as conn:
             aio = (await conn.get_raw_connection()).driver_connection
         await aio.set_trace_callback(seen.append)
+        for engine in {store.engine, store.reader}:
+            sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
         try:
             assert (await store.get_item_by_message_id("a", "3EB0SENT")) is not None
             assert (await store.find_by_chosen_id("a", "3EB0CHOSEN")) is not None
@@ -44,8 +52,15 @@ async def test_message_id_and_derived_key_lookups_use_the_partial_indexes(tmp_pa
                                     event_for=lambda item: None)
         finally:
             await aio.set_trace_callback(None)
+            for engine in {store.engine, store.reader}:
+                sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
     finally:
         await store.close()
+
+    # The fingerprint lookup names 'derived' in its text: bound, SQLite would prepare it again at every
+    # execution to use the partial index, and PostgreSQL's generic plan could not use it at all.
+    derived = [sql for sql in handed if "fingerprint =" in sql]
+    assert derived and all("key_source = 'derived'" in sql for sql in derived), derived
 
     selects = [s for s in seen if s.lstrip().upper().startswith("SELECT") and " outbox" in s]
     wanted = {"message_id": "ix_outbox_message_id", "chosen_message_id": "ix_outbox_chosen_message_id",

@@ -8,7 +8,16 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 
+from wahub.store.tables import NOT_IN_METADATA
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's filter for autogenerate: leave out what migrations keep outside ``tables.metadata``
+    (``tables.NOT_IN_METADATA``, e.g. SQLite's ``outbox_open`` of migration 0010), which a new revision
+    would otherwise drop."""
+    return not (type_ == "table" and name in NOT_IN_METADATA)
 
 
 def config(connection: Any = None, default_engine: str | None = None) -> Config:

@@ -12,7 +12,11 @@ largest part of the batch. Three indexes took entries their lookups never read:
   from the payload (``key_source = 'derived'``); an item sent with a key of its own needs no entry.
   The query names the value as text, so the planner can use the partial index on both databases.
 
-Plain ``CREATE``/``DROP INDEX`` (no table rebuild): the triggers of 0010 stay.
+Plain ``CREATE``/``DROP INDEX`` (no table rebuild): the triggers of 0010 stay. On PostgreSQL they run
+inside the migration's transaction, not ``CONCURRENTLY`` (which cannot run in one, and leaves an invalid
+index behind when it fails): ``outbox`` is locked for reads and writes while the three are built, about
+0.1 s per 50,000 rows on the machine of docs/PERFORMANCE.md, so during a rolling upgrade the other
+nodes' writes wait that long.
 
 Revision ID: 0011
 Revises: 0010
