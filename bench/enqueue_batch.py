@@ -65,10 +65,12 @@ def measure(depth: int, size: int, batches: int, workdir: Path) -> dict[str, Any
 
     def item(instance: str, key: str) -> Any:
         now = int(time.time() * 1000)
-        values: dict[str, Any] = {"queue_id": new_queue_id(now) if new_queue_id else uuid.uuid4().hex, "instance_id": instance,
-                  "idempotency_key": key, "key_source": "header", "kind": "text", "chat_id": "201000000001@c.us",
-                  "payload": {"chatId": "201000000001@c.us", "message": f"benchmark message {key}"},
-                  "fingerprint": "f" * 64, "now": now, "max_open": 10**9}
+        queue_id = new_queue_id(now) if new_queue_id else uuid.uuid4().hex
+        values: dict[str, Any] = {
+            "queue_id": queue_id, "instance_id": instance, "idempotency_key": key, "key_source": "header",
+            "kind": "text", "chat_id": "201000000001@c.us",
+            "payload": {"chatId": "201000000001@c.us", "message": f"benchmark message {key}"},
+            "fingerprint": "f" * 64, "now": now, "max_open": 10**9}
         return _NewItem(**{k: v for k, v in values.items() if k in fields})
 
     db = sqlite3.connect(path)
