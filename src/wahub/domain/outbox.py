@@ -102,4 +102,3 @@ def new_queue_id(now_ms: int) -> str:
     ``createdAt``.
     """
     return f"{now_ms & 0xFFFF_FFFF_FFFF:012x}{os.urandom(10).hex()}"
-

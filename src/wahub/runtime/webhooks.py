@@ -212,7 +212,6 @@ class Dispatcher:
             self._marks.unsettled.pop(instance_id, None)
         return [row for row in rows if row.seq not in skip][:BATCH]
 
-
     async def _attempt(self, ev: EventRecord) -> bool:
         """One attempt; True when delivered (its mark is queued), False when the failure was recorded."""
         target = self.target_for(ev.instance_id)

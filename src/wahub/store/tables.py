@@ -121,16 +121,16 @@ Index("ix_outbox_message_id", outbox.c.instance_id, outbox.c.message_id,
 Index("ix_outbox_created", outbox.c.created_at)
 Index("ix_outbox_chosen_message_id", outbox.c.instance_id, outbox.c.chosen_message_id,
       sqlite_where=text("chosen_message_id IS NOT NULL"), postgresql_where=text("chosen_message_id IS NOT NULL"))
-# Tables a migration keeps outside this metadata; autogenerate leaves them alone (migrations/env.py).
-NOT_IN_METADATA = frozenset({"outbox_open"})
-# SQLite only (migration 0010): `outbox_open` holds each instance's open (queued, sending) items, kept
-# by triggers on `outbox` in every write's own transaction, so an enqueue batch reads its queue depths
-# without counting the queue. A migration that rebuilds `outbox` (batch_alter_table) must recreate them.
 # The sliding window of derived keys looks up the newest item with the same payload; only items whose
 # key was derived are looked up, so only they are indexed (migration 0011; the query names 'derived'
 # as text so the planner may use the partial index).
 Index("ix_outbox_fingerprint", outbox.c.instance_id, outbox.c.fingerprint, outbox.c.seq,
       sqlite_where=text(DERIVED_ONLY), postgresql_where=text(DERIVED_ONLY))
+# SQLite only (migration 0010): `outbox_open` holds each instance's open (queued, sending) items, kept
+# by triggers on `outbox` in every write's own transaction, so an enqueue batch reads its queue depths
+# without counting the queue. A migration that rebuilds `outbox` (batch_alter_table) must recreate them.
+# Tables a migration keeps outside this metadata; autogenerate leaves them alone (store/migrate.py).
+NOT_IN_METADATA = frozenset({"outbox_open"})
 
 # Finished items of a deleted instance (0006), kept for the retention period: re-creating the same
 # instance id (logout deletes it, as the existing wa-hub does) moves them back, so an idempotency key
