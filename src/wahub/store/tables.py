@@ -129,8 +129,11 @@ Index("ix_outbox_fingerprint", outbox.c.instance_id, outbox.c.fingerprint, outbo
 # SQLite only (migration 0010): `outbox_open` holds each instance's open (queued, sending) items, kept
 # by triggers on `outbox` in every write's own transaction, so an enqueue batch reads its queue depths
 # without counting the queue. A migration that rebuilds `outbox` (batch_alter_table) must recreate them.
+# PostgreSQL only (migration 0012): `outbox_open_delta` holds the changes of those counts, inserted by
+# triggers (never updated, so writers never wait on a counter row); an instance's open items are the
+# sum of its rows.
 # Tables a migration keeps outside this metadata; autogenerate leaves them alone (store/migrate.py).
-NOT_IN_METADATA = frozenset({"outbox_open"})
+NOT_IN_METADATA = frozenset({"outbox_open", "outbox_open_delta"})
 
 # Finished items of a deleted instance (0006), kept for the retention period: re-creating the same
 # instance id (logout deletes it, as the existing wa-hub does) moves them back, so an idempotency key

@@ -1,12 +1,14 @@
-"""SQLite's ``outbox_open`` (migration 0010) equals the open items it stands for after every kind of write.
+"""The kept open counts equal the open items they stand for after every kind of write: SQLite's
+``outbox_open`` (migration 0010), PostgreSQL's sums of ``outbox_open_delta`` (0012, folded as they grow).
 
 The enqueue batch answers queue depths (``queueDepth``) and refuses full queues (``MAX_QUEUE_SIZE``)
-from this table, so a write the triggers miss would be a wrong ``queueDepth`` or a queue refused while
+from these, so a write the triggers miss would be a wrong ``queueDepth`` or a queue refused while
 it has room (or accepted beyond its size).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import random
 from pathlib import Path
@@ -17,156 +19,160 @@ import sqlalchemy as sa
 import wahub.store
 from tests.integration.store.conftest import T0, enqueue, send
 from wahub.store import migrate
-from wahub.store.base import QueueFullSignal
+from wahub.store.base import QueueFullSignal, Store
 from wahub.store.sql import SqlStore
+from wahub.store.sql import enqueue as enqueue_sql
 
-_SPEC = importlib.util.spec_from_file_location(  # the file's name is not a module name
-    "m0010", Path(wahub.store.__file__).parent / "migrations" / "versions" / "0010_outbox_open_counts.py")
-assert _SPEC is not None and _SPEC.loader is not None
-m0010 = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(m0010)
 
-pytestmark = pytest.mark.timeout(60)
+def _migration(name: str) -> object:
+    spec = importlib.util.spec_from_file_location(  # the file's name is not a module name
+        name.split("_")[0], Path(wahub.store.__file__).parent / "migrations" / "versions" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+m0010, m0012 = _migration("0010_outbox_open_counts"), _migration("0012_outbox_open_deltas")
+SQL = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+pytestmark = [pytest.mark.timeout(60), pytest.mark.parametrize("fresh_store", SQL, indirect=True)]
 
 
 async def _counts(store: SqlStore) -> tuple[dict[str, int], dict[str, int]]:
+    kept_sql = ("SELECT instance_id, open_count FROM outbox_open WHERE open_count != 0" if store.is_sqlite else
+                "SELECT instance_id, sum(delta) FROM outbox_open_delta GROUP BY instance_id HAVING sum(delta) <> 0")
     async with store.engine.connect() as conn:
-        kept = {r[0]: r[1] for r in (await conn.execute(sa.text(
-            "SELECT instance_id, open_count FROM outbox_open WHERE open_count != 0"))).all()}
+        kept = {r[0]: int(r[1]) for r in (await conn.execute(sa.text(kept_sql))).all()}
         counted = {r[0]: r[1] for r in (await conn.execute(sa.text(
             "SELECT instance_id, count(*) FROM outbox WHERE status IN ('queued', 'sending') "
             "GROUP BY instance_id"))).all()}
     return kept, counted
 
 
-async def _store(tmp_path: Path, *names: str) -> SqlStore:
-    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'open.sqlite3'}")
-    await store.migrate()
+async def _store(fresh_store: Store, *names: str) -> SqlStore:
+    assert isinstance(fresh_store, SqlStore)
+    await fresh_store.migrate()
     for name in names:
-        await store.create_instance(id=name, name=name, webhook_url=None, webhook_events=[],
-                                    webhook_secret=None, now=T0)
-    return store
+        await fresh_store.create_instance(id=name, name=name, webhook_url=None, webhook_events=[],
+                                          webhook_secret=None, now=T0)
+    return fresh_store
 
 
-async def test_the_newest_schema_has_every_trigger_that_keeps_the_counts(tmp_path: Path) -> None:
+async def test_the_newest_schema_has_every_trigger_that_keeps_the_counts(fresh_store: Store) -> None:
     # a later migration that rebuilds `outbox` (batch_alter_table) drops its triggers on SQLite
-    store = await _store(tmp_path)
-    try:
-        async with store.engine.connect() as conn:
-            names = {r[0] for r in (await conn.execute(sa.text(
-                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'outbox'"))).all()}
-        assert names >= set(m0010.TRIGGERS)
-    finally:
-        await store.close()
+    store = await _store(fresh_store)
+    sql = ("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'outbox'" if store.is_sqlite else
+           "SELECT tgname FROM pg_trigger WHERE tgrelid = 'outbox'::regclass AND NOT tgisinternal")
+    async with store.engine.connect() as conn:
+        names = {r[0] for r in (await conn.execute(sa.text(sql))).all()}
+    assert names >= set((m0010 if store.is_sqlite else m0012).TRIGGERS)  # type: ignore[attr-defined]
 
 
-async def test_the_kept_open_counts_follow_every_write(tmp_path: Path) -> None:
-    store = await _store(tmp_path, "a", "b")
-    try:
-        steps = []
-        items = [(await enqueue(store, f"k{i}", now=T0 + i))[0] for i in range(6)]
-        await enqueue(store, "k0")  # a replay changes nothing
-        await enqueue(store, "k0", instance="b")
-        steps.append(await _counts(store))
-        claimed = await store.claim_next("a", T0 + 10)  # queued -> sending: still open
-        assert claimed is not None
-        steps.append(await _counts(store))
-        await send(store, claimed, "m1", T0 + 11)  # sending -> sent
-        steps.append(await _counts(store))
-        await store.set_item_status(items[1].queue_id, from_statuses=["queued"], to_status="canceled", now=T0 + 12)
-        steps.append(await _counts(store))
-        await store.set_item_status(items[1].queue_id, from_statuses=["canceled"], to_status="queued", now=T0 + 13,
-                                    reset_attempts=True)  # back into the queue
-        steps.append(await _counts(store))
-        claimed = await store.claim_next("a", T0 + 20, hand_over=True)
-        assert claimed is not None
-        await store.release(claimed.seq, next_attempt_at=T0 + 30, now=T0 + 21, error="timeout", reason="timeout",
-                            count_attempt=True, unlog=True)  # sending -> queued
-        steps.append(await _counts(store))
-        claimed = await store.claim_next("a", T0 + 30)
-        assert claimed is not None
-        await store.mark_failed(claimed, error="x", reason="too_long", now=T0 + 31, count_attempt=True)
-        steps.append(await _counts(store))
-        claimed = await store.claim_next("a", T0 + 32, hand_over=True)
-        assert claimed is not None
-        await store.recover_in_flight(T0 + 33)  # sending, handed over -> uncertain (a restart)
-        steps.append(await _counts(store))
-        assert await store.clear_queue("a", T0 + 40) > 0
-        steps.append(await _counts(store))
-        await enqueue(store, "k9", now=T0 + 50)
-        await store.delete_instance("b")
-        steps.append(await _counts(store))
-        for kept, counted in steps:
-            assert kept == counted
-        assert steps[0][1] == {"a": 6, "b": 1}
-        assert steps[-1][1] == {"a": 1}
-    finally:
-        await store.close()
+async def test_the_kept_open_counts_follow_every_write(fresh_store: Store) -> None:
+    store = await _store(fresh_store, "a", "b")
+    steps = []
+    items = [(await enqueue(store, f"k{i}", now=T0 + i))[0] for i in range(6)]
+    await enqueue(store, "k0")  # a replay changes nothing
+    await enqueue(store, "k0", instance="b")
+    steps.append(await _counts(store))
+    claimed = await store.claim_next("a", T0 + 10)  # queued -> sending: still open
+    assert claimed is not None
+    steps.append(await _counts(store))
+    await send(store, claimed, "m1", T0 + 11)  # sending -> sent
+    steps.append(await _counts(store))
+    await store.set_item_status(items[1].queue_id, from_statuses=["queued"], to_status="canceled", now=T0 + 12)
+    steps.append(await _counts(store))
+    await store.set_item_status(items[1].queue_id, from_statuses=["canceled"], to_status="queued", now=T0 + 13,
+                                reset_attempts=True)  # back into the queue
+    steps.append(await _counts(store))
+    claimed = await store.claim_next("a", T0 + 20, hand_over=True)
+    assert claimed is not None
+    await store.release(claimed.seq, next_attempt_at=T0 + 30, now=T0 + 21, error="timeout", reason="timeout",
+                        count_attempt=True, unlog=True)  # sending -> queued
+    steps.append(await _counts(store))
+    claimed = await store.claim_next("a", T0 + 30)
+    assert claimed is not None
+    await store.mark_failed(claimed, error="x", reason="too_long", now=T0 + 31, count_attempt=True)
+    steps.append(await _counts(store))
+    claimed = await store.claim_next("a", T0 + 32, hand_over=True)
+    assert claimed is not None
+    await store.recover_in_flight(T0 + 33)  # sending, handed over -> uncertain (a restart)
+    steps.append(await _counts(store))
+    assert await store.clear_queue("a", T0 + 40) > 0
+    steps.append(await _counts(store))
+    await enqueue(store, "k9", now=T0 + 50)
+    await store.delete_instance("b")
+    steps.append(await _counts(store))
+    for kept, counted in steps:
+        assert kept == counted
+    assert steps[0][1] == {"a": 6, "b": 1}
+    assert steps[-1][1] == {"a": 1}
 
 
-async def test_random_writes_never_let_the_kept_counts_drift_and_refusals_follow_them(tmp_path: Path) -> None:
+async def test_random_writes_never_let_the_kept_counts_drift_and_refusals_follow_them(
+        fresh_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """300 writes of every kind in a seeded random order; after each, kept == counted, and an enqueue is
-    refused exactly when the counted open items reach ``max_open``."""
+    refused exactly when the counted open items reach ``max_open``. (PostgreSQL: folded every few changes.)"""
+    monkeypatch.setattr(enqueue_sql, "COMPACT_AT", 3)
     rng = random.Random(18)
-    store = await _store(tmp_path, "a", "b", "c")
+    store = await _store(fresh_store, "a", "b", "c")
     max_open = 7
-    try:
-        now, n = T0, 0
-        for _ in range(300):
-            now += 10
-            instance = rng.choice("abc")
-            op = rng.randrange(8)
-            if op <= 2:  # enqueue (a new key or a replay)
-                key = f"k{rng.randrange(n + 1)}"
-                n += 1
-                _, counted = await _counts(store)
-                try:
-                    _, created, depth = await enqueue(store, key, instance=instance, now=now, max_open=max_open)
-                except QueueFullSignal as full:
-                    assert counted.get(instance, 0) >= max_open and full.open_count == counted.get(instance, 0)
-                else:
-                    assert depth == counted.get(instance, 0) + (1 if created else 0)
-            elif op == 3:  # claim, then sent, failed, released or left in flight
-                item = await store.claim_next(instance, now, hand_over=rng.random() < 0.5)
-                if item is not None:
-                    fate = rng.randrange(4)
-                    if fate == 0:
-                        await send(store, item, f"m{now}", now)
-                    elif fate == 1:
-                        await store.mark_failed(item, error="x", reason="rejected", now=now, count_attempt=True)
-                    elif fate == 2:
-                        await store.release(item.seq, next_attempt_at=now, now=now, count_attempt=True)
-            elif op == 4:  # cancel or requeue one item
-                async with store.engine.connect() as conn:
-                    row = (await conn.execute(sa.text(
-                        "SELECT queue_id, status FROM outbox WHERE instance_id = :i ORDER BY random() LIMIT 1"),
-                        {"i": instance})).first()
-                if row is not None:
-                    to = "canceled" if row[1] == "queued" else "queued"
-                    await store.set_item_status(row[0], from_statuses=[row[1]], to_status=to, now=now)
-            elif op == 5:
-                await store.clear_queue(instance, now)
-            elif op == 6:
-                await store.recover_in_flight(now)
-            else:  # delete and re-create the instance
-                await store.delete_instance(instance)
-                await store.create_instance(id=instance, name=instance, webhook_url=None, webhook_events=[],
-                                            webhook_secret=None, now=now)
-            kept, counted = await _counts(store)
-            assert kept == counted, f"after op {op} on {instance}"
-    finally:
-        await store.close()
+    now, n = T0, 0
+    for _ in range(300):
+        now += 10
+        instance = rng.choice("abc")
+        op = rng.randrange(8)
+        if op <= 2:  # enqueue (a new key or a replay)
+            key = f"k{rng.randrange(n + 1)}"
+            n += 1
+            _, counted = await _counts(store)
+            try:
+                _, created, depth = await enqueue(store, key, instance=instance, now=now, max_open=max_open)
+            except QueueFullSignal as full:
+                assert counted.get(instance, 0) >= max_open and full.open_count == counted.get(instance, 0)
+            else:
+                assert depth == counted.get(instance, 0) + (1 if created else 0)
+        elif op == 3:  # claim, then sent, failed, released or left in flight
+            item = await store.claim_next(instance, now, hand_over=rng.random() < 0.5)
+            if item is not None:
+                fate = rng.randrange(4)
+                if fate == 0:
+                    await send(store, item, f"m{now}", now)
+                elif fate == 1:
+                    await store.mark_failed(item, error="x", reason="rejected", now=now, count_attempt=True)
+                elif fate == 2:
+                    await store.release(item.seq, next_attempt_at=now, now=now, count_attempt=True)
+        elif op == 4:  # cancel or requeue one item
+            async with store.engine.connect() as conn:
+                row = (await conn.execute(sa.text(
+                    "SELECT queue_id, status FROM outbox WHERE instance_id = :i ORDER BY random() LIMIT 1"),
+                    {"i": instance})).first()
+            if row is not None:
+                to = "canceled" if row[1] == "queued" else "queued"
+                await store.set_item_status(row[0], from_statuses=[row[1]], to_status=to, now=now)
+        elif op == 5:
+            await store.clear_queue(instance, now)
+        elif op == 6:
+            await store.recover_in_flight(now)
+        else:  # delete and re-create the instance
+            await store.delete_instance(instance)
+            await store.create_instance(id=instance, name=instance, webhook_url=None, webhook_events=[],
+                                        webhook_secret=None, now=now)
+        kept, counted = await _counts(store)
+        assert kept == counted, f"after op {op} on {instance}"
 
 
-async def test_an_existing_database_upgraded_starts_with_its_queues_counted(tmp_path: Path) -> None:
-    """A hub upgraded with items already queued, in flight and finished: migration 0010 counts them and
-    0011's partial indexes still find the sent items by message id; enqueues then refuse at the size."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
-    old = SqlStore(url)
-    async with old.engine.begin() as conn:  # the schema before 0010, with a backlog in it
+async def test_an_existing_database_upgraded_starts_with_its_queues_counted(fresh_store: Store) -> None:
+    """A hub upgraded with items already queued, in flight and finished: migration 0010 (SQLite) or 0012
+    (PostgreSQL) counts them and 0011's partial indexes still find the sent items by message id; enqueues
+    then refuse at the size."""
+    assert isinstance(fresh_store, SqlStore)
+    store = fresh_store
+    async with store.engine.begin() as conn:  # the schema before 0010, with a backlog in it
         await conn.run_sync(migrate.upgrade_connection, None, "0008")
-        await conn.execute(sa.text("INSERT INTO instances (id, name, webhook_events, state, state_since, created_at) "
-                                   "VALUES ('a', 'A', '[]', 'ready', 1, 1), ('b', 'B', '[]', 'ready', 1, 1)"))
+        await conn.execute(sa.text(
+            "INSERT INTO instances (id, name, webhook_events, state, state_since, created_at, engine) "
+            "VALUES ('a', 'A', '[]', 'ready', 1, 1, 'sandbox'), ('b', 'B', '[]', 'ready', 1, 1, 'sandbox')"))
         statuses = ["queued"] * 4 + ["sending"] + ["sent"] * 3 + ["failed", "canceled", "uncertain"]
         for i, status in enumerate(statuses):
             for instance in ("a", "b")[: 1 if i % 2 else 2]:
@@ -176,17 +182,65 @@ async def test_an_existing_database_upgraded_starts_with_its_queues_counted(tmp_
                     "(:q, :i, :k, 'header', 'text', '201000000001@c.us', '{}', :f, :s, 0, 1, 1, 1, :m)"),
                     {"q": f"q{i}{instance}", "i": instance, "k": f"k{i}", "f": "f" * 64, "s": status,
                      "m": f"3EB0{i}" if status == "sent" else None})
-    await old.close()
-    store = SqlStore(url)
+    await store.migrate()
+    kept, counted = await _counts(store)
+    assert kept == counted == {"a": 5, "b": 3}
+    assert (await store.get_item_by_message_id("a", "3EB05")) is not None
+    with pytest.raises(QueueFullSignal) as full:
+        await enqueue(store, "new", instance="a", max_open=5)
+    assert full.value.open_count == 5
+    _, created, depth = await enqueue(store, "new", instance="b", max_open=5)
+    assert created and depth == 4
+
+
+async def test_two_nodes_writing_and_folding_at_once_keep_the_counts_exact(
+        fresh_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: two stores on one database (two nodes) enqueue, send, cancel and fold the change rows
+    all at once (folds after every 2 changes, and by hand). Nothing waits on a counter row, so nothing
+    deadlocks or fails; at the end the sums equal the open items, every answered depth was possible,
+    and the folds left about one row per instance."""
+    store = await _store(fresh_store, "a", "b", "c", "d")
+    if store.is_sqlite:
+        pytest.skip("SQLite keeps counter rows (0010) and has one writer at a time")
+    monkeypatch.setattr(enqueue_sql, "COMPACT_AT", 2)
+    other = SqlStore(store.engine.url.render_as_string(hide_password=False))
+    rng = random.Random(12)
+    depths: list[tuple[str, int]] = []
+
+    async def enqueues(s: SqlStore, node: str) -> None:
+        for i in range(60):
+            instance = "abcd"[i % 4]
+            _, created, depth = await enqueue(s, f"{node}{i}", instance=instance, now=T0 + i, max_open=10_000)
+            assert created
+            depths.append((instance, depth))
+
+    async def sends(s: SqlStore) -> None:
+        for i in range(60):
+            item = await s.claim_next("abcd"[rng.randrange(4)], T0 + 1_000 + i)
+            if item is not None:
+                await send(s, item, f"m{item.seq}", T0 + 1_000 + i)
+
+    async def folds() -> None:
+        async with other.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            for _ in range(30):
+                await enqueue_sql.pg_compact(raw, ["a", "b", "c", "d"])
+                await asyncio.sleep(0)
+
     try:
-        await store.migrate()
+        await other.migrate()
+        await asyncio.gather(enqueues(store, "x"), enqueues(other, "y"), enqueues(store, "z"), sends(store),
+                             sends(other), folds())
+        assert await store.clear_queue("d", T0 + 5_000) > 0
         kept, counted = await _counts(store)
-        assert kept == counted == {"a": 5, "b": 3}
-        assert (await store.get_item_by_message_id("a", "3EB05")) is not None
-        with pytest.raises(QueueFullSignal) as full:
-            await enqueue(store, "new", instance="a", max_open=5)
-        assert full.value.open_count == 5
-        _, created, depth = await enqueue(store, "new", instance="b", max_open=5)
-        assert created and depth == 4
+        assert kept == counted and "d" not in counted and sum(counted.values()) > 0
+        assert len(depths) == 180 and all(1 <= depth <= 180 for _, depth in depths)
+        async with other.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            await enqueue_sql.pg_compact(raw, ["a", "b", "c", "d"])
+            rows = {r[0]: r[1] for r in await raw.fetch(
+                "SELECT instance_id, count(*) FROM outbox_open_delta GROUP BY instance_id")}
+        assert rows == {instance: 1 for instance in counted}  # d's sum is 0: no row
+        assert await _counts(store) == (kept, counted)
     finally:
-        await store.close()
+        await other.close()

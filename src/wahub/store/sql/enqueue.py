@@ -13,7 +13,9 @@ here once per dialect and run on the pooled connection's driver:
   counting the open rows cost one index step per open item, 8 ms per batch of 8 at 10,000 queued
   per instance (``bench/enqueue_batch.py``).
 * PostgreSQL: two statements on the asyncpg connection (one read, the insert), outside an explicit
-  transaction. The one write is a single ``INSERT … ON CONFLICT DO NOTHING`` (atomic on its own); the reads before it
+  transaction. The open counts are sums of the changes triggers insert into ``outbox_open_delta``
+  (migration 0012), folded when an instance has many (a third statement, in that batch only). The
+  one write is a single ``INSERT … ON CONFLICT DO NOTHING`` (atomic on its own); the reads before it
   were never locking reads, and a row another writer inserted in between is read back as before.
 
 The decisions (replay, queue full, new row) are :func:`decide`'s, the same for both.
@@ -38,10 +40,6 @@ Decided = tuple[str, Key, int] | BaseException  # ("created" | "existing", key, 
 COLUMNS = [c.name for c in t.outbox.columns]
 INSERTED = ("queue_id", "instance_id", "idempotency_key", "key_source", "kind", "chat_id", "payload",
             "fingerprint", "status", "attempts", "next_attempt_at", "created_at", "updated_at")
-OPEN = (St.QUEUED.value, St.SENDING.value)
-# Statuses go into the SQL as text, never bound: on SQLite a bound value compared with `status` makes
-# the statement re-prepare at every execution (the partial index on it; see sendbatch.Statement).
-_OPEN_SQL = ", ".join(f"'{v}'" for v in OPEN)
 CHUNK = 400  # keys per read (SQLite's bound-parameter limit is far above 2 × 400)
 
 
@@ -158,12 +156,24 @@ def sqlite_batch(db: sqlite3.Connection, reqs: Sequence[_NewItem]) -> list[_Inse
 # -- PostgreSQL: two statements on the asyncpg connection ---------------------------------------------
 # One read answers both questions (the rows under the batch's keys, the open items per instance): the
 # counts come as extra rows, marked, with the count in ``seq``. Round trips are what a batch costs here.
+# An instance's open items are the sum of its rows in ``outbox_open_delta`` (migration 0012); the
+# count row carries that sum in ``seq`` and the number of rows summed in ``attempts``.
 _PG_READ = (f"SELECT false, {', '.join('o.' + c for c in COLUMNS)} FROM unnest($1::varchar[], $2::varchar[]) AS "
             "k(instance_id, idempotency_key) JOIN outbox o ON o.instance_id = k.instance_id AND o.idempotency_key = "
             "k.idempotency_key UNION ALL SELECT true, "
-            + ", ".join("(SELECT count(*) FROM outbox WHERE outbox.instance_id = i.id AND status IN "
-                        f"({_OPEN_SQL}))" if c == "seq" else "i.id" if c == "instance_id" else "NULL" for c in COLUMNS)
-            + " FROM unnest($3::varchar[]) AS i(id)")
+            + ", ".join("d.open" if c == "seq" else "d.rows" if c == "attempts" else "i.id" if c == "instance_id"
+                        else "NULL" for c in COLUMNS)
+            + " FROM unnest($3::varchar[]) AS i(id) CROSS JOIN LATERAL (SELECT coalesce(sum(delta), 0) AS open, "
+              "count(*) AS rows FROM outbox_open_delta WHERE outbox_open_delta.instance_id = i.id) AS d")
+COMPACT_AT = 64  # an instance's change rows beyond which the batch folds them into one (pg_compact)
+# One statement: the instances' change rows replaced by their sum (none when it is 0). Under a transaction
+# advisory lock taken with try (no wait): a fold that does not get it folds nothing, so two folds never
+# delete the same rows, and the inserts of the triggers never wait for a fold.
+_PG_COMPACT = ("WITH gone AS (DELETE FROM outbox_open_delta WHERE instance_id = ANY($1::varchar[]) AND "
+               "(SELECT pg_try_advisory_xact_lock(hashtext('outbox_open_delta'))) RETURNING instance_id, delta) "
+               "INSERT INTO outbox_open_delta (instance_id, delta) SELECT instance_id, sum(delta) FROM gone "
+               "GROUP BY instance_id HAVING sum(delta) <> 0")
+_ATTEMPTS = COLUMNS.index("attempts") + 1
 _PG_BY_KEYS = (f"SELECT {', '.join('o.' + c for c in COLUMNS)} FROM unnest($1::varchar[], $2::varchar[]) AS "
                "k(instance_id, idempotency_key) JOIN outbox o ON o.instance_id = k.instance_id AND "
                "o.idempotency_key = k.idempotency_key")
@@ -195,6 +205,7 @@ async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseEx
         rows = await pg.fetch(_PG_READ, [k[0] for k in keys], [k[1] for k in keys], ids)
         stored = _rows_to_items([tuple(r)[1:] for r in rows if not r[0]], set(keys))
     counts = {r[_INSTANCE]: int(r[_SEQ]) for r in rows if r[0]}
+    fold = [r[_INSTANCE] for r in rows if r[0] and r[_ATTEMPTS] > COMPACT_AT]
     decided, new_rows = decide(reqs, stored, counts)
     created: dict[Key, OutboxItem] = {}
     if new_rows:
@@ -204,4 +215,14 @@ async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseEx
         lost = [k for k in new_rows if k not in created]
         if lost:
             stored.update(await _pg_by_keys(pg, lost))
+    if fold:
+        await pg_compact(pg, fold)
     return answers(decided, created, stored)
+
+
+async def pg_compact(pg: Any, instance_ids: Sequence[str]) -> None:
+    """Fold each instance's rows of ``outbox_open_delta`` into one (their sum; none when it is 0).
+
+    Committed on its own (no explicit transaction). Folds nothing when another fold holds the lock.
+    """
+    await pg.execute(_PG_COMPACT, list(instance_ids))
