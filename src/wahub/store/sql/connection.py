@@ -138,6 +138,9 @@ class SqlBase:
         # SQLite: the send loops' claims and outcomes, many instances' per transaction and thread call.
         self._send_writes = SqliteSendWrites(self.engine, self._write_faults) if self.is_sqlite else None
         self._inflight: set[asyncio.Task[Any]] = set()
+        # PostgreSQL: instances whose open-count changes an enqueue batch found many of, to fold (enqueue.py)
+        self._fold_ids: set[str] = set()
+        self._fold_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def migrate(self) -> None:
@@ -155,6 +158,8 @@ class SqlBase:
         while self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
         await self._enqueue.close()
+        while self._inflight:  # a fold the last batches started
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
         if self._send_writes is not None:
             await self._send_writes.close()
         await self.engine.dispose()

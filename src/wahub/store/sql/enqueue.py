@@ -14,9 +14,10 @@ here once per dialect and run on the pooled connection's driver:
   per instance (``bench/enqueue_batch.py``).
 * PostgreSQL: two statements on the asyncpg connection (one read, the insert), outside an explicit
   transaction. The open counts are sums of the changes triggers insert into ``outbox_open_delta``
-  (migration 0012), folded when an instance has many (a third statement, in that batch only). The
-  one write is a single ``INSERT … ON CONFLICT DO NOTHING`` (atomic on its own); the reads before it
-  were never locking reads, and a row another writer inserted in between is read back as before.
+  (migration 0012), folded when an instance has many (a third statement, in a task of its own after
+  the batch answered). The one write is a single ``INSERT … ON CONFLICT DO NOTHING`` (atomic on its
+  own); the reads before it were never locking reads, and a row another writer inserted in between
+  is read back as before.
 
 The decisions (replay, queue full, new row) are :func:`decide`'s, the same for both.
 """
@@ -161,16 +162,17 @@ def sqlite_batch(db: sqlite3.Connection, reqs: Sequence[_NewItem]) -> list[_Inse
 _PG_READ = (f"SELECT false, {', '.join('o.' + c for c in COLUMNS)} FROM unnest($1::varchar[], $2::varchar[]) AS "
             "k(instance_id, idempotency_key) JOIN outbox o ON o.instance_id = k.instance_id AND o.idempotency_key = "
             "k.idempotency_key UNION ALL SELECT true, "
-            + ", ".join("d.open" if c == "seq" else "d.rows" if c == "attempts" else "i.id" if c == "instance_id"
-                        else "NULL" for c in COLUMNS)
-            + " FROM unnest($3::varchar[]) AS i(id) CROSS JOIN LATERAL (SELECT coalesce(sum(delta), 0) AS open, "
-              "count(*) AS rows FROM outbox_open_delta WHERE outbox_open_delta.instance_id = i.id) AS d")
+            + ", ".join("d.open_items" if c == "seq" else "d.change_rows" if c == "attempts"
+                        else "i.id" if c == "instance_id" else "NULL" for c in COLUMNS)
+            + " FROM unnest($3::varchar[]) AS i(id) CROSS JOIN LATERAL (SELECT coalesce(sum(delta), 0) AS open_items, "
+              "count(*) AS change_rows FROM outbox_open_delta WHERE outbox_open_delta.instance_id = i.id) AS d")
 COMPACT_AT = 64  # an instance's change rows beyond which the batch folds them into one (pg_compact)
 # One statement: the instances' change rows replaced by their sum (none when it is 0). Under a transaction
 # advisory lock taken with try (no wait): a fold that does not get it folds nothing, so two folds never
 # delete the same rows, and the inserts of the triggers never wait for a fold.
+FOLD_LOCK_KEY = 0x77612D666F6C  # the fold's advisory lock ("wa-fol"; migrations hold MIGRATION_LOCK_KEY)
 _PG_COMPACT = ("WITH gone AS (DELETE FROM outbox_open_delta WHERE instance_id = ANY($1::varchar[]) AND "
-               "(SELECT pg_try_advisory_xact_lock(hashtext('outbox_open_delta'))) RETURNING instance_id, delta) "
+               f"(SELECT pg_try_advisory_xact_lock({FOLD_LOCK_KEY})) RETURNING instance_id, delta) "
                "INSERT INTO outbox_open_delta (instance_id, delta) SELECT instance_id, sum(delta) FROM gone "
                "GROUP BY instance_id HAVING sum(delta) <> 0")
 _ATTEMPTS = COLUMNS.index("attempts") + 1
@@ -195,8 +197,11 @@ async def _pg_by_keys(pg: Any, keys: Sequence[Key]) -> dict[Key, OutboxItem]:
     return found
 
 
-async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
-    """The batch on the raw asyncpg connection (not in a transaction: the insert is one statement)."""
+async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> tuple[list[_Inserted | BaseException], list[str]]:
+    """The batch on the raw asyncpg connection (not in a transaction: the insert is one statement).
+
+    Returns the answers and the instances whose open-count changes should be folded (:func:`pg_compact`,
+    after the batch answered: more than ``COMPACT_AT`` rows)."""
     keys, ids = _keys_and_ids(reqs)
     if len(keys) > CHUNK:  # a batch larger than one read: keys and counts apart
         stored = await _pg_by_keys(pg, keys)
@@ -215,9 +220,7 @@ async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseEx
         lost = [k for k in new_rows if k not in created]
         if lost:
             stored.update(await _pg_by_keys(pg, lost))
-    if fold:
-        await pg_compact(pg, fold)
-    return answers(decided, created, stored)
+    return answers(decided, created, stored), fold
 
 
 async def pg_compact(pg: Any, instance_ids: Sequence[str]) -> None:

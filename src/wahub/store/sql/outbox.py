@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +27,8 @@ from wahub.store.sql.connection import (
     _Inserted,
     _item,
     _NewItem,
+    _settled,
+    fault_reason,
 )
 from wahub.store.sql.fence import FenceSql
 from wahub.store.sql.sendbatch import SqliteSendWrites, in_database_thread
@@ -43,6 +47,8 @@ from wahub.store.sql.sendsql import (
     OnSqlite,
     _o,
 )
+
+log = structlog.get_logger("wahub.store")
 
 
 @functools.cache
@@ -134,7 +140,31 @@ class OutboxSql(FenceSql):
             if self.is_sqlite:  # on aiosqlite's own thread, where SQLAlchemy's adapter runs it too
                 results: list[_Inserted | BaseException] = await in_database_thread(conn, enqueue.sqlite_batch, reqs)
                 return results
-            return await enqueue.pg_batch((await conn.get_raw_connection()).driver_connection, reqs)
+            results, fold = await enqueue.pg_batch((await conn.get_raw_connection()).driver_connection, reqs)
+        if fold:
+            self._fold_later(fold)
+        return results
+
+    def _fold_later(self, instance_ids: Sequence[str]) -> None:
+        """Fold these instances' open-count changes (PostgreSQL) in a task of its own, after the batch
+        answered: one fold at a time per store, on a pooled connection; :meth:`close` waits for it."""
+        self._fold_ids.update(instance_ids)
+        if self._fold_task is None or self._fold_task.done():
+            task = asyncio.ensure_future(self._fold())
+            self._fold_task = task
+            self._inflight.add(task)
+            task.add_done_callback(_settled(self._inflight))
+
+    async def _fold(self) -> None:
+        while self._fold_ids:
+            ids = sorted(self._fold_ids)
+            self._fold_ids.clear()
+            try:
+                async with self.engine.connect() as conn:
+                    await enqueue.pg_compact((await conn.get_raw_connection()).driver_connection, ids)
+            except Exception as exc:  # noqa: BLE001 - a fold left undone is done by a later batch
+                log.warning("open_count_fold_failed", instances=len(ids), error=fault_reason(exc))
+                return
 
     async def _insert_one(self, r: _NewItem) -> _Inserted:
         """:meth:`insert_item` in a transaction of its own (the fallback of a failed batch)."""
