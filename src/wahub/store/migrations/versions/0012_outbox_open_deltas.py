@@ -4,7 +4,7 @@ Why: every enqueue answers with its instance's queue depth (``queueDepth``) and 
 (``MAX_QUEUE_SIZE``). On PostgreSQL the enqueue batch counted the open rows of its instances, one
 index entry and one visibility check per open item, on the server, while the batch's requests wait:
 with a raised ``MAX_QUEUE_SIZE`` and ~1,500 open items per instance, the count held the enqueue rate
-to 0.29–0.31 × the bare app; with the count left out, 0.48–0.49 × (docs/PERFORMANCE.md, "Open counts
+to 0.29–0.32 × the bare app; with the count left out, 0.48–0.49 × (docs/PERFORMANCE.md, "Open counts
 on PostgreSQL as sums of changes").
 
 SQLite keeps one counter row per instance (0010). On PostgreSQL a counter row would be locked by
