@@ -219,6 +219,9 @@ class SqlBase:
     async def _insert_batch(self, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
         raise NotImplementedError  # the outbox mixin's group commit
 
+    def _fold_later(self, instance_ids: Sequence[str]) -> None:
+        raise NotImplementedError  # the outbox mixin's fold of PostgreSQL's open-count changes
+
 
 def _whole(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """Run a store call to its end even when its caller is cancelled.

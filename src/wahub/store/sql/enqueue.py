@@ -167,12 +167,15 @@ _PG_READ = (f"SELECT false, {', '.join('o.' + c for c in COLUMNS)} FROM unnest($
             + " FROM unnest($3::varchar[]) AS i(id) CROSS JOIN LATERAL (SELECT coalesce(sum(delta), 0) AS open_items, "
               "count(*) AS change_rows FROM outbox_open_delta WHERE outbox_open_delta.instance_id = i.id) AS d")
 COMPACT_AT = 64  # an instance's change rows beyond which the batch folds them into one (pg_compact)
-# One statement: the instances' change rows replaced by their sum (none when it is 0). Under a transaction
-# advisory lock taken with try (no wait): a fold that does not get it folds nothing, so two folds never
-# delete the same rows, and the inserts of the triggers never wait for a fold.
-FOLD_LOCK_KEY = 0x77612D666F6C  # the fold's advisory lock ("wa-fol"; migrations hold MIGRATION_LOCK_KEY)
+# One statement: the instances' change rows replaced by their sum (none when it is 0). Each instance's
+# rows only under a transaction advisory lock of that instance, taken with try (no wait) before a row is
+# deleted: a fold skips the rows of an instance another fold holds, so two folds never delete the same
+# rows (no row lock waits, no deadlock), and the inserts of the triggers never wait for a fold. Keys:
+# the two-int space (apart from the migrations' one-bigint MIGRATION_LOCK_KEY); a hash collision only
+# makes two instances share a lock.
+FOLD_LOCK_CLASS = 0x77616864  # "wahd"
 _PG_COMPACT = ("WITH gone AS (DELETE FROM outbox_open_delta WHERE instance_id = ANY($1::varchar[]) AND "
-               f"(SELECT pg_try_advisory_xact_lock({FOLD_LOCK_KEY})) RETURNING instance_id, delta) "
+               f"pg_try_advisory_xact_lock({FOLD_LOCK_CLASS}, hashtext(instance_id)) RETURNING instance_id, delta) "
                "INSERT INTO outbox_open_delta (instance_id, delta) SELECT instance_id, sum(delta) FROM gone "
                "GROUP BY instance_id HAVING sum(delta) <> 0")
 _ATTEMPTS = COLUMNS.index("attempts") + 1
@@ -226,6 +229,7 @@ async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> tuple[list[_Inserted | 
 async def pg_compact(pg: Any, instance_ids: Sequence[str]) -> None:
     """Fold each instance's rows of ``outbox_open_delta`` into one (their sum; none when it is 0).
 
-    Committed on its own (no explicit transaction). Folds nothing when another fold holds the lock.
+    Committed on its own (no explicit transaction). Leaves the rows of an instance another fold is
+    folding at the same time (they stay counted; a later fold takes them).
     """
     await pg.execute(_PG_COMPACT, list(instance_ids))

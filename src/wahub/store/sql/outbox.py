@@ -49,6 +49,9 @@ from wahub.store.sql.sendsql import (
 )
 
 log = structlog.get_logger("wahub.store")
+# Instances per fold statement: each holds one advisory lock until the statement's end, and PostgreSQL's
+# lock table has max_locks_per_transaction (64) × connections slots for all sessions together.
+FOLD_CHUNK = 32
 
 
 @functools.cache
@@ -161,7 +164,9 @@ class OutboxSql(FenceSql):
             self._fold_ids.clear()
             try:
                 async with self.engine.connect() as conn:
-                    await enqueue.pg_compact((await conn.get_raw_connection()).driver_connection, ids)
+                    raw = (await conn.get_raw_connection()).driver_connection
+                    for start in range(0, len(ids), FOLD_CHUNK):  # an advisory lock per instance: bounded
+                        await enqueue.pg_compact(raw, ids[start:start + FOLD_CHUNK])
             except Exception as exc:  # noqa: BLE001 - a fold left undone is done by a later batch
                 log.warning("open_count_fold_failed", instances=len(ids), error=fault_reason(exc))
                 return
@@ -174,6 +179,7 @@ class OutboxSql(FenceSql):
         async with self._tx() as conn:
             existing = (await conn.execute(t.outbox.select().where(
                 t.outbox.c.instance_id == instance_id, t.outbox.c.idempotency_key == idempotency_key))).first()
+            # counted here, not read from the kept counts (0010, 0012): the same figure, on a rare path
             open_count = int((await conn.execute(
                 sa.select(sa.func.count()).select_from(t.outbox).where(
                     t.outbox.c.instance_id == instance_id,

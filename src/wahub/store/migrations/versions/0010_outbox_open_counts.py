@@ -11,9 +11,10 @@ queued row, a delete of an open row, a status change across the set (``sending``
 ``queued`` → ``canceled``, ``failed`` → ``queued`` …). The claim (``queued`` → ``sending``) and a
 release (``sending`` → ``queued``) stay inside the set and do not.
 
-PostgreSQL keeps counting: with several nodes and two enqueue batches in flight, a counter row per
+Not on PostgreSQL: with several nodes and two enqueue batches in flight, a counter row per
 instance would serialise every writer of that instance on one row lock and, with rows of several
 instances in one statement, let two transactions deadlock. SQLite has one writer at a time.
+(PostgreSQL keeps sums of inserted changes instead: migration 0012.)
 
 Note for later migrations: ``batch_alter_table('outbox')`` rebuilds the table on SQLite and drops
 its triggers; such a migration must create them again (:func:`create_triggers`).

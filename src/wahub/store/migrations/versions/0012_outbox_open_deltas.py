@@ -23,9 +23,17 @@ and inserts never wait for one another.
   triggers: PostgreSQL allows a column list, needed so that updates of acks and claims fire nothing,
   only on row triggers). The claim and a release stay inside the set and do not fire.
 
+* ``TRUNCATE outbox``: ``outbox_open_delta`` is emptied too (a statement trigger), as the counts are 0.
+
 The changes are folded into one row per instance by :func:`wahub.store.sql.enqueue.pg_compact` (one
 statement: delete the instance's rows, insert their sum) when a read finds many, under a transaction
-advisory lock so that two folds never delete the same rows (no row lock waits, no deadlock).
+advisory lock per instance so that two folds never delete the same rows (no row lock waits, no deadlock).
+
+The trigger functions name the table with the schema the migration runs in, so a session with another
+``search_path`` (``pg_restore`` sets an empty one) writes to the right table. Writes with triggers off
+(``session_replication_role = replica``, ``pg_restore --disable-triggers``) bypass the counts: a
+data-only restore must load both tables with triggers off, or both with them on into an empty
+``outbox_open_delta`` (docs/deploy.md).
 
 Revision ID: 0012
 Revises: 0011
@@ -34,6 +42,7 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = '0012'
@@ -43,13 +52,16 @@ depends_on = None
 
 OPEN = "('queued', 'sending')"
 TRIGGERS = ("outbox_open_insert", "outbox_open_delete", "outbox_open_leave", "outbox_open_enter",
-            "outbox_open_move_out", "outbox_open_move_in")
-FUNCTIONS = ("outbox_open_inserted", "outbox_open_deleted", "outbox_open_plus", "outbox_open_minus")
+            "outbox_open_move_out", "outbox_open_move_in", "outbox_open_truncate")
+FUNCTIONS = ("outbox_open_inserted", "outbox_open_deleted", "outbox_open_plus", "outbox_open_minus",
+             "outbox_open_truncated")
 
 
 def upgrade() -> None:
     if op.get_context().dialect.name != 'postgresql':
         return
+    schema = op.get_bind().execute(sa.text("SELECT quote_ident(current_schema())")).scalar_one()
+    table = f"{schema}.outbox_open_delta"
     op.execute("CREATE TABLE outbox_open_delta (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
                "instance_id VARCHAR(120) NOT NULL, delta INTEGER NOT NULL)")
     op.execute("CREATE INDEX ix_outbox_open_delta_instance ON outbox_open_delta (instance_id) INCLUDE (delta)")
@@ -59,19 +71,23 @@ def upgrade() -> None:
     op.execute(f"INSERT INTO outbox_open_delta (instance_id, delta) SELECT instance_id, count(*) FROM outbox "
                f"WHERE status IN {OPEN} GROUP BY instance_id")
     op.execute("CREATE FUNCTION outbox_open_inserted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-               "INSERT INTO outbox_open_delta (instance_id, delta) SELECT instance_id, count(*) FROM changed "
+               f"INSERT INTO {table} (instance_id, delta) SELECT instance_id, count(*) FROM changed "
                f"WHERE status IN {OPEN} GROUP BY instance_id; RETURN NULL; END $$")
     op.execute("CREATE FUNCTION outbox_open_deleted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-               "INSERT INTO outbox_open_delta (instance_id, delta) SELECT instance_id, -count(*) FROM changed "
+               f"INSERT INTO {table} (instance_id, delta) SELECT instance_id, -count(*) FROM changed "
                f"WHERE status IN {OPEN} GROUP BY instance_id; RETURN NULL; END $$")
     op.execute("CREATE FUNCTION outbox_open_plus() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-               "INSERT INTO outbox_open_delta (instance_id, delta) VALUES (NEW.instance_id, 1); RETURN NULL; END $$")
+               f"INSERT INTO {table} (instance_id, delta) VALUES (NEW.instance_id, 1); RETURN NULL; END $$")
     op.execute("CREATE FUNCTION outbox_open_minus() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-               "INSERT INTO outbox_open_delta (instance_id, delta) VALUES (OLD.instance_id, -1); RETURN NULL; END $$")
+               f"INSERT INTO {table} (instance_id, delta) VALUES (OLD.instance_id, -1); RETURN NULL; END $$")
+    op.execute("CREATE FUNCTION outbox_open_truncated() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+               f"DELETE FROM {table}; RETURN NULL; END $$")
     op.execute("CREATE TRIGGER outbox_open_insert AFTER INSERT ON outbox REFERENCING NEW TABLE AS changed "
                "FOR EACH STATEMENT EXECUTE FUNCTION outbox_open_inserted()")
     op.execute("CREATE TRIGGER outbox_open_delete AFTER DELETE ON outbox REFERENCING OLD TABLE AS changed "
                "FOR EACH STATEMENT EXECUTE FUNCTION outbox_open_deleted()")
+    op.execute("CREATE TRIGGER outbox_open_truncate AFTER TRUNCATE ON outbox "
+               "FOR EACH STATEMENT EXECUTE FUNCTION outbox_open_truncated()")
     same = "OLD.instance_id = NEW.instance_id"
     op.execute(f"CREATE TRIGGER outbox_open_leave AFTER UPDATE OF status ON outbox FOR EACH ROW WHEN "
                f"(OLD.status IN {OPEN} AND NEW.status NOT IN {OPEN} AND {same}) EXECUTE FUNCTION outbox_open_minus()")
