@@ -12,6 +12,7 @@ import asyncio
 import importlib.util
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -288,3 +289,31 @@ async def test_truncate_a_restore_with_another_search_path_and_a_deleted_instanc
     async with store.engine.connect() as conn:
         left = (await conn.execute(sa.text("SELECT count(*) FROM outbox_open_delta WHERE instance_id = 'b'"))).scalar()
     assert left == 0
+
+
+async def test_callers_cancelled_while_their_batch_commits_leave_it_whole(fresh_store: Store) -> None:
+    """An enqueue's caller cancelled (the client went away) while its group commit runs does not cut the
+    batch short: every item of the batch is stored once, the kept counts agree, and close() waits for the
+    batch rather than closing the database under it. (``insert_item`` is not run as a shielded task of its
+    own: the batch runs in the writer task whatever becomes of its callers.)"""
+    store = await _store(fresh_store, "a")
+    flushing, flush = asyncio.Event(), store._enqueue._flush
+
+    async def flagged(reqs: Any) -> Any:
+        flushing.set()
+        return await flush(reqs)
+
+    store._enqueue._flush = flagged
+    callers = [asyncio.ensure_future(enqueue(store, f"k{i}", max_open=1_000)) for i in range(40)]
+    await flushing.wait()  # the writer took all 40 (one batch) and runs it
+    assert not store._enqueue._pending
+    for caller in callers:
+        caller.cancel()
+    await store.close()
+    assert all(caller.cancelled() for caller in callers)
+    reopened = SqlStore(store.engine.url.render_as_string(hide_password=False))
+    try:
+        kept, counted = await _counts(reopened)
+        assert kept == counted == {"a": 40}
+    finally:
+        await reopened.close()

@@ -36,6 +36,9 @@ class SqlStore(InstancesSql, OutboxSql, ItemsSql, InboundSql, EventsSql, FleetSq
     """All persistence of wa-hub behind the store ports (:mod:`wahub.store.base`)."""
 
 
-for _name in [n for n in dir(SqlStore) if not n.startswith("_") and n not in ("close", "migrate")
+# Every store call runs whole (see _whole), except ``insert_item``: it only waits for its group commit's
+# answer, and the commit runs in the writer task whatever becomes of the caller (a caller cancelled
+# before its batch was taken is left out of it), so a task and a shield per enqueue bought nothing.
+for _name in [n for n in dir(SqlStore) if not n.startswith("_") and n not in ("close", "migrate", "insert_item")
               and inspect.iscoroutinefunction(getattr(SqlStore, n))]:
     setattr(SqlStore, _name, _whole(getattr(SqlStore, _name)))
