@@ -12,20 +12,25 @@ import asyncio
 import importlib.util
 import random
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 import wahub.store
+from tests.conftest import API_KEY, make_settings
 from tests.integration.store.conftest import T0, enqueue, send
+from wahub.runtime.compose import build_hub
 from wahub.store import migrate
 from wahub.store.base import QueueFullSignal, Store
 from wahub.store.sql import SqlStore
 from wahub.store.sql import enqueue as enqueue_sql
+from wahub.web.app import create_app
 
 
-def _migration(name: str) -> object:
+def _migration(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(  # the file's name is not a module name
         name.split("_")[0], Path(wahub.store.__file__).parent / "migrations" / "versions" / f"{name}.py")
     assert spec is not None and spec.loader is not None
@@ -35,8 +40,10 @@ def _migration(name: str) -> object:
 
 
 m0010, m0012 = _migration("0010_outbox_open_counts"), _migration("0012_outbox_open_deltas")
-SQL = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
-pytestmark = [pytest.mark.timeout(60), pytest.mark.parametrize("fresh_store", SQL, indirect=True)]
+_PG = pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)
+both = pytest.mark.parametrize("fresh_store", [pytest.param("sqlite", id="sqlite"), _PG], indirect=True)
+postgresql = pytest.mark.parametrize("fresh_store", [_PG], indirect=True)  # 0012's own mechanics
+pytestmark = pytest.mark.timeout(60)
 
 
 async def _counts(store: SqlStore) -> tuple[dict[str, int], dict[str, int]]:
@@ -50,6 +57,13 @@ async def _counts(store: SqlStore) -> tuple[dict[str, int], dict[str, int]]:
     return kept, counted
 
 
+async def _wait_in_flight(*stores: SqlStore) -> None:
+    """Wait for the stores' calls and folds in flight (a fold runs in a task after its batch answered)."""
+    for store in stores:
+        while store._inflight:
+            await asyncio.gather(*store._inflight)
+
+
 async def _store(fresh_store: Store, *names: str) -> SqlStore:
     assert isinstance(fresh_store, SqlStore)
     await fresh_store.migrate()
@@ -59,6 +73,7 @@ async def _store(fresh_store: Store, *names: str) -> SqlStore:
     return fresh_store
 
 
+@both
 async def test_the_newest_schema_has_every_trigger_that_keeps_the_counts(fresh_store: Store) -> None:
     # a later migration that rebuilds `outbox` (batch_alter_table) drops its triggers on SQLite
     store = await _store(fresh_store)
@@ -66,9 +81,10 @@ async def test_the_newest_schema_has_every_trigger_that_keeps_the_counts(fresh_s
            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'outbox'::regclass AND NOT tgisinternal")
     async with store.engine.connect() as conn:
         names = {r[0] for r in (await conn.execute(sa.text(sql))).all()}
-    assert names >= set((m0010 if store.is_sqlite else m0012).TRIGGERS)  # type: ignore[attr-defined]
+    assert names >= set((m0010 if store.is_sqlite else m0012).TRIGGERS)
 
 
+@both
 async def test_the_kept_open_counts_follow_every_write(fresh_store: Store) -> None:
     store = await _store(fresh_store, "a", "b")
     steps = []
@@ -110,6 +126,7 @@ async def test_the_kept_open_counts_follow_every_write(fresh_store: Store) -> No
     assert steps[-1][1] == {"a": 1}
 
 
+@both
 async def test_random_writes_never_let_the_kept_counts_drift_and_refusals_follow_them(
         fresh_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """300 writes of every kind in a seeded random order; after each, kept == counted, and an enqueue is
@@ -162,14 +179,14 @@ async def test_random_writes_never_let_the_kept_counts_drift_and_refusals_follow
         kept, counted = await _counts(store)
         assert kept == counted, f"after op {op} on {instance}"
     if not store.is_sqlite:  # the batches folded the changes as they went (~100 per instance without)
-        while store._inflight:
-            await asyncio.gather(*store._inflight)
+        await _wait_in_flight(store)
         async with store.engine.connect() as conn:
             rows = (await conn.execute(sa.text(
                 "SELECT count(*) FROM outbox_open_delta GROUP BY instance_id ORDER BY 1 DESC LIMIT 1"))).scalar()
         assert rows is not None and rows < 20
 
 
+@both
 async def test_an_existing_database_upgraded_starts_with_its_queues_counted(fresh_store: Store) -> None:
     """A hub upgraded with items already queued, in flight and finished: migration 0010 (SQLite) or 0012
     (PostgreSQL) counts them and 0011's partial indexes still find the sent items by message id; enqueues
@@ -201,15 +218,14 @@ async def test_an_existing_database_upgraded_starts_with_its_queues_counted(fres
     assert created and depth == 4
 
 
+@postgresql
 async def test_two_nodes_writing_and_folding_at_once_keep_the_counts_exact(
         fresh_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """PostgreSQL: two stores on one database (two nodes) enqueue, send, cancel and fold the change rows
+    """Two stores on one PostgreSQL database (two nodes) enqueue, send, cancel and fold the change rows
     all at once (folds after every 2 changes, and by hand). Nothing waits on a counter row, so nothing
     deadlocks or fails; at the end the sums equal the open items, every answered depth was possible,
     and the folds left about one row per instance."""
     store = await _store(fresh_store, "a", "b", "c", "d")
-    if store.is_sqlite:
-        pytest.skip("SQLite keeps counter rows (0010) and has one writer at a time")
     monkeypatch.setattr(enqueue_sql, "COMPACT_AT", 2)
     other = SqlStore(store.engine.url.render_as_string(hide_password=False))
     rng = random.Random(12)
@@ -243,9 +259,7 @@ async def test_two_nodes_writing_and_folding_at_once_keep_the_counts_exact(
         kept, counted = await _counts(store)
         assert kept == counted and "d" not in counted and sum(counted.values()) > 0
         assert len(depths) == 180 and all(1 <= depth <= 180 for _, depth in depths)
-        for s in (store, other):  # a background fold holding an instance's lock would skip it below
-            while s._inflight:
-                await asyncio.gather(*s._inflight)
+        await _wait_in_flight(store, other)  # a background fold holding an instance's lock would skip it below
         async with other.engine.connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             await enqueue_sql.pg_compact(raw, ["a", "b", "c", "d"])
@@ -257,14 +271,13 @@ async def test_two_nodes_writing_and_folding_at_once_keep_the_counts_exact(
         await other.close()
 
 
+@postgresql
 async def test_truncate_a_restore_with_another_search_path_and_a_deleted_instance_leave_nothing_wrong(
         fresh_store: Store) -> None:
-    """PostgreSQL: ``TRUNCATE outbox`` empties the changes (a queue emptied that way is not full); a write
+    """On PostgreSQL ``TRUNCATE outbox`` empties the changes (a queue emptied that way is not full); a write
     from a session whose ``search_path`` is empty (as ``pg_restore`` sets it) still reaches the changes
     table; a deleted instance leaves no change rows behind."""
     store = await _store(fresh_store, "a", "b")
-    if store.is_sqlite:
-        pytest.skip("SQLite turns its truncate optimisation off for a table with triggers")
     for i in range(5):
         await enqueue(store, f"k{i}", max_open=5)
     with pytest.raises(QueueFullSignal):
@@ -284,13 +297,13 @@ async def test_truncate_a_restore_with_another_search_path_and_a_deleted_instanc
     kept, counted = await _counts(store)
     assert kept == counted == {"a": 1, "b": 1}
     await store.delete_instance("b")
-    while store._inflight:
-        await asyncio.gather(*store._inflight)
+    await _wait_in_flight(store)
     async with store.engine.connect() as conn:
         left = (await conn.execute(sa.text("SELECT count(*) FROM outbox_open_delta WHERE instance_id = 'b'"))).scalar()
     assert left == 0
 
 
+@both
 async def test_callers_cancelled_while_their_batch_commits_leave_it_whole(fresh_store: Store) -> None:
     """An enqueue's caller cancelled (the client went away) while its group commit runs does not cut the
     batch short: every item of the batch is stored once, the kept counts agree, and close() waits for the
@@ -317,3 +330,34 @@ async def test_callers_cancelled_while_their_batch_commits_leave_it_whole(fresh_
         assert kept == counted == {"a": 40}
     finally:
         await reopened.close()
+
+
+@both
+async def test_queue_depths_and_refusals_through_the_api_follow_the_kept_counts(
+        fresh_store: Store, tmp_path: Path) -> None:
+    """What a client sees of the kept counts, on each database: ``queueDepth`` 1, 2, 3, then 429 at
+    ``MAX_QUEUE_SIZE=3`` (with ``queueDepth`` 3); clearing the queue makes room again (depth 1)."""
+    hub = build_hub(make_settings(tmp_path, max_queue_size=3), store=fresh_store, rng=random.Random(7))
+    await hub.start(restore=False)
+    try:
+        app = create_app(hub, manage_hub=False)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub",
+                                     headers={"authorization": f"Bearer {API_KEY}"}) as client:
+            assert (await client.post("/instances", json={"name": "shop"})).status_code in (200, 201)
+            send_url = "/instances/shop/client/action/send-message"
+            body = {"chatId": "201000000001@c.us", "message": "order #1 confirmed"}
+            depths = []
+            for i in range(3):
+                answer = await client.post(send_url, json=body, headers={"Idempotency-Key": f"o{i}"})
+                assert answer.status_code == 202
+                depths.append(answer.json()["queueDepth"])
+            assert depths == [1, 2, 3]
+            full = await client.post(send_url, json=body, headers={"Idempotency-Key": "o3"})
+            assert full.status_code == 429 and full.json()["queueDepth"] == 3
+            replay = await client.post(send_url, json=body, headers={"Idempotency-Key": "o1"})
+            assert replay.json()["replay"] is True and replay.json()["queueDepth"] == 3
+            assert (await client.delete("/instances/shop/queue")).json()["cleared"] == 3
+            again = await client.post(send_url, json=body, headers={"Idempotency-Key": "o3"})
+            assert again.status_code == 202 and again.json()["queueDepth"] == 1
+    finally:
+        await hub.stop()

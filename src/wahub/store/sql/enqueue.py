@@ -174,6 +174,9 @@ COMPACT_AT = 64  # an instance's change rows beyond which the batch folds them i
 # the two-int space (apart from the migrations' one-bigint MIGRATION_LOCK_KEY); a hash collision only
 # makes two instances share a lock.
 FOLD_LOCK_CLASS = 0x77616864  # "wahd"
+# Instances per fold statement: each holds its advisory lock until the statement's end, and PostgreSQL's
+# lock table has max_locks_per_transaction (64) × connections slots for all sessions together.
+FOLD_CHUNK = 32
 _PG_COMPACT = ("WITH gone AS (DELETE FROM outbox_open_delta WHERE instance_id = ANY($1::varchar[]) AND "
                f"pg_try_advisory_xact_lock({FOLD_LOCK_CLASS}, hashtext(instance_id)) RETURNING instance_id, delta) "
                "INSERT INTO outbox_open_delta (instance_id, delta) SELECT instance_id, sum(delta) FROM gone "
@@ -229,7 +232,10 @@ async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> tuple[list[_Inserted | 
 async def pg_compact(pg: Any, instance_ids: Sequence[str]) -> None:
     """Fold each instance's rows of ``outbox_open_delta`` into one (their sum; none when it is 0).
 
-    Committed on its own (no explicit transaction). Leaves the rows of an instance another fold is
-    folding at the same time (they stay counted; a later fold takes them).
+    One statement per ``FOLD_CHUNK`` instances, each committed on its own (no explicit transaction).
+    Leaves the rows of an instance another fold is folding at the same time (they stay counted; a later
+    fold takes them).
     """
-    await pg.execute(_PG_COMPACT, list(instance_ids))
+    ids = list(instance_ids)
+    for start in range(0, len(ids), FOLD_CHUNK):
+        await pg.execute(_PG_COMPACT, ids[start:start + FOLD_CHUNK])

@@ -103,8 +103,7 @@ class InstancesSql(FenceSql):
                           t.transitions, t.restarts, t.cloud_credentials, t.cloud_chat_inbound):
                 await conn.execute(table.delete().where(table.c.instance_id == instance_id))
             res = await conn.execute(t.instances.delete().where(t.instances.c.id == instance_id))
-        if not self.is_sqlite:  # its open-count changes now sum to 0: fold them away (no enqueue will)
-            self._fold_later([instance_id])
+        self._fold_later([instance_id])  # its open-count changes now sum to 0: fold them away (no enqueue will)
         return open_items if res.rowcount else None
 
     async def record_transition(self, instance_id: str, *, from_state: str, to_state: str, reason: str | None,

@@ -49,9 +49,6 @@ from wahub.store.sql.sendsql import (
 )
 
 log = structlog.get_logger("wahub.store")
-# Instances per fold statement: each holds one advisory lock until the statement's end, and PostgreSQL's
-# lock table has max_locks_per_transaction (64) × connections slots for all sessions together.
-FOLD_CHUNK = 32
 
 
 @functools.cache
@@ -149,8 +146,11 @@ class OutboxSql(FenceSql):
         return results
 
     def _fold_later(self, instance_ids: Sequence[str]) -> None:
-        """Fold these instances' open-count changes (PostgreSQL) in a task of its own, after the batch
-        answered: one fold at a time per store, on a pooled connection; :meth:`close` waits for it."""
+        """Fold these instances' open-count changes (PostgreSQL; nothing to fold on SQLite) in a task of
+        its own, after the batch answered: one fold at a time per store, on a pooled connection;
+        :meth:`close` waits for it."""
+        if self.is_sqlite:
+            return
         self._fold_ids.update(instance_ids)
         if self._fold_task is None or self._fold_task.done():
             task = asyncio.ensure_future(self._fold())
@@ -164,9 +164,7 @@ class OutboxSql(FenceSql):
             self._fold_ids.clear()
             try:
                 async with self.engine.connect() as conn:
-                    raw = (await conn.get_raw_connection()).driver_connection
-                    for start in range(0, len(ids), FOLD_CHUNK):  # an advisory lock per instance: bounded
-                        await enqueue.pg_compact(raw, ids[start:start + FOLD_CHUNK])
+                    await enqueue.pg_compact((await conn.get_raw_connection()).driver_connection, ids)
             except Exception as exc:  # noqa: BLE001 - a fold left undone is done by a later batch
                 log.warning("open_count_fold_failed", instances=len(ids), error=fault_reason(exc))
                 return

@@ -22,7 +22,6 @@ and inserts never wait for one another.
   ``canceled``, ``failed`` → ``queued`` …), or to another instance: a row per updated row (row
   triggers: PostgreSQL allows a column list, needed so that updates of acks and claims fire nothing,
   only on row triggers). The claim and a release stay inside the set and do not fire.
-
 * ``TRUNCATE outbox``: ``outbox_open_delta`` is emptied too (a statement trigger), as the counts are 0.
 
 The changes are folded into one row per instance by :func:`wahub.store.sql.enqueue.pg_compact` (one
