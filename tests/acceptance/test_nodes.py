@@ -227,9 +227,13 @@ def test_three_nodes_share_instances_move_them_on_death_and_fence_a_paused_node(
             states = {rt["id"]: rt["state"] for rt in survivor.client.get("/instances").json()}
             leases = _query(database, "SELECT * FROM leases WHERE instance_id = ANY($1::text[])", missing[:5])
             nodes_now = _query(database, "SELECT * FROM nodes")
+            open_tx = _query(database, "SELECT pid, application_name, state, wait_event, xact_start::text, "
+                             "left(query, 80) AS query FROM pg_stat_activity WHERE datname = current_database() "
+                             "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()")
             raise AssertionError(f"not run by the survivor: {len(missing)} {missing[:5]}; not ready: "
                                  f"{[(i, st) for i, st in states.items() if st != 'ready'][:5]}; leases "
                                  f"{[dict(r) for r in leases]}; nodes {[dict(r) for r in nodes_now]}; "
+                                 f"open transactions {[dict(r) for r in open_tx]}; "
                                  f"now {int(time.time() * 1000)}") from None
         finally:
             os.killpg(paused_pid, signal.SIGCONT)

@@ -3,6 +3,8 @@ sends nothing more for it, as the sandbox's own deliveries show."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.support.fakehub import HOOK_URL, FakeHub, build
@@ -11,6 +13,7 @@ from wahub.domain.outbox import ItemKind, ItemStatus
 from wahub.runtime.clock import FakeClock
 from wahub.runtime.leases import LeasePolicy, Leases, fair_share
 from wahub.store.memory import MemoryStore
+from wahub.store.records import LeaseRecord
 
 SEC = 1000
 TTL_S = 3
@@ -188,3 +191,51 @@ async def test_an_instance_held_here_whose_adoption_failed_is_run_by_a_later_rou
     assert (shown.state, shown.owner) == (State.READY, "n1")
     assert [d.text for d in fh.world.phones[rt.id].deliveries] == ["hi"]
     await fh.hub.stop()
+
+
+async def test_leases_claimed_while_a_renewal_is_in_flight_keep_running_and_are_not_given_back() -> None:
+    """The renewal's statement ran before the claim round's commit (its answer lacks the leases just
+    claimed) and its answer arrives after it: the instances just claimed are neither stopped as lost
+    nor given back as strays, and the next rounds neither claim more nor less than the share."""
+    clock = FakeClock()
+    store = MemoryStore()
+    for i in range(4):
+        await store.create_instance(id=f"i{i}", name=f"I{i}", webhook_url=None, webhook_events=[],
+                                    webhook_secret=None, now=clock.now_ms())
+    await store.heartbeat("n2", address=None, capacity=100, now=clock.now_ms())
+    dropped: list[str] = []
+
+    async def drop(iid: str, _why: str) -> None:
+        dropped.append(iid)
+
+    leases = Leases(store, clock, LeasePolicy("n1", None, capacity=100, ttl_ms=TTL_S * SEC), adopt=_noop,
+                    drop=drop, sync=lambda: _noop())
+    await store.heartbeat("n1", address=None, capacity=100, now=clock.now_ms())
+    store.fence_as("n1")  # what start() does, without its loops: the rounds run here, one by one
+    await leases.renew()
+    renew = store.renew_leases
+    answered, resume = asyncio.Event(), asyncio.Event()
+
+    async def answer_late(node_id: str, *, now: int, ttl_ms: int) -> list[LeaseRecord]:
+        rows = await renew(node_id, now=now, ttl_ms=ttl_ms)  # the statement: before the claim
+        answered.set()
+        await resume.wait()
+        return rows
+
+    store.renew_leases = answer_late  # type: ignore[method-assign]
+    renewal = asyncio.ensure_future(leases.renew())
+    await answered.wait()
+    await leases.claim()  # ceil(4 / 2) = 2
+    resume.set()
+    await renewal
+    store.renew_leases = renew  # type: ignore[method-assign]
+    mine = set(leases.owned)
+    assert len(mine) == 2 and dropped == []
+    for _ in range(3):
+        await clock.advance(TTL_S * SEC // 3)
+        await store.heartbeat("n2", address=None, capacity=100, now=clock.now_ms())  # n2 stays live
+        await leases.renew()
+        await leases.claim()
+    assert leases.owned == mine and dropped == []
+    held = {le.instance_id for le in await store.list_leases() if le.owner == "n1"}
+    assert held == mine and all(store.holds(iid) for iid in mine)

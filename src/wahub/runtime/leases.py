@@ -120,10 +120,12 @@ class Leases:
         self._wake.set()
 
     async def start(self) -> None:
-        """Fence the store's writes as this node, register it, and start renewing and claiming."""
-        self.store.fence_as(self.policy.node_id, on_lost=self._on_fenced)
+        """Register the node, fence the store's writes as this node, and start renewing and claiming."""
+        # Live first: the store names this node's sessions once fenced, and a claimer ends the open
+        # transactions of a node that is not live (a restart under the id of a node gone a while ago).
         await self.store.heartbeat(self.policy.node_id, address=self.policy.address, capacity=self.policy.capacity,
                                    now=self.clock.now_ms())
+        self.store.fence_as(self.policy.node_id, on_lost=self._on_fenced)
         # Renewal runs on its own: a long claim round (starting a hundred instances) never delays it.
         self._tasks = [asyncio.ensure_future(self._renew_loop()), asyncio.ensure_future(self._claim_loop())]
 
@@ -191,14 +193,17 @@ class Leases:
             # round takes back whatever is still free (with recovery).
             for iid in sorted(self.owned):
                 self._lose(iid, "lease validity lapsed on this node (paused or store unreachable)")
+        before = set(self.owned)
         renewed = await self.store.renew_leases(node, now=started, ttl_ms=ttl)
         self.valid_until = started + ttl
         held = {le.instance_id for le in renewed}
-        for iid in sorted(self.owned - held):
+        # Only a lease held before the statement ran can be missing from its answer for being lost; one
+        # the claim loop took while the renewal was in flight is not in the answer yet.
+        for iid in sorted((before & self.owned) - held):
             self._lose(iid, "another node claimed the lease")
         stray = sorted(held - self.owned)  # ours in the database, not run here: give back
         if stray and not self._claim_pending:
-            await self.store.release_leases(node, stray)
+            await self.store.release_leases(node, stray, leaving=False)
         # The heartbeat carries the renewal's instant: a node stops counting as live exactly when its
         # leases expire, so the survivors' fair share grows in the same claim round that finds them free.
         await self.store.heartbeat(node, address=self.policy.address, capacity=self.policy.capacity, now=started)
@@ -227,7 +232,9 @@ class Leases:
         if not self.valid():
             return  # renewal has not confirmed this node yet (paused, store unreachable)
         figures = await self.store.claim_round(node, now=now, ttl_ms=ttl)
-        want = fair_share(figures.instances, figures.live_nodes, self.policy.capacity) - len(self.owned)
+        # The share is measured by what the database says this node holds, not by self.owned: what this
+        # node runs may lag behind (a lease held but not run yet is given back by the next renewal).
+        want = fair_share(figures.instances, figures.live_nodes, self.policy.capacity) - figures.owned
         if want > 0 and figures.free > 0:
             self._claim_pending = True  # a renewal meanwhile must not give back what this claim takes
             try:

@@ -439,7 +439,11 @@ class LeasesPort(Protocol):
         """Take up to ``limit`` free or expired leases (oldest instances first), each with its token
         plus one, expiring at ``now + ttl_ms``; in the same transaction recover their in-flight items
         (never handed over → ``queued``; handed over → ``uncertain``, their send-log time moved to
-        ``now`` so the windows stay conservative). Returns ``(claimed, items now uncertain)``."""
+        ``now`` so the windows stay conservative). Returns ``(claimed, items now uncertain)``.
+
+        A free lease a write of its old owner still locks is not taken (the write lands first); when
+        one is passed by, the open transactions of nodes not live at ``now`` are ended, so that a node
+        stopped in the middle of a write never keeps a lease from being claimed by the next round."""
         ...
 
     async def renew_leases(self, node_id: str, *, now: int, ttl_ms: int) -> list[LeaseRecord]:
@@ -447,8 +451,9 @@ class LeasesPort(Protocol):
         A lease missing from the answer was lost (another node claimed it)."""
         ...
 
-    async def release_leases(self, node_id: str, instance_ids: Sequence[str]) -> int:
-        """Give leases up (clean shutdown): free at once, tokens kept. Returns how many."""
+    async def release_leases(self, node_id: str, instance_ids: Sequence[str], *, leaving: bool = True) -> int:
+        """Give leases up: free at once, tokens kept. ``leaving`` (clean shutdown): the node also stops
+        counting as live. Returns how many."""
         ...
 
     def forget_lease(self, instance_id: str) -> None:

@@ -79,9 +79,9 @@ class LeasesMemory(MemoryBase):
                     del self._held_tokens[iid]
         return out
 
-    async def release_leases(self, node_id: str, instance_ids: Sequence[str]) -> int:
-        """Give leases up: free at once, tokens kept; the node stops counting as live."""
-        if node_id in self._nodes:
+    async def release_leases(self, node_id: str, instance_ids: Sequence[str], *, leaving: bool = True) -> int:
+        """Give leases up: free at once, tokens kept; ``leaving``: the node stops counting as live."""
+        if leaving and node_id in self._nodes:
             self._nodes[node_id]["heartbeat_at"] = 0
         n = 0
         for iid in instance_ids:

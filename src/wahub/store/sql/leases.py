@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wahub.domain.outbox import ItemStatus as St
@@ -16,9 +17,25 @@ from wahub.store.records import ClaimRound, LeaseRecord, NodeRecord
 from wahub.store.sql.connection import _item
 from wahub.store.sql.fence import FenceSql
 
+log = structlog.get_logger("wahub.leases")
+
 WAKE_CHANNEL = "wahub_wake"
 UNCERTAIN_ON_MOVE = ("the node that ran the instance stopped after handing the item to the engine; "
                      "delivery unknown")
+SESSION_PREFIX = "wa-hub "  # + node id: the application_name of a node's sessions (PostgreSQL)
+END_WAIT_MS = 2_000  # how long a claimer waits for a session it ended to be gone, its locks released
+
+# The sessions of gone nodes (by name) that are inside a transaction, ended; each answer comes once the
+# session is gone or after :wait ms. Only sessions of a role this one is a member of may be ended.
+_END_SESSIONS = sa.text(
+    "SELECT pid, application_name AS name, pg_terminate_backend(pid, :wait) AS ended FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
+    "AND application_name = ANY(:names) AND pg_has_role(usesysid, 'MEMBER')")
+
+
+def session_name(node_id: str) -> str:
+    """The ``application_name`` of a node's PostgreSQL sessions (PostgreSQL keeps 63 bytes of it)."""
+    return (SESSION_PREFIX + node_id).encode()[:63].decode(errors="ignore")
 
 
 def _lease(row: Any) -> LeaseRecord:
@@ -31,6 +48,32 @@ class LeasesSql(FenceSql):
 
     _wake_listeners: list[Callable[[str], None]] | None = None
     _listen_conn: Any = None
+    _naming_sessions = False
+
+    def fence_as(self, node_id: str, *, on_lost: Callable[[str], None] | None = None) -> None:
+        """Fence writes by this node's leases; on PostgreSQL also name its sessions after it
+        (:func:`session_name`), so that another node can end them once this one is gone
+        (:meth:`_end_sessions_of_gone_nodes`)."""
+        super().fence_as(node_id, on_lost=on_lost)
+        if not self.is_sqlite and not self._naming_sessions:
+            sa.event.listen(self.engine.sync_engine, "checkout", self._name_session)
+            self._naming_sessions = True
+
+    def _name_session(self, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        """Pool checkout: name the session after this node, once per connection (one round trip)."""
+        if self._fence_node is None:
+            return
+        name = session_name(self._fence_node)
+        if record.info.get("wahub_session_name") == name:
+            return
+        import asyncpg
+
+        try:
+            dbapi_conn.run_async(lambda raw: raw.execute("SELECT set_config('application_name', $1, false)", name))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The pool drops a connection whose checkout raised this, and connects anew.
+            raise sa.exc.DisconnectionError("the session could not be named") from exc
+        record.info["wahub_session_name"] = name
 
     async def heartbeat(self, node_id: str, *, address: str | None, capacity: int, now: int) -> None:
         """Register the node or refresh its heartbeat (epoch ms), address and capacity."""
@@ -62,24 +105,66 @@ class LeasesSql(FenceSql):
 
     async def claim_leases(self, node_id: str, *, now: int, ttl_ms: int,
                            limit: int) -> tuple[list[LeaseRecord], list[OutboxItem]]:
-        """Take up to ``limit`` free or expired leases and recover their in-flight items, in one transaction."""
+        """Take up to ``limit`` free or expired leases and recover their in-flight items, in one transaction.
+
+        A free lease whose row another transaction locks is passed by (``SKIP LOCKED``): the old
+        owner's fenced write in progress, which the claim must not overtake. When the pick came up short
+        with such leases left, the sessions of gone nodes are ended (:meth:`_end_sessions_of_gone_nodes`),
+        so the next claim round finds those rows unlocked.
+        """
         if limit <= 0:
             return [], []
         le = t.leases
         free = sa.or_(le.c.owner.is_(None), le.c.expires_at <= now)
         pick = (sa.select(le.c.instance_id).where(free).order_by(le.c.instance_id).limit(limit)
                 .with_for_update(skip_locked=True))
+        claimed: list[LeaseRecord] = []
+        uncertain: list[OutboxItem] = []
         async with self._tx() as conn:
             ids = list((await conn.execute(pick)).scalars().all())
-            if not ids:
-                return [], []
-            rows = (await conn.execute(le.update().where(le.c.instance_id.in_(ids), free).values(
-                owner=node_id, token=le.c.token + 1, expires_at=now + ttl_ms).returning(*le.c))).all()
-            claimed = [_lease(r) for r in rows]
-            uncertain = await self._recover(conn, [c.instance_id for c in claimed], now)
+            if ids:
+                rows = (await conn.execute(le.update().where(le.c.instance_id.in_(ids), free).values(
+                    owner=node_id, token=le.c.token + 1, expires_at=now + ttl_ms).returning(*le.c))).all()
+                claimed = [_lease(r) for r in rows]
+                uncertain = await self._recover(conn, [c.instance_id for c in claimed], now)
+            # Every unlocked free row was taken (fewer than the limit), yet some are still free: locked.
+            passed = (not self.is_sqlite and len(ids) < limit
+                      and bool((await conn.execute(sa.select(sa.exists().where(free)))).scalar()))
         if self._held_tokens is not None and node_id == self._fence_node:
             self._held_tokens.update({c.instance_id: c.token for c in claimed})
+        if passed:
+            await self._end_sessions_of_gone_nodes(node_id, now=now, ttl_ms=ttl_ms)
         return claimed, uncertain
+
+    async def _end_sessions_of_gone_nodes(self, node_id: str, *, now: int, ttl_ms: int) -> None:
+        """End the transactions of every node that is not live any more (heartbeat ``ttl_ms`` old at ``now``).
+
+        Why: a free lease is passed by while a transaction locks its row. That is normally the old
+        owner's fenced write, which ends by itself, or one it left idle, which PostgreSQL ends after the
+        idle-in-transaction timeout (one TTL). A node stopped (SIGSTOP, a frozen VM, a starved process)
+        between asyncpg's Parse/Describe/Flush and its Bind/Execute/Sync leaves its backend *active*,
+        reading from the client: no server timeout covers that state, so the row stays locked, and the
+        lease unclaimed, for as long as the node is stopped. A node that is not live holds no valid
+        lease, and a transaction ended lands none of its writes (the fence's rule: a write lands before
+        the claim or not at all), so ending its transactions is safe; their locks go with them. Sessions
+        are told apart by name (:func:`session_name`). A failure here is logged, never raised: the
+        leases this call claimed stand.
+        """
+        n = t.nodes
+        try:
+            async with self.engine.connect() as conn:
+                gone = (await conn.execute(sa.select(n.c.id).where(n.c.heartbeat_at <= now - ttl_ms,
+                                                                    n.c.id != node_id))).scalars().all()
+                if not gone:
+                    return
+                ended = (await conn.execute(_END_SESSIONS, {"names": [session_name(g) for g in gone],
+                                                            "wait": END_WAIT_MS})).all()
+        except (sa.exc.DBAPIError, OSError):
+            log.warning("gone_node_sessions_not_ended", node=node_id, exc_info=True)
+            return
+        if ended:
+            log.warning("gone_node_sessions_ended", node=node_id,
+                        sessions=[{"pid": r.pid, "name": r.name, "gone": bool(r.ended)} for r in ended])
 
     @staticmethod
     async def _recover(conn: AsyncConnection, instance_ids: Sequence[str], now: int) -> list[OutboxItem]:
@@ -108,25 +193,29 @@ class LeasesSql(FenceSql):
     async def renew_leases(self, node_id: str, *, now: int, ttl_ms: int) -> list[LeaseRecord]:
         """Extend every lease the node holds, in ONE statement; drops lost ones from the fence."""
         le = t.leases
+        before = dict(self._held_tokens or {})
         async with self._tx() as conn:
             rows = (await conn.execute(le.update().where(le.c.owner == node_id).values(expires_at=now + ttl_ms)
                                        .returning(*le.c))).all()
         leases = [_lease(r) for r in rows]
         if self._held_tokens is not None and node_id == self._fence_node:
+            # Only tokens held before the statement ran, and unchanged since: a lease this node claimed
+            # while the renewal was in flight is missing from its answer without being lost.
             still = {le_.instance_id: le_.token for le_ in leases}
-            for iid, token in list(self._held_tokens.items()):
-                if still.get(iid) != token:
+            for iid, token in before.items():
+                if still.get(iid) != token and self._held_tokens.get(iid) == token:
                     del self._held_tokens[iid]
         return leases
 
-    async def release_leases(self, node_id: str, instance_ids: Sequence[str]) -> int:
-        """Give leases up (a clean stop): free at once (expiry 0), tokens kept; the node stops counting as
-        live at once too, so the others' fair shares take all of them in their next round."""
+    async def release_leases(self, node_id: str, instance_ids: Sequence[str], *, leaving: bool = True) -> int:
+        """Give leases up: free at once (expiry 0), tokens kept. ``leaving`` (a clean stop): the node stops
+        counting as live at once too, so the others' fair shares take all of them in their next round."""
         for iid in instance_ids:
             self.forget_lease(iid)
         le = t.leases
         async with self._tx() as conn:
-            await conn.execute(t.nodes.update().where(t.nodes.c.id == node_id).values(heartbeat_at=0))
+            if leaving:
+                await conn.execute(t.nodes.update().where(t.nodes.c.id == node_id).values(heartbeat_at=0))
             if not instance_ids:
                 return 0
             res = await conn.execute(le.update().where(le.c.owner == node_id, le.c.instance_id.in_(list(instance_ids)))
