@@ -45,6 +45,7 @@ def main() -> None:
 
     app = build()
     cli._tune_gc()
+    cli._tune_gil()  # no effect on one thread; set so the two processes differ only in their code
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.port, log_config=None,
                                            access_log=False, lifespan="on", http=cli._http_protocol(),
                                            h11_max_incomplete_event_size=serving.MAX_HEADER_BYTES))
