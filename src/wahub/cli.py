@@ -54,7 +54,7 @@ def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> N
     except serving.StartupError as exc:
         click.echo(f"wa-hub: {exc}", err=True)
         sys.exit(1)
-    configure_logging(settings.log_level, settings.log_format, cache=True,
+    configure_logging(settings.log_level, settings.log_format, cache=True, per_turn=True,
                       secrets=(settings.api_key, settings.webhook_secret, settings.webhook_auth_token))
     import uvicorn
 
