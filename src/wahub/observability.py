@@ -77,20 +77,21 @@ class TurnWriter:
     """Writes log lines to ``file``, those at info and debug once per event-loop turn.
 
     Why: each line written on its own is one ``write`` system call, 41 % of what an info line costs,
-    and a batch of enqueues logs one line per item in the same turn (docs/PERFORMANCE.md, "Log lines
-    written once per loop turn"). A line from a thread that runs an event loop is held and the held
-    lines go out in one write from a callback the loop runs right after the current turn
-    (``call_soon``). Warnings and worse, lines from other threads and lines with no running loop are
-    written at once, after whatever is held, so lines keep their order. What a SIGKILL can lose: the
-    lines of one loop turn (its callbacks, well under a millisecond of work); an orderly exit
-    writes them (``atexit``).
+    and a batch of enqueues logs one line per item in the same turn (docs/PERFORMANCE.md, "The database
+    thread's wait for the GIL; log lines once per loop turn"). A line from a thread that runs an event
+    loop is held, and the held lines go out in one write from a callback the loop runs right after the
+    current turn (``call_soon``). Warnings and worse, lines from other threads and lines with no running
+    loop are written at once, after whatever is held, so lines keep their order. A loop that stopped
+    before its callback ran does not strand the lines: the next line held on another loop schedules a
+    flush there. The server writes what is held when the hub has stopped and at exit
+    (:func:`flush_logs`); a SIGKILL can lose the lines of one loop turn (well under a millisecond).
     """
 
     def __init__(self, file: TextIO) -> None:
         self.file = file
         self._held: list[str] = []
         self._lock = threading.Lock()
-        atexit.register(self.flush)
+        self._on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
 
     def hold(self, line: str) -> None:
         """Write ``line`` at the end of this loop turn (at once outside a loop)."""
@@ -101,12 +102,13 @@ class TurnWriter:
             return
         with self._lock:
             self._held.append(line)
-            first = len(self._held) == 1
-        if first:
-            try:
-                loop.call_soon(self.flush)
-            except RuntimeError:  # the loop is closing: no later turn will come
-                self.flush()
+            if self._on is loop:
+                return
+            self._on = loop
+        try:
+            loop.call_soon(self.flush)
+        except RuntimeError:  # the loop is closing: no later turn will come
+            self.flush()
 
     def now(self, line: str) -> None:
         """Write what is held, then ``line``, at once."""
@@ -120,6 +122,7 @@ class TurnWriter:
             self._write()
 
     def _write(self) -> None:
+        self._on = None
         if not self._held:
             return
         text = "\n".join(self._held) + "\n"
@@ -127,8 +130,21 @@ class TurnWriter:
         try:
             self.file.write(text)
             self.file.flush()
-        except (OSError, ValueError):  # a closed or broken stream: logging never takes the hub down
+        except Exception:  # noqa: BLE001 - a closed or broken stream: logging never takes the hub down
             pass
+
+
+_writer: TurnWriter | None = None  # the one configure_logging(per_turn=True) installed last
+
+
+def flush_logs() -> None:
+    """Write the log lines held for the end of the loop's turn (the server calls it as the hub stops
+    and at exit; a no-op when lines are written at once)."""
+    if _writer is not None:
+        _writer.flush()
+
+
+atexit.register(flush_logs)
 
 
 class _TurnLogger:
@@ -179,7 +195,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO 
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     clean = _Clean(secrets)
     renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer(_dumps)
-    writer = TurnWriter(out) if per_turn else None
+    global _writer
+    flush_logs()
+    writer = _writer = TurnWriter(out) if per_turn else None
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, stamp, clean,
                     renderer],

@@ -109,3 +109,34 @@ def test_a_line_held_when_the_loop_stopped_is_written_at_exit() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
     assert [json.loads(line)["event"] for line in done.stderr.splitlines()] == ["held when the loop stopped"]
+
+
+def test_a_loop_stopped_before_its_flush_ran_does_not_strand_later_lines() -> None:
+    out = io.StringIO()
+    writer = observability.TurnWriter(out)
+    loop = asyncio.new_event_loop()
+
+    def log_then_stop() -> None:
+        writer.hold("first")
+        loop.stop()  # the flush this turn scheduled never runs: the loop is closed next
+
+    loop.call_soon(log_then_stop)
+    loop.run_forever()
+    loop.close()
+    assert out.getvalue() == ""
+
+    async def later() -> None:
+        writer.hold("second")
+        await _next_turn()
+
+    asyncio.run(later())
+    assert out.getvalue().splitlines() == ["first", "second"]
+
+
+async def test_what_is_held_is_written_by_flush_logs_and_by_configuring_again(stream: CountingStream) -> None:
+    structlog.get_logger("wahub.test").info("held")
+    observability.flush_logs()  # the server calls it when the hub has stopped
+    assert _events(stream) == ["held"]
+    structlog.get_logger("wahub.test").info("held again")
+    observability.configure_logging("info", "json", stream=io.StringIO(), per_turn=True)
+    assert _events(stream) == ["held", "held again"]  # not stranded in the writer configured before

@@ -23,6 +23,7 @@ from wahub.api.fastsend import FastEnqueue
 from wahub.dashboard import routes as dashboard
 from wahub.domain.brake import FailureBrake
 from wahub.edge.auth import GUARDED
+from wahub.observability import flush_logs
 from wahub.runtime.hub import Hub
 from wahub.web.guard import Guard
 
@@ -102,6 +103,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True, fast_enqueue: bool = True) 
         finally:
             if manage_hub:
                 await hub.stop()
+            flush_logs()  # uvicorn may end the process by re-raising SIGTERM: no later turn, no atexit
 
     app = WebApp(title="wa-hub", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description=api.DESCRIPTION)

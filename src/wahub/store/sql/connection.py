@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from wahub.domain.errors import StoreUnavailable
@@ -191,10 +191,12 @@ class SqlBase:
     async def _write_faults(self, driver_errors: tuple[type[BaseException], ...] = ()) -> AsyncIterator[None]:
         """A write: operational failures (and ``driver_errors``, for writes on the driver's own connection)
         become :class:`StoreUnavailable`; the fault listener hears of the failure and of the recovery."""
-        faults: tuple[type[BaseException], ...] = (OperationalError, OSError, *driver_errors)
+        caught: tuple[type[BaseException], ...] = (DBAPIError, OSError, *driver_errors)
         try:
             yield
-        except faults as exc:
+        except caught as exc:
+            if not (isinstance(exc, driver_errors) or store_fault(exc)):
+                raise
             reason = fault_reason(exc)
             self._faulted = True
             if self._fault_listener is not None:
@@ -223,6 +225,15 @@ class SqlBase:
         raise NotImplementedError  # the outbox mixin's fold of PostgreSQL's open-count changes
 
 
+def store_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is the store's failure rather than the statement's: an operational error (locked,
+    disk full, I/O), an OS error, or a connection that went away (a session ended by the server or by
+    another node, docs/scaling.md "Paused transactions"; the pool has dropped it by then)."""
+    if isinstance(exc, (OperationalError, InterfaceError, OSError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
 def _whole(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """Run a store call to its end even when its caller is cancelled.
 
@@ -240,7 +251,9 @@ def _whole(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         task.add_done_callback(_settled(self._inflight))
         try:
             return await asyncio.shield(task)
-        except (OperationalError, OSError) as exc:  # a read that failed for the store's sake (writes: _tx)
+        except (DBAPIError, OSError) as exc:  # a read that failed for the store's sake (writes: _tx)
+            if not store_fault(exc):
+                raise
             raise StoreUnavailable(f"store cannot read: {fault_reason(exc)}") from exc
 
     return whole

@@ -3,6 +3,7 @@ for the contract suite). See :mod:`wahub.store.sql.fence` for how writes are fen
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,17 +26,29 @@ UNCERTAIN_ON_MOVE = ("the node that ran the instance stopped after handing the i
 SESSION_PREFIX = "wa-hub "  # + node id: the application_name of a node's sessions (PostgreSQL)
 END_WAIT_MS = 2_000  # how long a claimer waits for a session it ended to be gone, its locks released
 
-# The sessions of gone nodes (by name) that are inside a transaction, ended; each answer comes once the
-# session is gone or after :wait ms. Only sessions of a role this one is a member of may be ended.
+# The open transactions of gone nodes' sessions (by name), ended where this role may end them; each
+# answer comes once the session is gone or after :wait ms. A session of a role this one is not a member
+# of cannot be ended from here, and PostgreSQL hides whether it is in a transaction (``xact_start`` is
+# NULL for it without pg_read_all_stats): it is listed with ``ended`` NULL.
 _END_SESSIONS = sa.text(
-    "SELECT pid, application_name AS name, pg_terminate_backend(pid, :wait) AS ended FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
-    "AND application_name = ANY(:names) AND pg_has_role(usesysid, 'MEMBER')")
+    "SELECT pid, application_name AS name, CASE WHEN pg_has_role(usesysid, 'MEMBER') "
+    "THEN pg_terminate_backend(pid, :wait) END AS ended FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = ANY(:names) "
+    "AND (xact_start IS NOT NULL OR NOT pg_has_role(usesysid, 'MEMBER'))")
+NAME_BYTES = 63  # PostgreSQL keeps this much of an application_name (NAMEDATALEN - 1)
 
 
 def session_name(node_id: str) -> str:
-    """The ``application_name`` of a node's PostgreSQL sessions (PostgreSQL keeps 63 bytes of it)."""
-    return (SESSION_PREFIX + node_id).encode()[:63].decode(errors="ignore")
+    """The ``application_name`` of a node's PostgreSQL sessions: ``wa-hub <node id>``.
+
+    An id too long for PostgreSQL's 63 bytes keeps its head and ends in ``~`` and 12 hex digits of a
+    hash of the whole id, so two long ids that share their head never share a name."""
+    name = SESSION_PREFIX + node_id
+    if len(name.encode()) <= NAME_BYTES:
+        return name
+    digest = hashlib.blake2b(node_id.encode(), digest_size=6).hexdigest()
+    head = name.encode()[:NAME_BYTES - len(digest) - 1].decode(errors="ignore")
+    return f"{head}~{digest}"
 
 
 def _lease(row: Any) -> LeaseRecord:
@@ -137,7 +150,8 @@ class LeasesSql(FenceSql):
         return claimed, uncertain
 
     async def _end_sessions_of_gone_nodes(self, node_id: str, *, now: int, ttl_ms: int) -> None:
-        """End the transactions of every node that is not live any more (heartbeat ``ttl_ms`` old at ``now``).
+        """End the transactions of every node that is not live any more: heartbeat ``ttl_ms`` old at ``now``
+        and no lease of its own still valid. Never this node's sessions, nor those of a live node's name.
 
         Why: a free lease is passed by while a transaction locks its row. That is normally the old
         owner's fenced write, which ends by itself, or one it left idle, which PostgreSQL ends after the
@@ -147,24 +161,38 @@ class LeasesSql(FenceSql):
         lease unclaimed, for as long as the node is stopped. A node that is not live holds no valid
         lease, and a transaction ended lands none of its writes (the fence's rule: a write lands before
         the claim or not at all), so ending its transactions is safe; their locks go with them. Sessions
-        are told apart by name (:func:`session_name`). A failure here is logged, never raised: the
-        leases this call claimed stand.
+        are told apart by name (:func:`session_name`); a session of a role this one is not a member of
+        cannot be ended and is logged (``gone_node_sessions_not_ended``). ``pg_terminate_backend`` with a
+        wait needs PostgreSQL 14 or later. A failure here is logged, never raised: the leases this call
+        claimed stand.
+
+        Not covered: a node restarted under the same id while its old process is still stopped. The id is
+        live again, so the old process's sessions are not ended; the lease its write locks is free only
+        once the old process runs again (or is killed).
         """
-        n = t.nodes
+        n, le = t.nodes, t.leases
+        # Gone: no heartbeat for a TTL, and no lease of its own still valid (a renewal commits its leases
+        # before it writes the heartbeat: in between, a node whose leases are valid may look stale).
+        valid_lease = sa.exists().where(le.c.owner == n.c.id, le.c.expires_at > now)
         try:
             async with self.engine.connect() as conn:
-                gone = (await conn.execute(sa.select(n.c.id).where(n.c.heartbeat_at <= now - ttl_ms,
-                                                                    n.c.id != node_id))).scalars().all()
+                nodes = (await conn.execute(sa.select(n.c.id, sa.and_(n.c.heartbeat_at <= now - ttl_ms,
+                                                                      ~valid_lease)))).all()
+                live = {session_name(r[0]) for r in nodes if not r[1]} | {session_name(node_id)}
+                gone = sorted({session_name(r[0]) for r in nodes if r[1]} - live)
                 if not gone:
                     return
-                ended = (await conn.execute(_END_SESSIONS, {"names": [session_name(g) for g in gone],
-                                                            "wait": END_WAIT_MS})).all()
+                rows = (await conn.execute(_END_SESSIONS, {"names": gone, "wait": END_WAIT_MS})).all()
         except (sa.exc.DBAPIError, OSError):
             log.warning("gone_node_sessions_not_ended", node=node_id, exc_info=True)
             return
+        ended = [{"pid": r.pid, "name": r.name, "gone": bool(r.ended)} for r in rows if r.ended is not None]
+        refused = [{"pid": r.pid, "name": r.name} for r in rows if r.ended is None]
         if ended:
-            log.warning("gone_node_sessions_ended", node=node_id,
-                        sessions=[{"pid": r.pid, "name": r.name, "gone": bool(r.ended)} for r in ended])
+            log.warning("gone_node_sessions_ended", node=node_id, sessions=ended)
+        if refused:
+            log.warning("gone_node_sessions_not_ended", node=node_id, sessions=refused,
+                        reason="their database role is not one this node's role is a member of")
 
     @staticmethod
     async def _recover(conn: AsyncConnection, instance_ids: Sequence[str], now: int) -> list[OutboxItem]:
