@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from wahub.domain.errors import StoreUnavailable
@@ -227,9 +227,10 @@ class SqlBase:
 
 def store_fault(exc: BaseException) -> bool:
     """Whether ``exc`` is the store's failure rather than the statement's: an operational error (locked,
-    disk full, I/O), an OS error, or a connection that went away (a session ended by the server or by
-    another node, docs/scaling.md "Paused transactions"; the pool has dropped it by then)."""
-    if isinstance(exc, (OperationalError, InterfaceError, OSError)):
+    disk full, I/O), an OS error, or any driver error SQLAlchemy took for a lost connection (a session
+    ended by the server or by another node, docs/scaling.md "Paused transactions"; the pool has dropped
+    it by then). A driver's misuse error (``InterfaceError`` without a disconnect) stays what it is."""
+    if isinstance(exc, (OperationalError, OSError)):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
