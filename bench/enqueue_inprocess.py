@@ -39,7 +39,12 @@ async def run(requests: int, concurrency: int, log_file: Any) -> dict[str, Any]:
     from wahub.web.app import create_app
 
     settings = config.load(log_level="info")
-    configure_logging("info", "json", stream=log_file, cache=True, secrets=(settings.api_key,))
+    try:  # as `wa-hub serve` configures them (older trees, run with --pythonpath, lack per_turn)
+        configure_logging("info", "json", stream=log_file, cache=True, secrets=(settings.api_key,), per_turn=True)
+    except TypeError:
+        configure_logging("info", "json", stream=log_file, cache=True, secrets=(settings.api_key,))
+    from wahub import cli
+    getattr(cli, "_tune_gil", lambda: None)()
     hub = build_hub(settings)
     app = create_app(hub, manage_hub=False)
     sizes: list[int] = []

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-import os
 from dataclasses import dataclass
 from typing import Any
+
+from wahub.domain.randomid import random_hex
 
 
 class ItemStatus(enum.StrEnum):
@@ -94,11 +95,11 @@ MEDIA_TYPES = ("image", "video", "audio", "ptt", "document", "sticker")
 
 def new_queue_id(now_ms: int) -> str:
     """A new item's ``queueId``: 32 hex characters, the enqueue time (ms since the epoch, 12 hex digits)
-    then 80 random bits (``os.urandom``).
+    then 80 random bits (``os.urandom``, drawn in bulk: :mod:`wahub.domain.randomid`).
 
     Ids made later sort later, so the unique index on ``queue_id`` takes a batch's new rows on its
     last page; a random id (``uuid4``) put every row of a batch on a page of its own, each written to
     the database log at commit. Clients treat the id as opaque; it tells no more than the item's
     ``createdAt``.
     """
-    return f"{now_ms & 0xFFFF_FFFF_FFFF:012x}{os.urandom(10).hex()}"
+    return f"{now_ms & 0xFFFF_FFFF_FFFF:012x}{random_hex(10)}"

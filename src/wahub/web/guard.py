@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wahub.api.errors import error_body, unexpected_response
 from wahub.domain.brake import FailureBrake
+from wahub.domain.randomid import random_hex
 from wahub.edge import auth, brakes
 from wahub.edge.asgi import replay
 from wahub.runtime.hub import Hub
@@ -44,7 +44,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = _wanted_headers(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or os.urandom(8).hex()
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or random_hex(8)
         path: str = scope.get("path", "")
         limit = self.hub.settings.max_body_bytes
         if path.startswith("/cloud/"):  # Meta's webhook calls: the route caps them itself
