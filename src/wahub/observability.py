@@ -78,7 +78,7 @@ class TurnWriter:
 
     Why: each line written on its own is one ``write`` system call, 41 % of what an info line costs,
     and a batch of enqueues logs one line per item in the same turn (docs/PERFORMANCE.md, "The database
-    thread's wait for the GIL; log lines once per loop turn"). A line from a thread that runs an event
+    thread's wait for the GIL"). A line from a thread that runs an event
     loop is held, and the held lines go out in one write from a callback the loop runs right after the
     current turn (``call_soon``). Warnings and worse, lines from other threads and lines with no running
     loop are written at once, after whatever is held, so lines keep their order. A loop that stopped
