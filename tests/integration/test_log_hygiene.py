@@ -18,6 +18,7 @@ import pytest
 import structlog
 
 from tests.conftest import HubClient
+from tests.support.logs import restored_logging
 from tests.support.polling import until
 from tests.support.receiver import Receiver
 from tests.support.server import API_KEY
@@ -45,21 +46,13 @@ class _Stream(io.StringIO):
 @pytest.fixture
 def log_output() -> Iterator[Callable[..., _Stream]]:
     """Configure the real logging into a buffer; restore the previous configuration afterwards."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    saved_level, saved_handlers = root.level, list(root.handlers)
-
     def configure(fmt: str = "json", tty: bool = False, **kw: Any) -> _Stream:
         stream = _Stream(tty)
         observability.configure_logging("info", fmt, stream=stream, **kw)
         return stream
 
-    try:
+    with restored_logging():
         yield configure
-    finally:
-        structlog.configure(**saved)
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
 
 
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 import structlog
 
 from tests.conftest import make_settings
+from tests.support.logs import restored_logging
 from tests.support.server import API_KEY
 from wahub import observability
 from wahub.runtime.compose import build_hub
@@ -34,17 +35,10 @@ PHONE = "201099887766"
 @pytest.fixture
 def log_stream() -> Iterator[io.StringIO]:
     """The real logging configuration at debug level, into a buffer; restored afterwards."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    saved_level, saved_handlers = root.level, list(root.handlers)
-    stream = io.StringIO()
-    observability.configure_logging("debug", "json", stream=stream)
-    try:
+    with restored_logging():
+        stream = io.StringIO()
+        observability.configure_logging("debug", "json", stream=stream)
         yield stream
-    finally:
-        structlog.configure(**saved)
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

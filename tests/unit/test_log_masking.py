@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from tests.support.logs import restored_logging
 from wahub import logredact, observability
 
 PHONE = "201099887766"
@@ -17,17 +18,10 @@ PHONE = "201099887766"
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    saved_level, saved_handlers = root.level, list(root.handlers)
-    out = io.StringIO()
-    observability.configure_logging("debug", "json", stream=out)
-    try:
+    with restored_logging():
+        out = io.StringIO()
+        observability.configure_logging("debug", "json", stream=out)
         yield out
-    finally:
-        structlog.configure(**saved)
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
 
 
 def test_a_traceback_carrying_a_whatsapp_id_is_masked(stream: io.StringIO) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from tests.support.logs import restored_logging
 from wahub import observability
 
 
@@ -31,17 +32,10 @@ class CountingStream(io.StringIO):
 
 @pytest.fixture
 def stream() -> Iterator[CountingStream]:
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    saved_level, saved_handlers = root.level, list(root.handlers)
-    out = CountingStream()
-    observability.configure_logging("info", "json", stream=out, per_turn=True)
-    try:
+    with restored_logging():
+        out = CountingStream()
+        observability.configure_logging("info", "json", stream=out, per_turn=True)
         yield out
-    finally:
-        structlog.configure(**saved)
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
 
 
 def _events(out: io.StringIO) -> list[str]:
