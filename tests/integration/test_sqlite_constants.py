@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from wahub.store.migrate import upgrade_connection
+from tests.support.sqlitefile import migrated_sqlite
 from wahub.store.sql.connection import _NewItem
 from wahub.store.sql.enqueue import sqlite_batch
 from wahub.store.sql.sendbatch import Statement
@@ -43,17 +43,6 @@ class Recording:
         return getattr(self.conn, name)
 
 
-def _database(tmp_path: Path) -> sqlite3.Connection:
-    path = tmp_path / "hub.sqlite3"
-    with sa.create_engine(f"sqlite:///{path}").begin() as c:
-        upgrade_connection(c, default_engine="sandbox")
-    conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO instances (id, name, webhook_events, state, state_since, created_at, engine) "
-                 "VALUES ('shop', 'shop', '[]', 'ready', 1, 1, 'sandbox')")
-    conn.commit()
-    return conn
-
-
 def test_the_prebuilt_send_statements_carry_their_constants_in_the_text() -> None:
     statements = [v for v in vars(OnSqlite).values() if isinstance(v, Statement)]
     statements += list(OnSqlite.RELEASE.values())
@@ -68,7 +57,7 @@ def test_the_prebuilt_send_statements_carry_their_constants_in_the_text() -> Non
 
 
 def test_a_claim_and_its_outcome_run_with_the_constants_inlined(tmp_path: Path) -> None:
-    conn = _database(tmp_path)
+    conn = migrated_sqlite(tmp_path)
     now = 1_767_225_600_000
     conn.execute("INSERT INTO outbox (queue_id, instance_id, idempotency_key, key_source, kind, chat_id, payload, "
                  "fingerprint, status, attempts, next_attempt_at, created_at, updated_at) VALUES "
@@ -84,7 +73,7 @@ def test_a_claim_and_its_outcome_run_with_the_constants_inlined(tmp_path: Path) 
 
 
 def test_the_enqueue_batch_binds_no_status(tmp_path: Path) -> None:
-    db = Recording(_database(tmp_path))
+    db = Recording(migrated_sqlite(tmp_path))
     reqs = [_NewItem(queue_id=uuid.uuid4().hex, instance_id="shop", idempotency_key=f"k{i}", key_source="header",
                      kind="text", chat_id="201000000001@c.us", payload={"message": "m"}, fingerprint="f",
                      now=1_767_225_600_000, max_open=2) for i in range(3)]
