@@ -36,7 +36,7 @@ def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> N
     """Run the hub (settings from the environment; see .env.example)."""
     from pydantic import ValidationError
 
-    from wahub import config, observability
+    from wahub import config
     from wahub.observability import configure_logging
 
     try:
@@ -89,7 +89,6 @@ def serve(host: str, port: int, data_dir: str, engine: str, log_level: str) -> N
     try:
         server.run(sockets=[sock])
     finally:
-        observability.flush_logs()
         lock.close()
 
 

@@ -78,13 +78,13 @@ class TurnWriter:
 
     Why: each line written on its own is one ``write`` system call, 41 % of what an info line costs,
     and a batch of enqueues logs one line per item in the same turn (docs/PERFORMANCE.md, "The database
-    thread's wait for the GIL"). A line from a thread that runs an event
-    loop is held, and the held lines go out in one write from a callback the loop runs right after the
-    current turn (``call_soon``). Warnings and worse, lines from other threads and lines with no running
-    loop are written at once, after whatever is held, so lines keep their order. A loop that stopped
-    before its callback ran does not strand the lines: the next line held on another loop schedules a
-    flush there. The server writes what is held when the hub has stopped and at exit
-    (:func:`flush_logs`); a SIGKILL can lose the lines of one loop turn (well under a millisecond).
+    thread's wait for the GIL"). A line from a thread that runs an event loop is held, and the held
+    lines go out in one write from a callback the loop runs right after the current turn (``call_soon``).
+    Warnings and worse, lines from other threads and lines with no running loop are written at once,
+    after whatever is held, so lines keep their order. A loop that stopped before its callback ran does
+    not strand the lines: the next line held on another loop schedules a flush there. The server writes
+    what is held when the hub has stopped and at exit (:func:`flush_logs`); a SIGKILL can lose the lines
+    of one loop turn (well under a millisecond).
     """
 
     def __init__(self, file: TextIO) -> None:
@@ -151,7 +151,6 @@ class _TurnLogger:
     """structlog's logger over a :class:`TurnWriter`: debug and info held to the turn's end, the rest now."""
 
     def __init__(self, writer: TurnWriter) -> None:
-        self._writer = writer
         self.debug = self.info = self.msg = writer.hold
         self.warning = self.warn = self.error = self.err = self.critical = self.exception = writer.now
         self.fatal = self.failure = self.log = writer.now

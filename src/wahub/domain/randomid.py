@@ -25,7 +25,8 @@ class RandomPool:
         self._at = 0
 
     def hex(self, nbytes: int) -> str:
-        """``nbytes`` random bytes as ``2 * nbytes`` lower-case hex digits (``nbytes`` ≤ ``POOL_BYTES``)."""
+        """``nbytes`` random bytes as ``2 * nbytes`` lower-case hex digits (more than ``POOL_BYTES`` in one
+        draw of their own)."""
         with self._lock:
             if self._at + nbytes > len(self._bytes):
                 self._bytes, self._at = os.urandom(max(POOL_BYTES, nbytes)), 0
