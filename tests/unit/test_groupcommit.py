@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 
 import pytest
 
 from wahub.domain.errors import StoreUnavailable
-from wahub.store.groupcommit import GroupCommit
+from wahub.store.groupcommit import Batch, GroupCommit
 
 
 class Recorder:
@@ -78,3 +79,61 @@ async def test_batches_are_bounded_and_close_refuses_new_requests() -> None:
     await gc.close()
     with pytest.raises(StoreUnavailable):
         await gc.submit(9)
+
+
+# -- a flush that answers its batch before it returns (Batch.answer) --------------------------------------
+async def test_a_batch_answered_from_another_thread_reaches_its_callers_while_the_flush_goes_on() -> None:
+    release = asyncio.Event()
+
+    async def flush(batch: Batch[int, int]) -> list[int | BaseException]:
+        thread = threading.Thread(target=batch.answer, args=([r * 10 for r in batch],))
+        thread.start()  # as the database's thread answers, right after its commit
+        thread.join()
+        await release.wait()  # the flush goes on: gives back its connection, say
+        return [-1 for _ in batch]  # not used: the batch was answered
+
+    gc: GroupCommit[int, int] = GroupCommit(flush)
+    assert await asyncio.wait_for(asyncio.gather(gc.submit(1), gc.submit(2)), timeout=5) == [10, 20]
+    release.set()
+    await gc.close()
+
+
+async def test_a_flush_that_fails_after_answering_leaves_the_answers() -> None:
+    async def flush(batch: Batch[int, int]) -> list[int | BaseException]:
+        batch.answer([ValueError("bad") if r < 0 else r * 10 for r in batch])  # on the loop's thread
+        raise StoreUnavailable("could not give back the connection")
+
+    gc: GroupCommit[int, int] = GroupCommit(flush)
+    results = await asyncio.gather(gc.submit(1), gc.submit(-2), return_exceptions=True)
+    assert results[0] == 10 and isinstance(results[1], ValueError)
+
+
+async def test_an_answer_with_the_wrong_count_fails_the_batch() -> None:
+    async def flush(batch: Batch[int, int]) -> list[int | BaseException]:
+        batch.answer([1])
+        return list(batch)
+
+    gc: GroupCommit[int, int] = GroupCommit(flush)
+    results = await asyncio.gather(gc.submit(1), gc.submit(2), return_exceptions=True)
+    assert all(isinstance(r, ValueError) for r in results), results
+
+
+async def test_an_answer_skips_a_caller_that_was_cancelled() -> None:
+    answered = threading.Event()
+    flushing, gate = asyncio.Event(), asyncio.Event()
+
+    async def flush(batch: Batch[int, int]) -> list[int | BaseException]:
+        flushing.set()
+        await gate.wait()
+        thread = threading.Thread(target=lambda: (batch.answer(list(batch)), answered.set()))
+        thread.start()
+        thread.join()
+        return list(batch)
+
+    gc: GroupCommit[int, int] = GroupCommit(flush)
+    first, second = asyncio.ensure_future(gc.submit(1)), asyncio.ensure_future(gc.submit(2))
+    await flushing.wait()  # both callers are in the batch
+    first.cancel()
+    gate.set()
+    assert await second == 2 and answered.is_set()
+    assert first.cancelled()

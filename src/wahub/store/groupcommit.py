@@ -9,29 +9,76 @@ the writer takes all that is pending, and requests that arrive while a flush run
 batch, so an idle hub answers a lone request as fast as before and a busy one amortises.
 
 Each caller gets its own result (or its own exception) only after the flush that holds its
-request has committed, so an answer always means "durable".
+request has committed, so an answer always means "durable". A flush may answer its batch the moment
+the commit returned (:meth:`Batch.answer`, from any thread), before it gives back its connection and
+before the writer task's next turn on the event loop: on SQLite that is what the answers waited for
+(docs/PERFORMANCE.md, "Answers straight from the database thread").
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from wahub.domain.errors import StoreUnavailable
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
 
-Flush = Callable[[Sequence[Req]], Awaitable[Sequence[Res | BaseException]]]
+
+
+class Batch(list[Req], Generic[Req, Res]):
+    """The requests of one flush, in arrival order; :meth:`answer` answers them before the flush returns."""
+
+    def __init__(self, requests: Sequence[Req], futures: Sequence[asyncio.Future[Res]],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(requests)
+        self._futures = futures
+        self._loop = loop
+        self._loop_thread = threading.get_ident()  # a batch is made on its event loop's thread
+        self.answered = False
+
+    def answer(self, results: Sequence[Res | BaseException]) -> None:
+        """Answer each request with its entry of ``results`` (a result, or an exception to raise in its caller).
+
+        For a flush whose batch is durable (committed) before the flush is done: the callers need not wait
+        for what the flush does after, such as giving back its connection. Callable from any thread: from
+        another one (the database's), the answers are set on the event loop, in a callback queued at once,
+        so before anything the flush's own completion queues after it. The flush's return value and any
+        exception it raises afterwards are then not used. Raises ValueError when ``results`` does not hold
+        one entry per request, RuntimeError when the event loop is closed.
+        """
+        if len(results) != len(self):
+            raise ValueError(f"{len(results)} results for a batch of {len(self)}")
+        self.answered = True
+        if threading.get_ident() == self._loop_thread:
+            _settle(self._futures, results)
+        else:
+            self._loop.call_soon_threadsafe(_settle, self._futures, results)
+
+
+def _settle(futures: Sequence[asyncio.Future[Any]], results: Sequence[Any]) -> None:
+    for fut, result in zip(futures, results, strict=True):
+        if fut.done():  # its caller was cancelled
+            continue
+        if isinstance(result, BaseException):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
+
+
+Flush = Callable[[Batch[Req, Res]], Awaitable[Sequence[Res | BaseException]]]
 
 
 class GroupCommit(Generic[Req, Res]):
     """A queue of write requests drained in batches by writer tasks (one by default).
 
-    ``flush(batch)`` runs one transaction for the batch and returns one entry per request, in
-    order: a result, or an exception to raise in that request's caller. When ``flush`` itself
-    raises, every request of the batch gets that exception. ``max_batch`` bounds one batch.
+    ``flush(batch)`` runs one transaction for the batch (a :class:`Batch`) and returns one entry per
+    request, in order: a result, or an exception to raise in that request's caller. When ``flush``
+    itself raises, every request of the batch gets that exception, unless the flush answered the batch
+    already (:meth:`Batch.answer`). ``max_batch`` bounds one batch.
 
     ``writers`` > 1 lets that many batches be in flight at once (PostgreSQL, where a batch mostly
     waits on round trips and each writer holds a pooled connection of its own): a request then
@@ -82,22 +129,21 @@ class GroupCommit(Generic[Req, Res]):
             live = [(req, fut) for req, fut in batch if not fut.cancelled()]
             if not live:
                 continue
+            futures = [fut for _, fut in live]
+            requests: Batch[Req, Res] = Batch([req for req, _ in live], futures, asyncio.get_running_loop())
             try:
-                results = await self._flush([req for req, _ in live])
+                results = await self._flush(requests)
             except asyncio.CancelledError:
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(StoreUnavailable("store is closing"))
+                if not requests.answered:
+                    for fut in futures:
+                        if not fut.done():
+                            fut.set_exception(StoreUnavailable("store is closing"))
                 raise
             except Exception as exc:  # the batch's transaction failed: every caller learns why
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                if not requests.answered:
+                    for fut in futures:
+                        if not fut.done():
+                            fut.set_exception(exc)
                 continue
-            for (_, fut), result in zip(live, results, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(result, BaseException):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+            if not requests.answered:
+                _settle(futures, results)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from wahub.domain.errors import StoreUnavailable
 from wahub.domain.outbox import ItemKind, ItemStatus, OutboxItem
 from wahub.store import tables as t
-from wahub.store.groupcommit import GroupCommit
+from wahub.store.groupcommit import Batch, GroupCommit
 from wahub.store.records import (
     EventDraft,
     EventRecord,
@@ -218,7 +218,7 @@ class SqlBase:
             {"event_id": e.event_id, "instance_id": e.instance_id, "event": e.event, "body": e.body,
              "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now} for e in events])
 
-    async def _insert_batch(self, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
+    async def _insert_batch(self, reqs: Batch[_NewItem, _Inserted]) -> list[_Inserted | BaseException]:
         raise NotImplementedError  # the outbox mixin's group commit
 
     def _fold_later(self, instance_ids: Sequence[str]) -> None:

@@ -25,7 +25,7 @@ The decisions (replay, queue full, new row) are :func:`decide`'s, the same for b
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from wahub.domain.outbox import ItemStatus as St
@@ -126,8 +126,14 @@ def _sqlite_by_keys(db: sqlite3.Connection, keys: Sequence[Key]) -> dict[Key, Ou
     return found
 
 
-def sqlite_batch(db: sqlite3.Connection, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
-    """The batch on the raw ``sqlite3`` connection, committed (rolled back on any error, which is raised)."""
+def sqlite_batch(db: sqlite3.Connection, reqs: Sequence[_NewItem],
+                 answer: Callable[[list[_Inserted | BaseException]], None] | None = None,
+                 ) -> list[_Inserted | BaseException]:
+    """The batch on the raw ``sqlite3`` connection, committed (rolled back on any error, which is raised).
+
+    ``answer`` (the group commit's :meth:`~wahub.store.groupcommit.Batch.answer`) gets the results right
+    after the commit, from this thread, so the callers are answered without waiting for this call's
+    return to reach the event loop and the connection's return to the pool."""
     try:
         keys, ids = _keys_and_ids(reqs)
         stored = _sqlite_by_keys(db, keys)
@@ -151,7 +157,10 @@ def sqlite_batch(db: sqlite3.Connection, reqs: Sequence[_NewItem]) -> list[_Inse
     except BaseException:
         db.rollback()
         raise
-    return answers(decided, created, stored)
+    results = answers(decided, created, stored)
+    if answer is not None:
+        answer(results)
+    return results
 
 
 # -- PostgreSQL: two statements on the asyncpg connection ---------------------------------------------

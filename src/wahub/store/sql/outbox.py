@@ -18,6 +18,7 @@ from wahub.domain.outbox import ItemKind, OutboxItem
 from wahub.domain.outbox import ItemStatus as St
 from wahub.store import tables as t
 from wahub.store.base import QueueFullSignal
+from wahub.store.groupcommit import Batch
 from wahub.store.records import (
     EventDraft,
     dump_json,
@@ -112,7 +113,7 @@ class OutboxSql(FenceSql):
             key_source=key_source, kind=kind, chat_id=chat_id, payload=payload, fingerprint=fingerprint,
             now=now, max_open=max_open))
 
-    async def _insert_batch(self, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
+    async def _insert_batch(self, reqs: Batch[_NewItem, _Inserted]) -> list[_Inserted | BaseException]:
         """Group commit of :meth:`insert_item`: one transaction, three statements, for any number of calls.
 
         Requests are decided in arrival order against the stored rows and against each other
@@ -135,12 +136,16 @@ class OutboxSql(FenceSql):
                     results.append(exc)
             return results
 
-    async def _insert_batch_tx(self, reqs: Sequence[_NewItem]) -> list[_Inserted | BaseException]:
+    async def _insert_batch_tx(self, reqs: Batch[_NewItem, _Inserted]) -> list[_Inserted | BaseException]:
+        # The callers are answered as soon as the batch committed (Batch.answer), not after the
+        # connection went back to the pool.
         async with self._write_faults(_driver_faults()), self.engine.connect() as conn:
             if self.is_sqlite:  # on aiosqlite's own thread, where SQLAlchemy's adapter runs it too
-                results: list[_Inserted | BaseException] = await in_database_thread(conn, enqueue.sqlite_batch, reqs)
+                results: list[_Inserted | BaseException] = await in_database_thread(
+                    conn, enqueue.sqlite_batch, reqs, reqs.answer)
                 return results
             results, fold = await enqueue.pg_batch((await conn.get_raw_connection()).driver_connection, reqs)
+            reqs.answer(results)
         if fold:
             self._fold_later(fold)
         return results

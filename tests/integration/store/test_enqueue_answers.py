@@ -1,0 +1,71 @@
+"""An enqueue's caller is answered as soon as its batch committed, and not before.
+
+On SQLite the batch runs in the database's own thread, which answers the callers right after the
+commit: before the call's return reaches the event loop and the connection goes back to the pool
+(what the answers used to wait for: docs/PERFORMANCE.md, "Answers straight from the database thread").
+An answer still means the row is durable: another connection reads it at that moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.integration.store.conftest import T0, enqueue
+from wahub.store.sql import SqlStore
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> Any:
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'answers.sqlite3'}")
+    await store.migrate()
+    await store.create_instance(id="a", name="A", webhook_url=None, webhook_events=[], webhook_secret=None, now=T0)
+    try:
+        yield store, tmp_path / "answers.sqlite3"
+    finally:
+        await store.close()
+
+
+async def test_callers_are_answered_before_the_batch_gives_back_its_connection(sqlite_store: Any) -> None:
+    store, _ = sqlite_store
+    order: list[str] = []
+    sa.event.listen(store.engine.sync_engine, "checkin", lambda *_: order.append("connection returned"))
+
+    async def one(key: str) -> None:
+        await enqueue(store, key)
+        order.append(f"answered {key}")
+
+    await asyncio.gather(*(one(f"k{n}") for n in range(4)))
+    first_return = order.index("connection returned")
+    assert {f"answered k{n}" for n in range(4)} <= set(order[:first_return]), order
+
+
+async def test_an_answer_means_the_row_is_in_the_file(sqlite_store: Any) -> None:
+    store, path = sqlite_store
+    seen: list[int] = []
+
+    async def one(key: str) -> None:
+        item, created, _ = await enqueue(store, key)
+        assert created
+        with sqlite3.connect(path) as other:  # a second connection: committed rows only
+            seen.append(other.execute("SELECT count(*) FROM outbox WHERE queue_id = ?", (item.queue_id,)).fetchone()[0])
+
+    await asyncio.gather(*(one(f"k{n}") for n in range(6)))
+    assert seen == [1] * 6
+
+
+async def test_a_failed_batch_answers_no_one_early(sqlite_store: Any) -> None:
+    store, path = sqlite_store
+    with sqlite3.connect(path) as other:  # a constraint the batch cannot meet: every key refused
+        other.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    results = await asyncio.gather(*(enqueue(store, f"k{n}") for n in range(3)), return_exceptions=True)
+    assert all(isinstance(r, Exception) for r in results), results
+    with sqlite3.connect(path) as other:
+        assert other.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
