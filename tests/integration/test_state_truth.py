@@ -285,6 +285,26 @@ async def test_locked_store_holds_engine_events_and_answers_503(tmp_path: Path) 
     await fh.hub.stop()
 
 
+async def test_the_enqueue_that_ends_a_store_fault_is_answered_after_ready_says_so(tmp_path: Path) -> None:
+    fh = build(tmp_path, store=sqlite_store(tmp_path, busy_timeout_ms=50))
+    iid = await ready_instance(fh)
+    async with api(fh) as c:
+        outside = await asyncio.to_thread(_hold_exclusive, tmp_path / "wahub.sqlite3")
+        try:
+            r = await c.post(f"/instances/{iid}/client/action/send-message",
+                             json={"chatId": "201000000001", "message": "while locked"})
+            assert r.status_code == 503
+        finally:
+            await asyncio.to_thread(outside.rollback)
+            await asyncio.to_thread(outside.close)
+        r = await c.post(f"/instances/{iid}/client/action/send-message",
+                         json={"chatId": "201000000001", "message": "after the lock"})
+        assert r.status_code == 202, r.text
+        assert (await c.get("/ready")).status_code == 200  # at once: no clock advanced, nothing else written
+        assert (await status(c, iid))["storeFault"] is None
+    await fh.hub.stop()
+
+
 async def test_full_disk_is_503_not_500(tmp_path: Path) -> None:
     store = sqlite_store(tmp_path)
     fh = build(tmp_path, store=store)

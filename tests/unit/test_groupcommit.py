@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import threading
 from collections.abc import Sequence
 
 import pytest
 
+from tests.support.logs import restored_logging
 from wahub.domain.errors import StoreUnavailable
+from wahub.observability import configure_logging
 from wahub.store.groupcommit import Batch, GroupCommit
 
 
@@ -137,3 +141,41 @@ async def test_an_answer_skips_a_caller_that_was_cancelled() -> None:
     gate.set()
     assert await second == 2 and answered.is_set()
     assert first.cancelled()
+
+
+async def test_first_runs_on_the_loop_before_any_caller_is_answered() -> None:
+    seen: list[str] = []
+    on_loop = threading.get_ident()
+
+    async def flush(batch: Batch[int, int]) -> list[int | BaseException]:
+        def first() -> None:
+            assert threading.get_ident() == on_loop
+            seen.append("first")
+
+        thread = threading.Thread(target=batch.answer, args=(list(batch), first))
+        thread.start()
+        thread.join()
+        return list(batch)
+
+    async def one(n: int) -> None:
+        await gc.submit(n)
+        seen.append(f"answered {n}")
+
+    gc: GroupCommit[int, int] = GroupCommit(flush)
+    await asyncio.gather(one(1), one(2))
+    assert seen == ["first", "answered 1", "answered 2"]
+
+
+async def test_a_failure_after_the_answer_is_logged(capsys: pytest.CaptureFixture[str]) -> None:
+    with restored_logging():
+        configure_logging("info", "json", stream=sys.stdout)
+
+        async def flush(batch: Batch[int, int]) -> list[int | BaseException]:
+            batch.answer(list(batch))
+            raise RuntimeError("connection could not be given back")
+
+        gc: GroupCommit[int, int] = GroupCommit(flush)
+        assert await gc.submit(7) == 7
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(x["event"], x["level"], x["error"]) for x in lines] == [
+        ("batch_failed_after_answer", "warning", "RuntimeError: connection could not be given back")]

@@ -22,7 +22,11 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+import structlog
+
 from wahub.domain.errors import StoreUnavailable
+
+log = structlog.get_logger("wahub.store")
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
@@ -40,7 +44,7 @@ class Batch(list[Req], Generic[Req, Res]):
         self._loop_thread = threading.get_ident()  # a batch is made on its event loop's thread
         self.answered = False
 
-    def answer(self, results: Sequence[Res | BaseException]) -> None:
+    def answer(self, results: Sequence[Res | BaseException], first: Callable[[], None] | None = None) -> None:
         """Answer each request with its entry of ``results`` (a result, or an exception to raise in its caller).
 
         For a flush whose batch is durable (committed) before the flush is done: the callers need not wait
@@ -49,17 +53,23 @@ class Batch(list[Req], Generic[Req, Res]):
         so before anything the flush's own completion queues after it. The flush's return value and any
         exception it raises afterwards are then not used. Raises ValueError when ``results`` does not hold
         one entry per request, RuntimeError when the event loop is closed.
+
+        ``first`` runs on the event loop just before the answers are set: the store reports there that
+        its writes succeed again, so no caller is answered while a fault its own write ended still shows.
         """
         if len(results) != len(self):
             raise ValueError(f"{len(results)} results for a batch of {len(self)}")
         self.answered = True
         if threading.get_ident() == self._loop_thread:
-            _settle(self._futures, results)
+            _settle(self._futures, results, first)
         else:
-            self._loop.call_soon_threadsafe(_settle, self._futures, results)
+            self._loop.call_soon_threadsafe(_settle, self._futures, results, first)
 
 
-def _settle(futures: Sequence[asyncio.Future[Any]], results: Sequence[Any]) -> None:
+def _settle(futures: Sequence[asyncio.Future[Any]], results: Sequence[Any],
+            first: Callable[[], None] | None = None) -> None:
+    if first is not None:
+        first()
     for fut, result in zip(futures, results, strict=True):
         if fut.done():  # its caller was cancelled
             continue
@@ -140,10 +150,13 @@ class GroupCommit(Generic[Req, Res]):
                             fut.set_exception(StoreUnavailable("store is closing"))
                 raise
             except Exception as exc:  # the batch's transaction failed: every caller learns why
-                if not requests.answered:
-                    for fut in futures:
-                        if not fut.done():
-                            fut.set_exception(exc)
+                if requests.answered:  # committed and answered; what failed after is the operator's to see
+                    log.warning("batch_failed_after_answer", error=f"{type(exc).__name__}: {exc}",
+                                requests=len(requests))
+                    continue
+                for fut in futures:
+                    if not fut.done():
+                        fut.set_exception(exc)
                 continue
             if not requests.answered:
                 _settle(futures, results)

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.integration.store.conftest import T0, enqueue
+from wahub.domain.errors import StoreUnavailable
 from wahub.store.sql import SqlStore
 
 pytestmark = pytest.mark.timeout(30)
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.timeout(30)
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> Any:
-    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'answers.sqlite3'}")
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'answers.sqlite3'}", busy_timeout_ms=50)
     await store.migrate()
     await store.create_instance(id="a", name="A", webhook_url=None, webhook_events=[], webhook_secret=None, now=T0)
     try:
@@ -69,3 +70,19 @@ async def test_a_failed_batch_answers_no_one_early(sqlite_store: Any) -> None:
     assert all(isinstance(r, Exception) for r in results), results
     with sqlite3.connect(path) as other:
         assert other.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+
+
+async def test_the_store_reports_its_recovery_before_the_caller_is_answered(sqlite_store: Any) -> None:
+    store, path = sqlite_store
+    heard: list[str | None] = []
+    store.watch_faults(heard.append)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StoreUnavailable):
+            await enqueue(store, "k0")
+        other.execute("ROLLBACK")
+        _, created, _ = await enqueue(store, "k1")
+        assert created and heard == ["locked", None], heard
+    finally:
+        other.close()

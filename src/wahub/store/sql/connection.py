@@ -202,6 +202,10 @@ class SqlBase:
             if self._fault_listener is not None:
                 self._fault_listener(reason)
             raise StoreUnavailable(f"store cannot write: {reason}") from exc
+        self._write_ok()
+
+    def _write_ok(self) -> None:
+        """A write succeeded: the fault listener hears of the recovery (call on the event loop's thread)."""
         if self._faulted:
             self._faulted = False
             if self._fault_listener is not None:
