@@ -2,15 +2,16 @@
 
 Both servers run as subprocesses (``bench/bare_app.py`` and ``wa-hub serve`` with 20 linked, sending
 sandbox instances on SQLite at the default log level) and get the same requests from one client, in
-alternating rounds. What is compared is the server processes' own CPU time (user + system, all
-threads, from ``/proc/<pid>/stat``) per request, not wall time: a CPU hog beside the test slows both
-down but barely changes the CPU each request costs. The test fails when the ratio
+alternating rounds. What is compared is the server processes' own CPU time (all threads, from
+``/proc/<pid>/task/*/schedstat``, in ns) per request, not wall time: a CPU hog beside the test slows
+both down but barely changes the CPU each request costs. The test fails when the ratio
 (bare CPU per request / wa-hub CPU per request) falls more than 25 % below the baseline recorded in
 ``enqueue_cpu_baseline.json`` (re-record it with ``WAHUB_RECORD_CPU_BASELINE=1`` after a deliberate change).
 
-The ratio compared is the best of the rounds' ratios: a CPU hog beside the test can make a round's
-requests dearer for one server more than the other (cache and scheduler effects), which lowers some
-rounds, while a real regression of the enqueue path lowers every round.
+The ratio compared is the median of the rounds' ratios: a CPU hog beside the test can make a round's
+requests dearer for one server more than the other (cache and scheduler effects), which moves some
+rounds either way, while a real regression of the enqueue path lowers every round. (The best round,
+compared before, let a regression of +300 µs per request, 40 % more CPU, pass.)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -35,15 +37,25 @@ INSTANCES = 20
 ROUNDS = 6
 PER_ROUND = 500  # requests per server per round: 3,000 each, several seconds of CPU for wa-hub
 TOLERANCE = 0.25
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (s), all threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * TICK_S
+    """CPU time of process ``pid`` (s), all its threads, in nanoseconds' resolution.
+
+    From each thread's ``/proc/<pid>/task/<tid>/schedstat`` (time on a CPU, ns). ``/proc/<pid>/stat``
+    counts in clock ticks (10 ms): a round of the bare app is ~9 ticks, so ±1 tick moved a round's ratio
+    by ±11 %. A thread that ends between two readings takes its
+    time with it; the servers' threads (event loop, database threads, executor) live as long as they do.
+    """
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended while being read
+            continue
+    return total / 1e9
 
 
 async def drive(url: str, count: int, start: int, headers: dict[str, str]) -> None:
@@ -103,14 +115,14 @@ def test_enqueue_cpu_per_request_stays_within_25_percent_of_its_baseline_ratio(t
     requests = ROUNDS * PER_ROUND
     bare_us, hub_us = spent["bare"] / requests * 1e6, spent["hub"] / requests * 1e6
     overall = bare_us / hub_us
-    ratio = max(rounds)
+    ratio = statistics.median(rounds)
     report = (f"CPU per request: wa-hub {hub_us:.0f} µs, bare app {bare_us:.0f} µs, ratio {overall:.3f} overall, "
-              f"{ratio:.3f} best round of {', '.join(f'{x:.3f}' for x in rounds)} "
+              f"{ratio:.3f} median round of {', '.join(f'{x:.3f}' for x in rounds)} "
               f"({requests} requests each, {time.monotonic() - started:.0f} s, load {os.getloadavg()[0]:.2f})")
     print(report)
     if os.environ.get("WAHUB_RECORD_CPU_BASELINE"):
         data = json.loads(BASELINE.read_text())
-        data["ratio"] = round(ratio, 3)  # the best round, as compared below
+        data["ratio"] = round(ratio, 3)  # the median round, as compared below
         BASELINE.write_text(json.dumps(data, indent=2) + "\n")
         return
     baseline = float(json.loads(BASELINE.read_text())["ratio"])
