@@ -46,8 +46,8 @@ def cpu_s(pid: int) -> float:
 
     From each thread's ``/proc/<pid>/task/<tid>/schedstat`` (time on a CPU, ns). ``/proc/<pid>/stat``
     counts in clock ticks (10 ms): a round of the bare app is ~9 ticks, so ±1 tick moved a round's ratio
-    by ±11 %. A thread that ends between two readings takes its
-    time with it; the servers' threads (event loop, database threads, executor) live as long as they do.
+    by ±11 %. A thread that ends between two readings takes its time with it; the servers' threads
+    (event loop, database threads, executor) live as long as they do.
     """
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():

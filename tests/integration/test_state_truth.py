@@ -258,12 +258,22 @@ def _hold_exclusive(path: Path) -> sqlite3.Connection:
     return outside
 
 
+@asynccontextmanager
+async def _locked(path: Path) -> AsyncIterator[None]:
+    """Another connection holds the SQLite file's exclusive lock for the body (the hub's writes: "locked")."""
+    outside = await asyncio.to_thread(_hold_exclusive, path)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(outside.rollback)
+        await asyncio.to_thread(outside.close)
+
+
 async def test_locked_store_holds_engine_events_and_answers_503(tmp_path: Path) -> None:
     fh = build(tmp_path, store=sqlite_store(tmp_path, busy_timeout_ms=50))
     iid = await ready_instance(fh)
     async with api(fh) as c:
-        outside = await asyncio.to_thread(_hold_exclusive, tmp_path / "wahub.sqlite3")
-        try:
+        async with _locked(tmp_path / "wahub.sqlite3"):
             await fh.world.inject_message(iid, "201000000001@c.us", "arrived while locked")
             r = await c.post(f"/instances/{iid}/client/action/send-message",
                              json={"chatId": "201000000001", "message": "hello"})
@@ -274,9 +284,6 @@ async def test_locked_store_holds_engine_events_and_answers_503(tmp_path: Path) 
             assert (await c.post("/dashboard/login", data={"api_key": API_KEY})).status_code == 303
             assert 'data-testid="store-fault"' in (await c.get(f"/dashboard/instances/{iid}")).text
             assert "wahub_engine_events_held 1.0" in (await c.get("/metrics")).text
-        finally:
-            await asyncio.to_thread(outside.rollback)
-            await asyncio.to_thread(outside.close)
         await fh.advance(1 * SEC)  # the held event is retried and stored
         events = await fh.hub.list_events(iid, limit=50)
         assert any(e.event == "message" and "arrived while locked" in e.body for e in events)
@@ -289,14 +296,10 @@ async def test_the_enqueue_that_ends_a_store_fault_is_answered_after_ready_says_
     fh = build(tmp_path, store=sqlite_store(tmp_path, busy_timeout_ms=50))
     iid = await ready_instance(fh)
     async with api(fh) as c:
-        outside = await asyncio.to_thread(_hold_exclusive, tmp_path / "wahub.sqlite3")
-        try:
+        async with _locked(tmp_path / "wahub.sqlite3"):
             r = await c.post(f"/instances/{iid}/client/action/send-message",
                              json={"chatId": "201000000001", "message": "while locked"})
             assert r.status_code == 503
-        finally:
-            await asyncio.to_thread(outside.rollback)
-            await asyncio.to_thread(outside.close)
         r = await c.post(f"/instances/{iid}/client/action/send-message",
                          json={"chatId": "201000000001", "message": "after the lock"})
         assert r.status_code == 202, r.text

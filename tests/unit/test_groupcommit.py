@@ -148,9 +148,8 @@ async def test_first_runs_on_the_loop_before_any_caller_is_answered() -> None:
     on_loop = threading.get_ident()
 
     async def flush(batch: Batch[int, int]) -> list[int | BaseException]:
-        def first() -> None:
-            assert threading.get_ident() == on_loop
-            seen.append("first")
+        def first() -> None:  # records rather than asserts: an error in a loop callback is only logged
+            seen.append("first on the loop" if threading.get_ident() == on_loop else "first elsewhere")
 
         thread = threading.Thread(target=batch.answer, args=(list(batch), first))
         thread.start()
@@ -163,7 +162,7 @@ async def test_first_runs_on_the_loop_before_any_caller_is_answered() -> None:
 
     gc: GroupCommit[int, int] = GroupCommit(flush)
     await asyncio.gather(one(1), one(2))
-    assert seen == ["first", "answered 1", "answered 2"]
+    assert seen == ["first on the loop", "answered 1", "answered 2"]
 
 
 async def test_a_failure_after_the_answer_is_logged(capsys: pytest.CaptureFixture[str]) -> None:

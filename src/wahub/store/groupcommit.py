@@ -32,7 +32,6 @@ Req = TypeVar("Req")
 Res = TypeVar("Res")
 
 
-
 class Batch(list[Req], Generic[Req, Res]):
     """The requests of one flush, in arrival order; :meth:`answer` answers them before the flush returns."""
 
@@ -68,6 +67,7 @@ class Batch(list[Req], Generic[Req, Res]):
 
 def _settle(futures: Sequence[asyncio.Future[Any]], results: Sequence[Any],
             first: Callable[[], None] | None = None) -> None:
+    """Set each future still waiting to its result, or its exception (on the event loop's thread)."""
     if first is not None:
         first()
     for fut, result in zip(futures, results, strict=True):
@@ -145,18 +145,14 @@ class GroupCommit(Generic[Req, Res]):
                 results = await self._flush(requests)
             except asyncio.CancelledError:
                 if not requests.answered:
-                    for fut in futures:
-                        if not fut.done():
-                            fut.set_exception(StoreUnavailable("store is closing"))
+                    _settle(futures, [StoreUnavailable("store is closing")] * len(futures))
                 raise
             except Exception as exc:  # the batch's transaction failed: every caller learns why
                 if requests.answered:  # committed and answered; what failed after is the operator's to see
                     log.warning("batch_failed_after_answer", error=f"{type(exc).__name__}: {exc}",
                                 requests=len(requests))
-                    continue
-                for fut in futures:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                else:
+                    _settle(futures, [exc] * len(futures))
                 continue
             if not requests.answered:
                 _settle(futures, results)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -21,10 +21,12 @@ from wahub.domain.errors import StoreUnavailable
 from wahub.store.sql import SqlStore
 
 pytestmark = pytest.mark.timeout(30)
+StoreFile = tuple[SqlStore, Path]  # the store and its SQLite file
 
 
 @pytest.fixture
-async def sqlite_store(tmp_path: Path) -> Any:
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[StoreFile]:
+    """A migrated SQLite store with instance ``a``, and its file's path."""
     store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'answers.sqlite3'}", busy_timeout_ms=50)
     await store.migrate()
     await store.create_instance(id="a", name="A", webhook_url=None, webhook_events=[], webhook_secret=None, now=T0)
@@ -34,7 +36,7 @@ async def sqlite_store(tmp_path: Path) -> Any:
         await store.close()
 
 
-async def test_callers_are_answered_before_the_batch_gives_back_its_connection(sqlite_store: Any) -> None:
+async def test_callers_are_answered_before_the_batch_gives_back_its_connection(sqlite_store: StoreFile) -> None:
     store, _ = sqlite_store
     order: list[str] = []
     sa.event.listen(store.engine.sync_engine, "checkin", lambda *_: order.append("connection returned"))
@@ -48,7 +50,7 @@ async def test_callers_are_answered_before_the_batch_gives_back_its_connection(s
     assert {f"answered k{n}" for n in range(4)} <= set(order[:first_return]), order
 
 
-async def test_an_answer_means_the_row_is_in_the_file(sqlite_store: Any) -> None:
+async def test_an_answer_means_the_row_is_in_the_file(sqlite_store: StoreFile) -> None:
     store, path = sqlite_store
     seen: list[int] = []
 
@@ -62,7 +64,7 @@ async def test_an_answer_means_the_row_is_in_the_file(sqlite_store: Any) -> None
     assert seen == [1] * 6
 
 
-async def test_a_failed_batch_answers_no_one_early(sqlite_store: Any) -> None:
+async def test_a_refused_batch_answers_every_caller_with_an_error_and_stores_nothing(sqlite_store: StoreFile) -> None:
     store, path = sqlite_store
     with sqlite3.connect(path) as other:  # a constraint the batch cannot meet: every key refused
         other.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END")
@@ -72,7 +74,7 @@ async def test_a_failed_batch_answers_no_one_early(sqlite_store: Any) -> None:
         assert other.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
 
 
-async def test_the_store_reports_its_recovery_before_the_caller_is_answered(sqlite_store: Any) -> None:
+async def test_the_store_reports_its_recovery_before_the_caller_is_answered(sqlite_store: StoreFile) -> None:
     store, path = sqlite_store
     heard: list[str | None] = []
     store.watch_faults(heard.append)
