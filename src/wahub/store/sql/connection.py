@@ -132,7 +132,7 @@ class SqlBase:
             sa.event.listen(self.engine.sync_engine, "checkout", _pg_alive)
             self.reader = self.engine
         # SQLite: one writer (one connection, and the batch's decisions rely on it). PostgreSQL: a batch
-        # is mostly two round trips, so several may be in flight, each on a pooled connection.
+        # is one round trip, so several may be in flight, each on a pooled connection.
         self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(
             self._insert_batch, writers=1 if self.is_sqlite else ENQUEUE_WRITERS_PG)
         # SQLite: the send loops' claims and outcomes, many instances' per transaction and thread call.

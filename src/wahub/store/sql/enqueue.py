@@ -1,4 +1,4 @@
-"""The enqueue group commit's batch on the driver's connection: one thread hop (SQLite), two round trips (PG).
+"""The enqueue group commit's batch on the driver's connection: one thread hop (SQLite), one round trip (PG).
 
 Why not SQLAlchemy here: the batch is the hub's hottest write, and through SQLAlchemy's async
 adapters each statement costs four hand-offs to aiosqlite's thread (cursor, execute, fetch,
@@ -12,11 +12,12 @@ here once per dialect and run on the pooled connection's driver:
   read from ``outbox_open``, which triggers keep in every write's own transaction (migration 0010):
   counting the open rows cost one index step per open item, 8 ms per batch of 8 at 10,000 queued
   per instance (``bench/enqueue_batch.py``).
-* PostgreSQL: two statements on the asyncpg connection (one read, the insert), outside an explicit
-  transaction. The open counts are sums of the changes triggers insert into ``outbox_open_delta``
-  (migration 0012), folded when an instance has many (a third statement, in a task of its own after
-  the batch answered). The one write is a single ``INSERT … ON CONFLICT DO NOTHING`` (atomic on its
-  own); the reads before it were never locking reads, and a row another writer inserted in between
+* PostgreSQL: one statement on the asyncpg connection, outside an explicit transaction (``_PG_ONE``:
+  the read, the admission and the ``INSERT … ON CONFLICT DO NOTHING``, atomic on its own); a batch
+  whose queue limits differ within an instance takes two (the read, then the insert). The open
+  counts are sums of the changes triggers insert into ``outbox_open_delta`` (migration 0012), folded
+  when an instance has many (another statement, in a task of its own after the batch answered). The
+  reads were never locking reads, and a row another writer inserted after the statement's snapshot
   is read back as before.
 
 The decisions (replay, queue full, new row) are :func:`decide`'s, the same for both.
@@ -44,16 +45,17 @@ INSERTED = ("queue_id", "instance_id", "idempotency_key", "key_source", "kind", 
 CHUNK = 400  # keys per read (SQLite's bound-parameter limit is far above 2 × 400)
 
 
-def decide(reqs: Sequence[_NewItem], stored: dict[Key, OutboxItem],
-           counts: dict[str, int]) -> tuple[list[Decided], dict[Key, dict[str, Any]]]:
+def decide(reqs: Sequence[_NewItem], stored: dict[Key, OutboxItem], counts: dict[str, int],
+           payloads: Sequence[str] | None = None) -> tuple[list[Decided], dict[Key, dict[str, Any]]]:
     """Each request's fate in arrival order, and the rows to insert by key.
 
     An existing key (stored, or created earlier in the batch) is a replay; a full queue is a
     :class:`QueueFullSignal` for that request only. ``counts`` (open items per instance) is updated.
+    ``payloads``: each request's payload as JSON text, when already made (else made here).
     """
     decided: list[Decided] = []
     new_rows: dict[Key, dict[str, Any]] = {}
-    for r in reqs:
+    for i, r in enumerate(reqs):
         key = (r.instance_id, r.idempotency_key)
         count = counts.get(r.instance_id, 0)
         if key in stored or key in new_rows:
@@ -63,7 +65,8 @@ def decide(reqs: Sequence[_NewItem], stored: dict[Key, OutboxItem],
         else:
             new_rows[key] = {
                 "queue_id": r.queue_id, "instance_id": r.instance_id, "idempotency_key": r.idempotency_key,
-                "key_source": r.key_source, "kind": r.kind, "chat_id": r.chat_id, "payload": dump_json(r.payload),
+                "key_source": r.key_source, "kind": r.kind, "chat_id": r.chat_id,
+                "payload": dump_json(r.payload) if payloads is None else payloads[i],
                 "fingerprint": r.fingerprint, "status": St.QUEUED.value, "attempts": 0, "next_attempt_at": r.now,
                 "created_at": r.now, "updated_at": r.now}
             counts[r.instance_id] = count + 1
@@ -201,6 +204,7 @@ _PG_INSERT = (f"INSERT INTO outbox ({', '.join(INSERTED)}) SELECT * FROM unnest(
               + ") ON CONFLICT (instance_id, idempotency_key) DO NOTHING RETURNING seq, instance_id, idempotency_key")
 _SEQ = COLUMNS.index("seq") + 1
 _INSTANCE = COLUMNS.index("instance_id") + 1
+_KEY = COLUMNS.index("idempotency_key") + 1
 
 
 async def _pg_by_keys(pg: Any, keys: Sequence[Key]) -> dict[Key, OutboxItem]:
@@ -212,12 +216,88 @@ async def _pg_by_keys(pg: Any, keys: Sequence[Key]) -> dict[Key, OutboxItem]:
     return found
 
 
+# The whole batch as one statement, one round trip: the requests as arrays (arrival order kept by
+# ``WITH ORDINALITY``); the rows stored under their keys and the instances' open counts, read in the
+# statement's one snapshot; the requests admitted among the keys not stored; their insert; and all
+# three read back as tagged rows (0 inserted, 1 stored, 2 counts; the count row is shaped as in
+# ``_PG_READ``). Admission is :func:`decide`'s, in SQL: the n-th new key of an instance (by first
+# arrival) is inserted while its open items + n <= max_open. That is :func:`decide`'s order only when
+# every request of an instance carries the same ``max_open``: :func:`pg_batch` checks, and a batch
+# whose limits differ within an instance (settings changed between two calls) takes the two
+# statements. :func:`pg_batch` then decides again in Python on the same snapshot, which gives each
+# caller its answer (replay, queue full, open count) and checks that both chose the same rows.
+_REQUEST_COLUMNS = ("instance_id", "idempotency_key", "queue_id", "key_source", "kind", "chat_id", "payload",
+                    "fingerprint", "at_ms", "max_open")
+_REQUEST_TYPES = {"payload": "text", "at_ms": "bigint", "max_open": "integer"}
+_PG_ONE = (
+    "WITH r AS (SELECT * FROM unnest("
+    + ", ".join(f"${i}::{_REQUEST_TYPES.get(c, 'varchar')}[]" for i, c in enumerate(_REQUEST_COLUMNS, 1))
+    + f") WITH ORDINALITY AS r({', '.join(_REQUEST_COLUMNS)}, ord)), "
+    "stored AS (SELECT o.* FROM (SELECT DISTINCT instance_id, idempotency_key FROM r) k JOIN outbox o "
+    "ON o.instance_id = k.instance_id AND o.idempotency_key = k.idempotency_key), "
+    "counts AS (SELECT i.id, d.open_items, d.change_rows FROM (SELECT DISTINCT instance_id AS id FROM r) i "
+    "CROSS JOIN LATERAL (SELECT coalesce(sum(delta), 0) AS open_items, count(*) AS change_rows "
+    "FROM outbox_open_delta WHERE outbox_open_delta.instance_id = i.id) d), "
+    "fresh AS (SELECT DISTINCT ON (r.instance_id, r.idempotency_key) r.* FROM r WHERE NOT EXISTS (SELECT 1 FROM "
+    "stored s WHERE s.instance_id = r.instance_id AND s.idempotency_key = r.idempotency_key) "
+    "ORDER BY r.instance_id, r.idempotency_key, r.ord), "
+    "admitted AS (SELECT f.* FROM (SELECT fresh.*, row_number() OVER (PARTITION BY fresh.instance_id "
+    "ORDER BY fresh.ord) AS n FROM fresh) f JOIN counts c ON c.id = f.instance_id "
+    "WHERE c.open_items + f.n <= f.max_open), "
+    f"ins AS (INSERT INTO outbox ({', '.join(INSERTED)}) SELECT queue_id, instance_id, idempotency_key, "
+    f"key_source, kind, chat_id, payload, fingerprint, '{St.QUEUED.value}', 0, at_ms, at_ms, at_ms FROM admitted "
+    "ORDER BY ord ON CONFLICT (instance_id, idempotency_key) DO NOTHING RETURNING seq, instance_id, "
+    "idempotency_key) "
+    "SELECT 0, " + ", ".join("ins." + c if c in ("seq", "instance_id", "idempotency_key") else "NULL"
+                             for c in COLUMNS) + " FROM ins "
+    "UNION ALL SELECT 1, " + ", ".join("s." + c for c in COLUMNS) + " FROM stored s "
+    "UNION ALL SELECT 2, " + ", ".join("c.open_items" if c == "seq" else "c.change_rows" if c == "attempts"
+                                       else "c.id" if c == "instance_id" else "NULL" for c in COLUMNS)
+    + " FROM counts c")
+
+
+def _one_statement_fits(reqs: Sequence[_NewItem], keys: Sequence[Key]) -> bool:
+    """Whether :data:`_PG_ONE` decides as :func:`decide` does: one ``max_open`` per instance, one read."""
+    if len(keys) > CHUNK:
+        return False
+    limits: dict[str, int] = {}
+    return all(limits.setdefault(r.instance_id, r.max_open) == r.max_open for r in reqs)
+
+
 async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> tuple[list[_Inserted | BaseException], list[str]]:
     """The batch on the raw asyncpg connection (not in a transaction: the insert is one statement).
 
+    One statement (:data:`_PG_ONE`) when it decides as :func:`decide` does, else two (the read, then
+    the insert). A key another writer inserted between the snapshot and the insert costs one more read.
     Returns the answers and the instances whose open-count changes should be folded (:func:`pg_compact`,
-    after the batch answered: more than ``COMPACT_AT`` rows)."""
+    after the batch answered: more than ``COMPACT_AT`` rows).
+    """
     keys, ids = _keys_and_ids(reqs)
+    if not _one_statement_fits(reqs, keys):
+        return await _pg_two_statements(pg, reqs, keys, ids)
+    payloads = [dump_json(r.payload) for r in reqs]
+    rows = await pg.fetch(_PG_ONE, *([getattr(r, "now" if c == "at_ms" else c) for r in reqs] if c != "payload"
+                                     else payloads for c in _REQUEST_COLUMNS))
+    stored = _rows_to_items([tuple(r)[1:] for r in rows if r[0] == 1], set(keys))
+    counts = {r[_INSTANCE]: int(r[_SEQ]) for r in rows if r[0] == 2}
+    fold = [r[_INSTANCE] for r in rows if r[0] == 2 and r[_ATTEMPTS] > COMPACT_AT]
+    decided, new_rows = decide(reqs, stored, counts, payloads)
+    created: dict[Key, OutboxItem] = {}
+    for r in rows:
+        if r[0] == 0:
+            key = (r[_INSTANCE], r[_KEY])
+            if key not in new_rows:  # committed, so the caller's retry under its key replays it
+                raise RuntimeError(f"enqueue statement inserted a row the batch did not decide: {key}")
+            created[key] = _new_item(r[_SEQ], new_rows[key])
+    lost = [k for k in new_rows if k not in created]
+    if lost:  # inserted by another writer since the snapshot: theirs is the item
+        stored.update(await _pg_by_keys(pg, lost))
+    return answers(decided, created, stored), fold
+
+
+async def _pg_two_statements(pg: Any, reqs: Sequence[_NewItem], keys: list[Key],
+                             ids: list[str]) -> tuple[list[_Inserted | BaseException], list[str]]:
+    """:func:`pg_batch` as the read, the decisions in Python, then the insert."""
     if len(keys) > CHUNK:  # a batch larger than one read: keys and counts apart
         stored = await _pg_by_keys(pg, keys)
         rows = await pg.fetch(_PG_READ, [], [], ids)

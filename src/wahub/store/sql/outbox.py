@@ -114,7 +114,7 @@ class OutboxSql(FenceSql):
             now=now, max_open=max_open))
 
     async def _insert_batch(self, reqs: Batch[_NewItem, _Inserted]) -> list[_Inserted | BaseException]:
-        """Group commit of :meth:`insert_item`: one transaction, three statements, for any number of calls.
+        """Group commit of :meth:`insert_item`: one transaction for any number of calls (one statement on PostgreSQL).
 
         Requests are decided in arrival order against the stored rows and against each other
         (:func:`~wahub.store.sql.enqueue.decide`): an existing key (stored, or created earlier in the

@@ -1,0 +1,178 @@
+"""PostgreSQL's enqueue batch: one statement, one round trip, deciding as :func:`decide` does.
+
+The batch's read, its decisions (replay, queue full per instance in arrival order, new row) and its
+insert are one statement (``store/sql/enqueue.py`` ``_PG_ONE``). Held here to what the callers get and
+what the table holds, against :func:`decide` run on the state before the batch: random batches over
+instances near their queue limits, with repeated keys and stored keys, open or finished; a batch whose
+limits differ within an instance (two statements); and a key another writer inserts while the
+statement waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+
+from tests.integration.store.conftest import T0
+from wahub.store.base import QueueFullSignal, Store
+from wahub.store.sql import SqlStore
+from wahub.store.sql import enqueue as enqueue_sql
+from wahub.store.sql.connection import _NewItem
+
+pytestmark = [pytest.mark.parametrize("fresh_store", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+                                      indirect=True), pytest.mark.timeout(120)]
+
+Answer = tuple[str, str, str, bool, int] | tuple[str, int]  # (instance, key, queue id, created, count) | refusal
+
+
+class CountingConnection:
+    """The asyncpg connection, counting the statements sent (each is a round trip)."""
+
+    def __init__(self, pg: Any) -> None:
+        self.pg, self.statements = pg, 0
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        self.statements += 1
+        return await self.pg.fetch(sql, *args)
+
+
+async def _pg(store: SqlStore) -> AsyncIterator[Any]:
+    async with store.engine.connect() as conn:
+        yield (await conn.get_raw_connection()).driver_connection
+
+
+async def _migrated(fresh_store: Store) -> SqlStore:
+    assert isinstance(fresh_store, SqlStore)
+    await fresh_store.migrate()
+    return fresh_store
+
+
+def _req(instance_id: str, key: str, max_open: int) -> _NewItem:
+    return _NewItem(queue_id="q_" + uuid.uuid4().hex, instance_id=instance_id, idempotency_key=key,
+                    key_source="header", kind="text", chat_id="201000000001@c.us", payload={"message": f"é {key}"},
+                    fingerprint="f" * 64, now=T0, max_open=max_open)
+
+
+async def _store_rows(pg: Any, rows: Sequence[tuple[str, str, str]]) -> None:
+    """Items stored before the batch: (instance, key, status)."""
+    for instance_id, key, status in rows:
+        await pg.execute("INSERT INTO outbox (queue_id, instance_id, idempotency_key, key_source, kind, chat_id, "
+                         "payload, fingerprint, status, attempts, next_attempt_at, created_at, updated_at) VALUES "
+                         "($1, $2, $3, 'header', 'text', '201000000001@c.us', '{}', 'x', $4, 0, $5, $5, $5) "
+                         "ON CONFLICT DO NOTHING",  # a key stored once; one item sending per instance
+                         "q_" + uuid.uuid4().hex, instance_id, key, status, T0)
+
+
+async def _expected(pg: Any, reqs: Sequence[_NewItem]) -> list[Answer]:
+    """:func:`decide` on the state before the batch, read apart from the batch's own statement."""
+    keys = list(dict.fromkeys((r.instance_id, r.idempotency_key) for r in reqs))
+    stored = await enqueue_sql._pg_by_keys(pg, keys)
+    counts = {r[0]: int(r[1]) for r in await pg.fetch(
+        "SELECT instance_id, sum(delta) FROM outbox_open_delta WHERE instance_id = ANY($1::varchar[]) "
+        "GROUP BY instance_id", list({r.instance_id for r in reqs}))}
+    decided, new_rows = enqueue_sql.decide(reqs, stored, counts)
+    out: list[Answer] = []
+    for d in decided:
+        if isinstance(d, BaseException):
+            assert isinstance(d, QueueFullSignal)
+            out.append(("full", d.open_count))
+            continue
+        how, key, count = d
+        created = how == "created"
+        queue_id = new_rows[key]["queue_id"] if key in new_rows else stored[key].queue_id
+        out.append((key[0], key[1], queue_id, created, count))
+    return out
+
+
+def _got(results: Sequence[Any]) -> list[Answer]:
+    out: list[Answer] = []
+    for r in results:
+        if isinstance(r, QueueFullSignal):
+            out.append(("full", r.open_count))
+            continue
+        assert not isinstance(r, BaseException), r
+        item, created, count = r
+        out.append((item.instance_id, item.idempotency_key, item.queue_id, created, count))
+    return out
+
+
+async def test_random_batches_are_answered_and_stored_as_decide_says(fresh_store: Store) -> None:
+    store = await _migrated(fresh_store)
+    rng = random.Random(20261201)
+    async for pg in _pg(store):
+        for case in range(80):
+            names = [f"c{case}a", f"c{case}b"]
+            for name in names:
+                await store.create_instance(id=name, name=name, webhook_url=None, webhook_events=[],
+                                            webhook_secret=None, now=T0)
+            keys = [f"k{i}" for i in range(6)]
+            await _store_rows(pg, [(rng.choice(names), rng.choice(keys), rng.choice(["queued", "sent", "sending"]))
+                                   for _ in range(rng.randrange(4))])
+            limits = {name: rng.randrange(1, 5) for name in names}
+            mixed = rng.random() < 0.2  # one instance's calls carry different limits: two statements
+            reqs = [_req(name, rng.choice(keys), rng.randrange(1, 5) if mixed else limits[name])
+                    for name in (rng.choice(names) for _ in range(rng.randrange(1, 12)))]
+            expected = await _expected(pg, reqs)
+            counting = CountingConnection(pg)
+            results, _fold = await enqueue_sql.pg_batch(counting, reqs)
+            assert _got(results) == expected, (case, reqs)
+            one = enqueue_sql._one_statement_fits(reqs, list({(r.instance_id, r.idempotency_key) for r in reqs}))
+            assert counting.statements == (1 if one else 2), case
+            # each item answered as created is the row stored under its key, seq included
+            stored = {(r["instance_id"], r["idempotency_key"]): (r["seq"], r["queue_id"]) for r in await pg.fetch(
+                "SELECT seq, queue_id, instance_id, idempotency_key FROM outbox WHERE instance_id = ANY($1)", names)}
+            for r in results:
+                if not isinstance(r, BaseException):
+                    item = r[0]
+                    assert stored[(item.instance_id, item.idempotency_key)] == (item.seq, item.queue_id)
+            new = [r[0] for r in results if not isinstance(r, BaseException) and r[1]]
+            assert [i.seq for i in new] == sorted(i.seq for i in new), "new rows keep the calls' order"
+
+
+async def test_a_batch_is_one_round_trip_when_its_limits_agree(fresh_store: Store) -> None:
+    store = await _migrated(fresh_store)
+    for name in ("shop", "other"):
+        await store.create_instance(id=name, name=name, webhook_url=None, webhook_events=[], webhook_secret=None,
+                                    now=T0)
+    async for pg in _pg(store):
+        counting = CountingConnection(pg)
+        results, _ = await enqueue_sql.pg_batch(counting, [_req("shop" if i % 2 else "other", f"k{i}", 100)
+                                                           for i in range(64)])
+        assert counting.statements == 1 and all(r[1] for r in results if not isinstance(r, BaseException))
+        counting = CountingConnection(pg)
+        results, _ = await enqueue_sql.pg_batch(counting, [_req("shop", "k1", 100), _req("shop", "k99", 50)])
+        assert counting.statements == 2  # the limits differ within `shop`: read, decide, insert
+        assert [r[1] for r in results if not isinstance(r, BaseException)] == [False, True]
+
+
+async def test_a_key_another_writer_inserts_while_the_statement_waits_is_answered_with_theirs(
+        fresh_store: Store) -> None:
+    store = await _migrated(fresh_store)
+    await store.create_instance(id="shop", name="shop", webhook_url=None, webhook_events=[], webhook_secret=None,
+                                now=T0)
+    theirs = "q_" + uuid.uuid4().hex
+    async for pg in _pg(store):
+        async for other in _pg(store):
+            tx = other.transaction()
+            await tx.start()
+            await other.execute("INSERT INTO outbox (queue_id, instance_id, idempotency_key, key_source, kind, "
+                                "chat_id, payload, fingerprint, status, attempts, next_attempt_at, created_at, "
+                                "updated_at) VALUES ($1, 'shop', 'k1', 'header', 'text', '201000000001@c.us', '{}', "
+                                "'x', 'queued', 0, $2, $2, $2)", theirs, T0)
+            reqs = [_req("shop", "k0", 100), _req("shop", "k1", 100), _req("shop", "k2", 100)]
+            batch = asyncio.ensure_future(enqueue_sql.pg_batch(pg, reqs))
+            pid = pg.get_server_pid()
+            # the batch's statement took its snapshot and now waits on the uncommitted row's key
+            while not await other.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                                           pid):
+                assert not batch.done(), batch
+            await tx.commit()
+            results, _ = await batch
+    got = _got(results)
+    assert got[1] == ("shop", "k1", theirs, False, 1)
+    assert [g[3] for g in got] == [True, False, True]
