@@ -271,16 +271,43 @@ def run_wrk(url: str, mode: str, seconds: int, connections: int, prefix: str) ->
 
 
 def measured(target: Any, mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Warm-up and measured wrk run against ``target`` (a Hub or the Bare app), with its CPU per request."""
+    """Warm-up and measured wrk run against ``target`` (a Hub or the Bare app), with its CPU per request.
+
+    ``unique``: the measured run's keys are none of the warm-up's (wrk numbers its requests from 0 in
+    each run, so one prefix for both would make the measured run's first requests replays of the
+    warm-up's items). ``repeat``: the same keys, which the warm-up created. The measured run's key
+    prefix is returned as ``prefix``."""
     prefix = f"{mode}-{uuid.uuid4().hex[:8]}"
     run_wrk(target.url, mode, args.warmup, args.connections, prefix)  # warm-up (creates the repeat keys)
+    if mode == "unique":
+        prefix = f"{mode}-{uuid.uuid4().hex[:8]}"
     before, loop_before = target.cpu_s(), loop_cpu_s(target.proc.pid)
     res = run_wrk(target.url, mode, args.seconds, args.connections, prefix)
+    res["prefix"] = prefix
     n = max(1, res["requests"])
     res["cpu_us_per_req"] = round((target.cpu_s() - before) / n * 1e6)
     # the event loop's thread alone; the rest is the database thread (SQLite) and the others
     res["loop_cpu_us_per_req"] = round((loop_cpu_s(target.proc.pid) - loop_before) / n * 1e6)
     return res
+
+
+def count_items(data_dir: Path, database_url: str | None, prefix: str) -> int:
+    """Outbox items stored under keys of ``prefix`` (a run's requests that made a new item; wrk does not
+    count the requests still in flight when it stops, so a ``unique`` run stores at least ``requests``)."""
+    like = prefix + ":%"
+    if database_url is None:
+        with sqlite3.connect(data_dir / "wa-hub.sqlite3") as conn:
+            return int(conn.execute("SELECT count(*) FROM outbox WHERE idempotency_key LIKE ?", (like,)).fetchone()[0])
+
+    async def pg() -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE idempotency_key LIKE $1", like))
+        finally:
+            await conn.close()
+    return asyncio.run(pg())
 
 
 def bench_case(db: str, stored: int, linked: bool, bare: Bare, args: argparse.Namespace,
@@ -315,6 +342,7 @@ def bench_case(db: str, stored: int, linked: bool, bare: Bare, args: argparse.Na
     try:
         for mode in args.keys.split(","):
             ref = measured(bare, mode, args)
+            ref.pop("prefix")
             spy = None
             if args.profile:  # py-spy over the hub's warm-up and measured run
                 assert hub.proc is not None
@@ -328,6 +356,9 @@ def bench_case(db: str, stored: int, linked: bool, bare: Bare, args: argparse.Na
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(30)
+            res["new_items"] = count_items(data_dir, url, res.pop("prefix"))
+            if mode == "unique" and res["new_items"] < res["requests"]:
+                raise RuntimeError(f"{res['requests']} requests with new keys stored only {res['new_items']} items")
             rss, peak = hub.rss_kib()
             row = {"db": db, "stored": stored, "instances": label, "keys": mode, **res,
                    "bare": ref, "ratio_rps": round(res["rps"] / ref["rps"], 3),
