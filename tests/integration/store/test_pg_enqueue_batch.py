@@ -176,3 +176,23 @@ async def test_a_key_another_writer_inserts_while_the_statement_waits_is_answere
     got = _got(results)
     assert got[1] == ("shop", "k1", theirs, False, 1)
     assert [g[3] for g in got] == [True, False, True]
+
+
+async def test_an_enqueue_is_answered_while_every_shared_connection_is_checked_out(fresh_store: Store) -> None:
+    # The send loops of many instances at work hold the shared pool's connections; an enqueue batch
+    # that had to wait for one of them waited for their statements (the enqueue's p99 under sends).
+    store = await _migrated(fresh_store)
+    await store.create_instance(id="shop", name="shop", webhook_url=None, webhook_events=[], webhook_secret=None,
+                                now=T0)
+    pool = store.engine.pool
+    held = [await store.engine.connect() for _ in range(pool.size() + pool._max_overflow)]  # type: ignore[attr-defined]
+    try:
+        assert pool.checkedout() == len(held)
+        item, created, count = await asyncio.wait_for(  # without its own connections it waits for the pool's timeout
+            store.insert_item(queue_id="q_" + uuid.uuid4().hex, instance_id="shop", idempotency_key="k",
+                              key_source="header", kind="text", chat_id="201000000001@c.us",
+                              payload={"message": "m"}, fingerprint="f" * 64, now=T0, max_open=10), 20)
+        assert created and count == 1 and item.idempotency_key == "k"
+    finally:
+        for conn in held:
+            await conn.close()

@@ -119,6 +119,7 @@ class SqlBase:
                 url, echo=echo, hide_parameters=True, pool_size=1, max_overflow=0, pool_timeout=60,
                 pool_reset_on_return=None, connect_args={"timeout": busy_timeout_ms / 1000})
             sa.event.listen(self.reader.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms, read_only=True))
+            self.writer: AsyncEngine = self.engine  # the one writing connection
         else:
             # No pool_pre_ping: it costs a round trip before every checkout, i.e. before every batch.
             # A connection the server closed (restart, idle timeout, pg_terminate_backend) is noticed
@@ -131,6 +132,14 @@ class SqlBase:
                                               connect_args={"server_settings": server} if server else {})
             sa.event.listen(self.engine.sync_engine, "checkout", _pg_alive)
             self.reader = self.engine
+            # The enqueue batches' own connections, one per writer: with the send loops of many instances
+            # working at once the shared pool is often all checked out, and an enqueue batch waiting for
+            # a connection there was the enqueue's p99 (docs/PERFORMANCE.md, "The enqueue's own
+            # connections"). No overflow: a batch waits only for the batch before it.
+            self.writer = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=ENQUEUE_WRITERS_PG,
+                                              max_overflow=0, connect_args={"server_settings": server} if server
+                                              else {})
+            sa.event.listen(self.writer.sync_engine, "checkout", _pg_alive)
         # SQLite: one writer (one connection, and the batch's decisions rely on it). PostgreSQL: a batch
         # is one round trip, so several may be in flight, each on a pooled connection.
         self._enqueue: GroupCommit[_NewItem, _Inserted] = GroupCommit(
@@ -163,6 +172,8 @@ class SqlBase:
         if self._send_writes is not None:
             await self._send_writes.close()
         await self.engine.dispose()
+        if self.writer is not self.engine:
+            await self.writer.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
 

@@ -69,7 +69,8 @@ class LeasesSql(FenceSql):
         (:meth:`_end_sessions_of_gone_nodes`)."""
         super().fence_as(node_id, on_lost=on_lost)
         if not self.is_sqlite and not self._naming_sessions:
-            sa.event.listen(self.engine.sync_engine, "checkout", self._name_session)
+            for engine in (self.engine, self.writer):
+                sa.event.listen(engine.sync_engine, "checkout", self._name_session)
             self._naming_sessions = True
 
     def _name_session(self, dbapi_conn: Any, record: Any, _proxy: Any) -> None:

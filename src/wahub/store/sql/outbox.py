@@ -139,7 +139,7 @@ class OutboxSql(FenceSql):
     async def _insert_batch_tx(self, reqs: Batch[_NewItem, _Inserted]) -> list[_Inserted | BaseException]:
         # The callers are answered as soon as the batch committed (Batch.answer), not after the
         # connection went back to the pool; a store fault this write ends is cleared just before.
-        async with self._write_faults(_driver_faults()), self.engine.connect() as conn:
+        async with self._write_faults(_driver_faults()), self.writer.connect() as conn:
             if self.is_sqlite:  # on aiosqlite's own thread, where SQLAlchemy's adapter runs it too
                 results: list[_Inserted | BaseException] = await in_database_thread(
                     conn, enqueue.sqlite_batch, reqs, functools.partial(reqs.answer, first=self._write_ok))
