@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.integration.store.conftest import T0
 from wahub.store.base import QueueFullSignal, Store
@@ -175,7 +176,7 @@ async def test_a_key_another_writer_inserts_while_the_statement_waits_is_answere
             results, _ = await batch
     got = _got(results)
     assert got[1] == ("shop", "k1", theirs, False, 1)
-    assert [g[3] for g in got] == [True, False, True]
+    assert [not isinstance(r, BaseException) and r[1] for r in results] == [True, False, True]  # created
 
 
 async def test_an_enqueue_is_answered_while_every_shared_connection_is_checked_out(fresh_store: Store) -> None:
@@ -185,7 +186,8 @@ async def test_an_enqueue_is_answered_while_every_shared_connection_is_checked_o
     await store.create_instance(id="shop", name="shop", webhook_url=None, webhook_events=[], webhook_secret=None,
                                 now=T0)
     pool = store.engine.pool
-    held = [await store.engine.connect() for _ in range(pool.size() + pool._max_overflow)]  # type: ignore[attr-defined]
+    assert isinstance(pool, sa.pool.QueuePool)
+    held = [await store.engine.connect() for _ in range(pool.size() + pool._max_overflow)]
     try:
         assert pool.checkedout() == len(held)
         item, created, count = await asyncio.wait_for(  # without its own connections it waits for the pool's timeout
