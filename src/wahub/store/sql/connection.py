@@ -150,6 +150,7 @@ class SqlBase:
         # PostgreSQL: instances whose open-count changes an enqueue batch found many of, to fold (enqueue.py)
         self._fold_ids: set[str] = set()
         self._fold_task: asyncio.Task[None] | None = None
+        self._folded_rows = 0  # rows the folds deleted since the last vacuum of outbox_open_delta
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def migrate(self) -> None:

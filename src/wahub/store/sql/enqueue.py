@@ -190,9 +190,18 @@ FOLD_LOCK_CLASS = 0x77616864  # "wahd"
 # lock table has max_locks_per_transaction (64) × connections slots for all sessions together.
 FOLD_CHUNK = 32
 _PG_COMPACT = ("WITH gone AS (DELETE FROM outbox_open_delta WHERE instance_id = ANY($1::varchar[]) AND "
-               f"pg_try_advisory_xact_lock({FOLD_LOCK_CLASS}, hashtext(instance_id)) RETURNING instance_id, delta) "
-               "INSERT INTO outbox_open_delta (instance_id, delta) SELECT instance_id, sum(delta) FROM gone "
-               "GROUP BY instance_id HAVING sum(delta) <> 0")
+               f"pg_try_advisory_xact_lock({FOLD_LOCK_CLASS}, hashtext(instance_id)) RETURNING instance_id, delta), "
+               "sums AS (INSERT INTO outbox_open_delta (instance_id, delta) SELECT instance_id, sum(delta) FROM gone "
+               "GROUP BY instance_id HAVING sum(delta) <> 0 RETURNING 1) "
+               "SELECT count(*) FROM gone")
+# Rows the folds deleted (dead rows until a vacuum) beyond which the store vacuums the table itself
+# (pg_vacuum_changes): the triggers insert a row per instance and enqueue statement, the folds delete
+# them, so the table churns at the enqueue rate, while autovacuum visits a database once a minute
+# (autovacuum_naptime) at best. The count read is an index scan over every dead row: at ~3,500
+# enqueues per s the enqueue rate fell by a quarter within 10 s (docs/PERFORMANCE.md, "The open
+# counts' dead rows").
+VACUUM_AFTER = 5_000
+_PG_VACUUM = "VACUUM (SKIP_LOCKED) outbox_open_delta"
 _ATTEMPTS = COLUMNS.index("attempts") + 1
 _PG_BY_KEYS = (f"SELECT {', '.join('o.' + c for c in COLUMNS)} FROM unnest($1::varchar[], $2::varchar[]) AS "
                "k(instance_id, idempotency_key) JOIN outbox o ON o.instance_id = k.instance_id AND "
@@ -318,13 +327,23 @@ async def _pg_two_statements(pg: Any, reqs: Sequence[_NewItem], keys: list[Key],
     return answers(decided, created, stored), fold
 
 
-async def pg_compact(pg: Any, instance_ids: Sequence[str]) -> None:
+async def pg_compact(pg: Any, instance_ids: Sequence[str]) -> int:
     """Fold each instance's rows of ``outbox_open_delta`` into one (their sum; none when it is 0).
 
     One statement per ``FOLD_CHUNK`` instances, each committed on its own (no explicit transaction).
     Leaves the rows of an instance another fold is folding at the same time (they stay counted; a later
-    fold takes them).
+    fold takes them). Returns the number of rows deleted (dead until vacuumed: :func:`pg_vacuum_changes`).
     """
     ids = list(instance_ids)
+    deleted = 0
     for start in range(0, len(ids), FOLD_CHUNK):
-        await pg.execute(_PG_COMPACT, ids[start:start + FOLD_CHUNK])
+        deleted += int(await pg.fetchval(_PG_COMPACT, ids[start:start + FOLD_CHUNK]))
+    return deleted
+
+
+async def pg_vacuum_changes(pg: Any) -> None:
+    """``VACUUM`` ``outbox_open_delta`` (outside a transaction; skipped while another vacuum holds it).
+
+    A role that does not own the table gets a warning from PostgreSQL and nothing is vacuumed; the
+    counts stay exact either way, only their read slows as dead rows build up."""
+    await pg.execute(_PG_VACUUM)

@@ -169,10 +169,18 @@ class OutboxSql(FenceSql):
             self._fold_ids.clear()
             try:
                 async with self.engine.connect() as conn:
-                    await enqueue.pg_compact((await conn.get_raw_connection()).driver_connection, ids)
+                    pg = (await conn.get_raw_connection()).driver_connection
+                    self._folded_rows += await enqueue.pg_compact(pg, ids)
             except Exception as exc:  # noqa: BLE001 - a fold left undone is done by a later batch
                 log.warning("open_count_fold_failed", instances=len(ids), error=fault_reason(exc))
                 return
+            if self._folded_rows >= enqueue.VACUUM_AFTER:
+                self._folded_rows = 0
+                try:
+                    async with self.engine.connect() as conn:
+                        await enqueue.pg_vacuum_changes((await conn.get_raw_connection()).driver_connection)
+                except Exception as exc:  # noqa: BLE001 - the next fold's rows bring the next try
+                    log.warning("open_count_vacuum_failed", error=fault_reason(exc))
 
     async def _insert_one(self, r: _NewItem) -> _Inserted:
         """:meth:`insert_item` in a transaction of its own (the fallback of a failed batch)."""
