@@ -134,8 +134,8 @@ class SqlBase:
             self.reader = self.engine
             # The enqueue batches' own connections, one per writer: with the send loops of many instances
             # working at once the shared pool is often all checked out, and an enqueue batch waiting for
-            # a connection there was the enqueue's p99 (docs/PERFORMANCE.md, "The enqueue's own
-            # connections"). No overflow: a batch waits only for the batch before it.
+            # a connection there was the enqueue's p99 (docs/PERFORMANCE.md, "Where the PostgreSQL tail
+            # came from"). No overflow: a batch waits only for the batch before it.
             self.writer = create_async_engine(url, echo=echo, hide_parameters=True, pool_size=ENQUEUE_WRITERS_PG,
                                               max_overflow=0, connect_args={"server_settings": server} if server
                                               else {})
