@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import random
+import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+import structlog
 
 import wahub.store
 from tests.conftest import API_KEY, make_settings
@@ -293,6 +295,38 @@ async def test_the_folds_dead_rows_are_vacuumed_by_the_store(fresh_store: Store,
     assert await vacuums() >= 1
     kept, counted = await _counts(store)
     assert kept == counted == {"a": 30, "b": 30}
+
+
+@postgresql
+async def test_a_role_that_may_not_vacuum_the_changes_is_logged_once_and_the_counts_stay_exact(
+        fresh_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migrations run by an admin role, the hub by another (managed PostgreSQL): PostgreSQL answers the
+    store's vacuum with a warning and vacuums nothing; the store says so once (the enqueue slows down as
+    the dead rows build up, and an operator must know why)."""
+    monkeypatch.setattr(enqueue_sql, "COMPACT_AT", 3)
+    monkeypatch.setattr(enqueue_sql, "VACUUM_AFTER", 10)
+    owner = await _store(fresh_store, "a")
+    role = f"wahub_app_{uuid.uuid4().hex[:8]}"
+    async with owner.engine.connect() as conn:
+        for sql in (f'CREATE ROLE "{role}" LOGIN', f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"',
+                    f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"'):
+            await conn.execute(sa.text(sql))
+        await conn.commit()
+    app = SqlStore(f"postgresql+asyncpg://{role}@{owner.url.split('@', 1)[1]}")
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for n in range(40):
+                await enqueue(app, f"k{n}", instance="a", now=T0 + n)
+                await _wait_in_flight(app)
+        assert [e["event"] for e in logs if e["event"].startswith("open_count_")] == ["open_count_vacuum_refused"]
+        kept, counted = await _counts(app)
+        assert kept == counted == {"a": 40}
+    finally:
+        await app.close()
+        async with owner.engine.connect() as conn:
+            await conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            await conn.execute(sa.text(f'DROP ROLE "{role}"'))
+            await conn.commit()
 
 
 @postgresql

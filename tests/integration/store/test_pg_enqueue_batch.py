@@ -198,3 +198,77 @@ async def test_an_enqueue_is_answered_while_every_shared_connection_is_checked_o
     finally:
         for conn in held:
             await conn.close()
+
+
+async def test_a_queue_limit_beyond_32_bits_admits_like_any_other(fresh_store: Store) -> None:
+    # MAX_QUEUE_SIZE has no upper bound; a very large one means "no limit" and must not fail the batch
+    store = await _migrated(fresh_store)
+    await store.create_instance(id="shop", name="shop", webhook_url=None, webhook_events=[], webhook_secret=None,
+                                now=T0)
+    async for pg in _pg(store):
+        big = 3_000_000_000
+        results, _ = await enqueue_sql.pg_batch(pg, [_req("shop", "k1", big), _req("shop", "k2", big),
+                                                     _req("shop", "k1", big)])
+        assert _got(results)[0][3:] == (True, 1) and _got(results)[1][3:] == (True, 2)
+        results, _ = await enqueue_sql.pg_batch(pg, [_req("shop", "k3", 10**20)])
+        assert _got(results)[0][3:] == (True, 3)
+
+
+async def test_a_stored_row_this_version_cannot_read_fails_only_the_calls_that_replay_it(fresh_store: Store) -> None:
+    # a newer node's kind (its migration widened the check): the batch's other calls are answered as usual
+    store = await _migrated(fresh_store)
+    await store.create_instance(id="shop", name="shop", webhook_url=None, webhook_events=[], webhook_secret=None,
+                                now=T0)
+    async for pg in _pg(store):
+        await pg.execute("ALTER TABLE outbox DROP CONSTRAINT ck_outbox_kind_known")
+        await _store_rows(pg, [("shop", "newer", "queued")])
+        await pg.execute("UPDATE outbox SET kind = 'poll2' WHERE idempotency_key = 'newer'")
+        for depth, reqs in ((2, [_req("shop", "newer", 100), _req("shop", "a", 100)]),  # one statement
+                            (3, [_req("shop", "newer", 100), _req("shop", "b", 50)])):  # two (the limits differ)
+            results, _ = await enqueue_sql.pg_batch(pg, reqs)
+            assert isinstance(results[0], ValueError)
+            assert not isinstance(results[1], BaseException) and results[1][1] and results[1][2] == depth
+
+
+async def test_a_deadlock_with_another_writer_runs_the_batch_again(fresh_store: Store) -> None:
+    # The batch inserts k1 then waits on k2, which another writer holds; that writer then inserts k1.
+    # PostgreSQL ends the batch's statement (its deadlock_timeout is the shorter); run again, it waits
+    # for the other writer's commit and answers both keys as theirs.
+    store = await _migrated(fresh_store)
+    await store.create_instance(id="shop", name="shop", webhook_url=None, webhook_events=[], webhook_secret=None,
+                                now=T0)
+    theirs = {k: "q_" + uuid.uuid4().hex for k in ("k1", "k2")}
+    insert = ("INSERT INTO outbox (queue_id, instance_id, idempotency_key, key_source, kind, chat_id, payload, "
+              "fingerprint, status, attempts, next_attempt_at, created_at, updated_at) VALUES ($1, 'shop', $2, "
+              "'header', 'text', '201000000001@c.us', '{}', 'x', 'queued', 0, $3, $3, $3)")
+    async for pg in _pg(store):
+        async for other in _pg(store):
+            await pg.execute("SET deadlock_timeout = '20ms'")
+            tx = other.transaction()
+            await tx.start()
+            await other.execute(insert, theirs["k2"], "k2", T0)
+            batch = asyncio.ensure_future(enqueue_sql.pg_batch(pg, [_req("shop", "k1", 100), _req("shop", "k2", 100)]))
+            pid = pg.get_server_pid()
+            while not await other.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                                           pid):
+                assert not batch.done(), batch
+            await other.execute(insert, theirs["k1"], "k1", T0)  # the cycle: PostgreSQL ends the batch's statement
+            await tx.commit()
+            results, _ = await batch
+            await pg.execute("RESET deadlock_timeout")
+    assert [(g[1], g[2], g[3]) for g in _got(results)] == [("k1", theirs["k1"], False), ("k2", theirs["k2"], False)]
+
+
+async def test_a_vacuum_the_role_may_not_run_comes_back_as_a_warning(fresh_store: Store) -> None:
+    store = await _migrated(fresh_store)
+    role = f"wahub_not_owner_{uuid.uuid4().hex[:8]}"
+    async for pg in _pg(store):
+        assert await enqueue_sql.pg_vacuum_changes(pg) == []  # the owner
+        await pg.execute(f'CREATE ROLE "{role}" NOLOGIN')
+        try:
+            await pg.execute(f'SET ROLE "{role}"')
+            warnings = await enqueue_sql.pg_vacuum_changes(pg)
+            await pg.execute("RESET ROLE")
+        finally:
+            await pg.execute(f'DROP ROLE "{role}"')
+    assert len(warnings) == 1 and "outbox_open_delta" in warnings[0]

@@ -151,6 +151,7 @@ class SqlBase:
         self._fold_ids: set[str] = set()
         self._fold_task: asyncio.Task[None] | None = None
         self._folded_rows = 0  # rows the folds deleted since the last vacuum of outbox_open_delta
+        self._vacuum_refused = False  # PostgreSQL answered that vacuum with a warning (logged once)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def migrate(self) -> None:

@@ -37,6 +37,9 @@ from wahub.store.records import dump_json, outbox_item
 from wahub.store.sql.connection import _Inserted, _new_item, _NewItem
 
 Key = tuple[str, str]  # (instance_id, idempotency_key)
+# The rows stored under keys: the item, or why its row could not be read (a kind this version does not
+# know, written by a newer node, say): then only the calls that replay that key fail, with that error.
+Stored = dict[Key, OutboxItem | Exception]
 Decided = tuple[str, Key, int] | BaseException  # ("created" | "existing", key, open count) or the refusal
 
 COLUMNS = [c.name for c in t.outbox.columns]
@@ -45,7 +48,7 @@ INSERTED = ("queue_id", "instance_id", "idempotency_key", "key_source", "kind", 
 CHUNK = 400  # keys per read (SQLite's bound-parameter limit is far above 2 × 400)
 
 
-def decide(reqs: Sequence[_NewItem], stored: dict[Key, OutboxItem], counts: dict[str, int],
+def decide(reqs: Sequence[_NewItem], stored: Stored, counts: dict[str, int],
            payloads: Sequence[str] | None = None) -> tuple[list[Decided], dict[Key, dict[str, Any]]]:
     """Each request's fate in arrival order, and the rows to insert by key.
 
@@ -74,8 +77,7 @@ def decide(reqs: Sequence[_NewItem], stored: dict[Key, OutboxItem], counts: dict
     return decided, new_rows
 
 
-def answers(decided: list[Decided], created: dict[Key, OutboxItem],
-            stored: dict[Key, OutboxItem]) -> list[_Inserted | BaseException]:
+def answers(decided: list[Decided], created: dict[Key, OutboxItem], stored: Stored) -> list[_Inserted | BaseException]:
     """Each request's ``(item, created, open_count)`` (or its refusal) once the batch committed."""
     results: list[_Inserted | BaseException] = []
     for d in decided:
@@ -86,7 +88,9 @@ def answers(decided: list[Decided], created: dict[Key, OutboxItem],
         if how == "created" and key in created:
             results.append((created[key], True, count))
         elif key in stored:  # stored before, or inserted by another writer since our read: theirs is the item
-            results.append((stored[key], False, count if how == "existing" else count - 1))
+            item = stored[key]
+            results.append(item if isinstance(item, Exception)
+                           else (item, False, count if how == "existing" else count - 1))
         else:  # an earlier request of this batch created it
             results.append((created[key], False, count))
     return results
@@ -97,12 +101,16 @@ def _keys_and_ids(reqs: Sequence[_NewItem]) -> tuple[list[Key], list[str]]:
     return keys, list(dict.fromkeys(r.instance_id for r in reqs))
 
 
-def _rows_to_items(rows: Sequence[Sequence[Any]], wanted: set[Key]) -> dict[Key, OutboxItem]:
-    found: dict[Key, OutboxItem] = {}
+def _rows_to_items(rows: Sequence[Sequence[Any]], wanted: set[Key]) -> Stored:
+    found: Stored = {}
     for row in rows:
-        item = outbox_item(dict(zip(COLUMNS, row, strict=True)))
-        if (item.instance_id, item.idempotency_key) in wanted:
-            found[(item.instance_id, item.idempotency_key)] = item
+        values = dict(zip(COLUMNS, row, strict=True))
+        key = (values["instance_id"], values["idempotency_key"])
+        if key in wanted:
+            try:
+                found[key] = outbox_item(values)
+            except (ValueError, TypeError, KeyError) as exc:
+                found[key] = exc
     return found
 
 
@@ -111,13 +119,13 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _sqlite_by_keys(db: sqlite3.Connection, keys: Sequence[Key]) -> dict[Key, OutboxItem]:
+def _sqlite_by_keys(db: sqlite3.Connection, keys: Sequence[Key]) -> Stored:
     """The stored items under ``keys``: one probe of the unique (instance, key) index per pair.
 
     The pairs are a ``VALUES`` list joined to ``outbox`` (``CROSS JOIN`` keeps the list outside). Two
     ``IN`` lists (instances, keys) would probe every combination, ids × keys: 773 µs instead of 54 µs
     for 64 pairs; a row-value ``IN (VALUES …)`` scans the whole table."""
-    found: dict[Key, OutboxItem] = {}
+    found: Stored = {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start:start + CHUNK]
         pairs = ",".join(["(?,?)"] * len(chunk))
@@ -201,7 +209,9 @@ _PG_COMPACT = ("WITH gone AS (DELETE FROM outbox_open_delta WHERE instance_id = 
 # enqueues per s the enqueue rate fell by a quarter within 10 s (docs/PERFORMANCE.md, "The open
 # counts' dead rows").
 VACUUM_AFTER = 5_000
-_PG_VACUUM = "VACUUM (SKIP_LOCKED) outbox_open_delta"
+# TRUNCATE false: giving the empty pages at the table's end back takes a lock that blocks the triggers'
+# inserts for its moment; the space is reused by the next rows anyway.
+_PG_VACUUM = "VACUUM (SKIP_LOCKED, TRUNCATE false) outbox_open_delta"
 _ATTEMPTS = COLUMNS.index("attempts") + 1
 _PG_BY_KEYS = (f"SELECT {', '.join('o.' + c for c in COLUMNS)} FROM unnest($1::varchar[], $2::varchar[]) AS "
                "k(instance_id, idempotency_key) JOIN outbox o ON o.instance_id = k.instance_id AND "
@@ -216,8 +226,8 @@ _INSTANCE = COLUMNS.index("instance_id") + 1
 _KEY = COLUMNS.index("idempotency_key") + 1
 
 
-async def _pg_by_keys(pg: Any, keys: Sequence[Key]) -> dict[Key, OutboxItem]:
-    found: dict[Key, OutboxItem] = {}
+async def _pg_by_keys(pg: Any, keys: Sequence[Key]) -> Stored:
+    found: Stored = {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start:start + CHUNK]
         rows = await pg.fetch(_PG_BY_KEYS, [k[0] for k in chunk], [k[1] for k in chunk])
@@ -237,7 +247,8 @@ async def _pg_by_keys(pg: Any, keys: Sequence[Key]) -> dict[Key, OutboxItem]:
 # caller its answer (replay, queue full, open count) and checks that both chose the same rows.
 _REQUEST_COLUMNS = ("instance_id", "idempotency_key", "queue_id", "key_source", "kind", "chat_id", "payload",
                     "fingerprint", "at_ms", "max_open")
-_REQUEST_TYPES = {"payload": "text", "at_ms": "bigint", "max_open": "integer"}
+_REQUEST_TYPES = {"payload": "text", "at_ms": "bigint", "max_open": "bigint"}
+_BIGINT_MAX = 2**63 - 1  # MAX_QUEUE_SIZE has no upper bound; above this it is as good as none
 _PG_ONE = (
     "WITH r AS (SELECT * FROM unnest("
     + ", ".join(f"${i}::{_REQUEST_TYPES.get(c, 'varchar')}[]" for i, c in enumerate(_REQUEST_COLUMNS, 1))
@@ -273,20 +284,43 @@ def _one_statement_fits(reqs: Sequence[_NewItem], keys: Sequence[Key]) -> bool:
     return all(limits.setdefault(r.instance_id, r.max_open) == r.max_open for r in reqs)
 
 
+# Two batches inserting the same keys in opposite orders (two nodes, or a client's retry landing in
+# the other writer's batch) wait on each other's uncommitted keys until PostgreSQL ends one with
+# SQLSTATE 40P01 (after deadlock_timeout, 1 s by default). The batch's one write is a single statement,
+# rolled back whole, so it is run again; the other batch's rows are then read as stored (replays).
+DEADLOCK_DETECTED = "40P01"
+DEADLOCK_ATTEMPTS = 3
+
+
 async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> tuple[list[_Inserted | BaseException], list[str]]:
     """The batch on the raw asyncpg connection (not in a transaction: the insert is one statement).
 
     One statement (:data:`_PG_ONE`) when it decides as :func:`decide` does, else two (the read, then
     the insert). A key another writer inserted between the snapshot and the insert costs one more read.
+    A deadlock with another batch runs the batch again (``DEADLOCK_ATTEMPTS`` in all).
     Returns the answers and the instances whose open-count changes should be folded (:func:`pg_compact`,
     after the batch answered: more than ``COMPACT_AT`` rows).
     """
     keys, ids = _keys_and_ids(reqs)
-    if not _one_statement_fits(reqs, keys):
-        return await _pg_two_statements(pg, reqs, keys, ids)
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            if not _one_statement_fits(reqs, keys):
+                return await _pg_two_statements(pg, reqs, keys, ids)
+            return await _pg_one_statement(pg, reqs, keys)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != DEADLOCK_DETECTED or attempt == DEADLOCK_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _pg_one_statement(pg: Any, reqs: Sequence[_NewItem],
+                            keys: list[Key]) -> tuple[list[_Inserted | BaseException], list[str]]:
+    """:func:`pg_batch` as :data:`_PG_ONE`, then :func:`decide` on the statement's snapshot."""
     payloads = [dump_json(r.payload) for r in reqs]
-    rows = await pg.fetch(_PG_ONE, *([getattr(r, "now" if c == "at_ms" else c) for r in reqs] if c != "payload"
-                                     else payloads for c in _REQUEST_COLUMNS))
+    rows = await pg.fetch(_PG_ONE, [r.instance_id for r in reqs], [r.idempotency_key for r in reqs],
+                          [r.queue_id for r in reqs], [r.key_source for r in reqs], [r.kind for r in reqs],
+                          [r.chat_id for r in reqs], payloads, [r.fingerprint for r in reqs], [r.now for r in reqs],
+                          [min(r.max_open, _BIGINT_MAX) for r in reqs])
     stored = _rows_to_items([tuple(r)[1:] for r in rows if r[0] == 1], set(keys))
     counts = {r[_INSTANCE]: int(r[_SEQ]) for r in rows if r[0] == 2}
     fold = [r[_INSTANCE] for r in rows if r[0] == 2 and r[_ATTEMPTS] > COMPACT_AT]
@@ -341,9 +375,21 @@ async def pg_compact(pg: Any, instance_ids: Sequence[str]) -> int:
     return deleted
 
 
-async def pg_vacuum_changes(pg: Any) -> None:
+async def pg_vacuum_changes(pg: Any) -> list[str]:
     """``VACUUM`` ``outbox_open_delta`` (outside a transaction; skipped while another vacuum holds it).
 
-    A role that does not own the table gets a warning from PostgreSQL and nothing is vacuumed; the
-    counts stay exact either way, only their read slows as dead rows build up."""
-    await pg.execute(_PG_VACUUM)
+    Returns the warnings PostgreSQL sent back (asyncpg drops them otherwise): a role that does not own
+    the table gets one and nothing is vacuumed. The counts stay exact either way; only their read
+    slows as dead rows build up."""
+    warnings: list[str] = []
+
+    def heard(_conn: Any, message: Any) -> None:
+        if getattr(message, "severity_en", None) == "WARNING" or getattr(message, "severity", None) == "WARNING":
+            warnings.append(str(getattr(message, "message", message)))
+
+    pg.add_log_listener(heard)
+    try:
+        await pg.execute(_PG_VACUUM)
+    finally:
+        pg.remove_log_listener(heard)
+    return warnings

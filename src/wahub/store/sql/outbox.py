@@ -178,9 +178,16 @@ class OutboxSql(FenceSql):
                 self._folded_rows = 0
                 try:
                     async with self.engine.connect() as conn:
-                        await enqueue.pg_vacuum_changes((await conn.get_raw_connection()).driver_connection)
+                        warnings = await enqueue.pg_vacuum_changes(
+                            (await conn.get_raw_connection()).driver_connection)
                 except Exception as exc:  # noqa: BLE001 - the next fold's rows bring the next try
                     log.warning("open_count_vacuum_failed", error=fault_reason(exc))
+                    continue
+                if warnings and not self._vacuum_refused:  # once: the role's rights do not change by themselves
+                    self._vacuum_refused = True
+                    log.warning("open_count_vacuum_refused", table="outbox_open_delta", server=warnings[0],
+                                hint="let the hub's database role own the table (it owns it when it ran the "
+                                     "migrations), or vacuum it often from outside")
 
     async def _insert_one(self, r: _NewItem) -> _Inserted:
         """:meth:`insert_item` in a transaction of its own (the fallback of a failed batch)."""
