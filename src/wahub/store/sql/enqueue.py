@@ -174,18 +174,28 @@ def sqlite_batch(db: sqlite3.Connection, reqs: Sequence[_NewItem],
     return results
 
 
-# -- PostgreSQL: two statements on the asyncpg connection ---------------------------------------------
-# One read answers both questions (the rows under the batch's keys, the open items per instance): the
-# counts come as extra rows, marked, with the count in ``seq``. Round trips are what a batch costs here.
-# An instance's open items are the sum of its rows in ``outbox_open_delta`` (migration 0012); the
-# count row carries that sum in ``seq`` and the number of rows summed in ``attempts``.
+# -- PostgreSQL: one statement on the asyncpg connection (two when the limits differ) -----------------
+# An instance's open items are the sum of its rows in ``outbox_open_delta`` (migration 0012). Both reads
+# return them as extra rows beside the stored items, shaped like an outbox row (:func:`_count_row`): the
+# sum in ``seq``, the number of rows summed in ``attempts`` (a fold's cue), the instance in ``instance_id``.
+def _open_count(ids: str) -> str:
+    """``FROM`` text: each instance id of ``ids`` (a one-column relation) as ``i.id``, with its sum
+    ``d.open_items`` and its number of rows ``d.change_rows``."""
+    return (f"FROM {ids} AS i(id) CROSS JOIN LATERAL (SELECT coalesce(sum(delta), 0) AS open_items, count(*) AS "
+            "change_rows FROM outbox_open_delta WHERE outbox_open_delta.instance_id = i.id) AS d")
+
+
+def _count_row(instance_id: str, open_items: str, change_rows: str) -> str:
+    """A count's columns, shaped like an outbox row (the others NULL)."""
+    return ", ".join(open_items if c == "seq" else change_rows if c == "attempts" else instance_id
+                     if c == "instance_id" else "NULL" for c in COLUMNS)
+
+
+# The read of the two statements: the rows under the batch's keys (tag false) and the counts (tag true).
 _PG_READ = (f"SELECT false, {', '.join('o.' + c for c in COLUMNS)} FROM unnest($1::varchar[], $2::varchar[]) AS "
             "k(instance_id, idempotency_key) JOIN outbox o ON o.instance_id = k.instance_id AND o.idempotency_key = "
-            "k.idempotency_key UNION ALL SELECT true, "
-            + ", ".join("d.open_items" if c == "seq" else "d.change_rows" if c == "attempts"
-                        else "i.id" if c == "instance_id" else "NULL" for c in COLUMNS)
-            + " FROM unnest($3::varchar[]) AS i(id) CROSS JOIN LATERAL (SELECT coalesce(sum(delta), 0) AS open_items, "
-              "count(*) AS change_rows FROM outbox_open_delta WHERE outbox_open_delta.instance_id = i.id) AS d")
+            "k.idempotency_key UNION ALL SELECT true, " + _count_row("i.id", "d.open_items", "d.change_rows")
+            + " " + _open_count("unnest($3::varchar[])"))
 COMPACT_AT = 64  # an instance's change rows beyond which the batch folds them into one (pg_compact)
 # One statement: the instances' change rows replaced by their sum (none when it is 0). Each instance's
 # rows only under a transaction advisory lock of that instance, taken with try (no wait) before a row is
@@ -238,13 +248,14 @@ async def _pg_by_keys(pg: Any, keys: Sequence[Key]) -> Stored:
 # The whole batch as one statement, one round trip: the requests as arrays (arrival order kept by
 # ``WITH ORDINALITY``); the rows stored under their keys and the instances' open counts, read in the
 # statement's one snapshot; the requests admitted among the keys not stored; their insert; and all
-# three read back as tagged rows (0 inserted, 1 stored, 2 counts; the count row is shaped as in
-# ``_PG_READ``). Admission is :func:`decide`'s, in SQL: the n-th new key of an instance (by first
-# arrival) is inserted while its open items + n <= max_open. That is :func:`decide`'s order only when
-# every request of an instance carries the same ``max_open``: :func:`pg_batch` checks, and a batch
-# whose limits differ within an instance (settings changed between two calls) takes the two
-# statements. :func:`pg_batch` then decides again in Python on the same snapshot, which gives each
-# caller its answer (replay, queue full, open count) and checks that both chose the same rows.
+# three read back as tagged rows (0 inserted, 1 stored, 2 counts: :func:`_count_row`). Admission is
+# :func:`decide`'s, in SQL: the n-th new key of an instance (by first arrival) is inserted while its
+# open items + n <= max_open. That is :func:`decide`'s order only when every request of an instance
+# carries the same ``max_open``: :func:`pg_batch` checks, and a batch whose limits differ within an
+# instance (settings changed between two calls) takes the two statements. :func:`pg_batch` then
+# decides again in Python on the same snapshot, which gives each caller its answer (replay, queue
+# full, open count) and checks that both chose the same rows.
+# The parameters, in order ($1 … $10; _pg_one_statement passes them so):
 _REQUEST_COLUMNS = ("instance_id", "idempotency_key", "queue_id", "key_source", "kind", "chat_id", "payload",
                     "fingerprint", "at_ms", "max_open")
 _REQUEST_TYPES = {"payload": "text", "at_ms": "bigint", "max_open": "bigint"}
@@ -255,9 +266,7 @@ _PG_ONE = (
     + f") WITH ORDINALITY AS r({', '.join(_REQUEST_COLUMNS)}, ord)), "
     "stored AS (SELECT o.* FROM (SELECT DISTINCT instance_id, idempotency_key FROM r) k JOIN outbox o "
     "ON o.instance_id = k.instance_id AND o.idempotency_key = k.idempotency_key), "
-    "counts AS (SELECT i.id, d.open_items, d.change_rows FROM (SELECT DISTINCT instance_id AS id FROM r) i "
-    "CROSS JOIN LATERAL (SELECT coalesce(sum(delta), 0) AS open_items, count(*) AS change_rows "
-    "FROM outbox_open_delta WHERE outbox_open_delta.instance_id = i.id) d), "
+    f"counts AS (SELECT i.id, d.open_items, d.change_rows {_open_count('(SELECT DISTINCT instance_id FROM r)')}), "
     "fresh AS (SELECT DISTINCT ON (r.instance_id, r.idempotency_key) r.* FROM r WHERE NOT EXISTS (SELECT 1 FROM "
     "stored s WHERE s.instance_id = r.instance_id AND s.idempotency_key = r.idempotency_key) "
     "ORDER BY r.instance_id, r.idempotency_key, r.ord), "
@@ -271,9 +280,7 @@ _PG_ONE = (
     "SELECT 0, " + ", ".join("ins." + c if c in ("seq", "instance_id", "idempotency_key") else "NULL"
                              for c in COLUMNS) + " FROM ins "
     "UNION ALL SELECT 1, " + ", ".join("s." + c for c in COLUMNS) + " FROM stored s "
-    "UNION ALL SELECT 2, " + ", ".join("c.open_items" if c == "seq" else "c.change_rows" if c == "attempts"
-                                       else "c.id" if c == "instance_id" else "NULL" for c in COLUMNS)
-    + " FROM counts c")
+    "UNION ALL SELECT 2, " + _count_row("c.id", "c.open_items", "c.change_rows") + " FROM counts c")
 
 
 def _one_statement_fits(reqs: Sequence[_NewItem], keys: Sequence[Key]) -> bool:
@@ -302,19 +309,42 @@ async def pg_batch(pg: Any, reqs: Sequence[_NewItem]) -> tuple[list[_Inserted | 
     after the batch answered: more than ``COMPACT_AT`` rows).
     """
     keys, ids = _keys_and_ids(reqs)
-    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+    run = _pg_one_statement if _one_statement_fits(reqs, keys) else _pg_two_statements
+    for _ in range(DEADLOCK_ATTEMPTS - 1):
         try:
-            if not _one_statement_fits(reqs, keys):
-                return await _pg_two_statements(pg, reqs, keys, ids)
-            return await _pg_one_statement(pg, reqs, keys)
+            return await run(pg, reqs, keys, ids)
         except Exception as exc:
-            if getattr(exc, "sqlstate", None) != DEADLOCK_DETECTED or attempt == DEADLOCK_ATTEMPTS:
+            if getattr(exc, "sqlstate", None) != DEADLOCK_DETECTED:
                 raise
-    raise AssertionError("unreachable")
+    return await run(pg, reqs, keys, ids)
 
 
-async def _pg_one_statement(pg: Any, reqs: Sequence[_NewItem],
-                            keys: list[Key]) -> tuple[list[_Inserted | BaseException], list[str]]:
+def _counts_and_fold(count_rows: Sequence[Any]) -> tuple[dict[str, int], list[str]]:
+    """The open items per instance, and the instances with more than ``COMPACT_AT`` change rows, from
+    count rows (:func:`_count_row`, after the tag)."""
+    return ({r[_INSTANCE]: int(r[_SEQ]) for r in count_rows},
+            [r[_INSTANCE] for r in count_rows if r[_ATTEMPTS] > COMPACT_AT])
+
+
+async def _answers_after_insert(pg: Any, decided: list[Decided], new_rows: dict[Key, dict[str, Any]],
+                                inserted: Sequence[tuple[int, str, str]],
+                                stored: Stored) -> list[_Inserted | BaseException]:
+    """The answers once the insert returned ``inserted`` (``seq``, instance id, key); a key
+    :func:`decide` chose that another writer inserted first is read back (theirs is the item)."""
+    created: dict[Key, OutboxItem] = {}
+    for seq, instance_id, idempotency_key in inserted:
+        key = (instance_id, idempotency_key)
+        if key not in new_rows:  # committed, so the caller's retry under its key replays it
+            raise RuntimeError(f"enqueue statement inserted a row the batch did not decide: {key}")
+        created[key] = _new_item(seq, new_rows[key])
+    lost = [k for k in new_rows if k not in created]
+    if lost:
+        stored.update(await _pg_by_keys(pg, lost))
+    return answers(decided, created, stored)
+
+
+async def _pg_one_statement(pg: Any, reqs: Sequence[_NewItem], keys: list[Key],
+                            _ids: list[str]) -> tuple[list[_Inserted | BaseException], list[str]]:
     """:func:`pg_batch` as :data:`_PG_ONE`, then :func:`decide` on the statement's snapshot."""
     payloads = [dump_json(r.payload) for r in reqs]
     rows = await pg.fetch(_PG_ONE, [r.instance_id for r in reqs], [r.idempotency_key for r in reqs],
@@ -322,20 +352,10 @@ async def _pg_one_statement(pg: Any, reqs: Sequence[_NewItem],
                           [r.chat_id for r in reqs], payloads, [r.fingerprint for r in reqs], [r.now for r in reqs],
                           [min(r.max_open, _BIGINT_MAX) for r in reqs])
     stored = _rows_to_items([tuple(r)[1:] for r in rows if r[0] == 1], set(keys))
-    counts = {r[_INSTANCE]: int(r[_SEQ]) for r in rows if r[0] == 2}
-    fold = [r[_INSTANCE] for r in rows if r[0] == 2 and r[_ATTEMPTS] > COMPACT_AT]
+    counts, fold = _counts_and_fold([r for r in rows if r[0] == 2])
     decided, new_rows = decide(reqs, stored, counts, payloads)
-    created: dict[Key, OutboxItem] = {}
-    for r in rows:
-        if r[0] == 0:
-            key = (r[_INSTANCE], r[_KEY])
-            if key not in new_rows:  # committed, so the caller's retry under its key replays it
-                raise RuntimeError(f"enqueue statement inserted a row the batch did not decide: {key}")
-            created[key] = _new_item(r[_SEQ], new_rows[key])
-    lost = [k for k in new_rows if k not in created]
-    if lost:  # inserted by another writer since the snapshot: theirs is the item
-        stored.update(await _pg_by_keys(pg, lost))
-    return answers(decided, created, stored), fold
+    inserted = [(r[_SEQ], r[_INSTANCE], r[_KEY]) for r in rows if r[0] == 0]
+    return await _answers_after_insert(pg, decided, new_rows, inserted, stored), fold
 
 
 async def _pg_two_statements(pg: Any, reqs: Sequence[_NewItem], keys: list[Key],
@@ -347,18 +367,13 @@ async def _pg_two_statements(pg: Any, reqs: Sequence[_NewItem], keys: list[Key],
     else:
         rows = await pg.fetch(_PG_READ, [k[0] for k in keys], [k[1] for k in keys], ids)
         stored = _rows_to_items([tuple(r)[1:] for r in rows if not r[0]], set(keys))
-    counts = {r[_INSTANCE]: int(r[_SEQ]) for r in rows if r[0]}
-    fold = [r[_INSTANCE] for r in rows if r[0] and r[_ATTEMPTS] > COMPACT_AT]
+    counts, fold = _counts_and_fold([r for r in rows if r[0]])
     decided, new_rows = decide(reqs, stored, counts)
-    created: dict[Key, OutboxItem] = {}
+    inserted: list[tuple[int, str, str]] = []
     if new_rows:
         values = list(new_rows.values())
-        for seq, instance_id, key in await pg.fetch(_PG_INSERT, *([v[c] for v in values] for c in INSERTED)):
-            created[(instance_id, key)] = _new_item(seq, new_rows[(instance_id, key)])
-        lost = [k for k in new_rows if k not in created]
-        if lost:
-            stored.update(await _pg_by_keys(pg, lost))
-    return answers(decided, created, stored), fold
+        inserted = [tuple(r) for r in await pg.fetch(_PG_INSERT, *([v[c] for v in values] for c in INSERTED))]
+    return await _answers_after_insert(pg, decided, new_rows, inserted, stored), fold
 
 
 async def pg_compact(pg: Any, instance_ids: Sequence[str]) -> int:
@@ -384,8 +399,8 @@ async def pg_vacuum_changes(pg: Any) -> list[str]:
     warnings: list[str] = []
 
     def heard(_conn: Any, message: Any) -> None:
-        if getattr(message, "severity_en", None) == "WARNING" or getattr(message, "severity", None) == "WARNING":
-            warnings.append(str(getattr(message, "message", message)))
+        if getattr(message, "severity_en", None) == "WARNING":  # not translated (lc_messages)
+            warnings.append(str(message.message))
 
     pg.add_log_listener(heard)
     try:
