@@ -29,24 +29,25 @@ Row = tuple[Any, ...]
 
 async def fetch_all(conn: AsyncConnection, sql: str, params: Sequence[Any] = ()) -> list[Row]:
     """Run one statement (a ``SELECT`` or a write with ``RETURNING``) and return its rows: one hand-off."""
-    driver = await _driver(conn)
+    raw = await driver(conn)
     try:
-        return [tuple(row) for row in await driver.execute_fetchall(sql, params)]
+        return [tuple(row) for row in await raw.execute_fetchall(sql, params)]
     except sqlite3.Error as exc:
         raise _translated(exc, sql) from exc
 
 
 async def execute_many(conn: AsyncConnection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """Run one statement once per parameter row: one hand-off for all rows."""
-    driver = await _driver(conn)
+    raw = await driver(conn)
     try:
-        await driver.executemany(sql, rows)
+        await raw.executemany(sql, rows)
     except sqlite3.Error as exc:
         raise _translated(exc, sql) from exc
 
 
-async def _driver(conn: AsyncConnection) -> Any:
-    """The aiosqlite connection under ``conn`` (checked out by ``conn``; its transaction is ``conn``'s)."""
+async def driver(conn: AsyncConnection) -> Any:
+    """The driver's connection under ``conn`` (aiosqlite's or asyncpg's; checked out by ``conn``, its
+    transaction is ``conn``'s)."""
     raw = await conn.get_raw_connection()
     return raw.driver_connection
 

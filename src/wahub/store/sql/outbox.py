@@ -31,6 +31,7 @@ from wahub.store.sql.connection import (
     _settled,
     fault_reason,
 )
+from wahub.store.sql.direct import driver
 from wahub.store.sql.fence import FenceSql
 from wahub.store.sql.sendbatch import SqliteSendWrites, in_database_thread
 from wahub.store.sql.sendsql import (
@@ -144,7 +145,7 @@ class OutboxSql(FenceSql):
                 results: list[_Inserted | BaseException] = await in_database_thread(
                     conn, enqueue.sqlite_batch, reqs, functools.partial(reqs.answer, first=self._write_ok))
                 return results
-            results, fold = await enqueue.pg_batch((await conn.get_raw_connection()).driver_connection, reqs)
+            results, fold = await enqueue.pg_batch(await driver(conn), reqs)
             reqs.answer(results, first=self._write_ok)
         if fold:
             self._fold_later(fold)
@@ -169,25 +170,28 @@ class OutboxSql(FenceSql):
             self._fold_ids.clear()
             try:
                 async with self.engine.connect() as conn:
-                    pg = (await conn.get_raw_connection()).driver_connection
-                    self._folded_rows += await enqueue.pg_compact(pg, ids)
+                    self._folded_rows += await enqueue.pg_compact(await driver(conn), ids)
             except Exception as exc:  # noqa: BLE001 - a fold left undone is done by a later batch
                 log.warning("open_count_fold_failed", instances=len(ids), error=fault_reason(exc))
                 return
             if self._folded_rows >= enqueue.VACUUM_AFTER:
                 self._folded_rows = 0
-                try:
-                    async with self.engine.connect() as conn:
-                        warnings = await enqueue.pg_vacuum_changes(
-                            (await conn.get_raw_connection()).driver_connection)
-                except Exception as exc:  # noqa: BLE001 - the next fold's rows bring the next try
-                    log.warning("open_count_vacuum_failed", error=fault_reason(exc))
-                    continue
-                if warnings and not self._vacuum_refused:  # once: the role's rights do not change by themselves
-                    self._vacuum_refused = True
-                    log.warning("open_count_vacuum_refused", table="outbox_open_delta", server=warnings[0],
-                                hint="let the hub's database role own the table (it owns it when it ran the "
-                                     "migrations), or vacuum it often from outside")
+                await self._vacuum_changes()
+
+    async def _vacuum_changes(self) -> None:
+        """Vacuum the folds' dead rows (:func:`~wahub.store.sql.enqueue.pg_vacuum_changes`); a role that may
+        not is logged once (``open_count_vacuum_refused``), a failure each time (the next folds try again)."""
+        try:
+            async with self.engine.connect() as conn:
+                warnings = await enqueue.pg_vacuum_changes(await driver(conn))
+        except Exception as exc:  # noqa: BLE001 - the next folds' rows bring the next try
+            log.warning("open_count_vacuum_failed", error=fault_reason(exc))
+            return
+        if warnings and not self._vacuum_refused:  # once: the role's rights do not change by themselves
+            self._vacuum_refused = True
+            log.warning("open_count_vacuum_refused", table="outbox_open_delta", server=warnings[0],
+                        hint="let the hub's database role own the table (it owns it when it ran the "
+                             "migrations), or vacuum it often from outside")
 
     async def _insert_one(self, r: _NewItem) -> _Inserted:
         """:meth:`insert_item` in a transaction of its own (the fallback of a failed batch)."""

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from wahub.store.groupcommit import GroupCommit
+from wahub.store.sql.direct import driver
 
 _DIALECT = sqlite.dialect(paramstyle="named")
 
@@ -86,8 +87,8 @@ async def in_database_thread(conn: AsyncConnection, fn: Callable[..., Any], *arg
     """Run ``fn(sqlite3_connection, *args)`` synchronously in aiosqlite's thread, on the connection
     ``conn`` (checked out from a SQLite engine) wraps: one hand-off for the whole call. The seam is
     aiosqlite's ``Connection._execute``, the call each of its own methods is built on."""
-    driver: Any = (await conn.get_raw_connection()).driver_connection
-    return await driver._execute(fn, driver._conn, *args)
+    raw = await driver(conn)
+    return await raw._execute(fn, raw._conn, *args)
 
 
 @dataclass
