@@ -14,6 +14,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from wahub.store.base import QueueFullSignal, Store
 from wahub.store.sql import SqlStore
 from wahub.store.sql import enqueue as enqueue_sql
 from wahub.store.sql.connection import _NewItem
+from wahub.store.sql.direct import driver
 
 pytestmark = [pytest.mark.parametrize("fresh_store", [pytest.param("postgresql", marks=pytest.mark.postgres)],
                                       indirect=True), pytest.mark.timeout(120)]
@@ -42,15 +44,33 @@ class CountingConnection:
         return await self.pg.fetch(sql, *args)
 
 
+@asynccontextmanager
 async def _pg(store: SqlStore) -> AsyncIterator[Any]:
+    """A pooled connection's asyncpg connection."""
     async with store.engine.connect() as conn:
-        yield (await conn.get_raw_connection()).driver_connection
+        yield await driver(conn)
 
 
-async def _migrated(fresh_store: Store) -> SqlStore:
+async def _migrated(fresh_store: Store, *instances: str) -> SqlStore:
     assert isinstance(fresh_store, SqlStore)
     await fresh_store.migrate()
+    for name in instances:
+        await fresh_store.create_instance(id=name, name=name, webhook_url=None, webhook_events=[],
+                                          webhook_secret=None, now=T0)
     return fresh_store
+
+
+# An item another writer (or the state before the batch) stored: queue id, instance, key, status, time
+_INSERT_ROW = ("INSERT INTO outbox (queue_id, instance_id, idempotency_key, key_source, kind, chat_id, payload, "
+               "fingerprint, status, attempts, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, "
+               "'header', 'text', '201000000001@c.us', '{}', 'x', $4, 0, $5, $5, $5)")
+
+
+async def _until_waiting_on_a_lock(other: Any, pg: Any, batch: asyncio.Future[Any]) -> None:
+    """Until ``pg``'s statement waits on a row lock (asked on ``other``; the batch must not end first)."""
+    pid = pg.get_server_pid()
+    while not await other.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid):
+        assert not batch.done(), batch
 
 
 def _req(instance_id: str, key: str, max_open: int) -> _NewItem:
@@ -61,12 +81,9 @@ def _req(instance_id: str, key: str, max_open: int) -> _NewItem:
 
 async def _store_rows(pg: Any, rows: Sequence[tuple[str, str, str]]) -> None:
     """Items stored before the batch: (instance, key, status)."""
-    for instance_id, key, status in rows:
-        await pg.execute("INSERT INTO outbox (queue_id, instance_id, idempotency_key, key_source, kind, chat_id, "
-                         "payload, fingerprint, status, attempts, next_attempt_at, created_at, updated_at) VALUES "
-                         "($1, $2, $3, 'header', 'text', '201000000001@c.us', '{}', 'x', $4, 0, $5, $5, $5) "
-                         "ON CONFLICT DO NOTHING",  # a key stored once; one item sending per instance
-                         "q_" + uuid.uuid4().hex, instance_id, key, status, T0)
+    for instance_id, key, status in rows:  # a key stored once; one item sending per instance
+        await pg.execute(_INSERT_ROW + " ON CONFLICT DO NOTHING", "q_" + uuid.uuid4().hex, instance_id, key, status,
+                         T0)
 
 
 async def _expected(pg: Any, reqs: Sequence[_NewItem]) -> list[Answer]:
@@ -85,7 +102,9 @@ async def _expected(pg: Any, reqs: Sequence[_NewItem]) -> list[Answer]:
             continue
         how, key, count = d
         created = how == "created"
-        queue_id = new_rows[key]["queue_id"] if key in new_rows else stored[key].queue_id
+        item = new_rows[key]["queue_id"] if key in new_rows else stored[key]
+        assert not isinstance(item, Exception), item
+        queue_id = item if isinstance(item, str) else item.queue_id
         out.append((key[0], key[1], queue_id, created, count))
     return out
 
@@ -103,14 +122,11 @@ def _got(results: Sequence[Any]) -> list[Answer]:
 
 
 async def test_random_batches_are_answered_and_stored_as_decide_says(fresh_store: Store) -> None:
-    store = await _migrated(fresh_store)
     rng = random.Random(20261201)
-    async for pg in _pg(store):
+    store = await _migrated(fresh_store, *(f"c{case}{x}" for case in range(80) for x in "ab"))
+    async with _pg(store) as pg:
         for case in range(80):
             names = [f"c{case}a", f"c{case}b"]
-            for name in names:
-                await store.create_instance(id=name, name=name, webhook_url=None, webhook_events=[],
-                                            webhook_secret=None, now=T0)
             keys = [f"k{i}" for i in range(6)]
             await _store_rows(pg, [(rng.choice(names), rng.choice(keys), rng.choice(["queued", "sent", "sending"]))
                                    for _ in range(rng.randrange(4))])
@@ -124,7 +140,7 @@ async def test_random_batches_are_answered_and_stored_as_decide_says(fresh_store
             assert _got(results) == expected, (case, reqs)
             one = enqueue_sql._one_statement_fits(reqs, list({(r.instance_id, r.idempotency_key) for r in reqs}))
             assert counting.statements == (1 if one else 2), case
-            # each item answered as created is the row stored under its key, seq included
+            # each item answered (new or a replay) is the row stored under its key, seq included
             stored = {(r["instance_id"], r["idempotency_key"]): (r["seq"], r["queue_id"]) for r in await pg.fetch(
                 "SELECT seq, queue_id, instance_id, idempotency_key FROM outbox WHERE instance_id = ANY($1)", names)}
             for r in results:
@@ -136,11 +152,8 @@ async def test_random_batches_are_answered_and_stored_as_decide_says(fresh_store
 
 
 async def test_a_batch_is_one_round_trip_when_its_limits_agree(fresh_store: Store) -> None:
-    store = await _migrated(fresh_store)
-    for name in ("shop", "other"):
-        await store.create_instance(id=name, name=name, webhook_url=None, webhook_events=[], webhook_secret=None,
-                                    now=T0)
-    async for pg in _pg(store):
+    store = await _migrated(fresh_store, "shop", "other")
+    async with _pg(store) as pg:
         counting = CountingConnection(pg)
         results, _ = await enqueue_sql.pg_batch(counting, [_req("shop" if i % 2 else "other", f"k{i}", 100)
                                                            for i in range(64)])
@@ -153,25 +166,17 @@ async def test_a_batch_is_one_round_trip_when_its_limits_agree(fresh_store: Stor
 
 async def test_a_key_another_writer_inserts_while_the_statement_waits_is_answered_with_theirs(
         fresh_store: Store) -> None:
-    store = await _migrated(fresh_store)
-    await store.create_instance(id="shop", name="shop", webhook_url=None, webhook_events=[], webhook_secret=None,
-                                now=T0)
+    store = await _migrated(fresh_store, "shop")
     theirs = "q_" + uuid.uuid4().hex
-    async for pg in _pg(store):
-        async for other in _pg(store):
+    async with _pg(store) as pg:
+        async with _pg(store) as other:
             tx = other.transaction()
             await tx.start()
-            await other.execute("INSERT INTO outbox (queue_id, instance_id, idempotency_key, key_source, kind, "
-                                "chat_id, payload, fingerprint, status, attempts, next_attempt_at, created_at, "
-                                "updated_at) VALUES ($1, 'shop', 'k1', 'header', 'text', '201000000001@c.us', '{}', "
-                                "'x', 'queued', 0, $2, $2, $2)", theirs, T0)
+            await other.execute(_INSERT_ROW, theirs, "shop", "k1", "queued", T0)
             reqs = [_req("shop", "k0", 100), _req("shop", "k1", 100), _req("shop", "k2", 100)]
             batch = asyncio.ensure_future(enqueue_sql.pg_batch(pg, reqs))
-            pid = pg.get_server_pid()
             # the batch's statement took its snapshot and now waits on the uncommitted row's key
-            while not await other.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
-                                           pid):
-                assert not batch.done(), batch
+            await _until_waiting_on_a_lock(other, pg, batch)
             await tx.commit()
             results, _ = await batch
     got = _got(results)
@@ -182,9 +187,7 @@ async def test_a_key_another_writer_inserts_while_the_statement_waits_is_answere
 async def test_an_enqueue_is_answered_while_every_shared_connection_is_checked_out(fresh_store: Store) -> None:
     # The send loops of many instances at work hold the shared pool's connections; an enqueue batch
     # that had to wait for one of them waited for their statements (the enqueue's p99 under sends).
-    store = await _migrated(fresh_store)
-    await store.create_instance(id="shop", name="shop", webhook_url=None, webhook_events=[], webhook_secret=None,
-                                now=T0)
+    store = await _migrated(fresh_store, "shop")
     pool = store.engine.pool
     assert isinstance(pool, sa.pool.QueuePool)
     held = [await store.engine.connect() for _ in range(pool.size() + pool._max_overflow)]
@@ -202,10 +205,8 @@ async def test_an_enqueue_is_answered_while_every_shared_connection_is_checked_o
 
 async def test_a_queue_limit_beyond_32_bits_admits_like_any_other(fresh_store: Store) -> None:
     # MAX_QUEUE_SIZE has no upper bound; a very large one means "no limit" and must not fail the batch
-    store = await _migrated(fresh_store)
-    await store.create_instance(id="shop", name="shop", webhook_url=None, webhook_events=[], webhook_secret=None,
-                                now=T0)
-    async for pg in _pg(store):
+    store = await _migrated(fresh_store, "shop")
+    async with _pg(store) as pg:
         big = 3_000_000_000
         results, _ = await enqueue_sql.pg_batch(pg, [_req("shop", "k1", big), _req("shop", "k2", big),
                                                      _req("shop", "k1", big)])
@@ -216,10 +217,8 @@ async def test_a_queue_limit_beyond_32_bits_admits_like_any_other(fresh_store: S
 
 async def test_a_stored_row_this_version_cannot_read_fails_only_the_calls_that_replay_it(fresh_store: Store) -> None:
     # a newer node's kind (its migration widened the check): the batch's other calls are answered as usual
-    store = await _migrated(fresh_store)
-    await store.create_instance(id="shop", name="shop", webhook_url=None, webhook_events=[], webhook_secret=None,
-                                now=T0)
-    async for pg in _pg(store):
+    store = await _migrated(fresh_store, "shop")
+    async with _pg(store) as pg:
         await pg.execute("ALTER TABLE outbox DROP CONSTRAINT ck_outbox_kind_known")
         await _store_rows(pg, [("shop", "newer", "queued")])
         await pg.execute("UPDATE outbox SET kind = 'poll2' WHERE idempotency_key = 'newer'")
@@ -234,35 +233,28 @@ async def test_a_deadlock_with_another_writer_runs_the_batch_again(fresh_store: 
     # The batch inserts k1 then waits on k2, which another writer holds; that writer then inserts k1.
     # PostgreSQL ends the batch's statement (its deadlock_timeout is the shorter); run again, it waits
     # for the other writer's commit and answers both keys as theirs.
-    store = await _migrated(fresh_store)
-    await store.create_instance(id="shop", name="shop", webhook_url=None, webhook_events=[], webhook_secret=None,
-                                now=T0)
+    store = await _migrated(fresh_store, "shop")
     theirs = {k: "q_" + uuid.uuid4().hex for k in ("k1", "k2")}
-    insert = ("INSERT INTO outbox (queue_id, instance_id, idempotency_key, key_source, kind, chat_id, payload, "
-              "fingerprint, status, attempts, next_attempt_at, created_at, updated_at) VALUES ($1, 'shop', $2, "
-              "'header', 'text', '201000000001@c.us', '{}', 'x', 'queued', 0, $3, $3, $3)")
-    async for pg in _pg(store):
-        async for other in _pg(store):
+    async with _pg(store) as pg:
+        async with _pg(store) as other:
             await pg.execute("SET deadlock_timeout = '20ms'")
             tx = other.transaction()
             await tx.start()
-            await other.execute(insert, theirs["k2"], "k2", T0)
+            await other.execute(_INSERT_ROW, theirs["k2"], "shop", "k2", "queued", T0)
             batch = asyncio.ensure_future(enqueue_sql.pg_batch(pg, [_req("shop", "k1", 100), _req("shop", "k2", 100)]))
-            pid = pg.get_server_pid()
-            while not await other.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
-                                           pid):
-                assert not batch.done(), batch
-            await other.execute(insert, theirs["k1"], "k1", T0)  # the cycle: PostgreSQL ends the batch's statement
+            await _until_waiting_on_a_lock(other, pg, batch)
+            # the cycle: PostgreSQL ends the batch's statement
+            await other.execute(_INSERT_ROW, theirs["k1"], "shop", "k1", "queued", T0)
             await tx.commit()
             results, _ = await batch
             await pg.execute("RESET deadlock_timeout")
-    assert [(g[1], g[2], g[3]) for g in _got(results)] == [("k1", theirs["k1"], False), ("k2", theirs["k2"], False)]
+    assert [g[1:4] for g in _got(results)] == [("k1", theirs["k1"], False), ("k2", theirs["k2"], False)]
 
 
 async def test_a_vacuum_the_role_may_not_run_comes_back_as_a_warning(fresh_store: Store) -> None:
     store = await _migrated(fresh_store)
     role = f"wahub_not_owner_{uuid.uuid4().hex[:8]}"
-    async for pg in _pg(store):
+    async with _pg(store) as pg:
         assert await enqueue_sql.pg_vacuum_changes(pg) == []  # the owner
         await pg.execute(f'CREATE ROLE "{role}" NOLOGIN')
         try:
